@@ -1,0 +1,94 @@
+"""Leases with fencing epochs: take, renew, release, read.
+
+Expiry is judged by the database clock (``now()``), so holders on different machines agree.
+Lease rows are never deleted: releasing expires the row, so epochs only ever grow and a
+write fenced with an old epoch can never become valid again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import asyncpg
+
+from flows import StaleLeaseError
+
+from . import _rows
+from ._records import Lease
+
+_COLUMNS = "kind, key, owner, epoch, expires_at"
+
+
+async def take(
+    conn: asyncpg.Connection, kind: str, key: str, owner: str, ttl: dt.timedelta
+) -> Lease | None:
+    """Take the lease if it is free, expired, or already ``owner``'s; the epoch goes up.
+
+    Returns:
+        The new lease, or None while another owner holds an unexpired one.
+    """
+    row = await conn.fetchrow(
+        f"""INSERT INTO leases AS l (kind, key, owner, epoch, expires_at, acquired_at)
+            VALUES ($1, $2, $3, 1, now() + $4::interval, now())
+            ON CONFLICT (kind, key) DO UPDATE
+            SET owner = excluded.owner, epoch = l.epoch + 1,
+                expires_at = excluded.expires_at, acquired_at = now()
+            WHERE l.expires_at <= now() OR l.owner = excluded.owner
+            RETURNING {_COLUMNS}""",
+        kind,
+        key,
+        owner,
+        ttl,
+    )
+    return None if row is None else _rows.lease(row)
+
+
+async def renew(conn: asyncpg.Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
+    """Extend ``lease`` to ``now() + ttl`` if it is still current (same owner and epoch).
+
+    A lease that expired but was not taken by anyone else is still current and renews.
+
+    Raises:
+        StaleLeaseError: Someone else took it since.
+    """
+    row = await conn.fetchrow(
+        f"""UPDATE leases SET expires_at = now() + $5::interval
+            WHERE kind = $1 AND key = $2 AND owner = $3 AND epoch = $4
+            RETURNING {_COLUMNS}""",
+        lease.kind,
+        lease.key,
+        lease.owner,
+        lease.epoch,
+        ttl,
+    )
+    if row is None:
+        raise StaleLeaseError(
+            f"lease {lease.kind}/{lease.key} epoch {lease.epoch} of {lease.owner!r} was "
+            "taken by another owner; cannot renew"
+        )
+    return _rows.lease(row)
+
+
+async def release(conn: asyncpg.Connection, lease: Lease) -> bool:
+    """Expire ``lease`` now so another owner can take it at once.
+
+    Returns:
+        False when it was no longer current (nothing to release).
+    """
+    status = await conn.execute(
+        """UPDATE leases SET expires_at = least(expires_at, now())
+           WHERE kind = $1 AND key = $2 AND owner = $3 AND epoch = $4""",
+        lease.kind,
+        lease.key,
+        lease.owner,
+        lease.epoch,
+    )
+    return status.endswith(" 1")
+
+
+async def get(conn: asyncpg.Connection, kind: str, key: str) -> Lease | None:
+    """The current lease row, expired or not; None if never taken."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM leases WHERE kind = $1 AND key = $2", kind, key
+    )
+    return None if row is None else _rows.lease(row)

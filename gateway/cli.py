@@ -1,0 +1,67 @@
+"""The ``kestrel`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from flows import FlowError, Problem, iter_flow_files, load_flow
+from flows._schema import flow_json_schema
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _validate(args: argparse.Namespace) -> int:
+    files = list(iter_flow_files(args.paths))
+    problems: list[Problem] = []
+    for file in files:
+        if not file.exists():
+            problems.append(Problem("no such file or directory", "", str(file)))
+            continue
+        try:
+            load_flow(file)
+        except FlowError as exc:
+            problems.extend(exc.problems)
+    for problem in problems:
+        print(problem)
+    bad = len({p.file for p in problems})
+    print(f"{len(files) - bad} valid, {bad} invalid", file=sys.stderr)
+    return 1 if problems or not files else 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(flow_json_schema(), indent=2 if args.indent else None, sort_keys=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``kestrel`` subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="kestrel", description="Real-time event-trigger gateway with an actor runtime."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check flow files; one line per problem")
+    validate.add_argument("paths", nargs="+", help="flow files or folders")
+    validate.set_defaults(func=_validate)
+
+    schema = sub.add_parser("schema", help="print the JSON Schema of the flow language")
+    schema.add_argument("--indent", action="store_true", help="pretty-print")
+    schema.set_defaults(func=_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``kestrel`` command line; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
