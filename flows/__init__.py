@@ -14,6 +14,23 @@ from ._errors import (
     StoreError,
     TaskError,
 )
+from ._expressions import (
+    ExpressionEngine,
+    KvLookup,
+    SecretLookup,
+    build_context,
+    default_secret_lookup,
+    environment_variables,
+    is_truthy,
+    mask_secrets,
+)
+from ._inputs import (
+    SecretValue,
+    declaration_problems,
+    input_to_json,
+    inputs_from_json,
+    parse_inputs,
+)
 from ._lifecycle import Service
 from ._loader import (
     apply_plugin_defaults,
@@ -47,6 +64,7 @@ from ._model import (
     format_path,
     walk_tasks,
 )
+from ._run_context import RunContext
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
 from ._states import TERMINAL_STATES, State
 
@@ -58,6 +76,7 @@ __all__ = [
     "ConcurrencyBehavior",
     "ConnectorError",
     "Duration",
+    "ExpressionEngine",
     "ExpressionError",
     "Flow",
     "FlowError",
@@ -68,6 +87,7 @@ __all__ = [
     "InputType",
     "KestrelError",
     "KestrelModel",
+    "KvLookup",
     "Path",
     "PluginDefault",
     "Problem",
@@ -76,7 +96,10 @@ __all__ = [
     "Resources",
     "Retry",
     "RetryType",
+    "RunContext",
     "RunnableTask",
+    "SecretLookup",
+    "SecretValue",
     "Service",
     "StaleLeaseError",
     "State",
@@ -90,14 +113,23 @@ __all__ = [
     "TypeRegistry",
     "apply_plugin_defaults",
     "branch",
+    "build_context",
     "check_flow",
+    "declaration_problems",
+    "default_secret_lookup",
+    "environment_variables",
     "find_task",
     "format_duration",
     "format_path",
+    "input_to_json",
+    "inputs_from_json",
+    "is_truthy",
     "iter_flow_files",
     "load_flow",
+    "mask_secrets",
     "parse_duration",
     "parse_flow",
+    "parse_inputs",
     "referenced_outputs",
     "register_type",
     "validate_flow_text",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from ._errors import Problem
+from ._inputs import declaration_problems
 from ._model import Flow, Path, Task, walk_tasks, yaml_key
 from ._tasks_core import Dag
 
@@ -46,6 +47,9 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
     for path, task in tasks:
         if isinstance(task, Dag):
             _check_dag(path, task, report)
+    for index, spec in enumerate(flow.inputs):
+        for message in declaration_problems(spec):
+            report(("inputs", index), f"input '{spec.id}': {message}")
     for path, text in _strings(flow):
         for ref in referenced_outputs(text):
             if ref not in seen:

@@ -54,7 +54,7 @@ def format_duration(delta: timedelta) -> str:
     if minutes:
         time += f"{int(minutes)}M"
     if seconds or not (days or hours or minutes):
-        time += f"{seconds:g}S"
+        time += f"{seconds:.6f}".rstrip("0").rstrip(".") + "S"
     return out + (f"T{time}" if time else "")
 
 

@@ -83,7 +83,25 @@ def _parse(text: str, file: str) -> tuple[Flow | None, list[Problem]]:
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:
-    return sorted(dict.fromkeys(problems), key=lambda p: (p.line, p.column, p.message))
+    """Sorted, without repeats; union alternatives at one place become one problem."""
+    merged: dict[tuple[str, int, int, str], Problem] = {}
+    out: list[Problem] = []
+    for problem in dict.fromkeys(problems):
+        key = (problem.file, problem.line, problem.column, problem.path)
+        if problem.message.startswith(_EXPECTED) and key in merged:
+            first = merged[key]
+            wanted = problem.message.removeprefix(_EXPECTED)
+            combined = Problem(f"{first.message} or {wanted}", first.path, first.file, first.line, first.column)
+            out[out.index(first)] = combined
+            merged[key] = combined
+            continue
+        if problem.message.startswith(_EXPECTED):
+            merged[key] = problem
+        out.append(problem)
+    return sorted(out, key=lambda p: (p.line, p.column, p.message))
+
+
+_EXPECTED = "Input should be a valid "
 
 
 # --- pluginDefaults -------------------------------------------------------------------
@@ -192,8 +210,14 @@ def _document_path(data: Any, loc: tuple[int | str, ...]) -> Path:
     return tuple(out)
 
 
+_PLAIN_TAGS = frozenset({"str", "int", "float", "bool", "bytes", "none", "any", "dict", "list"})
+
+
 def _is_tag(part: int | str) -> bool:
-    return isinstance(part, str) and (REGISTRY.get(part) is not None or "[" in part)
+    """A pydantic union tag: a registered type name or a type like ``str``/``list[...]``."""
+    if not isinstance(part, str):
+        return False
+    return REGISTRY.get(part) is not None or "[" in part or part in _PLAIN_TAGS
 
 
 def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
@@ -210,6 +234,8 @@ def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
 
 
 def _step(target: Any, part: int | str) -> Any:
+    if isinstance(part, str) and ("[" in part or part in _PLAIN_TAGS):
+        return target  # a union tag: the next part is inside the same value
     info = REGISTRY.get(part) if isinstance(part, str) else None
     if info is not None:
         return info.cls

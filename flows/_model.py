@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -23,7 +24,9 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from ._durations import Duration
+from ._errors import TaskError
 from ._registry import REGISTRY, Kind
+from ._run_context import RunContext
 
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
@@ -170,7 +173,18 @@ class Resources(BaseModel):
 
     num_cpus: Annotated[float, Field(ge=0)] | None = None
     num_gpus: Annotated[float, Field(ge=0)] | None = None
-    memory: int | None = Field(default=None, description="bytes, or a string like 512Mi or 2GB")
+    memory: Annotated[
+        int,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "integer", "minimum": 0},
+                    {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGT]i?|[KMGT]B|B)?$"},
+                ],
+                "description": "bytes, or a string like 512Mi or 2GB",
+            }
+        ),
+    ] | None = None
     custom: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
     runtime_env: dict[str, Any] | None = None
 
@@ -235,9 +249,20 @@ class Task(KestrelModel):
 
 
 class RunnableTask(Task):
-    """A task that does real work; it runs on the Ray cluster with its `resources`."""
+    """A task that does real work; it runs on the Ray cluster with its `resources`.
+
+    Subclasses implement `run`. Its properties arrive already rendered.
+    """
 
     resources: Resources | None = None
+
+    async def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Do the work of one attempt and return the task's outputs.
+
+        Raises:
+            TaskError: When the attempt failed; ``retriable=False`` stops retries.
+        """
+        raise TaskError(f"'{self.type}' has no runtime in this installation", retriable=False)
 
 
 class FlowableTask(Task):

@@ -214,6 +214,10 @@ def test_mqtt_persistent_session_queues_while_offline(mqtt_url: str) -> None:
 # --------------------------------------------------------------------------- ray
 
 
+def _double(value: int) -> int:
+    return 2 * value
+
+
 def test_ray_remote_task(ray_cluster: RayCluster) -> None:
     import ray
 
@@ -223,3 +227,5 @@ def test_ray_remote_task(ray_cluster: RayCluster) -> None:
 
     assert ray_cluster.address
     assert ray.get(add.remote(2, 3), timeout=120) == 5
+    # Module-level functions are pickled by reference: workers must import tests.* too.
+    assert ray.get(ray.remote(_double).remote(21), timeout=120) == 42

@@ -94,13 +94,17 @@ def _amqtt_spec(binary: str) -> ServerSpec:
             "    type: tcp\n"
             f"    bind: {LOOPBACK}:{port}\n"
             "plugins:\n"
-            "  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
-            "    allow_anonymous: true\n"
+            # Not amqtt's AnonymousAuthPlugin: see _amqtt_auth.py (persistent sessions).
+            "  _amqtt_auth.AcceptAllAuthPlugin:\n"
         )
         return [binary, "-c", str(config)]
 
+    python_path = os.pathsep.join(
+        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p
+    )
     return ServerSpec(
         name="mqtt-amqtt",
+        env={"PYTHONPATH": python_path},
         command=command,
         probe=lambda port, _workdir: check_mqtt(f"tcp://{LOOPBACK}:{port}", timeout=2.0),
         startup_timeout=60.0,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -176,7 +177,7 @@ def run_command(
 ) -> str:
     """Run a one-shot command (e.g. ``initdb``); raise with its output if it fails."""
     try:
-        result = subprocess.run(
+        result: subprocess.CompletedProcess[bytes] = subprocess.run(
             list(argv),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -213,7 +214,7 @@ def start_process(
     """Start ``argv`` in its own session with stdout+stderr appended to ``log_path``."""
     log_file = log_path.open("ab")
     try:
-        popen = subprocess.Popen(
+        popen: subprocess.Popen[bytes] = subprocess.Popen(
             list(argv),
             stdin=subprocess.DEVNULL,
             stdout=log_file,
@@ -356,7 +357,8 @@ def _launch(spec: ServerSpec, workdir: Path) -> tuple[ServerProcess, int]:
             stop_signal=spec.stop_signal,
         )
         try:
-            wait_ready(process, lambda p=port: spec.probe(p, workdir), timeout=spec.startup_timeout)
+            probe = functools.partial(spec.probe, port, workdir)
+            wait_ready(process, probe, timeout=spec.startup_timeout)
         except ServerStartError:
             stop_process(process)
             if attempt < spec.attempts and _port_conflict(process):

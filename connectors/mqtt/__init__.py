@@ -1,0 +1,23 @@
+"""MQTT: the ``mqtt.RealtimeTrigger`` trigger and the ``mqtt.Publish`` task.
+
+Importing this package registers both types (it is the ``mqtt`` entry point of the
+``kestrel.plugins`` group).
+"""
+
+from ._types import (
+    DEFAULT_SESSION_EXPIRY,
+    MqttPublish,
+    MqttRealtimeTrigger,
+    MqttSerde,
+    MqttVersion,
+    topic_problem,
+)
+
+__all__ = [
+    "DEFAULT_SESSION_EXPIRY",
+    "MqttPublish",
+    "MqttRealtimeTrigger",
+    "MqttSerde",
+    "MqttVersion",
+    "topic_problem",
+]

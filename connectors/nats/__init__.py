@@ -1,0 +1,27 @@
+"""NATS: the ``nats.RealtimeTrigger`` trigger (core or JetStream) and the ``nats.Publish`` task.
+
+Importing this package registers both types (it is the ``nats`` entry point of the
+``kestrel.plugins`` group).
+"""
+
+from ._types import (
+    DEFAULT_URL,
+    DeliverPolicy,
+    NatsFrom,
+    NatsMessage,
+    NatsPublish,
+    NatsRealtimeTrigger,
+    NatsSerde,
+    subject_problem,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "DeliverPolicy",
+    "NatsFrom",
+    "NatsMessage",
+    "NatsPublish",
+    "NatsRealtimeTrigger",
+    "NatsSerde",
+    "subject_problem",
+]
