@@ -64,8 +64,8 @@ from ._model import (
     format_path,
     walk_tasks,
 )
-from ._run_context import RunContext
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
+from ._run_context import RunContext
 from ._states import TERMINAL_STATES, State
 
 __all__ = [

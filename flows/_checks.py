@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -22,6 +22,9 @@ _OUTPUT_REF = re.compile(
 )
 
 
+Report = Callable[[Path, str], None]
+
+
 def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Problem]:
     """Every static problem of a validated flow, located in `doc` when given."""
     out: list[Problem] = []
@@ -33,17 +36,8 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
             out.append(Problem(message, _fmt(path)))
 
     tasks = list(walk_tasks(flow))
-    seen: dict[str, Path] = {}
-    for path, task in tasks:
-        if task.id in seen:
-            report((*path, "id"), f"duplicate task id '{task.id}' (also at {_fmt(seen[task.id])})")
-        else:
-            seen[task.id] = path
-    triggers: dict[str, int] = {}
-    for index, trigger in enumerate(flow.triggers):
-        if trigger.id in triggers:
-            report(("triggers", index, "id"), f"duplicate trigger id '{trigger.id}'")
-        triggers.setdefault(trigger.id, index)
+    seen = _check_ids(tasks, report)
+    _check_triggers(flow, report)
     for path, task in tasks:
         if isinstance(task, Dag):
             _check_dag(path, task, report)
@@ -57,6 +51,24 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
     return out
 
 
+def _check_ids(tasks: list[tuple[Path, Task]], report: Report) -> dict[str, Path]:
+    seen: dict[str, Path] = {}
+    for path, task in tasks:
+        if task.id in seen:
+            report((*path, "id"), f"duplicate task id '{task.id}' (also at {_fmt(seen[task.id])})")
+        else:
+            seen[task.id] = path
+    return seen
+
+
+def _check_triggers(flow: Flow, report: Report) -> None:
+    triggers: dict[str, int] = {}
+    for index, trigger in enumerate(flow.triggers):
+        if trigger.id in triggers:
+            report(("triggers", index, "id"), f"duplicate trigger id '{trigger.id}'")
+        triggers.setdefault(trigger.id, index)
+
+
 def referenced_outputs(text: str) -> Iterator[str]:
     """Task ids that a template reads as ``outputs.<id>`` or ``outputs['<id>']``."""
     for block in _TEMPLATE_BLOCK.finditer(text):
@@ -65,7 +77,7 @@ def referenced_outputs(text: str) -> Iterator[str]:
             yield match.group(1) or match.group(2)
 
 
-def _check_dag(path: Path, dag: Dag, report: Any) -> None:
+def _check_dag(path: Path, dag: Dag, report: Report) -> None:
     ids = {node.task.id for node in dag.tasks}
     graph: dict[str, list[str]] = {}
     for index, node in enumerate(dag.tasks):

@@ -91,7 +91,9 @@ def _unique(problems: list[Problem]) -> list[Problem]:
         if problem.message.startswith(_EXPECTED) and key in merged:
             first = merged[key]
             wanted = problem.message.removeprefix(_EXPECTED)
-            combined = Problem(f"{first.message} or {wanted}", first.path, first.file, first.line, first.column)
+            combined = Problem(
+                f"{first.message} or {wanted}", first.path, first.file, first.line, first.column
+            )
             out[out.index(first)] = combined
             merged[key] = combined
             continue
@@ -246,20 +248,21 @@ def _step(target: Any, part: int | str) -> Any:
             return target  # the next part is the registry tag
         return _step(args[0], part)
     if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            found = _step(arg, part)
-            if found is not None:
-                return found
-        return None
+        return next((f for f in (_step(a, part) for a in args) if f is not None), None)
     if isinstance(part, int):
         return args[0] if origin is list and args else None
     if origin is dict and args:
         return args[1]
+    return _field_type(target, part)
+
+
+def _field_type(target: Any, key: str) -> Any:
     model = _unwrap_model(target)
-    if model is not None:
-        for name, f in model.model_fields.items():
-            if part == yaml_key(name, f):
-                return f.annotation
+    if model is None:
+        return None
+    for name, f in model.model_fields.items():
+        if key == yaml_key(name, f):
+            return f.annotation
     return None
 
 

@@ -50,9 +50,7 @@ class Batcher(Service, Generic[ItemT, ResultT]):
         self._flush = flush
         self._max_batch = max_batch
         self._drain_timeout = drain_timeout
-        self._queue: asyncio.Queue[tuple[ItemT, asyncio.Future[ResultT]]] = asyncio.Queue(
-            max_queue
-        )
+        self._queue: asyncio.Queue[tuple[ItemT, asyncio.Future[ResultT]]] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self.batches = 0

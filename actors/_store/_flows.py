@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-import asyncpg
-
 from . import _rows
+from ._db import Connection
 from ._records import FlowRevision, FlowSaveResult
-
-_COLUMNS = "namespace, flow_id, revision, checksum, source, deleted, created_at"
 
 
 def checksum(source: str) -> str:
@@ -17,9 +14,7 @@ def checksum(source: str) -> str:
     return hashlib.sha256(source.encode("utf-8")).hexdigest()
 
 
-async def save(
-    conn: asyncpg.Connection, namespace: str, flow_id: str, source: str
-) -> FlowSaveResult:
+async def save(conn: Connection, namespace: str, flow_id: str, source: str) -> FlowSaveResult:
     """Save ``source`` as the flow's current revision, unless it is already that.
 
     Saving a deleted flow (any source) brings it back as a new revision.
@@ -44,8 +39,8 @@ async def save(
             assert current is not None  # the conflicting row exists and we did not touch it
             return FlowSaveResult(current, changed=False)
         saved = await conn.fetchrow(
-            f"""INSERT INTO flow_revisions (namespace, flow_id, revision, checksum, source)
-                VALUES ($1, $2, $3, $4, $5) RETURNING {_COLUMNS}""",
+            """INSERT INTO flow_revisions (namespace, flow_id, revision, checksum, source)
+               VALUES ($1, $2, $3, $4, $5) RETURNING *""",
             namespace,
             flow_id,
             row["revision"],
@@ -56,7 +51,7 @@ async def save(
     return FlowSaveResult(_rows.flow_revision(saved), changed=True)
 
 
-async def delete(conn: asyncpg.Connection, namespace: str, flow_id: str) -> bool:
+async def delete(conn: Connection, namespace: str, flow_id: str) -> bool:
     """Soft-delete the flow: a new revision marked deleted. False if absent or deleted."""
     async with conn.transaction():
         row = await conn.fetchrow(
@@ -80,10 +75,10 @@ async def delete(conn: asyncpg.Connection, namespace: str, flow_id: str) -> bool
     return True
 
 
-async def _latest(conn: asyncpg.Connection, namespace: str, flow_id: str) -> FlowRevision | None:
+async def _latest(conn: Connection, namespace: str, flow_id: str) -> FlowRevision | None:
     row = await conn.fetchrow(
-        f"""SELECT {_COLUMNS} FROM flow_revisions WHERE namespace = $1 AND flow_id = $2
-            ORDER BY revision DESC LIMIT 1""",
+        """SELECT * FROM flow_revisions WHERE namespace = $1 AND flow_id = $2
+           ORDER BY revision DESC LIMIT 1""",
         namespace,
         flow_id,
     )
@@ -91,7 +86,7 @@ async def _latest(conn: asyncpg.Connection, namespace: str, flow_id: str) -> Flo
 
 
 async def get(
-    conn: asyncpg.Connection,
+    conn: Connection,
     namespace: str,
     flow_id: str,
     revision: int | None = None,
@@ -105,8 +100,8 @@ async def get(
     """
     if revision is not None:
         row = await conn.fetchrow(
-            f"""SELECT {_COLUMNS} FROM flow_revisions
-                WHERE namespace = $1 AND flow_id = $2 AND revision = $3""",
+            """SELECT * FROM flow_revisions
+               WHERE namespace = $1 AND flow_id = $2 AND revision = $3""",
             namespace,
             flow_id,
             revision,
@@ -118,23 +113,21 @@ async def get(
     return latest
 
 
-async def revisions(conn: asyncpg.Connection, namespace: str, flow_id: str) -> list[FlowRevision]:
+async def revisions(conn: Connection, namespace: str, flow_id: str) -> list[FlowRevision]:
     """Every revision of the flow, oldest first."""
     rows = await conn.fetch(
-        f"""SELECT {_COLUMNS} FROM flow_revisions WHERE namespace = $1 AND flow_id = $2
-            ORDER BY revision""",
+        """SELECT * FROM flow_revisions WHERE namespace = $1 AND flow_id = $2
+           ORDER BY revision""",
         namespace,
         flow_id,
     )
     return [_rows.flow_revision(row) for row in rows]
 
 
-async def latest_all(conn: asyncpg.Connection, namespace: str | None) -> list[FlowRevision]:
+async def latest_all(conn: Connection, namespace: str | None) -> list[FlowRevision]:
     """The current revision of every live flow, optionally under a namespace (and below)."""
     rows = await conn.fetch(
-        """SELECT r.namespace, r.flow_id, r.revision, r.checksum, r.source, r.deleted,
-                  r.created_at
-           FROM flows f JOIN flow_revisions r USING (namespace, flow_id, revision)
+        """SELECT r.* FROM flows f JOIN flow_revisions r USING (namespace, flow_id, revision)
            WHERE NOT f.deleted
              AND ($1::text IS NULL OR f.namespace = $1 OR f.namespace LIKE $2)
            ORDER BY f.namespace, f.flow_id""",

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import datetime as dt
 
-import asyncpg
-
 from flows import StaleLeaseError
 
 from . import _rows
+from ._db import Connection
 from ._records import Lease
-
-_COLUMNS = "kind, key, owner, epoch, expires_at"
 
 
 async def take(
-    conn: asyncpg.Connection, kind: str, key: str, owner: str, ttl: dt.timedelta
+    conn: Connection, kind: str, key: str, owner: str, ttl: dt.timedelta
 ) -> Lease | None:
     """Take the lease if it is free, expired, or already ``owner``'s; the epoch goes up.
 
@@ -28,13 +25,13 @@ async def take(
         The new lease, or None while another owner holds an unexpired one.
     """
     row = await conn.fetchrow(
-        f"""INSERT INTO leases AS l (kind, key, owner, epoch, expires_at, acquired_at)
+        """INSERT INTO leases AS l (kind, key, owner, epoch, expires_at, acquired_at)
             VALUES ($1, $2, $3, 1, now() + $4::interval, now())
             ON CONFLICT (kind, key) DO UPDATE
             SET owner = excluded.owner, epoch = l.epoch + 1,
                 expires_at = excluded.expires_at, acquired_at = now()
             WHERE l.expires_at <= now() OR l.owner = excluded.owner
-            RETURNING {_COLUMNS}""",
+            RETURNING *""",
         kind,
         key,
         owner,
@@ -43,7 +40,7 @@ async def take(
     return None if row is None else _rows.lease(row)
 
 
-async def renew(conn: asyncpg.Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
+async def renew(conn: Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
     """Extend ``lease`` to ``now() + ttl`` if it is still current (same owner and epoch).
 
     A lease that expired but was not taken by anyone else is still current and renews.
@@ -52,9 +49,9 @@ async def renew(conn: asyncpg.Connection, lease: Lease, ttl: dt.timedelta) -> Le
         StaleLeaseError: Someone else took it since.
     """
     row = await conn.fetchrow(
-        f"""UPDATE leases SET expires_at = now() + $5::interval
+        """UPDATE leases SET expires_at = now() + $5::interval
             WHERE kind = $1 AND key = $2 AND owner = $3 AND epoch = $4
-            RETURNING {_COLUMNS}""",
+            RETURNING *""",
         lease.kind,
         lease.key,
         lease.owner,
@@ -69,7 +66,7 @@ async def renew(conn: asyncpg.Connection, lease: Lease, ttl: dt.timedelta) -> Le
     return _rows.lease(row)
 
 
-async def release(conn: asyncpg.Connection, lease: Lease) -> bool:
+async def release(conn: Connection, lease: Lease) -> bool:
     """Expire ``lease`` now so another owner can take it at once.
 
     Returns:
@@ -86,9 +83,11 @@ async def release(conn: asyncpg.Connection, lease: Lease) -> bool:
     return status.endswith(" 1")
 
 
-async def get(conn: asyncpg.Connection, kind: str, key: str) -> Lease | None:
+async def get(conn: Connection, kind: str, key: str) -> Lease | None:
     """The current lease row, expired or not; None if never taken."""
     row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM leases WHERE kind = $1 AND key = $2", kind, key
+        "SELECT * FROM leases WHERE kind = $1 AND key = $2",
+        kind,
+        key,
     )
     return None if row is None else _rows.lease(row)

@@ -16,8 +16,9 @@ import asyncpg
 
 from flows import StoreError
 
+from ._db import Connection
+
 MIGRATIONS_PACKAGE = "actors._store.migrations"
-MIGRATIONS_TABLE = "kestrel_migrations"
 # pg_advisory_xact_lock key: the first 8 bytes of sha256("kestrel.migrations"), signed.
 ADVISORY_LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"kestrel.migrations").digest()[:8], "big", signed=True
@@ -60,7 +61,7 @@ def load_migrations() -> list[Migration]:
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection, migrations: list[Migration] | None = None
+    conn: Connection, migrations: list[Migration] | None = None
 ) -> list[int]:
     """Apply the migrations not yet recorded in the database.
 
@@ -80,13 +81,13 @@ async def apply_migrations(
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", ADVISORY_LOCK_KEY)
             await conn.execute(
-                f"""CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
+                """CREATE TABLE IF NOT EXISTS kestrel_migrations (
                     version    integer     PRIMARY KEY,
                     name       text        NOT NULL,
                     checksum   text        NOT NULL,
                     applied_at timestamptz NOT NULL DEFAULT now())"""
             )
-            rows = await conn.fetch(f"SELECT version, checksum FROM {MIGRATIONS_TABLE}")
+            rows = await conn.fetch("SELECT version, checksum FROM kestrel_migrations")
             done = {row["version"]: row["checksum"] for row in rows}
             for migration in wanted:
                 recorded = done.get(migration.version)
@@ -99,8 +100,7 @@ async def apply_migrations(
                     continue
                 await conn.execute(migration.sql)
                 await conn.execute(
-                    f"INSERT INTO {MIGRATIONS_TABLE} (version, name, checksum) "
-                    "VALUES ($1, $2, $3)",
+                    "INSERT INTO kestrel_migrations (version, name, checksum) VALUES ($1, $2, $3)",
                     migration.version,
                     migration.name,
                     migration.checksum,

@@ -25,16 +25,6 @@ from ._records import (
     TriggerState,
 )
 
-EXECUTION_COLUMNS = (
-    "id, namespace, flow_id, flow_revision, state, state_history, inputs, trigger, labels, "
-    "outputs, original_id, parent_id, parent_task_run_id, dedupe_key, created_at, "
-    "updated_at, ended_at"
-)
-TASK_RUN_COLUMNS = (
-    "id, execution_id, task_id, parent_task_run_id, value, iteration, state, state_history, "
-    "created_at, updated_at, ended_at"
-)
-
 
 def history_json(entries: Iterable[tuple[State, dt.datetime]]) -> list[dict[str, str]]:
     """A state history as stored: ``[{"state": ..., "date": ISO-8601}, ...]``."""
@@ -49,7 +39,7 @@ def _history(raw: Any) -> tuple[StateEntry, ...]:
 
 
 def execution(row: asyncpg.Record) -> Execution:
-    """An `Execution` from a row of `EXECUTION_COLUMNS`."""
+    """An `Execution` from an ``executions`` row (extra columns are ignored)."""
     return Execution(
         id=row["id"],
         namespace=row["namespace"],
@@ -72,7 +62,7 @@ def execution(row: asyncpg.Record) -> Execution:
 
 
 def task_run(row: asyncpg.Record) -> TaskRun:
-    """A `TaskRun` from a row of `TASK_RUN_COLUMNS`."""
+    """A `TaskRun` from a ``task_runs`` row."""
     return TaskRun(
         id=row["id"],
         execution_id=row["execution_id"],

@@ -58,8 +58,10 @@ CREATE INDEX executions_active ON executions (created_at)
     WHERE state NOT IN ('SUCCESS', 'WARNING', 'FAILED', 'KILLED', 'CANCELLED', 'SKIPPED');
 
 -- Task runs: one per (task, iteration value); attempts are their own rows.
+-- seq records creation order (the order task runs were written in).
 CREATE TABLE task_runs (
     id                  text        PRIMARY KEY,
+    seq                 bigint      GENERATED ALWAYS AS IDENTITY,
     execution_id        text        NOT NULL REFERENCES executions (id) ON DELETE CASCADE,
     task_id             text        NOT NULL,
     parent_task_run_id  text,
@@ -72,7 +74,7 @@ CREATE TABLE task_runs (
     ended_at            timestamptz
 );
 
-CREATE INDEX task_runs_execution ON task_runs (execution_id, created_at);
+CREATE INDEX task_runs_execution ON task_runs (execution_id, seq);
 
 CREATE TABLE task_run_attempts (
     task_run_id   text        NOT NULL REFERENCES task_runs (id) ON DELETE CASCADE,
