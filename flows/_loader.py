@@ -180,6 +180,8 @@ def _describe(err: ErrorDetails, doc: PositionedDocument) -> Problem:
     if kind == "union_tag_not_found":
         return doc.problem(path, "missing required property 'type'")
     message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if isinstance(err.get("input"), bool) and kind == "string_type":
+        message += " (YAML reads yes/no/on/off/true/false as booleans: quote it)"
     at_value = bool(path) and isinstance(_get(doc.data, path), str | int | float | bool)
     return doc.problem(path, message, at_value=at_value)
 

@@ -449,9 +449,12 @@ class _ScriptIO:
         logger.propagate = False
         logger.addHandler(handler)
         return cls(
-            _LineSink(ctx, "INFO"), _LineSink(ctx, "WARN"), handler, logger,
-            _KestraHelper(ctx, logger),
-        )  # fmt: skip
+            stdout=_LineSink(ctx, "INFO"),
+            stderr=_LineSink(ctx, "WARN"),
+            handler=handler,
+            logger=logger,
+            helper=_KestraHelper(ctx, logger),
+        )
 
     def close(self) -> None:
         self.stdout.close()

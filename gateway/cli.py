@@ -36,6 +36,12 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from ._run import run_command  # imports Ray and the store: only for this command
+
+    return run_command(args.flow, args.input, args.db, args.ray_address, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``kestrel`` subcommand."""
     parser = argparse.ArgumentParser(
@@ -46,6 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check flow files; one line per problem")
     validate.add_argument("paths", nargs="+", help="flow files or folders")
     validate.set_defaults(func=_validate)
+
+    run = sub.add_parser("run", help="run one execution of a flow file to its end")
+    run.add_argument("flow", help="the flow's YAML file")
+    run.add_argument(
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
+    )
+    run.add_argument("--db", default=None, help="postgresql://... (default: embedded Postgres)")
+    run.add_argument("--ray-address", default=None, help="Ray cluster (default: a local Ray)")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+    run.set_defaults(func=_run)
 
     schema = sub.add_parser("schema", help="print the JSON Schema of the flow language")
     schema.add_argument("--indent", action="store_true", help="pretty-print")

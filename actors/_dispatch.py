@@ -1,0 +1,145 @@
+"""Dispatchers: where a runnable task's attempt runs.
+
+`RayTaskDispatcher` submits each attempt as a Ray task with the task's ``resources``;
+`WorkerPoolDispatcher` sends attempts without special resources to warm `TaskWorker`
+actors (an actor call is cheaper than a task submission) and the rest as Ray tasks;
+`InProcessDispatcher` runs attempts in this process (tests and dry runs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from typing import Any
+
+import ray
+
+from flows import State
+
+from ._store._records import utcnow
+from ._worker import TaskInvocation, TaskOutcome, execute, run_task, task_worker_class
+
+_CANCEL_GRACE_S = 5.0
+
+
+def _timed_out(invocation: TaskInvocation) -> TaskOutcome:
+    now = utcnow()
+    return TaskOutcome(
+        state=State.FAILED,
+        outputs={},
+        logs=[],
+        error={
+            "message": f"timed out after {invocation.timeout_s:g}s; the Ray task was cancelled",
+            "type": "timeout",
+            "retriable": True,
+        },
+        worker=None,
+        node=None,
+        started_at=now,
+        ended_at=now,
+    )
+
+
+async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True) -> TaskOutcome:
+    """Await a Ray ref; on cancellation or a hard timeout, cancel the remote work.
+
+    `force` kills the worker process running a Ray task; actor calls cannot be forced
+    (the actor's own loop cancels the attempt instead).
+    """
+    limit = invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
+    try:
+        outcome: TaskOutcome = await asyncio.wait_for(asyncio.shield(ref), limit)
+        return outcome
+    except TimeoutError:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=force)
+        return _timed_out(invocation)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            ray.cancel(ref, force=force)
+        raise
+
+
+def ensure_ray(address: str | None = None) -> None:
+    """Connect to Ray unless already connected: `address`, or a new local instance.
+
+    A local instance binds loopback only and has no dashboard.
+    """
+    if ray.is_initialized():
+        return
+    if address:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    else:
+        ray.init(
+            address="local",
+            include_dashboard=False,
+            log_to_driver=False,
+            _node_ip_address="127.0.0.1",
+        )
+
+
+class RayTaskDispatcher:
+    """Each attempt is a Ray task, with the task's ``resources`` as Ray options.
+
+    Args:
+        connect: Connect to Ray on the first attempt when not connected yet (for
+            ``kestrel run``, so flows without runnable tasks never start Ray).
+        address: Where to connect with `connect`; a new local Ray when None.
+    """
+
+    def __init__(self, *, connect: bool = False, address: str | None = None) -> None:
+        self._connect = connect
+        self._address = address
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Submit the attempt and await it (never ``ray.get``)."""
+        if self._connect and not ray.is_initialized():
+            ensure_ray(self._address)  # in the loop's thread: Ray wants the main thread
+        resources = invocation.task.resources
+        options: dict[str, Any] = resources.ray_options() if resources else {}
+        ref = run_task.options(**options).remote(invocation)
+        return await _await_ref(ref, invocation)
+
+
+class WorkerPoolDispatcher:
+    """Warm `TaskWorker` actors for attempts without resources, Ray tasks for the rest.
+
+    Args:
+        size: How many warm workers to start (at `start`, never on the event path).
+    """
+
+    def __init__(self, size: int = 2) -> None:
+        self._size = size
+        self._workers: list[Any] = []
+        self._next = itertools.count()
+        self._fallback = RayTaskDispatcher()
+
+    async def start(self) -> None:
+        """Create the warm workers and wait until each answers."""
+        worker_cls = task_worker_class()
+        self._workers = [worker_cls.remote() for _ in range(self._size)]
+        await asyncio.gather(*(w.ping.remote() for w in self._workers))
+
+    async def stop(self) -> None:
+        """Let the workers go (Ray reclaims them)."""
+        for worker in self._workers:
+            with contextlib.suppress(Exception):
+                ray.kill(worker)
+        self._workers = []
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Run on a warm worker when the task asks for no resources."""
+        resources = invocation.task.resources
+        if (resources is not None and resources.ray_options()) or not self._workers:
+            return await self._fallback.run(invocation)
+        worker = self._workers[next(self._next) % len(self._workers)]
+        return await _await_ref(worker.run.remote(invocation), invocation, force=False)
+
+
+class InProcessDispatcher:
+    """Runs attempts in this process, in a thread: for tests of flow semantics."""
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Run the attempt here."""
+        return await asyncio.to_thread(execute, invocation)

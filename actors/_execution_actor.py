@@ -1,0 +1,188 @@
+"""Execution actors: long-lived async Ray actors that each run many executions.
+
+An `ExecutionActor` wraps an `ExecutionService`. It is created ahead of demand by the
+`ExecutionPool` and reused for every execution after that, so the event path never waits
+for an actor (or a worker process) to start. Every incarnation has a fresh owner name:
+after a restart it holds no lease, and the executions it had are resumed, by whichever
+actor the pool hands them to, once their leases expire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from flows import State
+
+from ._dispatch import RayTaskDispatcher, WorkerPoolDispatcher
+from ._interpreter import Dispatcher
+from ._service import DEFAULT_LEASE_TTL, ExecutionService
+from ._store._ids import new_id
+from ._store._store import Store
+
+HEALTH_GROUP = "health"
+
+
+@dataclass(frozen=True)
+class ActorLoad:
+    """What an execution actor is doing, for the pool's scaling decisions."""
+
+    name: str
+    owner: str
+    running: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class StartResult:
+    """What `ExecutionActor.create` did: the execution id and whether it is new."""
+
+    execution_id: str
+    created: bool
+    state: State
+
+
+class ExecutionActor:
+    """Runs executions on its own event loop; make the Ray class with `execution_actor_class`.
+
+    Args:
+        dsn: The store's database.
+        name: The actor's name (also the prefix of its lease owner name).
+        lease_ttl_s: Lease time to live, in seconds.
+        warm_workers: Warm `TaskWorker` actors for runnable tasks without resources
+            (0: every attempt is a Ray task).
+        store_options: Extra `Store` keyword arguments.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str = "execution-actor",
+        *,
+        lease_ttl_s: float = DEFAULT_LEASE_TTL.total_seconds(),
+        warm_workers: int = 0,
+        store_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._name = name
+        self._store = Store(dsn, migrate=False, **dict(store_options or {}))
+        self._workers = WorkerPoolDispatcher(warm_workers) if warm_workers else None
+        dispatcher: Dispatcher = self._workers or RayTaskDispatcher()
+        self._service = ExecutionService(
+            self._store,
+            dispatcher,
+            owner=f"{name}-{new_id()}",
+            lease_ttl=dt.timedelta(seconds=lease_ttl_s),
+        )
+        self._ready: asyncio.Task[None] | None = None
+
+    async def _ensure(self) -> ExecutionService:
+        # Constructors cannot await: the store opens on the first call (or `ready`).
+        if self._ready is None:
+            self._ready = asyncio.ensure_future(self._open())
+        await asyncio.shield(self._ready)
+        return self._service
+
+    async def _open(self) -> None:
+        await self._store.start()
+        if self._workers is not None:
+            await self._workers.start()
+        await self._service.start()
+
+    async def ready(self) -> str:
+        """Open the store (and warm workers); returns the lease owner name."""
+        service = await self._ensure()
+        return service.owner
+
+    async def load(self) -> ActorLoad:
+        """How many executions run here."""
+        service = await self._ensure()
+        return ActorLoad(self._name, service.owner, len(service.running_ids()), os.getpid())
+
+    async def ping(self) -> str:
+        """Liveness, answered even while the actor is busy."""
+        return self._name
+
+    async def create(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        revision: int | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+    ) -> StartResult:
+        """Create an execution durably and start it here (the event path's one hop).
+
+        Raises:
+            InputError: Invalid inputs; nothing is created.
+            StoreError: Unknown flow, or the store failed.
+        """
+        service = await self._ensure()
+        flow = await service.flow(namespace, flow_id, revision)
+        result = await service.create(
+            flow, inputs, trigger=trigger, labels=labels, dedupe_key=dedupe_key
+        )
+        return StartResult(result.execution.id, result.created, result.execution.state)
+
+    async def submit(self, execution_id: str, restart: bool = False) -> bool:
+        """Run (or resume) an existing execution here; False if another owner has it."""
+        service = await self._ensure()
+        if restart:
+            return await service.restart(execution_id)
+        return await service.run_execution(execution_id)
+
+    async def wait(self, execution_id: str, within: float | None = None) -> State:
+        """The execution's terminal state (waits for it)."""
+        service = await self._ensure()
+        return (await service.wait(execution_id, within)).state
+
+    async def kill(self, execution_id: str) -> bool:
+        """Kill an execution running here."""
+        service = await self._ensure()
+        return service.kill(execution_id)
+
+    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
+        """Resume a paused execution running here."""
+        service = await self._ensure()
+        return service.resume(execution_id, task_run_id)
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
+        """Replay an execution from a task run; the new execution runs here."""
+        service = await self._ensure()
+        return await service.replay(execution_id, task_run_id)
+
+    async def running_ids(self) -> list[str]:
+        """Ids of the executions running here."""
+        service = await self._ensure()
+        return service.running_ids()
+
+    async def shutdown(self) -> None:
+        """Stop taking work and close the store; leases are left to expire."""
+        await self._service.stop()
+        if self._workers is not None:
+            await self._workers.stop()
+        await self._store.stop()
+
+
+def execution_actor_class(**options: Any) -> Any:
+    """`ExecutionActor` as a Ray actor class (async, restartable, highly concurrent).
+
+    Args:
+        **options: Ray actor options over the defaults (``max_restarts=-1``,
+            ``max_concurrency=10_000``, ``num_cpus=0``: an execution actor mostly waits).
+    """
+    defaults: dict[str, Any] = {
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 10_000,
+        "num_cpus": 0,
+    }
+    return ray.remote(**{**defaults, **options})(ExecutionActor)

@@ -1,0 +1,870 @@
+"""The execution interpreter: walks a flow with Kestra's semantics, one execution at a time.
+
+Flowable tasks (Sequential, Parallel, If, ...) and trivial ones (Log, Return) run here, as
+coroutines; runnable tasks go to a `Dispatcher` (a Ray task or a warm worker). Every state
+change goes to a `Recorder` in order. Task runs that a previous owner already finished are
+found by their derived ids and not run again: that is how recovery, restart and replay
+resume an execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from flows import (
+    ExpressionError,
+    Flow,
+    RunnableTask,
+    State,
+    Task,
+    TaskError,
+    walk_tasks,
+)
+from flows._expressions import ExpressionEngine, build_context
+from flows._model import Retry, RetryType
+from flows._tasks_core import (
+    AllowFailure,
+    Dag,
+    Fail,
+    ForEach,
+    If,
+    Log,
+    LoopUntil,
+    Parallel,
+    Pause,
+    Return,
+    Sequential,
+    Sleep,
+    Subflow,
+    Switch,
+)
+
+from ._runstate import ExecutionState, TaskRunState, child_key, successful
+from ._store._records import Attempt, LogLine, StateEntry, utcnow
+from ._worker import TaskInvocation, TaskOutcome
+
+LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil)
+_DONE = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
+_INTERRUPTED = "interrupted"
+
+
+class Recorder(Protocol):
+    """Where the interpreter writes state changes, in order (the store, batched)."""
+
+    def task_run_created(self, run: TaskRunState) -> None:
+        """A task run now exists."""
+
+    def task_run_state(self, run: TaskRunState, state: State, at: dt.datetime) -> None:
+        """A task run entered `state`."""
+
+    def attempt(self, run: TaskRunState, attempt: Attempt) -> None:
+        """An attempt of a task run started or ended."""
+
+    def outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
+        """A task run's outputs (already masked)."""
+
+    def log(self, line: LogLine) -> None:
+        """A log line (already masked)."""
+
+    def execution_state(
+        self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
+    ) -> None:
+        """The execution entered `state` (with the flow outputs when it ends)."""
+
+    async def flush(self) -> None:
+        """Return once everything recorded so far is durable."""
+
+
+class Dispatcher(Protocol):
+    """Runs a runnable task attempt somewhere (a Ray task, a warm worker)."""
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Run one attempt; cancellation must cancel the remote work."""
+
+
+class SubflowLauncher(Protocol):
+    """Starts a child execution for `flow.Subflow`."""
+
+    async def launch(
+        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+    ) -> tuple[str, State, dict[str, Any]]:
+        """Create the child execution and, when ``task.wait``, wait for it to end.
+
+        Returns:
+            The child's id, its state (RUNNING when not waited for) and its outputs.
+        """
+
+
+@dataclass
+class RunOptions:
+    """How an `ExecutionRun` treats what is already recorded.
+
+    Attributes:
+        restart: Re-run task runs that FAILED (and the flowable tasks around them).
+        dsn: The store's DSN, handed to runnable tasks for KV access.
+        envs: ``envs`` for templates; the process environment when None.
+    """
+
+    restart: bool = False
+    dsn: str | None = None
+    envs: Mapping[str, str] | None = None
+
+
+@dataclass
+class _Scope:
+    """Where a task runs: its parent task run and the enclosing loop iterations."""
+
+    parent: TaskRunState | None = None
+    values: tuple[str, ...] = ()
+    iteration: int | None = None
+    value_here: str | None = None  # set only for the direct children of a loop iteration
+    parents: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+class _Killed(Exception):
+    """Raised inside the run when the execution is killed."""
+
+
+class ExecutionRun:
+    """One execution being run (or resumed) by this process.
+
+    Args:
+        flow: The flow revision the execution runs.
+        state: The execution and any task runs already recorded.
+        recorder: Where state changes go.
+        dispatcher: Where runnable tasks run.
+        engine: The expression engine (shared per process).
+        subflows: Starts child executions; None refuses `flow.Subflow`.
+        options: Restart mode, DSN for KV, envs.
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        state: ExecutionState,
+        recorder: Recorder,
+        dispatcher: Dispatcher,
+        engine: ExpressionEngine,
+        *,
+        subflows: SubflowLauncher | None = None,
+        options: RunOptions | None = None,
+    ) -> None:
+        self.flow = flow
+        self.state = state
+        self._rec = recorder
+        self._dispatch = dispatcher
+        self._engine = engine
+        self._subflows = subflows
+        self._options = options or RunOptions()
+        self._killed = False
+        self._resume_events: dict[str, asyncio.Event] = {}
+        self._main: asyncio.Task[Any] | None = None
+        self._by_key: dict[str, TaskRunState] = {}
+        self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
+        for secret in _secret_inputs(flow, state.execution.inputs):
+            engine.add_secret(secret)
+
+    # ---- control from outside ---------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The execution's id."""
+        return self.state.id
+
+    def kill(self) -> None:
+        """Kill the execution: running tasks are cancelled, their task runs end KILLED."""
+        self._killed = True
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+
+    def resume(self, task_run_id: str | None = None) -> bool:
+        """Resume a paused task run (the only paused one when None); False if none waits."""
+        if task_run_id is None:
+            waiting = [k for k, e in self._resume_events.items() if not e.is_set()]
+            if not waiting:
+                return False
+            task_run_id = waiting[0]
+        event = self._resume_events.get(task_run_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    # ---- the run ------------------------------------------------------------------------
+
+    async def run(self) -> State:
+        """Run (or resume) the execution to a terminal state and return it."""
+        self._main = asyncio.current_task()
+        if self.state.state.terminal and not self._options.restart:
+            return self.state.state
+        self._set_execution(State.RUNNING)
+        try:
+            final = await self._run_body()
+        except asyncio.CancelledError:
+            if not self._killed:
+                raise
+            final = State.KILLED
+        outputs = self._flow_outputs() if final in _DONE else None
+        if outputs is None and final is not State.KILLED and self.flow.outputs:
+            final = final if final is not State.SUCCESS else State.FAILED
+        self._set_execution(final, outputs)
+        if self.flow.after_execution and not self._killed:
+            await self._run_list(self.flow.after_execution, _Scope())
+        await self._rec.flush()
+        return final
+
+    async def _run_body(self) -> State:
+        main = await self._run_list(self.flow.tasks, _Scope())
+        if main in (State.FAILED, State.KILLED) and self.flow.errors and not self._killed:
+            await self._run_list(self.flow.errors, _Scope())
+        if self.flow.finally_:
+            await self._run_list(self.flow.finally_, _Scope())
+        return main
+
+    def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
+        now = utcnow()
+        self.state.state = state
+        self._rec.execution_state(
+            state, now, self._engine.mask_value(outputs) if outputs else outputs
+        )
+
+    def _flow_outputs(self) -> dict[str, Any] | None:
+        if not self.flow.outputs:
+            return {}
+        context = self._context(None, _Scope())
+        out: dict[str, Any] = {}
+        for spec in self.flow.outputs:
+            try:
+                out[spec.id] = self._engine.render_value(
+                    spec.value, context, prop=f"outputs.{spec.id}"
+                )
+            except ExpressionError as exc:
+                self._log(None, "ERROR", str(exc))
+                return None
+        return out
+
+    # ---- lists of tasks -----------------------------------------------------------------
+
+    async def _run_list(self, tasks: Sequence[Task], scope: _Scope) -> State:
+        """Run tasks one after another; stop at the first failure."""
+        states: list[State] = []
+        for task in tasks:
+            if task.disabled:
+                continue
+            state = await self._run_task(task, scope)
+            states.append(state)
+            if state in (State.FAILED, State.KILLED):
+                break
+        return successful(states)
+
+    async def _run_concurrently(
+        self, jobs: Sequence[Callable[[], Awaitable[State]]], limit: int
+    ) -> State:
+        """Run jobs at once (at most `limit`, 0 = all); after a failure start no more."""
+        semaphore = asyncio.Semaphore(limit if limit > 0 else max(1, len(jobs)))
+        failed = False
+
+        async def guarded(job: Callable[[], Awaitable[State]]) -> State:
+            nonlocal failed
+            async with semaphore:
+                if failed:
+                    return State.SKIPPED
+                state = await job()
+                if state in (State.FAILED, State.KILLED):
+                    failed = True
+                return state
+
+        results = await asyncio.gather(*(guarded(j) for j in jobs))
+        return successful(s for s in results if s is not State.SKIPPED)
+
+    # ---- one task -------------------------------------------------------------------------
+
+    def _task_run(self, task: Task, scope: _Scope) -> tuple[TaskRunState, bool]:
+        """The task run of `task` in `scope`: found (recovery) or new. True when new."""
+        key = child_key(scope.parent.key if scope.parent else None, task.id, scope.value_here)
+        found = self._by_key.get(key)
+        if found is None:
+            run_id = self.state.task_run_id(key)
+            found = self.state.task_runs.get(run_id)
+        if found is not None:
+            found.key = key
+            self._by_key[key] = found
+            return found, False
+        run = TaskRunState(
+            id=self.state.task_run_id(key),
+            key=key,
+            task_id=task.id,
+            parent_id=scope.parent.id if scope.parent else None,
+            values=scope.values,
+            iteration=scope.iteration,
+        )
+        self.state.task_runs[run.id] = run
+        self._by_key[key] = run
+        self._rec.task_run_created(run)
+        return run, True
+
+    def _reusable(self, run: TaskRunState) -> bool:
+        if run.state in _DONE:
+            return True
+        return run.state is State.FAILED and not self._options.restart
+
+    async def _run_task(self, task: Task, scope: _Scope) -> State:
+        run, _ = self._task_run(task, scope)
+        if self._reusable(run):
+            return run.state
+        self._transition(run, State.RUNNING)
+        try:
+            if task.run_if is not None and not self._condition(
+                task.run_if, task, run, scope, "runIf"
+            ):
+                state = State.SKIPPED
+            else:
+                state = await self._with_timeout(task, run, scope)
+        except asyncio.CancelledError:
+            self._transition(run, State.KILLED)
+            raise
+        except ExpressionError as exc:
+            self._log(run, "ERROR", str(exc))
+            state = State.FAILED
+        if state is State.FAILED and task.allow_failure:
+            state = State.WARNING
+        if state is State.WARNING and task.allow_warning:
+            state = State.SUCCESS
+        self._transition(run, state)
+        return state
+
+    async def _with_timeout(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
+        body = self._body(task, run, scope)
+        if task.timeout is None or isinstance(task, RunnableTask):
+            return await body  # runnable tasks get their timeout per attempt
+        try:
+            return await asyncio.wait_for(body, task.timeout.total_seconds())
+        except TimeoutError:
+            self._log(run, "ERROR", f"task '{task.id}' timed out after {task.timeout}")
+            return State.FAILED
+
+    async def _body(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
+        handler = _FLOWABLE.get(type(task))
+        if handler is not None:
+            return await handler(self, task, run, scope)
+        return await self._attempts(task, run, scope)
+
+    def _transition(self, run: TaskRunState, state: State) -> None:
+        if run.state is state and run.history:
+            return
+        now = utcnow()
+        run.state = state
+        run.history.append(StateEntry(state, now))
+        self._rec.task_run_state(run, state, now)
+
+    def _set_outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
+        masked = self._engine.mask_value(dict(outputs))
+        run.outputs = dict(masked)
+        self._rec.outputs(run, masked)
+
+    def _log(
+        self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
+    ) -> None:
+        self._rec.log(
+            LogLine(
+                execution_id=self.id,
+                message=self._engine.mask(message),
+                level=level,
+                task_run_id=run.id if run else None,
+                attempt=attempt,
+            )
+        )
+
+    # ---- templates ------------------------------------------------------------------------
+
+    def _context(self, run: TaskRunState | None, scope: _Scope) -> dict[str, Any]:
+        execution = self.state.execution
+        taskrun = None
+        if run is not None:
+            taskrun = {
+                "id": run.id,
+                "value": run.value,
+                "iteration": run.iteration,
+                "attemptsCount": len(run.attempts),
+            }
+        return build_context(
+            flow={
+                "id": self.flow.id,
+                "namespace": self.flow.namespace,
+                "revision": execution.flow_revision,
+                "variables": self.flow.variables,
+                "labels": self.flow.label_dict(),
+            },
+            execution={
+                "id": execution.id,
+                "startDate": execution.created_at,
+                "state": self.state.state.value,
+                "originalId": execution.original_id or execution.id,
+            },
+            inputs=execution.inputs,
+            outputs=self.state.outputs_tree(),
+            labels={**self.flow.label_dict(), **execution.labels},
+            trigger=execution.trigger,
+            taskrun=taskrun,
+            parent=scope.parents[-1] if scope.parents else None,
+            envs=self._options.envs,
+        )
+
+    def _condition(
+        self, expression: str | bool, task: Task, run: TaskRunState, scope: _Scope, prop: str
+    ) -> bool:
+        if isinstance(expression, bool):
+            return expression
+        return self._engine.evaluate_condition(
+            expression, self._context(run, scope), task=task.id, prop=prop
+        )
+
+    def _render(self, value: Any, task: Task, run: TaskRunState, scope: _Scope, prop: str) -> Any:
+        return self._engine.render_value(value, self._context(run, scope), task=task.id, prop=prop)
+
+    def _rendered_task(self, task: Task, run: TaskRunState, scope: _Scope) -> Task:
+        """A copy of `task` with every property rendered (nested tasks excluded)."""
+        raw = task.model_dump(
+            by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout", "run_if"}
+        )
+        rendered = self._engine.render_value(raw, self._context(run, scope), task=task.id)
+        data = {**task.model_dump(by_alias=True, exclude_none=True), **rendered}
+        return type(task).model_validate(data)
+
+    # ---- attempts: inline and runnable tasks ----------------------------------------------
+
+    async def _attempts(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
+        """Run attempts of an inline or runnable task until success or retries run out."""
+        retry = task.retry or self.flow.retry
+        first_start = utcnow()
+        self._close_interrupted(run)
+        while True:
+            number = len(run.attempts) + 1
+            outcome = await self._attempt(task, run, scope, number)
+            if outcome.state is State.SUCCESS:
+                self._set_outputs(run, outcome.outputs)
+                retried = any(a.state is State.FAILED for a in run.attempts[:-1])
+                return (
+                    State.WARNING
+                    if retried and retry is not None and retry.warning_on_retry
+                    else State.SUCCESS
+                )
+            delay = _next_delay(retry, run, first_start, outcome)
+            if delay is None:
+                if outcome.outputs:
+                    self._set_outputs(run, outcome.outputs)
+                return State.FAILED
+            self._transition(run, State.RETRYING)
+            await asyncio.sleep(delay)
+            self._transition(run, State.RUNNING)
+
+    def _close_interrupted(self, run: TaskRunState) -> None:
+        """Attempts left RUNNING by a dead owner end FAILED as interrupted."""
+        for index, attempt in enumerate(run.attempts):
+            if not attempt.state.terminal:
+                closed = Attempt(
+                    number=attempt.number,
+                    state=State.FAILED,
+                    started_at=attempt.started_at,
+                    ended_at=utcnow(),
+                    worker=attempt.worker,
+                    node=attempt.node,
+                    error={
+                        "message": "the worker running this attempt was lost",
+                        "type": _INTERRUPTED,
+                    },
+                )
+                run.attempts[index] = closed
+                self._rec.attempt(run, closed)
+
+    async def _attempt(
+        self, task: Task, run: TaskRunState, scope: _Scope, number: int
+    ) -> TaskOutcome:
+        started = utcnow()
+        attempt = Attempt(number=number, state=State.RUNNING, started_at=started)
+        run.attempts.append(attempt)
+        self._rec.attempt(run, attempt)
+        try:
+            outcome = await self._execute(task, run, scope, number)
+        except asyncio.CancelledError:
+            killed = Attempt(
+                number=number, state=State.KILLED, started_at=started, ended_at=utcnow()
+            )
+            run.attempts[-1] = killed
+            self._rec.attempt(run, killed)
+            raise
+        for at, level, message in outcome.logs:
+            self._rec.log(
+                LogLine(
+                    execution_id=self.id,
+                    message=self._engine.mask(message),
+                    level=level,
+                    task_run_id=run.id,
+                    attempt=number,
+                    at=at,
+                )
+            )
+        error = outcome.error
+        if error is not None and "message" in error:
+            error = {**error, "message": self._engine.mask(str(error["message"]))}
+            self._log(run, "ERROR", str(error["message"]), number)
+        ended = Attempt(
+            number=number,
+            state=outcome.state,
+            started_at=outcome.started_at or started,
+            ended_at=outcome.ended_at or utcnow(),
+            worker=outcome.worker,
+            node=outcome.node,
+            error=error,
+        )
+        run.attempts[-1] = ended
+        self._rec.attempt(run, ended)
+        return outcome
+
+    async def _execute(
+        self, task: Task, run: TaskRunState, scope: _Scope, number: int
+    ) -> TaskOutcome:
+        """One attempt: inline for trivial tasks, else through the dispatcher."""
+        started = utcnow()
+        try:
+            if isinstance(task, Log | Return):
+                return self._inline(task, run, scope, number, started)
+            if not isinstance(task, RunnableTask):
+                raise TaskError(f"'{task.type}' cannot run", retriable=False)
+            rendered = self._rendered_task(task, run, scope)
+        except (ExpressionError, TaskError) as exc:
+            retriable = exc.retriable if isinstance(exc, TaskError) else False
+            return TaskOutcome(
+                state=State.FAILED,
+                outputs={},
+                logs=[],
+                error={"message": str(exc), "type": type(exc).__name__, "retriable": retriable},
+                worker=None,
+                node=None,
+                started_at=started,
+                ended_at=utcnow(),
+            )
+        assert isinstance(rendered, RunnableTask)
+        invocation = TaskInvocation(
+            task=rendered,
+            execution_id=self.id,
+            task_run_id=run.id,
+            attempt=number,
+            namespace=self.flow.namespace,
+            flow_id=self.flow.id,
+            variables=self._context(run, scope),
+            dsn=self._options.dsn,
+            timeout_s=task.timeout.total_seconds() if task.timeout else None,
+        )
+        return await self._dispatch.run(invocation)
+
+    def _inline(
+        self,
+        task: Log | Return,
+        run: TaskRunState,
+        scope: _Scope,
+        number: int,
+        started: dt.datetime,
+    ) -> TaskOutcome:
+        context = self._context(run, scope)
+        outputs: dict[str, Any] = {}
+        logs: list[tuple[dt.datetime, str, str]] = []
+        if isinstance(task, Log):
+            messages = task.message if isinstance(task.message, list) else [task.message]
+            for index, message in enumerate(messages):
+                prop = "message" if isinstance(task.message, str) else f"message[{index}]"
+                text = self._engine.render(message, context, task=task.id, prop=prop)
+                logs.append((utcnow(), task.level.value, text))
+        else:
+            outputs["value"] = self._engine.render_value(
+                task.value, context, task=task.id, prop="value"
+            )
+        return TaskOutcome(
+            state=State.SUCCESS,
+            outputs=outputs,
+            logs=logs,
+            error=None,
+            worker="inline",
+            node=None,
+            started_at=started,
+            ended_at=utcnow(),
+        )
+
+    # ---- flowable tasks -----------------------------------------------------------------
+
+    def _child_scope(self, run: TaskRunState, scope: _Scope) -> _Scope:
+        return _Scope(
+            parent=run, values=scope.values, iteration=scope.iteration, parents=scope.parents
+        )
+
+    def _iteration_scope(self, run: TaskRunState, scope: _Scope, value: str, index: int) -> _Scope:
+        parent_taskrun = {"taskrun": {"id": run.id, "value": run.value, "iteration": run.iteration}}
+        if scope.parents:
+            parent_taskrun["parent"] = scope.parents[-1]
+        return _Scope(
+            parent=run,
+            values=(*scope.values, value),
+            iteration=index,
+            value_here=value,
+            parents=(*scope.parents, parent_taskrun) if run.value is not None else scope.parents,
+        )
+
+    async def _sequential(
+        self, task: Sequential | AllowFailure, run: TaskRunState, scope: _Scope
+    ) -> State:
+        state = await self._run_list(task.tasks, self._child_scope(run, scope))
+        if isinstance(task, AllowFailure) and state is State.FAILED:
+            return State.WARNING
+        return state
+
+    async def _parallel(self, task: Parallel, run: TaskRunState, scope: _Scope) -> State:
+        inner = self._child_scope(run, scope)
+        jobs = [_bind(self._run_task, t, inner) for t in task.tasks if not t.disabled]
+        return await self._run_concurrently(jobs, task.concurrent)
+
+    async def _if(self, task: If, run: TaskRunState, scope: _Scope) -> State:
+        branch = (
+            task.then
+            if self._condition(task.condition, task, run, scope, "condition")
+            else task.else_
+        )
+        return await self._run_list(branch, self._child_scope(run, scope))
+
+    async def _switch(self, task: Switch, run: TaskRunState, scope: _Scope) -> State:
+        value = (
+            self._engine.render(
+                str(task.value), self._context(run, scope), task=task.id, prop="value"
+            )
+            if isinstance(task.value, str)
+            else _text(task.value)
+        )
+        branch = task.cases.get(value)
+        self._set_outputs(run, {"value": value, "defaults": branch is None})
+        return await self._run_list(
+            branch if branch is not None else task.defaults, self._child_scope(run, scope)
+        )
+
+    async def _foreach(self, task: ForEach, run: TaskRunState, scope: _Scope) -> State:
+        values = self._render(task.values, task, run, scope, "values")
+        if isinstance(values, str):
+            values = _json_list(values, task.id)
+        if not isinstance(values, list):
+            raise ExpressionError(
+                f"values must be a list, got {type(values).__name__}", task=task.id, prop="values"
+            )
+        jobs = [
+            _bind(self._run_list, task.tasks, self._iteration_scope(run, scope, _text(v), i))
+            for i, v in enumerate(values)
+        ]
+        return await self._run_concurrently(jobs, task.concurrency_limit)
+
+    async def _dag(self, task: Dag, run: TaskRunState, scope: _Scope) -> State:
+        inner = self._child_scope(run, scope)
+        nodes = {n.task.id: n for n in task.tasks}
+        results: dict[str, State] = {}
+        running: dict[str, asyncio.Task[State]] = {}
+        limit = task.concurrent or len(nodes)
+        failed = False
+        try:
+            while len(results) < len(nodes):
+                for node_id, node in nodes.items():
+                    if node_id in results or node_id in running or failed or len(running) >= limit:
+                        continue
+                    if all(results.get(d) in _DONE for d in node.depends_on):
+                        running[node_id] = asyncio.ensure_future(self._run_task(node.task, inner))
+                if not running:
+                    break  # the rest waits on a failed dependency
+                done, _ = await asyncio.wait(running.values(), return_when=asyncio.FIRST_COMPLETED)
+                for node_id in [k for k, v in running.items() if v in done]:
+                    results[node_id] = running.pop(node_id).result()
+                    failed = failed or results[node_id] in (State.FAILED, State.KILLED)
+        finally:
+            for pending in running.values():
+                pending.cancel()
+        return successful(results.values())
+
+    async def _subflow(self, task: Subflow, run: TaskRunState, scope: _Scope) -> State:
+        if self._subflows is None:
+            raise TaskError("flow.Subflow needs a subflow launcher", retriable=False)
+        inputs = self._render(task.inputs, task, run, scope, "inputs")
+        child_id, child_state, child_outputs = await self._subflows.launch(self, run, task, inputs)
+        self._set_outputs(
+            run, {"executionId": child_id, "state": child_state.value, "outputs": child_outputs}
+        )
+        if not task.wait:
+            return State.SUCCESS
+        if child_state is State.FAILED or child_state is State.KILLED:
+            return State.FAILED if task.transmit_failed else State.WARNING
+        return State.WARNING if child_state is State.WARNING else State.SUCCESS
+
+    async def _pause(self, task: Pause, run: TaskRunState, scope: _Scope) -> State:
+        paused_at = _entered(run, State.PAUSED) or utcnow()
+        if _entered(run, State.PAUSED) is None:
+            self._transition(run, State.PAUSED)
+            self._set_execution(State.PAUSED)
+        event = self._resume_events.setdefault(run.id, asyncio.Event())
+        wait_s = _remaining(paused_at, task.delay or task.timeout)
+        try:
+            if wait_s is None:
+                await event.wait()
+            else:
+                await asyncio.wait_for(event.wait(), wait_s)
+        except TimeoutError:
+            if task.delay is None:
+                self._log(run, "ERROR", f"pause timed out after {task.timeout}")
+                return State.FAILED
+        finally:
+            self._resume_events.pop(run.id, None)
+        self._transition(run, State.RUNNING)
+        self._set_execution(State.RUNNING)
+        return State.SUCCESS
+
+    async def _sleep(self, task: Sleep, run: TaskRunState, scope: _Scope) -> State:
+        started = _entered(run, State.RUNNING) or utcnow()
+        remaining = _remaining(started, task.duration)
+        if remaining:
+            await asyncio.sleep(remaining)
+        return State.SUCCESS
+
+    async def _loop_until(self, task: LoopUntil, run: TaskRunState, scope: _Scope) -> State:
+        check = task.check_frequency
+        interval = check.interval.total_seconds() if check.interval else 1.0
+        max_iterations = check.max_iterations or 100
+        started = _entered(run, State.RUNNING) or utcnow()
+        for index in range(max_iterations):
+            state = await self._run_list(
+                task.tasks, self._iteration_scope(run, scope, str(index), index)
+            )
+            if state in (State.FAILED, State.KILLED):
+                return state
+            if self._condition(task.condition, task, run, scope, "condition"):
+                return State.SUCCESS
+            if check.max_duration and utcnow() - started >= check.max_duration:
+                break
+            await asyncio.sleep(interval)
+        self._log(
+            run,
+            "WARN" if not task.fail_on_max_reached else "ERROR",
+            f"'{task.id}' reached its limit before its condition held",
+        )
+        return State.FAILED if task.fail_on_max_reached else State.WARNING
+
+    async def _fail(self, task: Fail, run: TaskRunState, scope: _Scope) -> State:
+        if task.condition is None or self._condition(task.condition, task, run, scope, "condition"):
+            message = self._engine.render(
+                task.error_message, self._context(run, scope), task=task.id, prop="errorMessage"
+            )
+            self._log(run, "ERROR", message)
+            return State.FAILED
+        return State.SUCCESS
+
+
+FlowableHandler = Callable[[ExecutionRun, Any, TaskRunState, _Scope], Awaitable[State]]
+
+_FLOWABLE: dict[type[Task], FlowableHandler] = {
+    Sequential: ExecutionRun._sequential,
+    AllowFailure: ExecutionRun._sequential,
+    Parallel: ExecutionRun._parallel,
+    If: ExecutionRun._if,
+    Switch: ExecutionRun._switch,
+    ForEach: ExecutionRun._foreach,
+    Dag: ExecutionRun._dag,
+    Subflow: ExecutionRun._subflow,
+    Pause: ExecutionRun._pause,
+    Sleep: ExecutionRun._sleep,
+    LoopUntil: ExecutionRun._loop_until,
+    Fail: ExecutionRun._fail,
+}
+
+
+def _bind(
+    func: Callable[[Any, _Scope], Awaitable[State]], first: Any, scope: _Scope
+) -> Callable[[], Awaitable[State]]:
+    return lambda: func(first, scope)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict | list):
+        import json
+
+        return json.dumps(value, separators=(",", ":"), default=str)
+    return str(value)
+
+
+def _json_list(text: str, task_id: str) -> list[Any]:
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ExpressionError(
+            f"values must render to a list, got {text!r}", task=task_id, prop="values"
+        ) from None
+    if not isinstance(value, list):
+        raise ExpressionError(
+            f"values must render to a list, got {text!r}", task=task_id, prop="values"
+        )
+    return value
+
+
+def _entered(run: TaskRunState, state: State) -> dt.datetime | None:
+    """When `run` last entered `state` in this run of it, if it did."""
+    for entry in reversed(run.history):
+        if entry.state is state:
+            return entry.date
+    return None
+
+
+def _remaining(since: dt.datetime, duration: dt.timedelta | None) -> float | None:
+    if duration is None:
+        return None
+    return max(0.0, (since + duration - utcnow()).total_seconds())
+
+
+def _next_delay(
+    retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome
+) -> float | None:
+    """Seconds to wait before the next attempt, or None when no retry is left."""
+    if retry is None:
+        return None
+    if outcome.error is not None and outcome.error.get("retriable") is False:
+        return None
+    failures = sum(
+        1
+        for a in run.attempts
+        if a.state is State.FAILED and (a.error or {}).get("type") != _INTERRUPTED
+    )
+    if retry.max_attempts is not None and failures >= retry.max_attempts:
+        return None
+    if retry.type is RetryType.RANDOM:
+        low = retry.min_interval.total_seconds() if retry.min_interval else 0.0
+        high = retry.max_interval.total_seconds() if retry.max_interval else low
+        delay = random.uniform(low, high)  # noqa: S311 - jitter, not cryptography
+    else:
+        base = retry.interval.total_seconds() if retry.interval else 0.0
+        if retry.type is RetryType.EXPONENTIAL:
+            base *= (retry.delay_factor or 2.0) ** (failures - 1)
+        delay = base
+    if retry.max_interval is not None:
+        delay = min(delay, retry.max_interval.total_seconds())
+    if (
+        retry.max_duration is not None
+        and utcnow() + dt.timedelta(seconds=delay) - first_start > retry.max_duration
+    ):
+        return None
+    return delay
+
+
+def _secret_inputs(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:
+    from flows import InputType
+
+    return [
+        str(inputs[i.id]) for i in flow.inputs if i.type is InputType.SECRET and inputs.get(i.id)
+    ]

@@ -1,0 +1,280 @@
+"""The warm pool of execution actors, its scaling, and recovery of orphaned executions.
+
+The pool starts `min_actors` actors before it is used and adds one, in the background,
+as soon as the average load crosses `target_load` — ahead of demand, so no execution waits
+for an actor to be created. Idle actors above the minimum are let go after `idle_s`.
+A recovery loop hands executions whose lease expired (their owner died) to a live actor,
+which resumes them from what the store recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from flows import Service, State, StoreError
+
+from ._execution_actor import ActorLoad, StartResult, execution_actor_class
+from ._service import DEFAULT_LEASE_TTL
+from ._store._store import Store
+
+_log = logging.getLogger(__name__)
+
+
+@dataclass
+class PoolOptions:
+    """How big the pool is and how it reacts.
+
+    Attributes:
+        min_actors: Actors kept warm at all times.
+        max_actors: The most actors the pool creates.
+        target_load: Running executions per actor above which the pool grows.
+        idle_s: Seconds an extra actor may stay idle before it is let go.
+        lease_ttl_s: Lease time to live given to the actors.
+        recovery_interval_s: How often to look for executions whose owner died.
+        warm_workers: Warm task workers per actor for runnable tasks without resources
+            (0: every attempt is a Ray task, which may start worker processes under load).
+        actor_options: Extra Ray options for the actors.
+        name_prefix: Actor names are ``{name_prefix}-{n}``.
+    """
+
+    min_actors: int = 1
+    max_actors: int = 4
+    target_load: int = 200
+    idle_s: float = 60.0
+    lease_ttl_s: float = DEFAULT_LEASE_TTL.total_seconds()
+    recovery_interval_s: float = 2.0
+    warm_workers: int = 1
+    actor_options: dict[str, Any] = field(default_factory=dict)
+    name_prefix: str = "kestrel-exec"
+
+
+@dataclass
+class _Member:
+    name: str
+    handle: Any
+    in_flight: int = 0
+    idle_since: float = field(default_factory=time.monotonic)
+    load: int = 0
+
+
+class ExecutionPool(Service):
+    """A warm, elastic set of execution actors, with recovery of orphaned executions.
+
+    Args:
+        store: A started store (for recovery queries).
+        options: Sizes and intervals.
+    """
+
+    def __init__(self, store: Store, options: PoolOptions | None = None) -> None:
+        super().__init__()
+        self._store = store
+        self.options = options or PoolOptions()
+        self._members: list[_Member] = []
+        self._serial = itertools.count()
+        self._growing: asyncio.Task[None] | None = None
+        self._loops: list[asyncio.Task[None]] = []
+        self.recovered: int = 0
+
+    # ---- lifecycle --------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        await asyncio.gather(*(self._add() for _ in range(self.options.min_actors)))
+        self._loops = [
+            asyncio.create_task(self._scale_loop(), name="pool-scale"),
+            asyncio.create_task(self._recovery_loop(), name="pool-recovery"),
+        ]
+
+    async def _stop(self) -> None:
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._growing is not None:
+            self._growing.cancel()
+            await asyncio.gather(self._growing, return_exceptions=True)
+        members, self._members = self._members, []
+        await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
+
+    async def _add(self) -> _Member:
+        name = f"{self.options.name_prefix}-{next(self._serial)}"
+        actor_cls = execution_actor_class(**self.options.actor_options)
+        handle = actor_cls.options(name=name, get_if_exists=True).remote(
+            self._store.dsn,
+            name,
+            lease_ttl_s=self.options.lease_ttl_s,
+            warm_workers=self.options.warm_workers,
+        )
+        await handle.ready.remote()  # warm: store open, before any execution needs it
+        member = _Member(name, handle)
+        self._members.append(member)
+        _log.info("execution actor %s is ready (%d in the pool)", name, len(self._members))
+        return member
+
+    async def _retire(self, member: _Member) -> None:
+        with contextlib.suppress(Exception):
+            await member.handle.shutdown.remote()
+        with contextlib.suppress(Exception):
+            ray.kill(member.handle, no_restart=True)
+
+    # ---- choosing an actor ---------------------------------------------------------------------
+
+    @property
+    def size(self) -> int:
+        """How many actors the pool has."""
+        return len(self._members)
+
+    def handles(self) -> list[Any]:
+        """The actor handles (for callers that talk to actors directly)."""
+        return [m.handle for m in self._members]
+
+    def _pick(self) -> _Member:
+        if not self._members:
+            raise StoreError("the execution pool has no actor")
+        member = min(self._members, key=lambda m: m.load + m.in_flight)
+        if (member.load + member.in_flight) >= self.options.target_load:
+            self._grow_soon()
+        return member
+
+    def _grow_soon(self) -> None:
+        if len(self._members) >= self.options.max_actors:
+            return
+        if self._growing is None or self._growing.done():
+            self._growing = asyncio.create_task(self._grow())
+
+    async def _grow(self) -> None:
+        try:
+            await self._add()
+        except Exception:
+            _log.exception("could not add an execution actor")
+
+    async def create(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> StartResult:
+        """Create an execution durably and start it on the least-loaded actor."""
+        member = self._pick()
+        member.in_flight += 1
+        try:
+            result: StartResult = await member.handle.create.remote(
+                namespace, flow_id, inputs, **kwargs
+            )
+        finally:
+            member.in_flight -= 1
+        member.load += 1
+        return result
+
+    async def submit(self, execution_id: str, *, restart: bool = False) -> bool:
+        """Run (or resume) an existing execution on the least-loaded actor."""
+        member = self._pick()
+        started: bool = await member.handle.submit.remote(execution_id, restart)
+        if started:
+            member.load += 1
+        return started
+
+    async def _owner_of(self, execution_id: str) -> Any | None:
+        lease = await self._store.get_lease("execution", execution_id)
+        if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
+            return None
+        for member in self._members:
+            if lease.owner.startswith(f"{member.name}-"):
+                return member.handle
+        return None
+
+    async def kill(self, execution_id: str) -> bool:
+        """Kill an execution wherever it runs in the pool."""
+        handle = await self._owner_of(execution_id)
+        if handle is None:
+            return False
+        killed: bool = await handle.kill.remote(execution_id)
+        return killed
+
+    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
+        """Resume a paused execution wherever it runs in the pool."""
+        handle = await self._owner_of(execution_id)
+        if handle is None:
+            return False
+        resumed: bool = await handle.resume.remote(execution_id, task_run_id)
+        return resumed
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
+        """Replay an execution from a task run on the least-loaded actor."""
+        new_id: str = await self._pick().handle.replay.remote(execution_id, task_run_id)
+        return new_id
+
+    async def wait(self, execution_id: str, within: float | None = None) -> State:
+        """Wait for an execution's terminal state (reading the store)."""
+
+        async def poll() -> State:
+            while True:
+                found = await self._store.get_execution(execution_id)
+                if found is None:
+                    raise StoreError(f"execution {execution_id} does not exist")
+                if found.state.terminal:
+                    return found.state
+                await asyncio.sleep(0.05)
+
+        return await asyncio.wait_for(poll(), within)
+
+    # ---- background loops ------------------------------------------------------------------------
+
+    async def _scale_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._rescale()
+            except Exception:
+                _log.exception("pool rescale failed")
+
+    async def _rescale(self) -> None:
+        loads: list[ActorLoad | BaseException] = await asyncio.gather(
+            *(m.handle.load.remote() for m in self._members), return_exceptions=True
+        )
+        now = time.monotonic()
+        for member, load in zip(list(self._members), loads, strict=False):
+            if isinstance(load, BaseException):
+                continue
+            member.load = load.running
+            if load.running or member.in_flight:
+                member.idle_since = now
+        total = sum(m.load for m in self._members)
+        if total >= self.options.target_load * len(self._members) * 0.8:
+            self._grow_soon()
+        extra = [
+            m
+            for m in self._members
+            if m.load == 0 and m.in_flight == 0 and now - m.idle_since > self.options.idle_s
+        ]
+        for member in extra[: max(0, len(self._members) - self.options.min_actors)]:
+            self._members.remove(member)
+            await self._retire(member)
+
+    async def _recovery_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.recovery_interval_s)
+            try:
+                await self.recover()
+            except Exception:
+                _log.exception("recovery pass failed")
+
+    async def recover(self) -> int:
+        """Hand every execution whose owner's lease expired to a live actor; how many."""
+        orphans = await self._store.find_expired_executions()
+        resumed = 0
+        for execution in orphans:
+            if await self.submit(execution.id):
+                resumed += 1
+                _log.warning("resumed execution %s after its owner was lost", execution.id)
+        self.recovered += resumed
+        return resumed

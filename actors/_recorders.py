@@ -1,0 +1,155 @@
+"""Recorders: where an `ExecutionRun` writes its state changes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows import StaleLeaseError, State, StoreError
+
+from ._runstate import TaskRunState
+from ._store._records import Attempt, Lease, LogLine
+from ._store._store import Store
+
+
+@dataclass
+class RecordedEvent:
+    """One state change, as `MemoryRecorder` keeps it."""
+
+    kind: str
+    task_run_id: str | None
+    detail: Any
+
+
+@dataclass
+class MemoryRecorder:
+    """Keeps every state change in memory, in order: for tests and dry runs."""
+
+    events: list[RecordedEvent] = field(default_factory=list)
+    logs: list[LogLine] = field(default_factory=list)
+
+    def task_run_created(self, run: TaskRunState) -> None:
+        """Record a new task run."""
+        self.events.append(RecordedEvent("created", run.id, run.task_id))
+
+    def task_run_state(self, run: TaskRunState, state: State, at: dt.datetime) -> None:
+        """Record a task-run transition."""
+        self.events.append(RecordedEvent("state", run.id, (run.task_id, state)))
+
+    def attempt(self, run: TaskRunState, attempt: Attempt) -> None:
+        """Record an attempt."""
+        self.events.append(RecordedEvent("attempt", run.id, attempt))
+
+    def outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
+        """Record outputs."""
+        self.events.append(RecordedEvent("outputs", run.id, dict(outputs)))
+
+    def log(self, line: LogLine) -> None:
+        """Record a log line."""
+        self.logs.append(line)
+
+    def execution_state(
+        self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
+    ) -> None:
+        """Record an execution transition."""
+        self.events.append(RecordedEvent("execution", None, (state, outputs)))
+
+    async def flush(self) -> None:
+        """Nothing to wait for."""
+
+    def task_states(self) -> list[tuple[str, State]]:
+        """Every task-run transition as (task id, state), in order."""
+        return [e.detail for e in self.events if e.kind == "state"]
+
+    def execution_states(self) -> list[State]:
+        """Every execution transition, in order."""
+        return [e.detail[0] for e in self.events if e.kind == "execution"]
+
+
+class StoreRecorder:
+    """Writes state changes to the store, write-behind, in order, batched across executions.
+
+    Each change is handed to the store's batcher as it happens, without waiting: the
+    batcher keeps the order and puts the changes of many executions into one round trip.
+    `flush` waits until all of them are durable. A write refused because the lease went
+    stale makes the next recording call raise `StaleLeaseError`: the run stops, since
+    another owner has the execution now.
+    """
+
+    def __init__(self, store: Store, execution_id: str, lease: Lease | None) -> None:
+        self._store = store
+        self._execution_id = execution_id
+        self.lease = lease
+        self._pending: set[asyncio.Future[None]] = set()
+        self._failure: BaseException | None = None
+
+    def _submit(self, write: Awaitable[None]) -> None:
+        if self._failure is not None:
+            raise self._failure
+        future = asyncio.ensure_future(write)
+        self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: asyncio.Future[None]) -> None:
+        self._pending.discard(future)
+        if future.cancelled():
+            return
+        error = future.exception()
+        if error is not None and self._failure is None:
+            self._failure = error
+
+    def task_run_created(self, run: TaskRunState) -> None:
+        """Create the task run."""
+        self._submit(
+            self._store.add_task_runs(self._execution_id, [run.new_record()], lease=self.lease)
+        )
+
+    def task_run_state(self, run: TaskRunState, state: State, at: dt.datetime) -> None:
+        """Record a task-run transition."""
+        self._submit(
+            self._store.transition_task_run(
+                self._execution_id, run.id, state, at=at, lease=self.lease
+            )
+        )
+
+    def attempt(self, run: TaskRunState, attempt: Attempt) -> None:
+        """Record an attempt."""
+        self._submit(
+            self._store.record_attempt(self._execution_id, run.id, attempt, lease=self.lease)
+        )
+
+    def outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
+        """Record outputs."""
+        self._submit(self._store.set_outputs(self._execution_id, run.id, outputs, lease=self.lease))
+
+    def log(self, line: LogLine) -> None:
+        """Append a log line."""
+        self._submit(self._store.append_logs([line]))
+
+    def execution_state(
+        self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
+    ) -> None:
+        """Record an execution transition."""
+        self._submit(
+            self._store.transition(
+                self._execution_id, state, at=at, outputs=outputs, lease=self.lease
+            )
+        )
+
+    async def flush(self) -> None:
+        """Wait until every change so far is durable.
+
+        Raises:
+            StaleLeaseError: Another owner took the execution.
+            StoreError: A write failed.
+        """
+        while self._pending:
+            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        if self._failure is not None:
+            failure = self._failure
+            if isinstance(failure, StaleLeaseError | StoreError):
+                raise failure
+            raise StoreError(f"recording failed: {failure!r}") from failure

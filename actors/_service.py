@@ -1,0 +1,449 @@
+"""The execution service: creates, runs, resumes, kills, restarts and replays executions.
+
+It is the body of an execution actor (and of ``kestrel run`` in-process). It holds no
+truth of its own: every execution it runs is loaded from the store under a lease, and
+what it learns goes back through a `StoreRecorder`. A lease it fails to renew means
+another owner has the execution: the local run is dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flows import (
+    Flow,
+    InputError,
+    Service,
+    StaleLeaseError,
+    State,
+    StoreError,
+    input_to_json,
+    parse_flow,
+    parse_inputs,
+    walk_tasks,
+)
+from flows._expressions import ExpressionEngine
+from flows._tasks_core import Subflow
+
+from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
+from ._recorders import StoreRecorder
+from ._runstate import ExecutionState, TaskRunState, derived_id
+from ._store._ids import new_id
+from ._store._records import (
+    CreateResult,
+    ExecutionDetail,
+    Lease,
+    NewExecution,
+    NewTaskRun,
+)
+from ._store._store import Store
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_LEASE_TTL = dt.timedelta(seconds=10)
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    """How an execution ended, as `ExecutionService.wait` reports it."""
+
+    id: str
+    state: State
+
+
+class ExecutionService(Service):
+    """Runs executions in this process, under leases, recording into the store.
+
+    Args:
+        store: The started store.
+        dispatcher: Where runnable tasks run.
+        owner: This owner's unique name (used for leases).
+        engine: The expression engine; one per process.
+        lease_ttl: How long a lease lasts without renewal.
+        envs: ``envs`` for templates (defaults to the process environment).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        dispatcher: Dispatcher,
+        *,
+        owner: str | None = None,
+        engine: ExpressionEngine | None = None,
+        lease_ttl: dt.timedelta = DEFAULT_LEASE_TTL,
+        envs: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.owner = owner or f"service-{new_id()}"
+        self._dispatcher = dispatcher
+        self._engine = engine or ExpressionEngine()
+        self._lease_ttl = lease_ttl
+        self._envs = envs
+        self._flows: dict[tuple[str, str, int], Flow] = {}
+        self._runs: dict[str, ExecutionRun] = {}
+        self._tasks: dict[str, asyncio.Task[State]] = {}
+        self._leases: dict[str, Lease] = {}
+        self._recorders: dict[str, StoreRecorder] = {}
+        self._finished: dict[str, asyncio.Event] = {}
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        self._renewer = asyncio.create_task(self._renew_loop(), name="lease-renewer")
+
+    async def _stop(self) -> None:
+        if self._renewer is not None:
+            self._renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._renewer
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Leases are left to expire: another owner resumes these executions.
+
+    # ---- flows ----------------------------------------------------------------------------
+
+    async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
+        """A flow revision from the store, parsed once and cached.
+
+        Raises:
+            StoreError: No such flow or revision.
+        """
+        if revision is not None:
+            cached = self._flows.get((namespace, flow_id, revision))
+            if cached is not None:
+                return cached
+        found = await self.store.get_flow(namespace, flow_id, revision, include_deleted=True)
+        if found is None:
+            at = f" revision {revision}" if revision is not None else ""
+            raise StoreError(f"flow {namespace}.{flow_id}{at} is not in the store")
+        flow = parse_flow(found.source, f"{namespace}.{flow_id}@{found.revision}")
+        flow.revision = found.revision
+        self._flows[(namespace, flow_id, found.revision)] = flow
+        return flow
+
+    async def deploy(self, source: str, file: str = "<string>") -> Flow:
+        """Validate a flow's YAML and save it as a new revision when it changed.
+
+        Raises:
+            FlowError: The flow is invalid.
+        """
+        flow = parse_flow(source, file)
+        saved = await self.store.save_flow(flow.namespace, flow.id, source)
+        flow.revision = saved.flow.revision
+        self._flows[(flow.namespace, flow.id, saved.flow.revision)] = flow
+        return flow
+
+    # ---- creating and starting ------------------------------------------------------------
+
+    async def create(
+        self,
+        flow: Flow,
+        raw_inputs: Mapping[str, Any] | None = None,
+        *,
+        trigger: Mapping[str, Any] | None = None,
+        labels: Mapping[str, str] | None = None,
+        dedupe_key: str | None = None,
+        parent: tuple[str, str] | None = None,
+        start: bool = True,
+    ) -> CreateResult:
+        """Create an execution durably (once per dedupe key) and start running it here.
+
+        Raises:
+            InputError: Inputs are invalid; nothing is created.
+        """
+        if flow.revision is None:
+            raise StoreError(f"flow {flow.uid} must be deployed (saved) before it runs")
+        inputs = parse_inputs(flow, raw_inputs or {})
+        new = NewExecution(
+            namespace=flow.namespace,
+            flow_id=flow.id,
+            flow_revision=flow.revision,
+            inputs={k: input_to_json(v) for k, v in inputs.items()},
+            trigger=dict(trigger) if trigger is not None else None,
+            labels={**flow.label_dict(), **(labels or {})},
+            dedupe_key=dedupe_key,
+            parent_id=parent[0] if parent else None,
+            parent_task_run_id=parent[1] if parent else None,
+        )
+        result = await self.store.create_execution(
+            new, lease_owner=self.owner if start else None, lease_ttl=self._lease_ttl
+        )
+        if start and result.created and result.lease is not None:
+            await self.run_execution(result.execution.id, lease=result.lease, flow=flow)
+        return result
+
+    async def run_execution(
+        self,
+        execution_id: str,
+        *,
+        lease: Lease | None = None,
+        flow: Flow | None = None,
+        restart: bool = False,
+    ) -> bool:
+        """Run (or resume) an execution here; False if another owner holds it.
+
+        Raises:
+            StoreError: Unknown execution or flow.
+        """
+        if execution_id in self._tasks and not self._tasks[execution_id].done():
+            return True
+        if lease is None:
+            lease = await self.store.take_execution_lease(execution_id, self.owner, self._lease_ttl)
+            if lease is None:
+                return False
+        detail = await self.store.execution_detail(execution_id)
+        if detail is None:
+            await self.store.release_lease(lease)
+            raise StoreError(f"execution {execution_id} does not exist")
+        execution = detail.execution
+        if flow is None or flow.revision != execution.flow_revision:
+            flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
+        state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        recorder = StoreRecorder(self.store, execution_id, lease)
+        run = ExecutionRun(
+            flow,
+            state,
+            recorder,
+            self._dispatcher,
+            self._engine,
+            subflows=self,
+            options=RunOptions(restart=restart, dsn=self.store.dsn, envs=self._envs),
+        )
+        self._runs[execution_id] = run
+        self._leases[execution_id] = lease
+        self._recorders[execution_id] = recorder
+        self._finished.setdefault(execution_id, asyncio.Event())
+        self._tasks[execution_id] = asyncio.create_task(
+            self._run(run), name=f"execution-{execution_id}"
+        )
+        return True
+
+    async def _run(self, run: ExecutionRun) -> State:
+        execution_id = run.id
+        try:
+            return await run.run()
+        except StaleLeaseError:
+            _log.warning("execution %s was taken over by another owner; dropped here", run.id)
+            return State.KILLED
+        except Exception:
+            _log.exception("execution %s crashed in its interpreter", run.id)
+            with contextlib.suppress(Exception):
+                await self.store.transition(
+                    execution_id, State.FAILED, lease=self._leases.get(execution_id)
+                )
+            return State.FAILED
+        finally:
+            lease = self._leases.pop(execution_id, None)
+            self._runs.pop(execution_id, None)
+            self._recorders.pop(execution_id, None)
+            self._tasks.pop(execution_id, None)
+            if lease is not None:
+                with contextlib.suppress(Exception):
+                    await self.store.release_lease(lease)
+            self._finished.setdefault(execution_id, asyncio.Event()).set()
+
+    # ---- control --------------------------------------------------------------------------
+
+    def running_ids(self) -> list[str]:
+        """Ids of the executions running here."""
+        return list(self._runs)
+
+    def kill(self, execution_id: str) -> bool:
+        """Kill an execution running here; False if it is not here."""
+        run = self._runs.get(execution_id)
+        if run is None:
+            return False
+        run.kill()
+        return True
+
+    def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
+        """Resume a paused task run of an execution running here."""
+        run = self._runs.get(execution_id)
+        return run.resume(task_run_id) if run is not None else False
+
+    async def wait(self, execution_id: str, within: float | None = None) -> ExecutionSummary:
+        """Wait until an execution is terminal (polling the store if it runs elsewhere).
+
+        Raises:
+            TimeoutError: Not terminal within `within` seconds.
+            StoreError: Unknown execution.
+        """
+
+        async def until_done() -> ExecutionSummary:
+            while True:
+                event = self._finished.get(execution_id)
+                if event is not None and execution_id in self._tasks:
+                    await event.wait()
+                found = await self.store.get_execution(execution_id)
+                if found is None:
+                    raise StoreError(f"execution {execution_id} does not exist")
+                if found.state.terminal:
+                    return ExecutionSummary(found.id, found.state)
+                if execution_id not in self._tasks:
+                    await asyncio.sleep(0.2)  # running elsewhere: poll the store
+
+        return await asyncio.wait_for(until_done(), within)
+
+    async def restart(self, execution_id: str) -> bool:
+        """Re-run the failed task runs of a terminal execution, in the same execution."""
+        found = await self.store.get_execution(execution_id)
+        if found is None:
+            raise StoreError(f"execution {execution_id} does not exist")
+        if not found.state.terminal:
+            return False
+        return await self.run_execution(execution_id, restart=True)
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
+        """A new execution linked to `execution_id` that re-runs from `task_run_id`.
+
+        Task runs that finished before the chosen one (other than its enclosing flowable
+        tasks) are copied with their attempts and outputs; the rest runs again with the
+        recorded flow revision, trigger and inputs.
+
+        Raises:
+            StoreError: Unknown execution or task run.
+        """
+        detail = await self.store.execution_detail(execution_id)
+        if detail is None:
+            raise StoreError(f"execution {execution_id} does not exist")
+        source = detail.execution
+        flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
+        kept = _replayed_runs(detail, task_run_id)
+        old = ExecutionState.from_detail(detail, _loop_ids(flow))
+        new_id_ = new_id()
+        renamed = {r.id: derived_id(new_id_, r.key) for r in old.task_runs.values()}
+        new = NewExecution(
+            id=new_id_,
+            namespace=source.namespace,
+            flow_id=source.flow_id,
+            flow_revision=source.flow_revision,
+            inputs=dict(source.inputs),
+            trigger=source.trigger,
+            labels=dict(source.labels),
+            original_id=source.original_id or source.id,
+            parent_id=source.parent_id,
+            parent_task_run_id=source.parent_task_run_id,
+            task_runs=tuple(
+                NewTaskRun(
+                    task_id=r.task_id,
+                    id=renamed[r.id],
+                    parent_task_run_id=(
+                        renamed[r.parent_task_run_id] if r.parent_task_run_id else None
+                    ),
+                    value=r.value,
+                    iteration=r.iteration,
+                    state=r.state,
+                )
+                for r in (d.task_run for d in kept)
+            ),
+        )
+        result = await self.store.create_execution(
+            new, lease_owner=self.owner, lease_ttl=self._lease_ttl
+        )
+        lease = result.lease
+        for d in kept:
+            for attempt in d.attempts:
+                await self.store.record_attempt(
+                    new_id_, renamed[d.task_run.id], attempt, lease=lease
+                )
+            if d.outputs:
+                await self.store.set_outputs(
+                    new_id_, renamed[d.task_run.id], d.outputs, lease=lease
+                )
+        await self.run_execution(new_id_, lease=lease, flow=flow)
+        return new_id_
+
+    # ---- subflows ---------------------------------------------------------------------------
+
+    async def launch(
+        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+    ) -> tuple[str, State, dict[str, Any]]:
+        """Create (or find, when resumed) the child execution of a Subflow task run."""
+        flow = await self.flow(task.namespace, task.flow_id, task.revision)
+        labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
+        try:
+            result = await self.create(
+                flow,
+                inputs,
+                labels=labels,
+                dedupe_key=f"subflow:{run.id}",
+                parent=(parent.id, run.id),
+            )
+        except InputError as exc:
+            raise StoreError(f"subflow {task.namespace}.{task.flow_id}: {exc}") from exc
+        child = result.execution
+        if not result.created and not child.state.terminal and child.id not in self._tasks:
+            await self.run_execution(child.id)
+        if not task.wait:
+            return child.id, child.state, {}
+        try:
+            summary = await self.wait(child.id)
+        except asyncio.CancelledError:
+            self.kill(child.id)
+            raise
+        ended = await self.store.get_execution(child.id)
+        outputs = dict(ended.outputs or {}) if ended else {}
+        return child.id, summary.state, outputs
+
+    # ---- leases -----------------------------------------------------------------------------
+
+    async def _renew_loop(self) -> None:
+        period = max(0.5, self._lease_ttl.total_seconds() / 3)
+        while True:
+            await asyncio.sleep(period)
+            for execution_id, lease in list(self._leases.items()):
+                try:
+                    renewed = await self.store.renew_lease(lease, self._lease_ttl)
+                except StaleLeaseError:
+                    _log.warning("lost the lease of %s; stopping it here", execution_id)
+                    task = self._tasks.get(execution_id)
+                    if task is not None:
+                        task.cancel()
+                    continue
+                except StoreError as exc:
+                    _log.warning("could not renew the lease of %s: %s", execution_id, exc)
+                    continue
+                if execution_id in self._leases:
+                    self._leases[execution_id] = renewed
+                    recorder = self._recorders.get(execution_id)
+                    if recorder is not None:
+                        recorder.lease = renewed
+
+
+def _loop_ids(flow: Flow) -> frozenset[str]:
+    return frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
+
+
+def _replayed_runs(detail: ExecutionDetail, task_run_id: str | None) -> list[Any]:
+    """The task runs a replay from `task_run_id` keeps: finished ones created before it."""
+    runs = list(detail.task_runs)
+    if task_run_id is None:
+        return []
+    index = next((i for i, d in enumerate(runs) if d.task_run.id == task_run_id), None)
+    if index is None:
+        raise StoreError(f"task run {task_run_id} is not in execution {detail.execution.id}")
+    by_id = {d.task_run.id: d for d in runs}
+    ancestors: set[str] = set()
+    parent = runs[index].task_run.parent_task_run_id
+    while parent:
+        ancestors.add(parent)
+        parent = by_id[parent].task_run.parent_task_run_id if parent in by_id else None
+    done = {State.SUCCESS, State.WARNING, State.SKIPPED}
+    kept = [d for d in runs[:index] if d.task_run.id not in ancestors and d.task_run.state in done]
+    kept_ids = {d.task_run.id for d in kept}
+    # A kept run's parent must be kept too, or be an ancestor that runs again.
+    return [
+        d
+        for d in kept
+        if d.task_run.parent_task_run_id is None
+        or d.task_run.parent_task_run_id in kept_ids
+        or d.task_run.parent_task_run_id in ancestors
+    ]

@@ -1,0 +1,62 @@
+"""Kestrel's Postgres store: schema and migrations, typed records, batched writes, reads.
+
+A plain async library (no Ray): the coordinator actor uses it, and so may any actor that
+wants to write without an extra hop.
+"""
+
+from ._batcher import Batcher
+from ._durations import format_duration, parse_duration
+from ._ids import new_id
+from ._migrations import Migration, apply_migrations, load_migrations
+from ._records import (
+    EXECUTION_LEASE,
+    Attempt,
+    CreateResult,
+    DeadLetter,
+    Execution,
+    ExecutionDetail,
+    FlowRevision,
+    FlowSaveResult,
+    KVEntry,
+    KVType,
+    Lease,
+    LogLine,
+    NewExecution,
+    NewTaskRun,
+    Page,
+    StateEntry,
+    TaskRun,
+    TaskRunDetail,
+    TriggerState,
+)
+from ._store import Store
+
+__all__ = [
+    "EXECUTION_LEASE",
+    "Attempt",
+    "Batcher",
+    "CreateResult",
+    "DeadLetter",
+    "Execution",
+    "ExecutionDetail",
+    "FlowRevision",
+    "FlowSaveResult",
+    "KVEntry",
+    "KVType",
+    "Lease",
+    "LogLine",
+    "Migration",
+    "NewExecution",
+    "NewTaskRun",
+    "Page",
+    "StateEntry",
+    "Store",
+    "TaskRun",
+    "TaskRunDetail",
+    "TriggerState",
+    "apply_migrations",
+    "format_duration",
+    "load_migrations",
+    "new_id",
+    "parse_duration",
+]

@@ -1,0 +1,143 @@
+"""Write operations: what callers hand to the batcher, with JSON already encoded.
+
+Encoding happens when an op is built, in the caller, so a value JSON cannot carry fails
+that caller at once instead of a whole batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from flows import State
+
+from ._json import dumps
+from ._records import (
+    Attempt,
+    Lease,
+    LogLine,
+    NewExecution,
+    NewTaskRun,
+    TriggerState,
+    as_utc,
+    utcnow,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreateOp:
+    """Create an execution (idempotent on its dedupe key), its task runs, maybe a lease."""
+
+    new: NewExecution
+    created_at: dt.datetime
+    inputs: str
+    trigger: str | None
+    labels: str
+    lease_owner: str | None
+    lease_ttl: dt.timedelta | None
+
+    @classmethod
+    def of(
+        cls,
+        new: NewExecution,
+        lease_owner: str | None = None,
+        lease_ttl: dt.timedelta | None = None,
+    ) -> CreateOp:
+        """Build the op (JSON encoded now)."""
+        if (lease_owner is None) != (lease_ttl is None):
+            raise ValueError("lease_owner and lease_ttl go together")
+        created = as_utc(new.created_at) if new.created_at else utcnow()
+        trigger = None if new.trigger is None else dumps(new.trigger)
+        return cls(
+            new, created, dumps(new.inputs), trigger, dumps(new.labels), lease_owner, lease_ttl
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AddTaskRunsOp:
+    """Add task runs to an existing execution."""
+
+    execution_id: str
+    runs: tuple[NewTaskRun, ...]
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionOp:
+    """Move an execution to a state (appended to its history); maybe set flow outputs."""
+
+    execution_id: str
+    state: State
+    at: dt.datetime
+    outputs: str | None
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRunTransitionOp:
+    """Move a task run to a state (appended to its history)."""
+
+    execution_id: str
+    task_run_id: str
+    state: State
+    at: dt.datetime
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOp:
+    """Insert or update one attempt of a task run."""
+
+    execution_id: str
+    task_run_id: str
+    attempt: Attempt
+    error: str | None
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputsOp:
+    """Merge outputs (top-level keys) into a task run's outputs."""
+
+    execution_id: str
+    task_run_id: str
+    outputs: dict[str, Any]
+    lease: Lease | None
+
+
+@dataclass(frozen=True, slots=True)
+class LogsOp:
+    """Append log lines."""
+
+    lines: tuple[LogLine, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerStateOp:
+    """Save (replace) a trigger's state."""
+
+    state: TriggerState
+    cursor: str | None
+    lease: Lease | None
+
+
+WriteOp = (
+    CreateOp
+    | AddTaskRunsOp
+    | TransitionOp
+    | TaskRunTransitionOp
+    | AttemptOp
+    | OutputsOp
+    | LogsOp
+    | TriggerStateOp
+)
+Outcome = object | BaseException
+"""Per op: a `CreateResult` for creates, None for other writes, or the error."""
+
+
+def lease_of(op: WriteOp) -> Lease | None:
+    """The lease an op is fenced by, if any."""
+    if isinstance(op, CreateOp | LogsOp):
+        return None
+    return op.lease

@@ -1,0 +1,297 @@
+"""Runnable tasks on the Ray cluster: one attempt in, one `TaskOutcome` out.
+
+Two ways to run an attempt, same result:
+
+- `run_task`, a plain Ray task (``run_task.options(**resources.ray_options()).remote(inv)``)
+  for any resource shape. Its body, `execute`, runs the task on one persistent event
+  loop per worker process (a daemon thread), so pools and clients opened by one task
+  (the KV store) are reused by the next task in the same worker.
+- `TaskWorker`, an async actor (`task_worker_class`): a warm worker for the common
+  resource shape, running many attempts concurrently on its own loop.
+
+Neither ever raises for a task's failure: the outcome says FAILED and carries the error.
+Retries are the execution actor's business, so Ray retries nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import os
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+import ray
+
+from flows import RunnableTask, State, TaskError
+
+from ._store._json import dumps
+from ._store._records import utcnow
+from ._worker_context import WorkerRunContext, close_worker_stores
+
+TIMEOUT_ERROR = "timeout"
+"""``error["type"]`` of an attempt that ran out of time."""
+
+DEFAULT_WORKER_CONCURRENCY = 100
+HEALTH_GROUP = "health"
+
+
+@dataclass(frozen=True)
+class TaskInvocation:
+    """One attempt of a runnable task, as sent to a worker.
+
+    Attributes:
+        task: The task with its properties already rendered.
+        execution_id: The execution's id.
+        task_run_id: The task run's id.
+        attempt: 1 for the first attempt, 2 for the first retry, ...
+        namespace: The flow's namespace.
+        flow_id: The flow's id.
+        variables: The expression context the task was rendered with.
+        dsn: The store's DSN, for KV tasks.
+        timeout_s: Seconds the attempt may run; None for no limit.
+    """
+
+    task: RunnableTask
+    execution_id: str
+    task_run_id: str
+    attempt: int
+    namespace: str
+    flow_id: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    dsn: str | None = None
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How an attempt ended.
+
+    Attributes:
+        state: SUCCESS or FAILED.
+        outputs: The task's outputs (empty when it failed).
+        logs: ``(time, level, message)`` lines, in order, unmasked.
+        error: For FAILED: ``{"message", "type", "retriable"}``; ``type`` is the
+            exception's class name, or ``"timeout"``.
+        worker: The Ray actor or worker id that ran it (``pid:N`` outside Ray).
+        node: The Ray node id (the host name outside Ray).
+        started_at: When the worker started the attempt (aware UTC).
+        ended_at: When it ended (aware UTC).
+    """
+
+    state: State
+    outputs: dict[str, Any]
+    logs: list[tuple[dt.datetime, str, str]]
+    error: dict[str, Any] | None
+    worker: str | None
+    node: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime
+
+
+async def run_invocation(
+    invocation: TaskInvocation, *, started_at: dt.datetime | None = None
+) -> TaskOutcome:
+    """Run one attempt on the running loop; task failures become a FAILED outcome.
+
+    Args:
+        invocation: The attempt.
+        started_at: When the attempt started, if the caller recorded it earlier.
+    """
+    started = started_at or utcnow()
+    ctx = WorkerRunContext(
+        execution_id=invocation.execution_id,
+        task_run_id=invocation.task_run_id,
+        task_id=invocation.task.id,
+        attempt=invocation.attempt,
+        namespace=invocation.namespace,
+        flow_id=invocation.flow_id,
+        variables=invocation.variables,
+        dsn=invocation.dsn,
+    )
+    outputs: dict[str, Any] = {}
+    error: dict[str, Any] | None = None
+    deadline = asyncio.timeout(invocation.timeout_s)
+    try:
+        async with deadline:
+            outputs = _checked_outputs(await invocation.task.run(ctx))
+    except TaskError as exc:
+        error = _error(str(exc), type(exc).__name__, exc.retriable)
+    except TimeoutError as exc:
+        if not deadline.expired():
+            error = _unexpected(exc, ctx)
+        else:
+            message = f"timed out after {invocation.timeout_s:g}s"
+            ctx.log("ERROR", f"task {message}")
+            error = _error(message, TIMEOUT_ERROR, True)
+    except Exception as exc:
+        error = _unexpected(exc, ctx)
+    worker, node = _identity()
+    return TaskOutcome(
+        state=State.FAILED if error else State.SUCCESS,
+        outputs={} if error else outputs,
+        logs=list(ctx.logs()),
+        error=error,
+        worker=worker,
+        node=node,
+        started_at=started,
+        ended_at=utcnow(),
+    )
+
+
+def _checked_outputs(outputs: Any) -> dict[str, Any]:
+    """The outputs, if the store can record them."""
+    if not isinstance(outputs, dict):
+        raise TaskError(f"run() returned {type(outputs).__name__}, not a dict", retriable=False)
+    try:
+        dumps(outputs)
+    except (TypeError, ValueError) as exc:
+        raise TaskError(f"outputs cannot be stored as JSON: {exc}", retriable=False) from exc
+    return outputs
+
+
+def _error(message: str, kind: str, retriable: bool) -> dict[str, Any]:
+    return {"message": message, "type": kind, "retriable": retriable}
+
+
+def _unexpected(exc: BaseException, ctx: WorkerRunContext) -> dict[str, Any]:
+    """An exception the task did not turn into a TaskError: log its traceback."""
+    ctx.log("ERROR", "".join(traceback.format_exception(exc)).rstrip())
+    kind = type(exc).__name__
+    text = str(exc)
+    return _error(f"{kind}: {text}" if text else kind, kind, True)
+
+
+def _identity() -> tuple[str, str]:
+    """``(worker, node)`` of this process: Ray's ids when in Ray."""
+    if ray.is_initialized():
+        context = ray.get_runtime_context()
+        worker = context.get_actor_id() or context.get_worker_id()
+        return str(worker), str(context.get_node_id())
+    return f"pid:{os.getpid()}", socket.gethostname()
+
+
+# ---- the persistent loop of a worker process ----------------------------------------------
+
+_loop_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_thread: threading.Thread | None = None
+
+
+def _worker_loop() -> asyncio.AbstractEventLoop:
+    """This process's task loop, started on first use in a daemon thread."""
+    global _loop, _loop_thread
+    with _loop_lock:
+        if _loop is None or _loop_thread is None or not _loop_thread.is_alive():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="kestrel-worker-loop", daemon=True
+            )
+            thread.start()
+            _loop, _loop_thread = loop, thread
+        return _loop
+
+
+def execute(invocation: TaskInvocation) -> TaskOutcome:
+    """Run one attempt to its end: the body of the `run_task` Ray task.
+
+    Blocks the calling thread while the task runs on this process's persistent loop.
+    Never raises for the task's failure (see `TaskOutcome`); if the caller is
+    interrupted (``ray.cancel``), the task is cancelled too.
+    """
+    started_at = utcnow()  # first: benchmarks measure "task body started" from here
+    future = asyncio.run_coroutine_threadsafe(
+        run_invocation(invocation, started_at=started_at), _worker_loop()
+    )
+    try:
+        return future.result()
+    except BaseException:
+        future.cancel()
+        raise
+
+
+def shutdown_worker_loop(timeout_s: float = 10.0) -> None:
+    """Close this process's stores and stop its task loop; the next `execute` starts anew.
+
+    Idempotent. Attempts still running are cancelled.
+    """
+    global _loop, _loop_thread
+    with _loop_lock:
+        loop, thread = _loop, _loop_thread
+        _loop = _loop_thread = None
+    if loop is None or thread is None:
+        return
+    if thread.is_alive():
+        done = asyncio.run_coroutine_threadsafe(_close_loop(), loop)
+        with contextlib.suppress(Exception):  # best effort: a timeout, a cancelled close
+            done.result(timeout_s)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout_s)
+    if not thread.is_alive():
+        loop.close()
+
+
+async def _close_loop() -> None:
+    await close_worker_stores()
+    me = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not me]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+    loop = asyncio.get_running_loop()
+    await loop.shutdown_asyncgens()
+    await loop.shutdown_default_executor()
+
+
+run_task: Any = ray.remote(max_retries=0)(execute)
+"""`execute` as a Ray task: ``await run_task.options(**opts).remote(invocation)``."""
+
+
+# ---- the warm worker actor ----------------------------------------------------------------
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+_health = cast(Callable[[_F], _F], ray.method(concurrency_group=HEALTH_GROUP))
+
+
+class TaskWorker:
+    """A warm worker: runs attempts concurrently on the actor's own event loop.
+
+    Make the Ray actor class with `task_worker_class`. Stateless apart from the stores
+    it caches, so Ray may restart it freely.
+    """
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Run one attempt (see `execute`)."""
+        started_at = utcnow()
+        return await run_invocation(invocation, started_at=started_at)
+
+    @_health
+    async def ping(self) -> str:
+        """Health check, in its own concurrency group: this worker's id."""
+        return _identity()[0]
+
+    async def close(self) -> None:
+        """Close the stores this worker opened (before the actor is killed)."""
+        await close_worker_stores()
+
+
+def task_worker_class(**options: Any) -> Any:
+    """`TaskWorker` as a Ray actor class.
+
+    Args:
+        **options: Ray actor options, over the defaults: ``max_concurrency=100``,
+            ``max_restarts=-1``, ``max_task_retries=0`` and a ``health`` concurrency
+            group for `TaskWorker.ping`.
+    """
+    defaults: dict[str, Any] = {
+        "max_concurrency": DEFAULT_WORKER_CONCURRENCY,
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "concurrency_groups": {HEALTH_GROUP: 1},
+    }
+    return ray.remote(**{**defaults, **options})(TaskWorker)

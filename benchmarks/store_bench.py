@@ -1,0 +1,257 @@
+"""Store write throughput: batched vs one transaction per write, beside raw INSERT commits.
+
+    python -m benchmarks.store_bench [--dsn postgresql://...] [--ops 3000] [--concurrency 64]
+
+Without ``--dsn`` it starts an `EmbeddedPostgres` in a temporary directory (durability on:
+fsync and synchronous_commit are PostgreSQL's defaults). Each scenario runs in its own
+new database (created through the DSN, dropped afterwards), so ``--dsn`` needs CREATEDB.
+
+Scenarios, all with ``--concurrency`` concurrent callers, each call awaited until durable:
+
+* ``baseline_insert_serial``: single-row ``INSERT`` autocommits on one connection, one after
+  another: what one durable commit costs.
+* ``baseline_insert_concurrent``: the same from the concurrent callers on a pool.
+* ``create_batched`` / ``create_unbatched``: `Store.create_execution` (dedupe key + one
+  initial task run) with batching on / off.
+* ``transition_batched`` / ``transition_unbatched``: `Store.transition` of distinct
+  executions with batching on / off.
+
+Prints a table and writes ``benchmarks/results/store.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from actors._embedded_postgres import EmbeddedPostgres
+from actors._store import NewExecution, NewTaskRun, Store
+from flows import State
+
+RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
+
+
+@dataclass
+class Result:
+    scenario: str
+    ops: int
+    seconds: float
+    ops_per_s: float
+    p50_ms: float
+    p99_ms: float
+    batches: int | None = None
+
+    @property
+    def mean_batch(self) -> float | None:
+        return self.ops / self.batches if self.batches else None
+
+
+def _with_database(dsn: str, database: str) -> str:
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{database}"))
+
+
+async def _run(
+    name: str, ops: int, concurrency: int, call: Callable[[int], Awaitable[Any]]
+) -> Result:
+    """Run ``call(i)`` for i in range(ops) from ``concurrency`` workers; time each call."""
+    latencies: list[float] = []
+    counter = iter(range(ops))
+
+    async def worker() -> None:
+        for i in counter:
+            started = time.perf_counter()
+            await call(i)
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Result(
+        scenario=name,
+        ops=ops,
+        seconds=round(elapsed, 3),
+        ops_per_s=round(ops / elapsed, 1),
+        p50_ms=round(statistics.median(latencies) * 1000, 3),
+        p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
+    )
+
+
+class Databases:
+    """Creates one fresh database per scenario and drops them all at the end."""
+
+    def __init__(self, admin_dsn: str) -> None:
+        self.admin_dsn = admin_dsn
+        self.names: list[str] = []
+
+    async def new(self) -> str:
+        name = f"kestrel_bench_{uuid.uuid4().hex[:12]}"
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        self.names.append(name)
+        return _with_database(self.admin_dsn, name)
+
+    async def drop_all(self) -> None:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            for name in self.names:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+
+async def baseline_serial(dsn: str, ops: int) -> Result:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE TABLE bench (id text PRIMARY KEY, payload jsonb NOT NULL)")
+
+        async def insert(i: int) -> None:
+            await conn.execute(
+                "INSERT INTO bench (id, payload) VALUES ($1, $2::jsonb)", f"row-{i}", '{"n": 1}'
+            )
+
+        return await _run("baseline_insert_serial", ops, 1, insert)
+    finally:
+        await conn.close()
+
+
+async def baseline_concurrent(dsn: str, ops: int, concurrency: int, pool_size: int) -> Result:
+    async with asyncpg.create_pool(dsn, min_size=pool_size, max_size=pool_size) as pool:
+        await pool.execute("CREATE TABLE bench (id text PRIMARY KEY, payload jsonb NOT NULL)")
+
+        async def insert(i: int) -> None:
+            await pool.execute(
+                "INSERT INTO bench (id, payload) VALUES ($1, $2::jsonb)", f"row-{i}", '{"n": 1}'
+            )
+
+        return await _run("baseline_insert_concurrent", ops, concurrency, insert)
+
+
+def _execution(i: int) -> NewExecution:
+    return NewExecution(
+        namespace="bench",
+        flow_id="flow",
+        flow_revision=1,
+        inputs={"i": i},
+        trigger={"topic": "orders", "partition": 0, "offset": i},
+        dedupe_key=f"kafka:orders/0@{i}",
+        task_runs=(NewTaskRun(task_id="first"),),
+    )
+
+
+async def creates(dsn: str, ops: int, concurrency: int, batching: bool, pool: int) -> Result:
+    name = "create_batched" if batching else "create_unbatched"
+    async with Store(dsn, batching=batching, max_connections=pool) as store:
+        result = await _run(name, ops, concurrency, lambda i: store.create_execution(_execution(i)))
+        if batching:
+            result.batches = store.batcher.batches
+    return result
+
+
+async def transitions(dsn: str, ops: int, concurrency: int, batching: bool, pool: int) -> Result:
+    name = "transition_batched" if batching else "transition_unbatched"
+    async with Store(dsn, batching=True, max_connections=pool) as setup:
+        created = await asyncio.gather(*(setup.create_execution(_execution(i)) for i in range(ops)))
+    ids = [c.execution.id for c in created]
+    async with Store(dsn, batching=batching, max_connections=pool) as store:
+        result = await _run(
+            name, ops, concurrency, lambda i: store.transition(ids[i], State.RUNNING)
+        )
+        if batching:
+            result.batches = store.batcher.batches
+    return result
+
+
+async def _server_settings(dsn: str) -> dict[str, str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {
+            name: str(await conn.fetchval(f"SHOW {name}"))
+            for name in ("server_version", "fsync", "synchronous_commit", "wal_sync_method")
+        }
+    finally:
+        await conn.close()
+
+
+async def bench(admin_dsn: str, ops: int, concurrency: int, pool: int) -> dict[str, Any]:
+    databases = Databases(admin_dsn)
+    results: list[Result] = []
+    try:
+        results.append(await baseline_serial(await databases.new(), min(ops, 1000)))
+        results.append(await baseline_concurrent(await databases.new(), ops, concurrency, pool))
+        for batching in (True, False):
+            results.append(await creates(await databases.new(), ops, concurrency, batching, pool))
+        for batching in (True, False):
+            db = await databases.new()
+            results.append(await transitions(db, ops, concurrency, batching, pool))
+    finally:
+        await databases.drop_all()
+    return {
+        "benchmark": "store",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "postgres": await _server_settings(admin_dsn),
+        "concurrency": concurrency,
+        "pool_size": pool,
+        "results": [{**asdict(r), "mean_batch": r.mean_batch} for r in results],
+    }
+
+
+def _print(report: dict[str, Any]) -> None:
+    pg = report["postgres"]
+    print(
+        f"PostgreSQL {pg['server_version']} fsync={pg['fsync']} "
+        f"synchronous_commit={pg['synchronous_commit']}; {report['machine']['cpus']} CPUs; "
+        f"{report['concurrency']} concurrent callers; pool {report['pool_size']}"
+    )
+    header = f"{'scenario':<28}{'ops':>7}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>8}"
+    print(header)
+    print("-" * len(header))
+    for r in report["results"]:
+        batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] else "-"
+        print(
+            f"{r['scenario']:<28}{r['ops']:>7}{r['ops_per_s']:>10.0f}"
+            f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{batch:>8}"
+        )
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dsn", help="admin DSN of a server (default: embedded, temp dir)")
+    parser.add_argument("--ops", type=int, default=3000, help="writes per scenario")
+    parser.add_argument("--concurrency", type=int, default=64, help="concurrent callers")
+    parser.add_argument("--pool", type=int, default=10, help="connections per store/pool")
+    args = parser.parse_args()
+    if args.dsn:
+        report = await bench(args.dsn, args.ops, args.concurrency, args.pool)
+        report["server"] = "external"
+    else:
+        with tempfile.TemporaryDirectory(prefix="kestrel-bench-") as tmp:
+            async with EmbeddedPostgres(Path(tmp) / "pg") as pg:
+                report = await bench(pg.admin_dsn, args.ops, args.concurrency, args.pool)
+        report["server"] = "embedded"
+    _print(report)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

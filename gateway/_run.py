@@ -1,0 +1,176 @@
+"""``kestrel run FLOW.yaml``: one execution to a terminal state, on the embedded defaults."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import AsyncIterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from actors._dispatch import RayTaskDispatcher
+from actors._embedded_postgres import EmbeddedPostgres
+from actors._service import ExecutionService
+from actors._store._records import ExecutionDetail, TaskRunDetail
+from actors._store._store import Store
+from flows import FlowError, InputError, KestrelError, State, parse_flow, parse_inputs
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_INVALID = 2
+
+
+def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
+    """``["k=v", ...]`` → ``{"k": "v"}``.
+
+    Raises:
+        InputError: A pair has no ``=``.
+    """
+    out: dict[str, str] = {}
+    bad: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            bad[pair] = "expected --input NAME=VALUE"
+            continue
+        out[key.strip()] = value
+    if bad:
+        raise InputError(bad)
+    return out
+
+
+@contextlib.asynccontextmanager
+async def open_store(db: str | None) -> AsyncIterator[Store]:
+    """The store at `db`, or on the embedded Postgres (started once, then reused)."""
+    async with contextlib.AsyncExitStack() as stack:
+        if db is None:
+            embedded = EmbeddedPostgres(keep_running=True)
+            await stack.enter_async_context(embedded)
+            db = embedded.dsn
+        store = Store(db)
+        await stack.enter_async_context(store)
+        yield store
+
+
+async def run_flow_file(
+    path: str,
+    raw_inputs: Mapping[str, Any],
+    *,
+    db: str | None = None,
+    ray_address: str | None = None,
+    as_json: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Validate, deploy and run a flow file once; print the result; return the exit code."""
+    try:
+        source = await asyncio.to_thread(Path(path).read_text, encoding="utf-8")
+        flow = parse_flow(source, path)
+        parse_inputs(flow, raw_inputs)  # refuse bad inputs before starting anything
+    except OSError as exc:
+        print(f"{path}: cannot read file: {exc}", file=err)
+        return EXIT_INVALID
+    except FlowError as exc:
+        for problem in exc.problems:
+            print(problem, file=err)
+        return EXIT_INVALID
+    except InputError as exc:
+        print(f"invalid inputs: {exc}", file=err)
+        return EXIT_INVALID
+    async with open_store(db) as store:
+        dispatcher = RayTaskDispatcher(connect=True, address=ray_address)
+        async with ExecutionService(store, dispatcher) as service:
+            deployed = await service.deploy(source, path)
+            created = await service.create(deployed, raw_inputs)
+            summary = await service.wait(created.execution.id)
+            detail = await store.execution_detail(summary.id)
+    assert detail is not None
+    if as_json:
+        print(json.dumps(execution_json(detail), default=str, indent=2), file=out)
+    else:
+        print_report(detail, out)
+    return EXIT_OK if summary.state in (State.SUCCESS, State.WARNING) else EXIT_FAILED
+
+
+def execution_json(detail: ExecutionDetail) -> dict[str, Any]:
+    """The ``--json`` shape: id, state, flow, outputs, taskRuns."""
+    execution = detail.execution
+    return {
+        "id": execution.id,
+        "state": execution.state.value,
+        "flow": {
+            "namespace": execution.namespace,
+            "id": execution.flow_id,
+            "revision": execution.flow_revision,
+        },
+        "outputs": execution.outputs or {},
+        "taskRuns": [
+            {
+                "id": d.task_run.id,
+                "taskId": d.task_run.task_id,
+                "value": d.task_run.value,
+                "state": d.task_run.state.value,
+                "attempts": len(d.attempts),
+                "outputs": d.outputs or {},
+            }
+            for d in detail.task_runs
+        ],
+    }
+
+
+def _duration(d: TaskRunDetail) -> str:
+    running = [e.date for e in d.task_run.state_history if e.state is State.RUNNING]
+    ends = [e.date for e in d.task_run.state_history if e.state.terminal]
+    if not running or not ends:
+        return "-"
+    seconds = max(0.0, (ends[-1] - running[0]).total_seconds())
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def print_report(detail: ExecutionDetail, out: TextIO) -> None:
+    """Logs, a task-run table (task, state, attempts, duration) and the outputs."""
+    execution = detail.execution
+    for line in detail.logs:
+        print(f"{line.at:%H:%M:%S.%f}"[:-3] + f" {line.level:<5} {line.message}", file=out)
+    rows = [
+        (
+            d.task_run.task_id + (f"[{d.task_run.value}]" if d.task_run.value else ""),
+            d.task_run.state.value,
+            str(len(d.attempts)),
+            _duration(d),
+        )
+        for d in detail.task_runs
+    ]
+    header = ("TASK", "STATE", "ATTEMPTS", "DURATION")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    print("", file=out)
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip(), file=out)
+    print("", file=out)
+    flow = f"{execution.namespace}.{execution.flow_id} rev {execution.flow_revision}"
+    print(f"execution {execution.id} of {flow}: {execution.state.value}", file=out)
+    task_outputs = {d.task_run.task_id: d.outputs for d in detail.task_runs if d.outputs}
+    if task_outputs:
+        print("task outputs: " + json.dumps(task_outputs, default=str), file=out)
+    if execution.outputs:
+        print("flow outputs: " + json.dumps(execution.outputs, default=str), file=out)
+
+
+def run_command(
+    path: str, inputs: Sequence[str], db: str | None, ray_address: str | None, as_json: bool
+) -> int:
+    """The body of ``kestrel run``."""
+    try:
+        raw = parse_input_args(inputs)
+    except InputError as exc:
+        print(f"invalid inputs: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        return asyncio.run(
+            run_flow_file(path, raw, db=db, ray_address=ray_address, as_json=as_json)
+        )
+    except KestrelError as exc:
+        print(f"kestrel run: {exc}", file=sys.stderr)
+        return EXIT_FAILED
