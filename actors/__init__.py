@@ -1,5 +1,8 @@
-"""Ray actors and the runtime: execution actors and their warm pool, the interpreter,
-runnable-task workers, the coordinator and its Postgres store."""
+"""Ray actors and the runtime.
+
+Execution actors and their warm pool, the interpreter, runnable-task workers, the
+coordinator and its Postgres store.
+"""
 
 from ._coordinator import COORDINATOR_NAME, Coordinator, get_coordinator, start_coordinator
 from ._dispatch import InProcessDispatcher, RayTaskDispatcher, WorkerPoolDispatcher, ensure_ray
