@@ -32,6 +32,7 @@ from ._inputs import (
     parse_inputs,
 )
 from ._lifecycle import Service
+from ._listener import Delivery, Event, Listener, ListenerContext, PoisonMessage
 from ._loader import (
     apply_plugin_defaults,
     iter_flow_files,
@@ -75,7 +76,9 @@ __all__ = [
     "Concurrency",
     "ConcurrencyBehavior",
     "ConnectorError",
+    "Delivery",
     "Duration",
+    "Event",
     "ExpressionEngine",
     "ExpressionError",
     "Flow",
@@ -88,8 +91,11 @@ __all__ = [
     "KestrelError",
     "KestrelModel",
     "KvLookup",
+    "Listener",
+    "ListenerContext",
     "Path",
     "PluginDefault",
+    "PoisonMessage",
     "Problem",
     "RealtimeTrigger",
     "RegistryError",

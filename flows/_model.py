@@ -24,7 +24,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
 from ._durations import Duration
-from ._errors import TaskError
+from ._errors import ConnectorError, TaskError
+from ._listener import Listener, ListenerContext
 from ._registry import REGISTRY, Kind
 from ._run_context import RunContext
 
@@ -300,7 +301,24 @@ class Trigger(KestrelModel):
 
 
 class RealtimeTrigger(Trigger):
-    """An always-on listener: one execution per event."""
+    """An always-on listener: one execution per event.
+
+    Connector subclasses implement `create_listener`. Every realtime trigger bounds the
+    events it has in flight (``maxInFlight``: the listener stops fetching beyond it) and
+    sends a message whose execution cannot be created to the dead letters after
+    ``deadLetterAfter`` attempts.
+    """
+
+    max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 1000
+    dead_letter_after: Annotated[int, Field(ge=1, le=100)] = 3
+
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """A new listener for this trigger.
+
+        Raises:
+            ConnectorError: This trigger type has no listener in this installation.
+        """
+        raise ConnectorError(f"'{self.type}' has no listener in this installation")
 
 
 TriggerRef = Annotated[Trigger, _TriggerRef]

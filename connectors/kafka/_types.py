@@ -154,8 +154,6 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
     serde_properties: dict[str, Any] = Field(default_factory=dict)
     since: datetime | None = None
     partitions: list[Annotated[int, Field(ge=0)]] | None = None
-    max_in_flight: Annotated[int, Field(ge=1)] = 1000
-    dead_letter_after: Annotated[int, Field(ge=1)] = 3
     auto_offset_reset: AutoOffsetReset = AutoOffsetReset.EARLIEST
 
     _upper_enums = field_validator(

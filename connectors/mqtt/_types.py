@@ -204,8 +204,6 @@ class MqttRealtimeTrigger(RealtimeTrigger):
     connection_timeout: Duration | None = None
     https_hostname_verification_enabled: bool | None = None
     serde_type: MqttSerde = MqttSerde.JSON
-    max_in_flight: Annotated[int, Field(ge=1)] = 1000
-    dead_letter_after: Annotated[int, Field(ge=1)] = 3
 
     _version_spelling = field_validator("mqtt_version", mode="before")(_version)
     _serde = field_validator("serde_type", mode="before")(_upper)

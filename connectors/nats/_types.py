@@ -203,8 +203,6 @@ class NatsRealtimeTrigger(RealtimeTrigger):
     queue_group: str | None = None
     deserializer: NatsSerde = NatsSerde.STRING
     batch_size: Annotated[int, Field(ge=1)] = 10
-    max_in_flight: Annotated[int, Field(ge=1)] = 1000
-    dead_letter_after: Annotated[int, Field(ge=1)] = 3
 
     _policy_spelling = field_validator("deliver_policy", mode="before")(_policy)
     _serde = field_validator("deserializer", mode="before")(_upper)

@@ -156,8 +156,6 @@ class PostgresRealtimeTrigger(RealtimeTrigger):
     poll_interval: Duration = timedelta(seconds=1)
     batch_size: Annotated[int, Field(ge=1)] = 100
     deserializer: PostgresSerde = PostgresSerde.STRING
-    max_in_flight: Annotated[int, Field(ge=1)] = 1000
-    dead_letter_after: Annotated[int, Field(ge=1)] = 3
 
     _serde = field_validator("deserializer", mode="before")(_upper)
 
