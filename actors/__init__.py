@@ -8,10 +8,13 @@ from ._coordinator import COORDINATOR_NAME, Coordinator, get_coordinator, start_
 from ._dispatch import InProcessDispatcher, RayTaskDispatcher, WorkerPoolDispatcher, ensure_ray
 from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
+from ._flow_trigger import FlowTriggerListener
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
+from ._listener_host import CORE_LISTENERS, ListenerHost, TriggerHost, listener_host_class
 from ._pool import ExecutionPool, PoolOptions
 from ._recorders import MemoryRecorder, StoreRecorder
 from ._runstate import ExecutionState, TaskRunState
+from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService, ExecutionSummary
 from ._store import (
     EXECUTION_LEASE,
@@ -35,14 +38,25 @@ from ._store import (
     TaskRunDetail,
     TriggerState,
 )
+from ._triggers import (
+    TRIGGER_LABEL,
+    Backoff,
+    RunnerContext,
+    TriggerInfo,
+    TriggerRunner,
+    TriggerStatus,
+)
 from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task, task_worker_class
 from ._worker_context import WorkerRunContext
 
 __all__ = [
     "COORDINATOR_NAME",
+    "CORE_LISTENERS",
     "EXECUTION_LEASE",
+    "TRIGGER_LABEL",
     "ActorLoad",
     "Attempt",
+    "Backoff",
     "Coordinator",
     "CreateResult",
     "DeadLetter",
@@ -58,10 +72,12 @@ __all__ = [
     "ExecutionSummary",
     "FlowRevision",
     "FlowSaveResult",
+    "FlowTriggerListener",
     "InProcessDispatcher",
     "KVEntry",
     "KVType",
     "Lease",
+    "ListenerHost",
     "LogLine",
     "MemoryRecorder",
     "NewExecution",
@@ -71,6 +87,8 @@ __all__ = [
     "RayTaskDispatcher",
     "Recorder",
     "RunOptions",
+    "RunnerContext",
+    "ScheduleListener",
     "StartResult",
     "StateEntry",
     "Store",
@@ -82,15 +100,23 @@ __all__ = [
     "TaskRunDetail",
     "TaskRunState",
     "TaskWorker",
+    "TriggerHost",
+    "TriggerInfo",
+    "TriggerRunner",
     "TriggerState",
+    "TriggerStatus",
     "WorkerPoolDispatcher",
     "WorkerRunContext",
+    "backfill",
     "default_data_dir",
     "ensure_ray",
     "execute",
     "execution_actor_class",
     "get_coordinator",
+    "listener_host_class",
+    "next_tick",
     "run_task",
     "start_coordinator",
     "task_worker_class",
+    "ticks_between",
 ]

@@ -100,7 +100,7 @@ class Coordinator(Service):
         """Liveness check that touches nothing."""
         return "pong"
 
-    # ---- executions ---------------------------------------------------------------------
+    # ---- executions ----
 
     async def create_execution(
         self,
@@ -225,7 +225,7 @@ class Coordinator(Service):
         store = await self._ready()
         return await store.find_expired_executions(limit=limit, unleased_after=unleased_after)
 
-    # ---- leases -------------------------------------------------------------------------
+    # ---- leases ----
 
     async def take_lease(self, kind: str, key: str, owner: str, ttl: dt.timedelta) -> Lease | None:
         """See `Store.take_lease`."""
@@ -249,7 +249,7 @@ class Coordinator(Service):
         """See `Store.get_lease`."""
         return await (await self._ready()).get_lease(kind, key)
 
-    # ---- flows --------------------------------------------------------------------------
+    # ---- flows ----
 
     async def save_flow(self, namespace: str, flow_id: str, source: str) -> FlowSaveResult:
         """See `Store.save_flow`."""
@@ -279,7 +279,7 @@ class Coordinator(Service):
         """See `Store.delete_flow`."""
         return await (await self._ready()).delete_flow(namespace, flow_id)
 
-    # ---- KV -----------------------------------------------------------------------------
+    # ---- KV ----
 
     async def kv_set(
         self,
@@ -305,7 +305,7 @@ class Coordinator(Service):
         """See `Store.kv_list`."""
         return await (await self._ready()).kv_list(namespace)
 
-    # ---- triggers and dead letters ------------------------------------------------------
+    # ---- triggers and dead letters ----
 
     async def save_trigger_state(self, state: TriggerState, *, lease: Lease | None = None) -> None:
         """See `Store.save_trigger_state`."""

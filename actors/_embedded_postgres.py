@@ -135,7 +135,7 @@ class EmbeddedPostgres(Service):
     async def _stop(self) -> None:
         await asyncio.to_thread(self._stop_blocking)
 
-    # ---- blocking parts (run in a thread) ----------------------------------------------
+    # ---- blocking parts (run in a thread) ----
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -241,7 +241,7 @@ class EmbeddedPostgres(Service):
             command = [str(_bin_dir() / "pg_ctl"), "stop", "-D", str(pgdata), "-m", "fast", "-w"]
             _run(command, self._run_as, cwd=self._dir)
 
-    # ---- async part ---------------------------------------------------------------------
+    # ---- async part ----
 
     async def _ensure_database(self) -> None:
         conn = await asyncpg.connect(self.admin_dsn, timeout=self._timeout)

@@ -169,7 +169,7 @@ class ExecutionRun:
         for secret in _secret_inputs(flow, state.execution.inputs):
             engine.add_secret(secret)
 
-    # ---- control from outside ---------------------------------------------------------
+    # ---- control from outside ----
 
     @property
     def id(self) -> str:
@@ -195,7 +195,7 @@ class ExecutionRun:
         event.set()
         return True
 
-    # ---- the run ------------------------------------------------------------------------
+    # ---- the run ----
 
     async def run(self) -> State:
         """Run (or resume) the execution to a terminal state and return it."""
@@ -248,7 +248,7 @@ class ExecutionRun:
                 return None
         return out
 
-    # ---- lists of tasks -----------------------------------------------------------------
+    # ---- lists of tasks ----
 
     async def _run_list(self, tasks: Sequence[Task], scope: _Scope) -> State:
         """Run tasks one after another; stop at the first failure."""
@@ -282,7 +282,7 @@ class ExecutionRun:
         results = await asyncio.gather(*(guarded(j) for j in jobs))
         return successful(s for s in results if s is not State.SKIPPED)
 
-    # ---- one task -------------------------------------------------------------------------
+    # ---- one task ----
 
     def _task_run(self, task: Task, scope: _Scope) -> tuple[TaskRunState, bool]:
         """The task run of `task` in `scope`: found (recovery) or new. True when new."""
@@ -380,7 +380,7 @@ class ExecutionRun:
             )
         )
 
-    # ---- templates ------------------------------------------------------------------------
+    # ---- templates ----
 
     def _context(self, run: TaskRunState | None, scope: _Scope) -> dict[str, Any]:
         execution = self.state.execution
@@ -436,7 +436,7 @@ class ExecutionRun:
         data = {**task.model_dump(by_alias=True, exclude_none=True), **rendered}
         return type(task).model_validate(data)
 
-    # ---- attempts: inline and runnable tasks ----------------------------------------------
+    # ---- attempts: inline and runnable tasks ----
 
     async def _attempts(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
         """Run attempts of an inline or runnable task until success or retries run out."""
@@ -595,7 +595,7 @@ class ExecutionRun:
             ended_at=utcnow(),
         )
 
-    # ---- flowable tasks -----------------------------------------------------------------
+    # ---- flowable tasks ----
 
     def _child_scope(self, run: TaskRunState, scope: _Scope) -> _Scope:
         return _Scope(

@@ -85,7 +85,7 @@ class ExecutionPool(Service):
         self._loops: list[asyncio.Task[None]] = []
         self.recovered: int = 0
 
-    # ---- lifecycle --------------------------------------------------------------------------
+    # ---- lifecycle ----
 
     async def _start(self) -> None:
         await asyncio.gather(*(self._add() for _ in range(self.options.min_actors)))
@@ -125,7 +125,7 @@ class ExecutionPool(Service):
         with contextlib.suppress(Exception):
             ray.kill(member.handle, no_restart=True)
 
-    # ---- choosing an actor ---------------------------------------------------------------------
+    # ---- choosing an actor ----
 
     @property
     def size(self) -> int:
@@ -227,7 +227,7 @@ class ExecutionPool(Service):
 
         return await asyncio.wait_for(poll(), within)
 
-    # ---- background loops ------------------------------------------------------------------------
+    # ---- background loops ----
 
     async def _scale_loop(self) -> None:
         while True:

@@ -37,6 +37,7 @@ from ._runstate import ExecutionState, TaskRunState, derived_id
 from ._store._ids import new_id
 from ._store._records import (
     CreateResult,
+    Execution,
     ExecutionDetail,
     Lease,
     NewExecution,
@@ -108,7 +109,7 @@ class ExecutionService(Service):
         await asyncio.gather(*tasks, return_exceptions=True)
         # Leases are left to expire: another owner resumes these executions.
 
-    # ---- flows ----------------------------------------------------------------------------
+    # ---- flows ----
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A flow revision from the store, parsed once and cached.
@@ -141,7 +142,7 @@ class ExecutionService(Service):
         self._flows[(flow.namespace, flow.id, saved.flow.revision)] = flow
         return flow
 
-    # ---- creating and starting ------------------------------------------------------------
+    # ---- creating and starting ----
 
     async def create(
         self,
@@ -177,7 +178,9 @@ class ExecutionService(Service):
             new, lease_owner=self.owner if start else None, lease_ttl=self._lease_ttl
         )
         if start and result.created and result.lease is not None:
-            await self.run_execution(result.execution.id, lease=result.lease, flow=flow)
+            await self.run_execution(
+                result.execution.id, lease=result.lease, flow=flow, fresh=result.execution
+            )
         return result
 
     async def run_execution(
@@ -187,8 +190,16 @@ class ExecutionService(Service):
         lease: Lease | None = None,
         flow: Flow | None = None,
         restart: bool = False,
+        fresh: Execution | None = None,
     ) -> bool:
         """Run (or resume) an execution here; False if another owner holds it.
+
+        Args:
+            execution_id: The execution.
+            lease: Our lease on it, if already taken (else it is taken here).
+            flow: Its flow revision, if at hand.
+            restart: Re-run its failed task runs.
+            fresh: The execution as just created (no task runs yet): saves a read.
 
         Raises:
             StoreError: Unknown execution or flow.
@@ -199,14 +210,22 @@ class ExecutionService(Service):
             lease = await self.store.take_execution_lease(execution_id, self.owner, self._lease_ttl)
             if lease is None:
                 return False
-        detail = await self.store.execution_detail(execution_id)
-        if detail is None:
-            await self.store.release_lease(lease)
-            raise StoreError(f"execution {execution_id} does not exist")
-        execution = detail.execution
+        detail: ExecutionDetail | None = None
+        if fresh is not None:
+            execution = fresh
+        else:
+            detail = await self.store.execution_detail(execution_id)
+            if detail is None:
+                await self.store.release_lease(lease)
+                raise StoreError(f"execution {execution_id} does not exist")
+            execution = detail.execution
         if flow is None or flow.revision != execution.flow_revision:
             flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
-        state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        if detail is None:
+            state = ExecutionState(execution=execution, state=execution.state)
+            state.started_at = execution.created_at
+        else:
+            state = ExecutionState.from_detail(detail, _loop_ids(flow))
         recorder = StoreRecorder(self.store, execution_id, lease)
         run = ExecutionRun(
             flow,
@@ -250,7 +269,7 @@ class ExecutionService(Service):
                     await self.store.release_lease(lease)
             self._finished.setdefault(execution_id, asyncio.Event()).set()
 
-    # ---- control --------------------------------------------------------------------------
+    # ---- control ----
 
     def running_ids(self) -> list[str]:
         """Ids of the executions running here."""
@@ -361,7 +380,7 @@ class ExecutionService(Service):
         await self.run_execution(new_id_, lease=lease, flow=flow)
         return new_id_
 
-    # ---- subflows ---------------------------------------------------------------------------
+    # ---- subflows ----
 
     async def launch(
         self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
@@ -393,7 +412,7 @@ class ExecutionService(Service):
         outputs = dict(ended.outputs or {}) if ended else {}
         return child.id, summary.state, outputs
 
-    # ---- leases -----------------------------------------------------------------------------
+    # ---- leases ----
 
     async def _renew_loop(self) -> None:
         period = max(0.5, self._lease_ttl.total_seconds() / 3)

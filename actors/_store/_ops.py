@@ -27,7 +27,7 @@ from ._records import (
 
 @dataclass(frozen=True, slots=True)
 class CreateOp:
-    """Create an execution (idempotent on its dedupe key), its task runs, maybe a lease."""
+    """Create an execution (idempotent on dedupe key and id), its task runs, maybe a lease."""
 
     new: NewExecution
     created_at: dt.datetime

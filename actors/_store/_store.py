@@ -5,6 +5,10 @@ creates, transitions, task-run attempts, outputs, logs, trigger cursors) are bat
 many callers' writes share one transaction, and each caller's ``await`` returns only
 after that transaction committed, so it may acknowledge its source right after. The
 rest (flows, KV, leases, dead letters, reads) are single statements on the pool.
+
+Fencing: execution writes accept the writer's `Lease`; a write carrying a lease whose
+epoch is no longer current is refused with `StaleLeaseError`. Writes without a lease are
+not fenced (for callers that own nothing, e.g. an API appending a log line).
 """
 
 from __future__ import annotations

@@ -1,0 +1,206 @@
+"""Listener hosts: one async Ray actor runs many trigger listeners as asyncio tasks.
+
+A thousand deployed triggers are a handful of processes, not a thousand. A host is also
+an execution actor: the executions its triggers create run right here (co-located), so
+the event path is listener → durable create → ack → first task, with no actor hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from flows import Flow, Listener, Service, Trigger
+from flows._triggers_core import FlowTrigger, Schedule
+
+from ._execution_actor import ExecutionActor
+from ._flow_trigger import FlowTriggerListener
+from ._schedule import ScheduleListener
+from ._service import ExecutionService
+from ._triggers import (
+    Backoff,
+    ListenerFactory,
+    RunnerContext,
+    TriggerInfo,
+    TriggerRunner,
+    default_listener_factory,
+)
+
+
+def _schedule(trigger: Trigger, ctx: RunnerContext) -> Listener:
+    assert isinstance(trigger, Schedule)
+    return ScheduleListener(trigger, ctx)
+
+
+def _flow(trigger: Trigger, ctx: RunnerContext) -> Listener:
+    assert isinstance(trigger, FlowTrigger)
+    return FlowTriggerListener(trigger, ctx)
+
+
+CORE_LISTENERS: dict[str, ListenerFactory] = {"trigger.Schedule": _schedule, "trigger.Flow": _flow}
+"""Listeners of the built-in triggers that are not connectors."""
+
+
+class TriggerHost(Service):
+    """Deploys, redeploys and undeploys the triggers of flows in this process.
+
+    Args:
+        service: Where executions are created and run.
+        factories: Listener factories by trigger type name, for trigger types whose
+            listener is not their own `create_listener` (schedules, flow triggers).
+        backoff: Reconnection delays.
+    """
+
+    def __init__(
+        self,
+        service: ExecutionService,
+        factories: Mapping[str, ListenerFactory] | None = None,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__()
+        self._service = service
+        self._factories: dict[str, ListenerFactory] = {**CORE_LISTENERS, **(factories or {})}
+        self._backoff = backoff
+        self._runners: dict[tuple[str, str, str], TriggerRunner] = {}
+        self._lock = asyncio.Lock()
+
+    async def _start(self) -> None:
+        return None
+
+    async def _stop(self) -> None:
+        async with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+
+    def _factory(self, trigger: Trigger) -> ListenerFactory:
+        return self._factories.get(trigger.type, default_listener_factory)
+
+    def listens_to(self, trigger: Trigger) -> bool:
+        """True for the trigger types a host runs (not webhooks: the API takes those)."""
+        return trigger.type != "trigger.Webhook"
+
+    async def deploy(self, flow: Flow) -> list[str]:
+        """Run the flow's enabled triggers (restarting changed ones); stop removed ones.
+
+        A trigger whose flow revision changed is stopped (its unacknowledged deliveries
+        come again) and started on the new revision from its committed position.
+
+        Returns:
+            The ids of the triggers now running for the flow.
+        """
+        async with self._lock:
+            wanted = {
+                t.id: t
+                for t in flow.triggers
+                if not t.disabled and not flow.disabled and self.listens_to(t)
+            }
+            stale = [
+                key
+                for key, runner in self._runners.items()
+                if key[:2] == (flow.namespace, flow.id)
+                and (key[2] not in wanted or runner.flow.revision != flow.revision)
+            ]
+            await asyncio.gather(*(self._runners.pop(key).stop() for key in stale))
+            for trigger_id, trigger in wanted.items():
+                key = (flow.namespace, flow.id, trigger_id)
+                if key in self._runners:
+                    continue
+                runner = TriggerRunner(
+                    flow, trigger, self._service, self._factory(trigger), self._backoff
+                )
+                await runner.start()
+                self._runners[key] = runner
+            return sorted(wanted)
+
+    async def undeploy(self, namespace: str, flow_id: str) -> int:
+        """Stop every trigger of a flow; how many were stopped."""
+        async with self._lock:
+            keys = [k for k in self._runners if k[:2] == (namespace, flow_id)]
+            runners = [self._runners.pop(k) for k in keys]
+        await asyncio.gather(*(r.stop() for r in runners))
+        return len(runners)
+
+    def infos(self) -> list[TriggerInfo]:
+        """Status and counters of every trigger deployed here."""
+        return [r.info() for r in self._runners.values()]
+
+    def runner(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerRunner | None:
+        """The runner of a deployed trigger."""
+        return self._runners.get((namespace, flow_id, trigger_id))
+
+    def latencies(self) -> dict[str, list[float]]:
+        """Recent event → execution-created latencies (seconds) per trigger."""
+        return {r.name: list(r.stats.created_latency_s) for r in self._runners.values()}
+
+
+class ListenerHost(ExecutionActor):
+    """An execution actor that also hosts trigger listeners.
+
+    Make the Ray class with `listener_host_class`. It rebuilds nothing from memory: on a
+    restart the caller deploys its flows again, and the listeners resume from the
+    committed positions in their sources (or the cursors in the store).
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        name: str = "listener-host",
+        *,
+        factories: Mapping[str, ListenerFactory] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(dsn, name, **kwargs)
+        self._host = TriggerHost(self._service, factories)
+
+    async def _open(self) -> None:
+        await super()._open()
+        await self._host.start()
+
+    async def _triggers(self) -> TriggerHost:
+        await self._ensure()
+        return self._host
+
+    @property
+    def service(self) -> ExecutionService:
+        """The co-located execution service."""
+        return self._service
+
+    async def deploy(self, namespace: str, flow_id: str, revision: int | None = None) -> list[str]:
+        """Deploy (or redeploy) a stored flow revision's triggers here."""
+        host = await self._triggers()
+        flow = await self._service.flow(namespace, flow_id, revision)
+        return await host.deploy(flow)
+
+    async def undeploy(self, namespace: str, flow_id: str) -> int:
+        """Stop a flow's triggers here."""
+        host = await self._triggers()
+        return await host.undeploy(namespace, flow_id)
+
+    async def triggers(self) -> list[TriggerInfo]:
+        """Status of every trigger deployed here."""
+        host = await self._triggers()
+        return host.infos()
+
+    async def latencies(self) -> dict[str, list[float]]:
+        """Recent event → execution-created latencies per trigger."""
+        host = await self._triggers()
+        return host.latencies()
+
+    async def shutdown(self) -> None:
+        """Stop the listeners (unacked deliveries come again), then the executions."""
+        await self._host.stop()
+        await super().shutdown()
+
+
+def listener_host_class(**options: Any) -> Any:
+    """`ListenerHost` as a Ray actor class (async, restartable, highly concurrent)."""
+    defaults: dict[str, Any] = {
+        "max_restarts": -1,
+        "max_task_retries": 0,
+        "max_concurrency": 10_000,
+        "num_cpus": 0,
+    }
+    return ray.remote(**{**defaults, **options})(ListenerHost)
