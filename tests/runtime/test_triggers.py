@@ -27,7 +27,6 @@ from flows import (
     PoisonMessage,
     State,
     Trigger,
-    parse_flow,
 )
 from flows._triggers_core import Schedule
 
