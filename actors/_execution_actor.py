@@ -18,10 +18,12 @@ from typing import Any
 
 import ray
 
-from flows import State
+from flows import State, StoreError
+from flows._triggers_core import Schedule
 
 from ._dispatch import RayTaskDispatcher, WorkerPoolDispatcher
 from ._interpreter import Dispatcher
+from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
 from ._store._ids import new_id
 from ._store._store import Store
@@ -158,6 +160,32 @@ class ExecutionActor:
         """Replay an execution from a task run; the new execution runs here."""
         service = await self._ensure()
         return await service.replay(execution_id, task_run_id)
+
+    async def backfill(
+        self,
+        namespace: str,
+        flow_id: str,
+        trigger_id: str | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Run a Schedule trigger's ticks in ``[start, end)`` here (once per tick).
+
+        Raises:
+            StoreError: No such flow or Schedule trigger.
+        """
+        service = await self._ensure()
+        flow = await service.flow(namespace, flow_id)
+        schedules = [
+            t
+            for t in flow.triggers
+            if isinstance(t, Schedule) and (trigger_id is None or t.id == trigger_id)
+        ]
+        if not schedules:
+            which = f" '{trigger_id}'" if trigger_id else ""
+            raise StoreError(f"flow {flow.uid} has no Schedule trigger{which}")
+        return await backfill(service, flow, schedules[0], start, end, inputs=dict(inputs or {}))
 
     async def running_ids(self) -> list[str]:
         """Ids of the executions running here."""

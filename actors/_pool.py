@@ -213,6 +213,21 @@ class ExecutionPool(Service):
         new_id: str = await self._pick().handle.replay.remote(execution_id, task_run_id)
         return new_id
 
+    async def backfill(
+        self,
+        namespace: str,
+        flow_id: str,
+        trigger_id: str | None,
+        start: dt.datetime,
+        end: dt.datetime,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Run a Schedule trigger's ticks in ``[start, end)`` on the least-loaded actor."""
+        ids: list[str] = await self._pick().handle.backfill.remote(
+            namespace, flow_id, trigger_id, start, end, inputs
+        )
+        return ids
+
     async def wait(self, execution_id: str, within: float | None = None) -> State:
         """Wait for an execution's terminal state (reading the store)."""
 

@@ -1,0 +1,424 @@
+"""The listener of ``kafka.RealtimeTrigger``: one consumer, commit after persist.
+
+Records are delivered in partition order; the host acks them once their executions are
+durable, in any order. Per partition the listener commits the offset after the longest
+acked prefix of what it delivered (`PartitionAcks`), in batches (a commit round trip
+collects the acks that arrive meanwhile, and commits are at least ``_COMMIT_INTERVAL``
+apart), on partition revoke, and on close. With ``maxInFlight`` deliveries unacked it
+pauses every assigned partition and keeps polling (so the group keeps the member) until
+acks free room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
+
+from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
+
+from ._offsets import PartitionAcks
+from ._serde import SerdeError, deserialize
+
+if TYPE_CHECKING:
+    from aiokafka.structs import ConsumerRecord
+
+    from ._types import KafkaRealtimeTrigger
+
+_POLL_MS = 500
+"""Longest wait for records in one poll; bounds how late a close or resume is noticed."""
+_ROOM_WAIT_S = 1.0
+"""While paused, poll this often (keeps the group membership alive) until acks come."""
+_COMMIT_INTERVAL_S = 0.05
+_COMMIT_RETRY_S = 1.0
+_COMMIT_TIMEOUT_S = 5.0
+SENT_AT_HEADER = "kestrel-sent-at"
+"""Header (case-insensitive) with the producer's ISO send time: a precise ``published_at``."""
+
+
+@dataclass(eq=False, slots=True)
+class _Token:
+    """`Delivery.token`: which record, from which assignment of its partition."""
+
+    tp: TopicPartition
+    offset: int
+    acks: PartitionAcks
+
+
+@dataclass(slots=True)
+class _Fetched:
+    """A record read but not yet delivered, with the assignment it was read under."""
+
+    tp: TopicPartition
+    acks: PartitionAcks | None
+    record: ConsumerRecord[bytes, bytes]
+
+
+@dataclass(slots=True)
+class _Session:
+    """The state of one connect → close cycle."""
+
+    consumer: AIOKafkaConsumer
+    parts: dict[TopicPartition, PartitionAcks] = field(default_factory=dict)
+    outstanding: set[_Token] = field(default_factory=set)
+    room: asyncio.Event = field(default_factory=asyncio.Event)
+    wake_commit: asyncio.Event = field(default_factory=asyncio.Event)
+    commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    committer: asyncio.Task[None] | None = None
+    paused: bool = False
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, listener: KafkaListener, session: _Session) -> None:
+        self._listener = listener
+        self._session = session
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._listener._revoked(self._session, set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._listener._assigned(self._session, set(assigned))
+
+
+class KafkaListener(Listener):
+    """Consume a ``kafka.RealtimeTrigger``'s topics; commit each offset once it is durable.
+
+    Dedupe key: ``kafka:{topic}:{partition}:{offset}``. Trigger variables: ``key``,
+    ``value``, ``topic``, ``partition``, ``offset``, ``timestamp`` (ISO-8601, UTC) and
+    ``headers`` (name → UTF-8 text, or base64 when the value is not UTF-8).
+    """
+
+    def __init__(
+        self, trigger: KafkaRealtimeTrigger, ctx: ListenerContext, options: dict[str, Any]
+    ) -> None:
+        """Prepare a listener; nothing connects before `connect`.
+
+        Args:
+            trigger: The trigger's model.
+            ctx: The host's services (logging).
+            options: aiokafka consumer keyword arguments from the trigger's ``properties``
+                (see `client_options`); group, offsets and commit settings are added here.
+        """
+        self._trigger = trigger
+        self._ctx = ctx
+        self._options = {
+            **options,
+            "group_id": trigger.group_id,
+            "auto_offset_reset": trigger.auto_offset_reset.value.lower(),
+            "enable_auto_commit": False,
+        }
+        self._session: _Session | None = None
+
+    async def connect(self) -> None:
+        """Start the consumer and subscribe (or assign ``partitions``).
+
+        Raises:
+            ConnectorError: The brokers cannot be reached or refused the configuration.
+        """
+        await self.close()
+        try:
+            consumer = AIOKafkaConsumer(**self._options)
+        except (ValueError, TypeError, KafkaError) as exc:
+            raise ConnectorError(f"bad Kafka consumer configuration: {exc}") from exc
+        session = _Session(consumer)
+        try:
+            await consumer.start()
+            await self._subscribe(session)
+        except (KafkaError, OSError, ValueError) as exc:
+            await _stop_quietly(consumer)
+            servers = self._options.get("bootstrap_servers")
+            raise ConnectorError(f"cannot consume from Kafka at {servers}: {exc!r}") from exc
+        session.committer = asyncio.create_task(self._commit_loop(session))
+        self._session = session
+
+    async def _subscribe(self, session: _Session) -> None:
+        trigger, consumer = self._trigger, session.consumer
+        if trigger.partitions is not None:
+            tps = [TopicPartition(t, p) for t in trigger.topics for p in trigger.partitions]
+            consumer.assign(tps)
+            session.parts.update((tp, PartitionAcks()) for tp in tps)
+            await self._seek_since(session, set(tps))
+        elif trigger.topic_pattern is not None:
+            # Kafka matches the whole name (Java's Matcher.matches); aiokafka uses re.match.
+            consumer.subscribe(
+                pattern=rf"(?:{trigger.topic_pattern})\Z", listener=_Rebalance(self, session)
+            )
+        else:
+            consumer.subscribe(topics=trigger.topics, listener=_Rebalance(self, session))
+
+    async def events(self) -> AsyncIterator[Delivery]:
+        """Yield records in partition order, at most ``maxInFlight`` unacked.
+
+        Ends when the listener is closed.
+
+        Raises:
+            ConnectorError: The consumer failed (group coordination, authorization...).
+        """
+        session = self._session
+        if session is None:
+            return
+        backlog: deque[_Fetched] = deque()
+        limit = self._trigger.max_in_flight
+        while self._session is session:
+            room = limit - len(session.outstanding)
+            if room <= 0:
+                backlog.extend(await self._wait_for_room(session))
+                continue
+            if backlog:
+                fetched = backlog.popleft()
+                if session.parts.get(fetched.tp) is fetched.acks and fetched.acks is not None:
+                    yield self._deliver(session, fetched.tp, fetched.acks, fetched.record)
+                continue  # a record of a partition since revoked: its next owner reads it
+            if session.paused:
+                session.consumer.resume(*session.consumer.paused())
+                session.paused = False
+            backlog.extend(await self._poll(session, _POLL_MS, room))
+
+    async def _poll(self, session: _Session, timeout_ms: int, limit: int) -> list[_Fetched]:
+        try:
+            batch = await session.consumer.getmany(timeout_ms=timeout_ms, max_records=limit)
+        except ConsumerStoppedError:
+            return []
+        except KafkaError as exc:
+            if self._session is not session:
+                return []
+            raise ConnectorError(f"Kafka consumer failed: {exc!r}") from exc
+        return [
+            _Fetched(tp, session.parts.get(tp), record)
+            for tp, records in batch.items()
+            for record in records
+        ]
+
+    async def _wait_for_room(self, session: _Session) -> list[_Fetched]:
+        """Pause every partition, keep the membership alive, wait for an ack."""
+        session.room.clear()
+        session.consumer.pause(*session.consumer.assignment())
+        session.paused = True
+        # Nothing comes back from paused partitions; polling only tells the group we live.
+        fetched = await self._poll(session, 0, 1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(session.room.wait(), _ROOM_WAIT_S)
+        return fetched
+
+    def _deliver(
+        self,
+        session: _Session,
+        tp: TopicPartition,
+        acks: PartitionAcks,
+        record: ConsumerRecord[bytes, bytes],
+    ) -> Delivery:
+        token = _Token(tp, record.offset, acks)
+        acks.delivered(record.offset)
+        session.outstanding.add(token)
+        return to_delivery(record, self._trigger, token)
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Mark the delivery durable; its offset is committed once all before it are.
+
+        Acks of deliveries from before a close or a revoke of their partition are ignored:
+        those records come again (with the same dedupe key).
+        """
+        session, token = self._session, delivery.token
+        if session is None or not isinstance(token, _Token) or token not in session.outstanding:
+            return
+        session.outstanding.discard(token)
+        session.room.set()
+        if session.parts.get(token.tp) is token.acks and token.acks.acked(token.offset):
+            session.wake_commit.set()
+
+    async def close(self) -> None:
+        """Commit what is contiguous, leave the group and stop the consumer (idempotent)."""
+        session, self._session = self._session, None
+        if session is None:
+            return
+        session.room.set()  # wakes `events` so that it ends
+        if session.committer is not None:
+            session.committer.cancel()
+            await asyncio.gather(session.committer, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._commit(session), _COMMIT_TIMEOUT_S)
+        except TimeoutError:
+            self._ctx.log("WARN", "Kafka: final offset commit timed out; records will be redelivered")
+        session.parts.clear()
+        session.outstanding.clear()
+        await _stop_quietly(session.consumer)
+
+    # ---- commits -------------------------------------------------------------------------
+
+    async def _commit_loop(self, session: _Session) -> None:
+        while True:
+            await session.wake_commit.wait()
+            session.wake_commit.clear()
+            if await self._commit(session):
+                await asyncio.sleep(_COMMIT_INTERVAL_S)
+            else:
+                await asyncio.sleep(_COMMIT_RETRY_S)
+                session.wake_commit.set()
+
+    async def _commit(self, session: _Session, only: set[TopicPartition] | None = None) -> bool:
+        """Commit every committable offset (of `only` when given); False to retry later."""
+        async with session.commit_lock:
+            due = {
+                tp: (acks, acks.committable)
+                for tp, acks in session.parts.items()
+                if acks.dirty and (only is None or tp in only)
+            }
+            if not due:
+                return True
+            try:
+                await session.consumer.commit({tp: offset for tp, (_, offset) in due.items()})
+            except KafkaError as exc:
+                # A rebalance (CommitFailedError) or an unassigned partition: those records
+                # are someone else's now. Anything else: try again later.
+                retry = getattr(exc, "retriable", False) and self._session is session
+                self._ctx.log("WARN", f"Kafka offset commit failed: {exc!r}")
+                return not retry
+            for acks, offset in due.values():
+                acks.committed = offset
+            return True
+
+    # ---- rebalance ----------------------------------------------------------------------
+
+    async def _revoked(self, session: _Session, revoked: set[TopicPartition]) -> None:
+        try:
+            await asyncio.wait_for(self._commit(session, revoked), _COMMIT_TIMEOUT_S)
+        except TimeoutError:
+            self._ctx.log("WARN", "Kafka: offset commit on revoke timed out")
+        for tp in revoked:
+            session.parts.pop(tp, None)
+
+    async def _assigned(self, session: _Session, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            session.parts[tp] = PartitionAcks()
+        await self._seek_since(session, assigned)
+
+    async def _seek_since(self, session: _Session, tps: set[TopicPartition]) -> None:
+        """Start partitions the group never committed at the trigger's ``since`` time."""
+        since = self._trigger.since
+        if since is None or not tps:
+            return
+        consumer = session.consumer
+        try:
+            ordered = sorted(tps)
+            committed = await asyncio.gather(*(consumer.committed(tp) for tp in ordered))
+            fresh = [tp for tp, offset in zip(ordered, committed, strict=True) if offset is None]
+            if not fresh:
+                return
+            millis = int(since.timestamp() * 1000)
+            found = await consumer.offsets_for_times(dict.fromkeys(fresh, millis))
+            for tp in fresh:
+                position = found.get(tp)
+                if position is None:
+                    await consumer.seek_to_end(tp)
+                else:
+                    consumer.seek(tp, position.offset)
+        except KafkaError as exc:
+            self._ctx.log("WARN", f"Kafka: cannot seek to since={since.isoformat()}: {exc!r}")
+
+
+async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:
+    with contextlib.suppress(KafkaError, OSError):
+        await consumer.stop()
+
+
+# ---- records → deliveries ------------------------------------------------------------------
+
+
+def to_delivery(
+    record: ConsumerRecord[bytes, bytes], trigger: KafkaRealtimeTrigger, token: Any = None
+) -> Delivery:
+    """The `Event` for a record, or a `PoisonMessage` when its key or value cannot be read.
+
+    Args:
+        record: The record as consumed (raw bytes).
+        trigger: Gives the key and value deserializers.
+        token: The listener's ack handle.
+
+    Returns:
+        An event with DESIGN.md's Kafka trigger variables, or a poison message.
+    """
+    headers = _headers(record.headers)
+    stamp = _record_time(record.timestamp)
+    timestamp = _iso(stamp) if stamp is not None else None
+    where = f"kafka {record.topic}/{record.partition}@{record.offset}"
+    metadata: dict[str, Any] = {
+        "topic": record.topic,
+        "partition": record.partition,
+        "offset": record.offset,
+        "timestamp": timestamp,
+        "key": _text_or_base64(record.key),
+        "headers": headers,
+    }
+    raw = record.value or b""
+    parts: dict[str, Any] = {}
+    for name, data, serde in (
+        ("key", record.key, trigger.key_deserializer),
+        ("value", record.value, trigger.value_deserializer),
+    ):
+        try:
+            parts[name] = deserialize(data, serde)
+        except SerdeError as exc:
+            reason = f"cannot read the record {name} as {serde.value}: {exc}"
+            return PoisonMessage(
+                reason=reason, raw=raw, source=where, metadata=metadata, token=token
+            )
+    return Event(
+        dedupe_key=f"kafka:{record.topic}:{record.partition}:{record.offset}",
+        variables={
+            "key": parts["key"],
+            "value": parts["value"],
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "timestamp": timestamp,
+            "headers": headers,
+        },
+        raw=raw,
+        source=where,
+        metadata=metadata,
+        published_at=_sent_at(headers) or stamp,
+        token=token,
+    )
+
+
+def _record_time(millis: int | None) -> datetime | None:
+    if millis is None or millis < 0:
+        return None
+    return datetime.fromtimestamp(millis / 1000, UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _text_or_base64(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii")
+
+
+def _headers(raw: Iterable[tuple[str, bytes | None]] | None) -> dict[str, str | None]:
+    """Header name → UTF-8 text (base64 when not UTF-8); the last of repeated names wins."""
+    return {name: _text_or_base64(value) for name, value in raw or ()}
+
+
+def _sent_at(headers: dict[str, str | None]) -> datetime | None:
+    for name, value in headers.items():
+        if name.lower() == SENT_AT_HEADER and value:
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                return None
+            return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return None

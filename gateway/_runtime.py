@@ -1,0 +1,432 @@
+"""The server's runtime: store, Ray, execution pool and listener hosts, wired together.
+
+Everything the REST API, the webhooks and the flows-folder sync do goes through one
+`Runtime`, so the HTTP layer stays a thin translation of requests into these calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import hmac
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import ray
+
+from actors import (
+    EmbeddedPostgres,
+    Execution,
+    ExecutionPool,
+    PoolOptions,
+    Store,
+    TriggerInfo,
+    ensure_ray,
+    listener_host_class,
+)
+from actors._store._ids import new_id
+from flows import (
+    Flow,
+    Service,
+    State,
+    StoreError,
+    parse_flow,
+)
+from flows._triggers_core import Webhook
+
+from ._settings import Settings
+
+_log = logging.getLogger("kestrel.runtime")
+
+
+class NotFoundError(StoreError):
+    """A flow, execution, trigger or key that does not exist (HTTP 404)."""
+
+
+class ConflictError(StoreError):
+    """A request that does not fit the current state (HTTP 409)."""
+
+
+class Runtime(Service):
+    """Kestrel's server-side runtime.
+
+    Args:
+        settings: Where the database and Ray are, and how big the pools are.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__()
+        self.settings = settings
+        self._embedded: EmbeddedPostgres | None = None
+        self._store: Store | None = None
+        self._pool: ExecutionPool | None = None
+        self._hosts: list[Any] = []
+        self._host_names: list[str] = []
+        self._prefix = f"kestrel-{new_id()[:8]}"
+
+    # ---- lifecycle ----
+
+    @property
+    def store(self) -> Store:
+        """The started store."""
+        if self._store is None:
+            raise StoreError("the runtime is not started")
+        return self._store
+
+    @property
+    def pool(self) -> ExecutionPool:
+        """The execution pool."""
+        if self._pool is None:
+            raise StoreError("the runtime is not started")
+        return self._pool
+
+    async def _start(self) -> None:
+        dsn = self.settings.db
+        if dsn is None:
+            self._embedded = EmbeddedPostgres(keep_running=True)
+            await self._embedded.start()
+            dsn = self._embedded.dsn
+            _log.info(
+                "embedded Postgres ready at %s (data in %s)", _redact(dsn), self._embedded.data_dir
+            )
+        self._store = Store(dsn)
+        await self._store.start()
+        _log.info("store ready: migrations applied")
+        ensure_ray(self.settings.ray_address)
+        _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
+        self._pool = ExecutionPool(
+            self._store,
+            PoolOptions(
+                min_actors=self.settings.execution_actors,
+                max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
+                name_prefix=f"{self._prefix}-exec",
+            ),
+        )
+        host_cls = listener_host_class()
+        self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
+        self._hosts = [
+            host_cls.options(name=name).remote(dsn, name, warm_workers=1)
+            for name in self._host_names
+        ]
+        await asyncio.gather(self._pool.start(), *(h.ready.remote() for h in self._hosts))
+        _log.info(
+            "%d execution actor(s) and %d listener host(s) warm",
+            self._pool.size,
+            len(self._hosts),
+        )
+        await self._redeploy_stored_flows()
+
+    async def _stop(self) -> None:
+        _log.info("stopping listeners, then draining executions")
+        for handle in self._hosts:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(handle.shutdown.remote(), 30)
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=True)
+        self._hosts = []
+        if self._pool is not None:
+            await self._pool.stop()
+        if self._store is not None:
+            await self._store.stop()
+        if self._embedded is not None:
+            await self._embedded.stop()
+        _log.info("stopped")
+
+    async def _redeploy_stored_flows(self) -> None:
+        for revision in await self.store.list_flows():
+            try:
+                flow = parse_flow(revision.source, f"{revision.namespace}.{revision.flow_id}")
+            except Exception as exc:  # a stored flow that today's code refuses
+                _log.error(
+                    "stored flow %s.%s no longer loads: %s",
+                    revision.namespace,
+                    revision.flow_id,
+                    exc,
+                )
+                continue
+            flow.revision = revision.revision
+            await self._deploy_triggers(flow)
+
+    # ---- flows ----
+
+    def _host_for(self, namespace: str, flow_id: str) -> Any:
+        digest = hashlib.sha256(f"{namespace}.{flow_id}".encode()).digest()
+        return self._hosts[int.from_bytes(digest[:4], "big") % len(self._hosts)]
+
+    async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
+        """Validate and save a flow; deploy its triggers when it changed.
+
+        Returns:
+            The flow (with its revision) and whether a new revision was made.
+
+        Raises:
+            FlowError: The flow is invalid; nothing changes.
+        """
+        flow = parse_flow(source, file)
+        saved = await self.store.save_flow(flow.namespace, flow.id, source)
+        flow.revision = saved.flow.revision
+        if saved.changed:
+            await self._deploy_triggers(flow)
+            _log.info("flow %s is at revision %d", flow.uid, flow.revision)
+        return flow, saved.changed
+
+    async def _deploy_triggers(self, flow: Flow) -> None:
+        host = self._host_for(flow.namespace, flow.id)
+        await host.deploy.remote(flow.namespace, flow.id, flow.revision)
+
+    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+        """Delete (disable) a flow: its triggers stop; its history stays.
+
+        Raises:
+            NotFoundError: No such flow.
+        """
+        if not await self.store.delete_flow(namespace, flow_id):
+            raise NotFoundError(f"flow {namespace}.{flow_id} not found")
+        await self._host_for(namespace, flow_id).undeploy.remote(namespace, flow_id)
+        _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
+
+    async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
+        """A stored flow revision, parsed.
+
+        Raises:
+            NotFoundError: No such flow or revision.
+        """
+        found = await self.store.get_flow(namespace, flow_id, revision)
+        if found is None:
+            raise NotFoundError(f"flow {namespace}.{flow_id} not found")
+        flow = parse_flow(found.source, f"{namespace}.{flow_id}")
+        flow.revision = found.revision
+        return flow
+
+    # ---- executions ----
+
+    async def execute(
+        self,
+        namespace: str,
+        flow_id: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        trigger: Mapping[str, Any] | None = None,
+        wait: bool = False,
+        within: float | None = None,
+    ) -> Execution:
+        """Create an execution and start it (waiting for its end when `wait`).
+
+        Raises:
+            NotFoundError: No such flow.
+            InputError: Invalid inputs; nothing is created.
+        """
+        flow = await self.flow(namespace, flow_id)
+        if flow.disabled:
+            raise ConflictError(f"flow {flow.uid} is disabled")
+        started = await self.pool.create(
+            namespace,
+            flow_id,
+            dict(inputs or {}),
+            revision=flow.revision,
+            labels=labels,
+            trigger=trigger,
+        )
+        if wait:
+            await self.pool.wait(started.execution_id, within)
+        return await self.execution(started.execution_id)
+
+    async def execution(self, execution_id: str) -> Execution:
+        """An execution.
+
+        Raises:
+            NotFoundError: No such execution.
+        """
+        found = await self.store.get_execution(execution_id)
+        if found is None:
+            raise NotFoundError(f"execution {execution_id} not found")
+        return found
+
+    async def _owner(self, execution_id: str) -> Any | None:
+        lease = await self.store.get_lease("execution", execution_id)
+        if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
+            return None
+        for name, handle in zip(self._host_names, self._hosts, strict=True):
+            if lease.owner.startswith(f"{name}-"):
+                return handle
+        for handle in self.pool.handles():
+            name = await handle.ping.remote()
+            if lease.owner.startswith(f"{name}-"):
+                return handle
+        return None
+
+    async def kill(self, execution_id: str) -> Execution:
+        """Kill an execution (cascading to its running tasks and subflows).
+
+        Raises:
+            NotFoundError: No such execution.
+            ConflictError: It already ended.
+        """
+        execution = await self.execution(execution_id)
+        if execution.state.terminal:
+            raise ConflictError(f"execution {execution_id} already ended {execution.state.value}")
+        owner = await self._owner(execution_id)
+        if owner is None or not await owner.kill.remote(execution_id):
+            # Nobody runs it (queued, or its owner is gone): it ends here.
+            await self.store.transition(execution_id, State.KILLED)
+        return await self._settled(execution_id)
+
+    async def _settled(self, execution_id: str, within: float = 10) -> Execution:
+        with contextlib.suppress(TimeoutError):
+            await self.pool.wait(execution_id, within)
+        return await self.execution(execution_id)
+
+    async def resume(self, execution_id: str) -> Execution:
+        """Resume a paused execution.
+
+        Raises:
+            NotFoundError: No such execution.
+            ConflictError: It is not paused.
+        """
+        execution = await self.execution(execution_id)
+        if execution.state is not State.PAUSED:
+            raise ConflictError(f"execution {execution_id} is {execution.state.value}, not PAUSED")
+        owner = await self._owner(execution_id)
+        if owner is None or not await owner.resume.remote(execution_id):
+            raise ConflictError(f"execution {execution_id} is not waiting to be resumed here")
+        return await self.execution(execution_id)
+
+    async def restart(self, execution_id: str) -> Execution:
+        """Re-run the failed task runs of an ended execution, in the same execution.
+
+        Raises:
+            NotFoundError: No such execution.
+            ConflictError: It has not ended.
+        """
+        execution = await self.execution(execution_id)
+        if not execution.state.terminal:
+            raise ConflictError(f"execution {execution_id} is still {execution.state.value}")
+        if not await self.pool.submit(execution_id, restart=True):
+            raise ConflictError(f"execution {execution_id} is held by another owner")
+        return await self.execution(execution_id)
+
+    async def replay(self, execution_id: str, task_run_id: str | None = None) -> Execution:
+        """A new execution replaying `execution_id` from `task_run_id`.
+
+        Raises:
+            NotFoundError: No such execution or task run.
+        """
+        await self.execution(execution_id)
+        try:
+            new_id_ = await self.pool.replay(execution_id, task_run_id)
+        except StoreError as exc:
+            raise NotFoundError(str(exc)) from exc
+        return await self.execution(new_id_)
+
+    # ---- webhooks, triggers ----
+
+    async def webhook(
+        self,
+        namespace: str,
+        flow_id: str,
+        key: str,
+        *,
+        raw_body: bytes,
+        body: Any,
+        headers: Mapping[str, str],
+        parameters: Mapping[str, Any],
+    ) -> tuple[Webhook, Execution]:
+        """Start a flow from a webhook call, after checking its key (and signature).
+
+        Raises:
+            NotFoundError: Unknown flow, no webhook trigger, or wrong key/signature (all
+                the same answer, so callers learn nothing about which flows exist).
+        """
+        try:
+            flow = await self.flow(namespace, flow_id)
+        except NotFoundError:
+            raise NotFoundError("webhook not found") from None
+        trigger = _matching_webhook(flow, key, raw_body, headers)
+        if trigger is None or flow.disabled:
+            raise NotFoundError("webhook not found")
+        variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
+        execution = await self.execute(
+            namespace,
+            flow_id,
+            trigger.inputs,
+            labels={**trigger.labels, "kestrel.trigger": trigger.id},
+            trigger=variables,
+            wait=trigger.wait,
+        )
+        return trigger, execution
+
+    async def triggers(self) -> list[TriggerInfo]:
+        """The status of every deployed trigger."""
+        found: list[list[TriggerInfo]] = await asyncio.gather(
+            *(h.triggers.remote() for h in self._hosts)
+        )
+        return [info for infos in found for info in infos]
+
+    async def latencies(self) -> dict[str, list[float]]:
+        """Recent event → execution-created latencies (seconds) per trigger."""
+        found: list[dict[str, list[float]]] = await asyncio.gather(
+            *(h.latencies.remote() for h in self._hosts)
+        )
+        merged: dict[str, list[float]] = {}
+        for one in found:
+            merged.update(one)
+        return merged
+
+    async def backfill(
+        self,
+        namespace: str,
+        flow_id: str,
+        trigger_id: str | None,
+        start: dt.datetime,
+        end: dt.datetime | None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> list[str]:
+        """Create the executions of a schedule's ticks in ``[start, end)``.
+
+        Raises:
+            NotFoundError: No such flow or Schedule trigger.
+            InputError: Invalid inputs.
+        """
+        await self.flow(namespace, flow_id)
+        try:
+            ids: list[str] = await self.pool.backfill(
+                namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
+            )
+        except StoreError as exc:
+            raise NotFoundError(str(exc)) from exc
+        return ids
+
+
+def _matching_webhook(
+    flow: Flow, key: str, raw_body: bytes, headers: Mapping[str, str]
+) -> Webhook | None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for trigger in flow.triggers:
+        if not isinstance(trigger, Webhook) or trigger.disabled:
+            continue
+        if not hmac.compare_digest(trigger.key.encode(), key.encode()):
+            continue
+        if trigger.signature is not None:
+            sent = lowered.get(trigger.signature.header.lower(), "")
+            digest = hmac.new(
+                trigger.signature.secret.encode(), raw_body, hashlib.sha256
+            ).hexdigest()
+            if not hmac.compare_digest(
+                sent.encode(), f"{trigger.signature.prefix}{digest}".encode()
+            ):
+                continue
+        return trigger
+    return None
+
+
+def _redact(dsn: str) -> str:
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"

@@ -1,0 +1,86 @@
+"""``kestrel server``: the runtime, the flows-folder sync and the HTTP API in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from typing import Any
+
+import uvicorn
+
+from ._runtime import Runtime
+from ._settings import Settings
+from ._sync import FlowFolderSync
+
+_log = logging.getLogger("kestrel.server")
+
+DRAIN_SECONDS = 30.0
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(settings: Settings) -> None:
+    """Log lines to stderr as text or JSON, at the configured level."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level)
+    for noisy in ("uvicorn.access", "asyncio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+async def serve(settings: Settings) -> int:
+    """Run the server until SIGTERM/SIGINT; then stop listeners, drain, and exit 0."""
+    from ._api import create_app
+
+    folder = settings.flows_dir()
+    _log.info("starting Kestrel (flows from %s)", folder)
+    runtime = Runtime(settings)
+    await runtime.start()
+    sync = FlowFolderSync(runtime, folder, settings.sync_interval_s)
+    await sync.start()
+    app = create_app(runtime, settings)
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_config=None, lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    _log.info("API on http://%s:%d (OpenAPI at /docs)", settings.host, settings.port)
+    waiter = asyncio.create_task(stop.wait())
+    await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    _log.info(
+        "shutting down: no new requests, stopping listeners, draining (%.0fs max)", DRAIN_SECONDS
+    )
+    server.should_exit = True
+    await sync.stop()
+    try:
+        await asyncio.wait_for(runtime.stop(), DRAIN_SECONDS)
+    except TimeoutError:
+        _log.warning("drain deadline reached; unfinished executions resume at the next start")
+    await asyncio.gather(serving, return_exceptions=True)
+    waiter.cancel()
+    _log.info("bye")
+    return 0

@@ -1,0 +1,57 @@
+"""Server settings: command-line options over ``KESTREL_*`` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOOPBACK = "127.0.0.1"
+
+
+def default_flows_dir() -> Path:
+    """``./flows`` when it exists, else the bundled quickstart examples."""
+    local = Path("flows")
+    if local.is_dir() and any(local.glob("*.y*ml")):
+        return local
+    return Path(__file__).resolve().parent.parent / "examples" / "quickstart"
+
+
+class Settings(BaseSettings):
+    """Everything ``kestrel server`` can be told; each field is also ``KESTREL_<NAME>``.
+
+    Attributes:
+        db: ``postgresql://...``; None starts the embedded Postgres.
+        ray_address: A Ray cluster to join; None starts a local Ray.
+        host: Interface to bind (loopback unless told otherwise).
+        port: HTTP port.
+        flows: Folder of flow files to load and watch.
+        api_token: When set, every endpoint but ``/health`` needs ``Bearer <token>``.
+        log_level: DEBUG, INFO, WARNING or ERROR.
+        log_format: ``text`` or ``json``.
+        execution_actors: Warm execution actors at start (the pool grows from there).
+        max_execution_actors: The most execution actors the pool creates.
+        listener_hosts: Actors hosting trigger listeners.
+        sync_interval_s: How often the flows folder is checked.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
+
+    db: str | None = None
+    ray_address: str | None = None
+    host: str = LOOPBACK
+    port: int = Field(default=8080, ge=0, le=65535)
+    flows: Path | None = None
+    api_token: str | None = None
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    execution_actors: int = Field(default=1, ge=1)
+    max_execution_actors: int = Field(default=4, ge=1)
+    listener_hosts: int = Field(default=1, ge=1)
+    sync_interval_s: float = Field(default=0.25, gt=0)
+
+    def flows_dir(self) -> Path:
+        """The flows folder to use."""
+        return self.flows if self.flows is not None else default_flows_dir()
