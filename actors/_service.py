@@ -239,7 +239,7 @@ class ExecutionService(Service):
         self._runs[execution_id] = run
         self._leases[execution_id] = lease
         self._recorders[execution_id] = recorder
-        self._finished.setdefault(execution_id, asyncio.Event())
+        self._finished[execution_id] = asyncio.Event()  # a restart waits anew
         self._tasks[execution_id] = asyncio.create_task(
             self._run(run), name=f"execution-{execution_id}"
         )
