@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(BIN)/kestrel validate examples/
+	$(BIN)/kestrel server --flows examples/quickstart
 
 lint: setup
 	$(BIN)/ruff check flows actors connectors gateway tests benchmarks
