@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
@@ -65,6 +66,7 @@ class Coordinator(Service):
         self._store = Store(dsn, **dict(store_options or {}))
         self._purge_interval = kv_purge_interval
         self._housekeeping: asyncio.Task[None] | None = None
+        self._incarnation = uuid.uuid4().hex
 
     async def _start(self) -> None:
         await self._store.start()
@@ -99,6 +101,10 @@ class Coordinator(Service):
     async def ping(self) -> str:
         """Liveness check that touches nothing."""
         return "pong"
+
+    async def incarnation(self) -> str:
+        """An id of this instance: it changes whenever Ray restarts the actor."""
+        return self._incarnation
 
     # ---- executions ----
 

@@ -202,7 +202,8 @@ class ExecutionRun:
         self._main = asyncio.current_task()
         if self.state.state.terminal and not self._options.restart:
             return self.state.state
-        self._set_execution(State.RUNNING)
+        if self.state.state is not State.RUNNING or self._options.restart:
+            self._set_execution(State.RUNNING)
         try:
             final = await self._run_body()
         except asyncio.CancelledError:

@@ -285,7 +285,9 @@ class ExecutionPool(Service):
 
     async def recover(self) -> int:
         """Hand every execution whose owner's lease expired to a live actor; how many."""
-        orphans = await self._store.find_expired_executions()
+        orphans = await self._store.find_expired_executions(
+            unleased_after=dt.timedelta(seconds=3 * self.options.lease_ttl_s)
+        )
         resumed = 0
         for execution in orphans:
             if await self.submit(execution.id):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows import (
+    ConcurrencyBehavior,
     Flow,
     InputError,
     Service,
@@ -48,6 +49,13 @@ from ._store._store import Store
 _log = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = dt.timedelta(seconds=10)
+
+_WAITING = frozenset({State.CREATED, State.QUEUED})
+_OVER_LIMIT = {
+    ConcurrencyBehavior.QUEUE: State.QUEUED,
+    ConcurrencyBehavior.CANCEL: State.CANCELLED,
+    ConcurrencyBehavior.FAIL: State.FAILED,
+}
 
 
 @dataclass(frozen=True)
@@ -226,6 +234,11 @@ class ExecutionService(Service):
             state.started_at = execution.created_at
         else:
             state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        if flow.concurrency is not None and not restart and state.state in _WAITING:
+            admitted = await self._admit(flow, execution_id, lease)
+            if admitted is not State.RUNNING:
+                return True  # queued, cancelled or failed by the concurrency limit
+            state.state = State.RUNNING
         recorder = StoreRecorder(self.store, execution_id, lease)
         run = ExecutionRun(
             flow,
@@ -244,6 +257,32 @@ class ExecutionService(Service):
             self._run(run), name=f"execution-{execution_id}"
         )
         return True
+
+    async def _admit(self, flow: Flow, execution_id: str, lease: Lease) -> State:
+        """Take a concurrency slot, or queue/cancel/fail the execution per the flow."""
+        assert flow.concurrency is not None
+        otherwise = _OVER_LIMIT[flow.concurrency.behavior]
+        state = await self.store.admit(
+            execution_id, flow.namespace, flow.id, flow.concurrency.limit, otherwise
+        )
+        if state is not State.RUNNING:
+            await self.store.release_lease(lease)
+            self._finished.setdefault(execution_id, asyncio.Event()).set()
+            _log.info(
+                "execution %s %s: flow %s is at its concurrency limit",
+                execution_id,
+                state.value,
+                flow.uid,
+            )
+        return state
+
+    async def _next_queued(self, flow: Flow) -> None:
+        """Start the flow's oldest queued execution, now that a slot may be free."""
+        if flow.concurrency is None:
+            return
+        queued = await self.store.oldest_queued(flow.namespace, flow.id)
+        if queued is not None and queued not in self._tasks:
+            await self.run_execution(queued)
 
     async def _run(self, run: ExecutionRun) -> State:
         execution_id = run.id
@@ -268,6 +307,9 @@ class ExecutionService(Service):
                 with contextlib.suppress(Exception):
                     await self.store.release_lease(lease)
             self._finished.setdefault(execution_id, asyncio.Event()).set()
+            if run.flow.concurrency is not None and self.running:
+                with contextlib.suppress(Exception):
+                    await self._next_queued(run.flow)
 
     # ---- control ----
 

@@ -182,12 +182,9 @@ class TriggerRunner(Service):
         self._backoff = backoff or Backoff()
         self._task: asyncio.Task[None] | None = None
         self._listener: Listener | None = None
-        limit = trigger.max_in_flight if isinstance(trigger, RealtimeTrigger) else 100
-        self._slots = asyncio.Semaphore(limit)
+        self._slots = asyncio.Semaphore(int(getattr(trigger, "max_in_flight", 100)))
         self._handlers: set[asyncio.Task[None]] = set()
-        self._dead_letter_after = (
-            trigger.dead_letter_after if isinstance(trigger, RealtimeTrigger) else 3
-        )
+        self._dead_letter_after = int(getattr(trigger, "dead_letter_after", 3))
 
     @property
     def name(self) -> str:
@@ -364,6 +361,8 @@ class TriggerRunner(Service):
 
 def default_listener_factory(trigger: Trigger, ctx: RunnerContext) -> Listener:
     """The trigger's own listener (connector types implement `create_listener`)."""
-    if not isinstance(trigger, RealtimeTrigger):
-        raise ConnectorError(f"'{trigger.type}' is not a realtime trigger")
-    return trigger.create_listener(ctx)
+    create = getattr(trigger, "create_listener", None)
+    if create is None:
+        raise ConnectorError(f"'{trigger.type}' has no listener")
+    listener: Listener = create(ctx)
+    return listener

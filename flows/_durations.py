@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
@@ -21,8 +22,17 @@ DURATION_PATTERN = (
 )
 
 
+_MICROS = {
+    "weeks": 7 * 86_400_000_000,
+    "days": 86_400_000_000,
+    "hours": 3_600_000_000,
+    "minutes": 60_000_000,
+    "seconds": 1_000_000,
+}
+
+
 def parse_duration(text: str) -> timedelta:
-    """Parse an ISO-8601 duration such as ``PT30S``, ``PT1H30M`` or ``P2D``.
+    """Parse an ISO-8601 duration such as ``PT30S``, ``PT1H30M`` or ``P2D``, exactly.
 
     Years and months are refused: their length depends on the calendar.
 
@@ -32,30 +42,38 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text.strip())
     if match is None:
         raise ValueError(f"'{text}' is not an ISO-8601 duration (e.g. PT30S, PT5M, PT1H, P1D)")
-    parts = {k: float(v) for k, v in match.groupdict().items() if v and k != "sign"}
-    delta = timedelta(**parts)
+    micros = sum(
+        Decimal(amount) * _MICROS[unit]
+        for unit, amount in match.groupdict().items()
+        if amount and unit != "sign"
+    )
+    delta = timedelta(microseconds=int(micros))
     return -delta if match.group("sign") else delta
 
 
 def format_duration(delta: timedelta) -> str:
-    """Render a `timedelta` as an ISO-8601 duration (``PT1.5S``, ``P1DT2H``)."""
-    total = delta.total_seconds()
-    sign = "-" if total < 0 else ""
-    total = abs(total)
-    days, rest = divmod(total, 86400)
-    hours, rest = divmod(rest, 3600)
+    """Render a `timedelta` as an ISO-8601 duration, exact to the microsecond.
+
+    E.g. ``PT0S``, ``PT1.5S``, ``P2DT3H``, ``-PT5M``.
+    """
+    sign = "-" if delta < timedelta(0) else ""
+    delta = abs(delta)
+    hours, rest = divmod(delta.seconds, 3600)
     minutes, seconds = divmod(rest, 60)
-    out = f"{sign}P"
-    if days:
-        out += f"{int(days)}D"
+    text = f"{sign}P"
+    if delta.days:
+        text += f"{delta.days}D"
     time = ""
     if hours:
-        time += f"{int(hours)}H"
+        time += f"{hours}H"
     if minutes:
-        time += f"{int(minutes)}M"
-    if seconds or not (days or hours or minutes):
-        time += f"{seconds:.6f}".rstrip("0").rstrip(".") + "S"
-    return out + (f"T{time}" if time else "")
+        time += f"{minutes}M"
+    if seconds or delta.microseconds:
+        frac = f".{delta.microseconds:06d}".rstrip("0") if delta.microseconds else ""
+        time += f"{seconds}{frac}S"
+    if time or not delta.days:
+        text += f"T{time or '0S'}"
+    return text
 
 
 def _to_timedelta(value: Any) -> Any:

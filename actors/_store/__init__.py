@@ -4,8 +4,9 @@ A plain async library (no Ray): the coordinator actor uses it, and so may any ac
 wants to write without an extra hop.
 """
 
+from flows._durations import format_duration, parse_duration
+
 from ._batcher import Batcher
-from ._durations import format_duration, parse_duration
 from ._ids import new_id
 from ._migrations import Migration, apply_migrations, load_migrations
 from ._records import (

@@ -7,8 +7,8 @@ import math
 from typing import Any
 
 from flows import StoreError
+from flows._durations import format_duration, parse_duration
 
-from ._durations import format_duration, parse_duration
 from ._records import KVType
 
 

@@ -22,7 +22,7 @@ import asyncpg
 
 from flows import Service, State, StoreError
 
-from . import _flows, _leases, _reads, _rows
+from . import _concurrency, _flows, _leases, _reads, _rows
 from ._batcher import Batcher
 from ._db import DATABASE_ERRORS, Connection
 from ._json import dumps, init_connection
@@ -346,6 +346,22 @@ class Store(Service):
         """
         async with self._conn() as conn:
             return await _reads.expired(conn, limit=limit, unleased_after=unleased_after)
+
+    # ---- concurrency ----
+
+    async def admit(
+        self, execution_id: str, namespace: str, flow_id: str, limit: int, otherwise: State
+    ) -> State:
+        """Admit an execution under its flow's concurrency limit (see `_concurrency.admit`)."""
+        async with self._conn() as conn:
+            return await _concurrency.admit(
+                conn, execution_id, namespace, flow_id, limit, otherwise
+            )
+
+    async def oldest_queued(self, namespace: str, flow_id: str) -> str | None:
+        """The flow's oldest QUEUED execution, if any."""
+        async with self._conn() as conn:
+            return await _concurrency.oldest_queued(conn, namespace, flow_id)
 
     # ---- leases -------------------------------------------------------------------------
 

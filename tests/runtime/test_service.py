@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -212,3 +213,39 @@ async def test_pause_and_resume_through_the_service(service: ExecutionService) -
     await until(paused)
     assert service.resume(eid)
     assert (await service.wait(eid, within=20)).state is State.SUCCESS
+
+
+def concurrency_flow(flow_id: str, behavior: str) -> str:
+    return (
+        f"id: {flow_id}\nnamespace: tests.service\nconcurrency: {{limit: 1, behavior: {behavior}}}\n"
+        "tasks:\n  - {id: nap, type: flow.Sleep, duration: PT0.3S}\n"
+    )
+
+
+async def test_concurrency_queue_runs_one_at_a_time(service: ExecutionService) -> None:
+    flow = await service.deploy(concurrency_flow("queued", "QUEUE"))
+    ids = [(await service.create(flow, {})).execution.id for _ in range(3)]
+    for eid in ids:
+        assert (await service.wait(eid, within=30)).state is State.SUCCESS
+    spans = []
+    queued = 0
+    for eid in ids:
+        found = await detail(service, eid)
+        states = [e.state for e in found.execution.state_history]
+        start = next(e.date for e in found.execution.state_history if e.state is State.RUNNING)
+        spans.append((start, found.execution.ended_at))
+        assert states[-1] is State.SUCCESS
+        queued += State.QUEUED in states
+    assert queued == 2
+    spans.sort()
+    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        assert end is not None and start >= end - dt.timedelta(milliseconds=50)
+
+
+@pytest.mark.parametrize(("behavior", "state"), [("CANCEL", State.CANCELLED), ("FAIL", State.FAILED)])
+async def test_concurrency_cancel_and_fail(service: ExecutionService, behavior: str, state: State) -> None:
+    flow = await service.deploy(concurrency_flow(f"limited-{behavior.lower()}", behavior))
+    first = (await service.create(flow, {})).execution.id
+    second = (await service.create(flow, {})).execution.id
+    assert (await service.wait(second, within=30)).state is state
+    assert (await service.wait(first, within=30)).state is State.SUCCESS

@@ -20,16 +20,17 @@ from ._factories import new_execution
 pytestmark = pytest.mark.integration
 
 
-async def _call_until_restarted(method: Any, *args: Any, deadline_s: float = 60.0) -> Any:
-    """Call an actor method, retrying while Ray restarts the actor (bounded by a deadline)."""
+async def _restarted(handle: Any, before: str, deadline_s: float = 60.0) -> None:
+    """Wait until Ray has restarted the actor (its incarnation changed), with a deadline."""
     deadline = time.monotonic() + deadline_s
     while True:
         try:
-            return await method.remote(*args)
+            if await handle.incarnation.remote() != before:
+                return
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.1)
+            pass  # between the old process dying and the new one serving
+        assert time.monotonic() < deadline, "the coordinator was not restarted in time"
+        await asyncio.sleep(0.1)
 
 
 async def test_create_and_read_through_the_actor_survive_a_restart(
@@ -48,9 +49,11 @@ async def test_create_and_read_through_the_actor_survive_a_restart(
         await handle.add_task_runs.remote(new.id, [NewTaskRun(task_id="c")])
 
         assert get_coordinator(name) is not None  # found by name
+        before = await handle.incarnation.remote()
         ray.kill(handle, no_restart=False)  # Ray restarts it; it rebuilds from Postgres
+        await _restarted(handle, before)
 
-        detail = await _call_until_restarted(handle.execution_detail, new.id)
+        detail = await handle.execution_detail.remote(new.id)
         assert detail is not None
         assert detail.execution.state is State.RUNNING
         assert [d.task_run.task_id for d in detail.task_runs] == ["a", "b", "c"]
