@@ -27,7 +27,6 @@ from flows import (
     KestrelError,
     Listener,
     PoisonMessage,
-    RealtimeTrigger,
     Service,
     Trigger,
 )

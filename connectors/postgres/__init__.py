@@ -7,6 +7,10 @@ Importing this package registers the three types (it is the ``postgres`` entry p
 the ``kestrel.plugins`` group).
 """
 
+from ._connect import close_pools
+from ._cursor import CursorListener
+from ._notify import NotifyListener
+from ._poll import PollingListener
 from ._types import (
     FetchType,
     PostgresQuery,
@@ -17,10 +21,14 @@ from ._types import (
 )
 
 __all__ = [
+    "CursorListener",
     "FetchType",
+    "NotifyListener",
+    "PollingListener",
     "PostgresQuery",
     "PostgresRealtimeTrigger",
     "PostgresSerde",
     "PostgresTrigger",
+    "close_pools",
     "to_dsn",
 ]

@@ -20,12 +20,15 @@ POOL_MAX_SIZE = 4
 _POOL_IDLE_S = 300.0
 
 # Errors that mean "the connection or the server failed", as opposed to a bad statement.
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+CONNECTION_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     TimeoutError,
     asyncpg.InterfaceError,
     asyncpg.PostgresConnectionError,
 )
+# ... or any error the server reports.
+DB_ERRORS: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, asyncpg.PostgresError)
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, ValueError)
 
 PoolKey = tuple[str, str | None, str | None]
 
@@ -64,12 +67,12 @@ async def open_connection(
         conn: asyncpg.Connection[Any] = await asyncpg.connect(
             dsn, user=username, password=password, timeout=CONNECT_TIMEOUT_S
         )
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError, ValueError) as exc:
+    except _CONNECT_ERRORS as exc:
         raise ConnectorError(f"cannot connect to {redact(dsn)}: {describe(exc)}") from exc
     if json_codecs:
         try:
             await install_json_codecs(conn)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        except DB_ERRORS as exc:
             await close_connection(conn)
             raise ConnectorError(f"cannot set up {redact(dsn)}: {describe(exc)}") from exc
     return conn
@@ -81,7 +84,7 @@ async def close_connection(conn: asyncpg.Connection[Any]) -> None:
         return
     try:
         await asyncio.wait_for(conn.close(), CLOSE_TIMEOUT_S)
-    except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+    except DB_ERRORS:
         conn.terminate()
 
 
@@ -134,5 +137,5 @@ async def close_pools() -> None:
             pool = await task
             try:
                 await asyncio.wait_for(pool.close(), CLOSE_TIMEOUT_S)
-            except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            except DB_ERRORS:
                 pool.terminate()

@@ -22,7 +22,7 @@ import asyncpg
 
 from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
 
-from ._connect import CONNECTION_ERRORS, close_connection, describe, open_connection
+from ._connect import DB_ERRORS, close_connection, describe, open_connection
 from ._serde import decode_payload
 
 if TYPE_CHECKING:
@@ -69,15 +69,15 @@ class NotifyListener(Listener):
             self._trigger.dsn(), self._trigger.username, self._trigger.password,
             json_codecs=False,
         )
-        conn.add_termination_listener(self._on_terminated)
-        try:
-            await conn.add_listener(self._channel, self._on_notify)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            await close_connection(conn)
-            raise ConnectorError(f"cannot LISTEN on '{self._channel}': {describe(exc)}") from exc
         self._generation += 1
         self._lost = None
         self._conn = conn
+        conn.add_termination_listener(self._on_terminated)
+        try:
+            await conn.add_listener(self._channel, self._on_notify)
+        except DB_ERRORS as exc:
+            await self.close()
+            raise ConnectorError(f"cannot LISTEN on '{self._channel}': {describe(exc)}") from exc
 
     async def events(self) -> AsyncIterator[Delivery]:
         """Notifications in the order the server sent them.
@@ -121,7 +121,7 @@ class NotifyListener(Listener):
             return
         if self._paused:
             self._set_reading(conn, reading=True)
-        with contextlib.suppress(*CONNECTION_ERRORS, asyncpg.PostgresError):
+        with contextlib.suppress(*DB_ERRORS):
             await conn.remove_listener(self._channel, self._on_notify)
         await close_connection(conn)
 
@@ -147,7 +147,7 @@ class NotifyListener(Listener):
         )
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object, /) -> None:
-        if conn is not self._conn:
+        if self._conn is None or conn is not self._conn:
             return
         self._pending.append((pid, str(payload)))
         self._wakeup.set()
@@ -178,5 +178,5 @@ class NotifyListener(Listener):
             return
         try:
             await conn.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
-        except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
+        except DB_ERRORS as exc:
             raise ConnectorError(f"the connection to Postgres failed: {describe(exc)}") from exc

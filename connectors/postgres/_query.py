@@ -13,12 +13,14 @@ from ._serde import row_to_dict
 from ._sql import bind, execute, fetch_of, positional_count
 
 if TYPE_CHECKING:
+    from ._sql import AnyConnection
     from ._types import PostgresQuery
 
 # SQLSTATE classes worth another attempt: connection exception, transaction rollback
 # (serialization failure, deadlock), insufficient resources, operator intervention
 # (admin shutdown, cancel), system error.
 _RETRIABLE_CLASSES = frozenset({"08", "40", "53", "57", "58"})
+_FAILURES: tuple[type[Exception], ...] = (*CONNECTION_ERRORS, ConnectorError)
 
 
 async def run_query(task: PostgresQuery, ctx: RunContext) -> dict[str, Any]:
@@ -52,7 +54,7 @@ async def run_query(task: PostgresQuery, ctx: RunContext) -> dict[str, Any]:
     except asyncpg.PostgresError as exc:
         raise TaskError(f"query failed: {_postgres_error(exc)}",
                         retriable=_retriable(exc)) from exc
-    except (*CONNECTION_ERRORS, ConnectorError) as exc:
+    except _FAILURES as exc:
         retriable = not isinstance(exc, asyncpg.InterfaceError) or isinstance(
             exc, asyncpg.ConnectionDoesNotExistError
         )
@@ -67,7 +69,7 @@ async def run_query(task: PostgresQuery, ctx: RunContext) -> dict[str, Any]:
 
 
 async def _after(
-    conn: asyncpg.Connection[Any], sql: str, parameters: dict[str, Any] | list[Any] | None
+    conn: AnyConnection, sql: str, parameters: dict[str, Any] | list[Any] | None
 ) -> None:
     """``afterSQL``: with the task's parameters when it uses any placeholder."""
     if isinstance(parameters, list):

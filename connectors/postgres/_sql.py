@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 from uuid import UUID
 
 import asyncpg
@@ -22,6 +22,10 @@ import asyncpg
 from flows import parse_duration
 
 Fetch = Literal["NONE", "FETCH_ONE", "FETCH"]
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    AnyConnection: TypeAlias = asyncpg.Connection[Any] | PoolConnectionProxy[Any]
 
 _POSITIONAL = re.compile(r"(?<![\w$])\$(\d+)")
 _TRUE = frozenset({"t", "true", "y", "yes", "on", "1"})
@@ -55,28 +59,48 @@ def bind(sql: str, parameters: Mapping[str, Any] | Sequence[Any] | None) -> tupl
     return sql, list(parameters)
 
 
-def _rewrite_named(sql: str, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
-    order: dict[str, int] = {}
-    out: list[str] = []
-    i, n = 0, len(sql)
+def named_placeholders(sql: str) -> list[str]:
+    """The ``:name`` placeholders of `sql`, in order of first use."""
+    return list(dict.fromkeys(name for name in _split_named(sql) if isinstance(name, _Name)))
+
+
+class _Name(str):
+    """A placeholder's name among the pieces of a statement."""
+
+    __slots__ = ()
+
+
+def _split_named(sql: str) -> list[str]:
+    """`sql` cut into plain text and `_Name` pieces (quotes and comments left alone)."""
+    pieces: list[str] = []
+    start = i = 0
+    n = len(sql)
     while i < n:
         skip = _skip_quoted(sql, i)
         if skip > i:
-            out.append(sql[i:skip])
             i = skip
-            continue
-        if sql[i] == ":" and _is_placeholder(sql, i):
+        elif sql[i] == ":" and _is_placeholder(sql, i):
             j = i + 1
             while j < n and (sql[j].isalnum() or sql[j] == "_"):
                 j += 1
-            name = sql[i + 1 : j]
-            if name not in parameters:
-                raise ValueError(f"sql uses :{name} but 'parameters' does not set it")
-            out.append(f"${order.setdefault(name, len(order) + 1)}")
-            i = j
+            pieces.extend((sql[start:i], _Name(sql[i + 1 : j])))
+            start = i = j
+        else:
+            i += 1
+    pieces.append(sql[start:])
+    return pieces
+
+
+def _rewrite_named(sql: str, parameters: Mapping[str, Any]) -> tuple[str, list[Any]]:
+    order: dict[str, int] = {}
+    out: list[str] = []
+    for piece in _split_named(sql):
+        if not isinstance(piece, _Name):
+            out.append(piece)
             continue
-        out.append(sql[i])
-        i += 1
+        if piece not in parameters:
+            raise ValueError(f"sql uses :{piece} but 'parameters' does not set it")
+        out.append(f"${order.setdefault(str(piece), len(order) + 1)}")
     return "".join(out), [parameters[name] for name in order]
 
 
@@ -150,12 +174,12 @@ def affected_rows(status: str) -> int:
 
 
 def is_argument_type_error(exc: BaseException) -> bool:
-    """asyncpg refused an argument's Python type before sending the statement."""
+    """Whether asyncpg refused an argument's Python type before sending the statement."""
     return type(exc) is asyncpg.DataError and "invalid input for query argument" in str(exc)
 
 
 async def execute(
-    conn: asyncpg.Connection[Any], sql: str, args: list[Any], fetch: Fetch
+    conn: AnyConnection, sql: str, args: list[Any], fetch: Fetch
 ) -> tuple[list[asyncpg.Record], int]:
     """Run one statement; its rows (all, the first, or none) and its row count.
 
@@ -175,11 +199,11 @@ async def execute(
     rows = await statement.fetch(*coerced)
     if fetch == "FETCH":
         return rows, len(rows)
-    return [], affected_rows(statement.get_statusmsg())
+    return [], affected_rows(statement.get_statusmsg() or "")
 
 
 async def _run(
-    conn: asyncpg.Connection[Any], sql: str, args: list[Any], fetch: Fetch
+    conn: AnyConnection, sql: str, args: list[Any], fetch: Fetch
 ) -> tuple[list[asyncpg.Record], int]:
     if fetch == "FETCH_ONE":
         row = await conn.fetchrow(sql, *args)
@@ -206,7 +230,7 @@ def coerce_arguments(args: Sequence[Any], type_names: Sequence[str]) -> list[Any
     return out
 
 
-def coerce(value: Any, type_name: str) -> Any:  # noqa: C901 - one flat table of types
+def coerce(value: Any, type_name: str) -> Any:
     """`value` as the Python type asyncpg encodes ``type_name`` from, when it is not."""
     if value is None:
         return None

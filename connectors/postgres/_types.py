@@ -16,7 +16,18 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from flows import Duration, RealtimeTrigger, RunnableTask, Trigger, register_type
+from flows import (
+    Duration,
+    Listener,
+    ListenerContext,
+    RealtimeTrigger,
+    RunContext,
+    RunnableTask,
+    Trigger,
+    register_type,
+)
+
+from ._sql import named_placeholders
 
 _K = "io.kestra.plugin.jdbc.postgresql"
 _URL = re.compile(r"^(?:jdbc:)?postgres(?:ql)?://[^\s]*$")
@@ -24,7 +35,6 @@ _IDENT = r'(?:[A-Za-z_][A-Za-z0-9_$]*|"[^"\x00]+")'
 _TABLE = re.compile(rf"^{_IDENT}(?:\.{_IDENT})?$")
 _COLUMN = re.compile(rf"^{_IDENT}$")
 _POSITIONAL = re.compile(r"(?<![\w$])\$(\d+)")
-_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 _MAX_IDENT_BYTES = 63
 
 Problems = list[tuple[str, str, Any]]
@@ -84,7 +94,7 @@ def _parameter_problems(sql: str, parameters: dict[str, Any] | list[Any] | None)
     if bad:
         return [("parameters", f"parameter name '{bad[0]}' is not an identifier (it is used as "
                  f":{bad[0]} in sql)", parameters)]
-    missing = sorted({n for n in _NAMED.findall(sql) if n not in parameters})
+    missing = sorted({n for n in named_placeholders(sql) if n not in parameters})
     if missing:
         return [("parameters", "sql uses " + ", ".join(f":{m}" for m in missing) +
                  " but 'parameters' does not set it", parameters)]
@@ -130,8 +140,12 @@ class PostgresRealtimeTrigger(RealtimeTrigger):
       once when a NOTIFY arrives on ``channel`` (optional wake-up, e.g. from an insert
       trigger).
 
-    Trigger variables: ``trigger.channel``, ``payload`` (NOTIFY), ``data`` (the row, with
-    a cursor table).
+    Trigger variables: ``trigger.channel`` and ``trigger.payload`` (NOTIFY: the text, or
+    the decoded JSON; no dedupe key); ``trigger.data`` (the row, JSON-safe) with a cursor
+    table, plus ``trigger.channel`` when a wake-up channel is set (no ``payload``: one
+    wake-up may stand for many rows). A cursor row's dedupe key is
+    ``pg:<table>:<cursor value>``. Cursor column types: integer types (serial, identity),
+    numeric, timestamp, timestamptz, date, text/varchar.
 
     Attributes:
         url: ``postgresql://user@host:port/db`` or Kestra's ``jdbc:postgresql://...``.
@@ -167,6 +181,16 @@ class PostgresRealtimeTrigger(RealtimeTrigger):
     def dsn(self) -> str:
         """The URL as a libpq/asyncpg DSN."""
         return to_dsn(self.url)
+
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """A `NotifyListener` (``channel`` only) or a `CursorListener` (``table``)."""
+        if self.mode == "cursor":
+            from ._cursor import CursorListener
+
+            return CursorListener(self, ctx)
+        from ._notify import NotifyListener
+
+        return NotifyListener(self, ctx)
 
     @model_validator(mode="after")
     def _consistent(self) -> PostgresRealtimeTrigger:
@@ -237,6 +261,27 @@ class PostgresTrigger(Trigger):
         """The URL as a libpq/asyncpg DSN."""
         return to_dsn(self.url)
 
+    @property
+    def max_in_flight(self) -> int:
+        """One poll is in flight at a time (the next tick waits for its ack)."""
+        return 1
+
+    @property
+    def dead_letter_after(self) -> int:
+        """Attempts before a poll's event is dead-lettered (as realtime triggers' default)."""
+        return 3
+
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """The polling listener: the host runs this trigger like a realtime one.
+
+        Events carry ``trigger.rows`` (FETCH; STORE too, without a file store),
+        ``trigger.row`` (FETCH_ONE) and ``trigger.size``, and the dedupe key
+        ``pg-poll:<scheduled tick, ISO-8601>``.
+        """
+        from ._poll import PollingListener
+
+        return PollingListener(self, ctx)
+
     @model_validator(mode="after")
     def _consistent(self) -> PostgresTrigger:
         problems = _url_problems(self.url)
@@ -276,6 +321,24 @@ class PostgresQuery(RunnableTask):
     def dsn(self) -> str:
         """The URL as a libpq/asyncpg DSN."""
         return to_dsn(self.url)
+
+    async def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Run the statement on this process's pool for the server (see `close_pools`).
+
+        Values come back JSON-safe: numerics as numbers, times as ISO-8601 text, UUIDs
+        as text, ``bytea`` as base64 text, ``json``/``jsonb`` as data.
+
+        Returns:
+            ``{"row": {...} | None, "size": 0 | 1}`` for FETCH_ONE,
+            ``{"rows": [...], "size": n}`` for FETCH, ``{"size": rows affected}`` for NONE.
+
+        Raises:
+            TaskError: The statement failed; retriable when the connection or the server
+                failed or a conflict rolled the transaction back.
+        """
+        from ._query import run_query
+
+        return await run_query(self, ctx)
 
     @model_validator(mode="after")
     def _consistent(self) -> PostgresQuery:
