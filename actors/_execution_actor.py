@@ -57,6 +57,7 @@ class ExecutionActor:
         dsn: The store's database.
         name: The actor's name (also the prefix of its lease owner name).
         lease_ttl_s: Lease time to live, in seconds.
+        recover_every_s: Seconds between looks for orphaned executions to resume here.
         warm_workers: Warm `TaskWorker` actors for runnable tasks without resources
             (0: every attempt is a Ray task).
         store_options: Extra `Store` keyword arguments.
@@ -68,6 +69,7 @@ class ExecutionActor:
         name: str = "execution-actor",
         *,
         lease_ttl_s: float = DEFAULT_LEASE_TTL.total_seconds(),
+        recover_every_s: float | None = 2.0,
         warm_workers: int = 0,
         store_options: Mapping[str, Any] | None = None,
     ) -> None:
@@ -80,6 +82,7 @@ class ExecutionActor:
             dispatcher,
             owner=f"{name}-{new_id()}",
             lease_ttl=dt.timedelta(seconds=lease_ttl_s),
+            recover_every=recover_every_s,
         )
         self._ready: asyncio.Task[None] | None = None
 

@@ -8,12 +8,14 @@ the event path is listener → durable create → ack → first task, with no ac
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 import ray
 
-from flows import Flow, Listener, Service, Trigger
+from flows import Flow, KestrelError, Listener, Service, Trigger
 from flows._triggers_core import FlowTrigger, Schedule
 
 from ._execution_actor import ExecutionActor
@@ -42,6 +44,9 @@ def _flow(trigger: Trigger, ctx: RunnerContext) -> Listener:
 
 CORE_LISTENERS: dict[str, ListenerFactory] = {"trigger.Schedule": _schedule, "trigger.Flow": _flow}
 """Listeners of the built-in triggers that are not connectors."""
+
+
+_log = logging.getLogger(__name__)
 
 
 class TriggerHost(Service):
@@ -136,12 +141,27 @@ class TriggerHost(Service):
         return {r.name: list(r.stats.created_latency_s) for r in self._runners.values()}
 
 
+def host_index(namespace: str, flow_id: str, count: int) -> int:
+    """Which of `count` listener hosts runs a flow's triggers (stable across restarts)."""
+    digest = hashlib.sha256(f"{namespace}.{flow_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") % count
+
+
 class ListenerHost(ExecutionActor):
     """An execution actor that also hosts trigger listeners.
 
-    Make the Ray class with `listener_host_class`. It rebuilds nothing from memory: on a
-    restart the caller deploys its flows again, and the listeners resume from the
-    committed positions in their sources (or the cursors in the store).
+    Make the Ray class with `listener_host_class`. It keeps nothing in memory that matters:
+    when it starts (or Ray restarts it) it deploys the stored flows that hash to it
+    (`host_index`), and the listeners resume from the committed positions in their
+    sources (or the cursors in the store).
+
+    Args:
+        dsn: The store's database.
+        name: The actor's name.
+        index: This host's number among `count` hosts.
+        count: How many hosts share the flows.
+        factories: Extra listener factories by trigger type.
+        **kwargs: `ExecutionActor` options.
     """
 
     def __init__(
@@ -149,15 +169,36 @@ class ListenerHost(ExecutionActor):
         dsn: str,
         name: str = "listener-host",
         *,
+        index: int = 0,
+        count: int = 1,
         factories: Mapping[str, ListenerFactory] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(dsn, name, **kwargs)
+        self._index = index
+        self._count = count
         self._host = TriggerHost(self._service, factories)
 
     async def _open(self) -> None:
         await super()._open()
         await self._host.start()
+        await self._redeploy()
+
+    async def _redeploy(self) -> None:
+        """Deploy the stored flows this host is responsible for (after any (re)start)."""
+        for revision in await self._store.list_flows():
+            if host_index(revision.namespace, revision.flow_id, self._count) != self._index:
+                continue
+            try:
+                flow = await self._service.flow(
+                    revision.namespace, revision.flow_id, revision.revision
+                )
+            except KestrelError as exc:
+                _log.error(
+                    "flow %s.%s does not load: %s", revision.namespace, revision.flow_id, exc
+                )
+                continue
+            await self._host.deploy(flow)
 
     async def _triggers(self) -> TriggerHost:
         await self._ensure()

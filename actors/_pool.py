@@ -3,8 +3,8 @@
 The pool starts `min_actors` actors before it is used and adds one, in the background,
 as soon as the average load crosses `target_load` — ahead of demand, so no execution waits
 for an actor to be created. Idle actors above the minimum are let go after `idle_s`.
-A recovery loop hands executions whose lease expired (their owner died) to a live actor,
-which resumes them from what the store recorded.
+Every actor also looks for executions whose lease expired (their owner died) and resumes
+them from what the store recorded.
 """
 
 from __future__ import annotations
@@ -83,16 +83,12 @@ class ExecutionPool(Service):
         self._serial = itertools.count()
         self._growing: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
-        self.recovered: int = 0
 
     # ---- lifecycle ----
 
     async def _start(self) -> None:
         await asyncio.gather(*(self._add() for _ in range(self.options.min_actors)))
-        self._loops = [
-            asyncio.create_task(self._scale_loop(), name="pool-scale"),
-            asyncio.create_task(self._recovery_loop(), name="pool-recovery"),
-        ]
+        self._loops = [asyncio.create_task(self._scale_loop(), name="pool-scale")]
 
     async def _stop(self) -> None:
         for loop in self._loops:
@@ -111,6 +107,7 @@ class ExecutionPool(Service):
             self._store.dsn,
             name,
             lease_ttl_s=self.options.lease_ttl_s,
+            recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
@@ -274,24 +271,3 @@ class ExecutionPool(Service):
         for member in extra[: max(0, len(self._members) - self.options.min_actors)]:
             self._members.remove(member)
             await self._retire(member)
-
-    async def _recovery_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.recovery_interval_s)
-            try:
-                await self.recover()
-            except Exception:
-                _log.exception("recovery pass failed")
-
-    async def recover(self) -> int:
-        """Hand every execution whose owner's lease expired to a live actor; how many."""
-        orphans = await self._store.find_expired_executions(
-            unleased_after=dt.timedelta(seconds=3 * self.options.lease_ttl_s)
-        )
-        resumed = 0
-        for execution in orphans:
-            if await self.submit(execution.id):
-                resumed += 1
-                _log.warning("resumed execution %s after its owner was lost", execution.id)
-        self.recovered += resumed
-        return resumed

@@ -76,6 +76,8 @@ class ExecutionService(Service):
         engine: The expression engine; one per process.
         lease_ttl: How long a lease lasts without renewal.
         envs: ``envs`` for templates (defaults to the process environment).
+        recover_every: Seconds between looks for executions whose owner died (their
+            lease expired), which this service then resumes; None: never.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class ExecutionService(Service):
         engine: ExpressionEngine | None = None,
         lease_ttl: dt.timedelta = DEFAULT_LEASE_TTL,
         envs: Mapping[str, str] | None = None,
+        recover_every: float | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -101,16 +104,19 @@ class ExecutionService(Service):
         self._leases: dict[str, Lease] = {}
         self._recorders: dict[str, StoreRecorder] = {}
         self._finished: dict[str, asyncio.Event] = {}
-        self._renewer: asyncio.Task[None] | None = None
+        self._recover_every = recover_every
+        self._loops: list[asyncio.Task[None]] = []
+        self.recovered = 0
 
     async def _start(self) -> None:
-        self._renewer = asyncio.create_task(self._renew_loop(), name="lease-renewer")
+        self._loops.append(asyncio.create_task(self._renew_loop(), name="lease-renewer"))
+        if self._recover_every:
+            self._loops.append(asyncio.create_task(self._recover_loop(), name="recovery"))
 
     async def _stop(self) -> None:
-        if self._renewer is not None:
-            self._renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._renewer
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -453,6 +459,39 @@ class ExecutionService(Service):
         ended = await self.store.get_execution(child.id)
         outputs = dict(ended.outputs or {}) if ended else {}
         return child.id, summary.state, outputs
+
+    # ---- recovery ----
+
+    async def _recover_loop(self) -> None:
+        assert self._recover_every is not None
+        while True:
+            await asyncio.sleep(self._recover_every)
+            try:
+                await self.recover()
+            except Exception:
+                _log.exception("recovery pass failed")
+
+    async def recover(self, limit: int = 50) -> int:
+        """Resume here the executions whose owner's lease expired; how many were taken.
+
+        Executions never leased (created but not started, or queued) count once they are
+        three lease times old.
+        """
+        orphans = await self.store.find_expired_executions(
+            limit=limit, unleased_after=3 * self._lease_ttl
+        )
+        taken = 0
+        for execution in orphans:
+            if execution.id in self._tasks:
+                continue
+            try:
+                if await self.run_execution(execution.id):
+                    taken += 1
+                    _log.warning("resumed execution %s after its owner was lost", execution.id)
+            except StoreError as exc:
+                _log.warning("could not resume %s: %s", execution.id, exc)
+        self.recovered += taken
+        return taken
 
     # ---- leases ----
 

@@ -300,8 +300,12 @@ class TriggerRunner(Service):
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            # Not acked: the source delivers it again after the reconnect this provokes.
-            _log.warning("trigger %s: delivery not recorded, left unacked: %s", self.name, exc)
+            # Not acked: closing the listener makes the loop reconnect, and the source
+            # delivers it again then.
+            _log.warning("trigger %s: delivery not recorded, reconnecting: %s", self.name, exc)
+            if self._listener is listener:
+                with contextlib.suppress(Exception):
+                    await listener.close()
         finally:
             self._slots.release()
 

@@ -43,7 +43,7 @@ def _bool(name: str, value: str) -> bool:
     raise ConnectorError(f"Kafka property '{name}' must be true or false, got '{value}'")
 
 
-def _choice(*allowed: str, upper: bool = True) -> _Convert:
+def _choice(*allowed: str, upper: bool = True) -> Callable[[str, str], str]:
     def convert(name: str, value: str) -> str:
         normalised = value.strip().upper() if upper else value.strip().lower()
         if normalised not in allowed:
@@ -229,7 +229,7 @@ def _ssl_context(properties: Mapping[str, str]) -> ssl.SSLContext:
         _pem_only(properties, "keystore")
     password = get("ssl.key.password") or get("ssl.keystore.password")
     try:
-        context = create_ssl_context(
+        context: ssl.SSLContext = create_ssl_context(
             cafile=get("ssl.ca.location") or get("ssl.truststore.location"),
             cadata=get("ssl.truststore.certificates"),
         )

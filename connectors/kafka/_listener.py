@@ -74,6 +74,8 @@ class _Session:
     commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     committer: asyncio.Task[None] | None = None
     paused: bool = False
+    backlog: deque[_Fetched] = field(default_factory=deque)
+    """Read, not yet delivered (kept here so that a new `events` iterator goes on)."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -115,6 +117,7 @@ class KafkaListener(Listener):
             "auto_offset_reset": trigger.auto_offset_reset.value.lower(),
             "enable_auto_commit": False,
         }
+        self._batch: int | None = options.get("max_poll_records")
         self._session: _Session | None = None
 
     async def connect(self) -> None:
@@ -165,7 +168,7 @@ class KafkaListener(Listener):
         session = self._session
         if session is None:
             return
-        backlog: deque[_Fetched] = deque()
+        backlog = session.backlog
         limit = self._trigger.max_in_flight
         while self._session is session:
             room = limit - len(session.outstanding)
@@ -180,7 +183,7 @@ class KafkaListener(Listener):
             if session.paused:
                 session.consumer.resume(*session.consumer.paused())
                 session.paused = False
-            backlog.extend(await self._poll(session, _POLL_MS, room))
+            backlog.extend(await self._poll(session, _POLL_MS, min(room, self._batch or room)))
 
     async def _poll(self, session: _Session, timeout_ms: int, limit: int) -> list[_Fetched]:
         try:
@@ -246,7 +249,7 @@ class KafkaListener(Listener):
         try:
             await asyncio.wait_for(self._commit(session), _COMMIT_TIMEOUT_S)
         except TimeoutError:
-            self._ctx.log("WARN", "Kafka: final offset commit timed out; records will be redelivered")
+            self._ctx.log("WARN", "Kafka: the last offset commit timed out (records come again)")
         session.parts.clear()
         session.outstanding.clear()
         await _stop_quietly(session.consumer)

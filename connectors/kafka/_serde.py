@@ -56,7 +56,7 @@ def deserialize(data: bytes | None, serde: KafkaSerde) -> Any:
     text = _utf8(data)
     if serde is KafkaSerde.JSON:
         try:
-            return json.loads(text)
+            return json.loads(text, parse_constant=_no_constant)
         except json.JSONDecodeError as exc:
             raise SerdeError(f"not valid JSON: {exc}") from None
     if serde is KafkaSerde.UUID:
@@ -65,6 +65,11 @@ def deserialize(data: bytes | None, serde: KafkaSerde) -> Any:
         except ValueError:
             raise SerdeError(f"not a UUID: {text[:80]!r}") from None
     return text
+
+
+def _no_constant(name: str) -> Any:
+    """JSON has no NaN or Infinity (Python's parser accepts them; stores do not)."""
+    raise SerdeError(f"not valid JSON: {name} is not a JSON value")
 
 
 def _utf8(data: bytes) -> str:
@@ -123,15 +128,17 @@ def serialize(value: Any, serde: KafkaSerde) -> bytes | None:
 
 def _is_json(text: str) -> bool:
     try:
-        json.loads(text)
-    except json.JSONDecodeError:
+        json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, SerdeError):
         return False
     return True
 
 
 def _json_bytes(value: Any) -> bytes:
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        ).encode()
     except (TypeError, ValueError) as exc:
         raise SerdeError(f"cannot be written as JSON: {exc}") from None
 
@@ -157,4 +164,4 @@ def _pack(value: Any, serde: KafkaSerde) -> bytes:
             number = int(value)
         return layout.pack(number)
     except (TypeError, ValueError, OverflowError, struct.error):
-        raise SerdeError(f"{value!r} is not a {serde.value}") from None
+        raise SerdeError(f"{value!r} is not a valid {serde.value}") from None

@@ -25,7 +25,16 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from flows import KestrelModel, RealtimeTrigger, RunnableTask, register_type
+from flows import (
+    ConnectorError,
+    KestrelModel,
+    Listener,
+    ListenerContext,
+    RealtimeTrigger,
+    RunContext,
+    RunnableTask,
+    register_type,
+)
 
 _K = "io.kestra.plugin.kafka"
 _TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
@@ -137,8 +146,8 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
         value_deserializer: How values are read.
         serde_properties: Serializer settings; Kestra's older ``keyDeserializer`` and
             ``valueDeserializer`` placed here are honoured.
-        since: Start from the first record at or after this time (naive = UTC) instead of
-            the group's committed offsets.
+        since: A partition the group has never committed starts at its first record at or
+            after this time (naive = UTC) instead of at ``autoOffsetReset``.
         partitions: Read only these partitions (manual assignment, no group rebalance).
         max_in_flight: Records read but not yet durable, at most; reading pauses beyond.
         dead_letter_after: Attempts before a record is dead-lettered.
@@ -244,6 +253,24 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
         if self.topic is None:
             return []
         return [self.topic] if isinstance(self.topic, str) else list(self.topic)
+
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """A `KafkaListener` for this trigger.
+
+        Raises:
+            ConnectorError: ``properties`` holds a property the consumer does not support
+                (each is named) or a bad value, or contradicts ``groupId``.
+        """
+        from ._config import client_options
+        from ._listener import KafkaListener
+
+        options = client_options(self.properties, "consumer")
+        if options.pop("group_id", self.group_id) != self.group_id:
+            raise ConnectorError(
+                f"properties 'group.id' contradicts groupId '{self.group_id}': remove it"
+            )
+        options.pop("auto_offset_reset", None)  # folded into auto_offset_reset already
+        return KafkaListener(self, ctx, options)
 
 
 def _check_bootstrap(properties: dict[str, str]) -> list[tuple[str, str, Any]]:
@@ -378,3 +405,19 @@ class KafkaProduce(RunnableTask):
             return [KafkaRecord(key=self.key, value=self.value, headers=self.headers,
                                 partition=self.partition, timestamp=self.timestamp)]
         return []
+
+    async def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Serialize the records and send them (in one transaction when ``transactional``).
+
+        Producers are reused across tasks of a worker process with the same properties.
+
+        Returns:
+            ``{"messagesCount": n}``, Kestra's output.
+
+        Raises:
+            TaskError: A record cannot be serialized or ``properties`` are not supported
+                (not retriable), or Kafka failed.
+        """
+        from ._produce import produce
+
+        return await produce(self, ctx)

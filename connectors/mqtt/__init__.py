@@ -4,6 +4,8 @@ Importing this package registers both types (it is the ``mqtt`` entry point of t
 ``kestrel.plugins`` group).
 """
 
+from ._listener import MqttListener, default_client_id, subscription_qos
+from ._publish import close_publish_clients
 from ._types import (
     DEFAULT_SESSION_EXPIRY,
     MqttPublish,
@@ -15,9 +17,13 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_SESSION_EXPIRY",
+    "MqttListener",
     "MqttPublish",
     "MqttRealtimeTrigger",
     "MqttSerde",
     "MqttVersion",
+    "close_publish_clients",
+    "default_client_id",
+    "subscription_qos",
     "topic_problem",
 ]

@@ -22,7 +22,15 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from flows import Duration, RealtimeTrigger, RunnableTask, register_type
+from flows import (
+    Duration,
+    Listener,
+    ListenerContext,
+    RealtimeTrigger,
+    RunContext,
+    RunnableTask,
+    register_type,
+)
 
 _K = "io.kestra.plugin.mqtt"
 _SERVER = re.compile(r"^(tcp|ssl)://(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d{1,5})/?$")
@@ -165,7 +173,10 @@ class MqttRealtimeTrigger(RealtimeTrigger):
     acknowledged (PUBACK/PUBREC, manual ack) only after its execution is durable, so a
     message is never lost and a redelivery never starts a second execution. That needs a
     fixed ``clientId``; without one it is derived from namespace, flow and trigger ids. With
-    ``qos`` 0 delivery is at most once. On V5 a persistent session lasts
+    ``qos`` 0 delivery is at most once. ``qos: 2`` subscribes at QoS 1: paho confirms a
+    QoS 2 message (PUBREC) before the listener sees it, after which the broker never
+    sends it again, while a QoS 1 PUBACK can wait for the execution; the dedupe key
+    still gives one execution per message. On V5 a persistent session lasts
     ``sessionExpiryInterval`` (7 days by default) after a disconnect. A message that keeps
     failing is dead-lettered after ``deadLetterAfter`` deliveries.
     ``serdeType`` defaults to JSON, like Kestra's trigger.
@@ -242,14 +253,22 @@ class MqttRealtimeTrigger(RealtimeTrigger):
         _refuse(self, problems)
         return self
 
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """An `MqttListener` for this trigger (it connects in ``connect``)."""
+        from ._listener import MqttListener
+
+        return MqttListener(self, ctx)
+
 
 @register_type("mqtt.Publish", aliases=(f"{_K}.Publish",))
 class MqttPublish(RunnableTask):
     """Publish one message (Kestra's ``from``) on ``topic``.
 
     ``from`` is the payload: with ``serdeType: JSON`` (the default) any value is sent as
-    JSON; with STRING it must be text, with BYTES base64 text of the bytes. Without
-    ``clientId`` a fresh id is used per attempt.
+    JSON (a string too, quoted, as Kestra does); with STRING it must be text, with BYTES
+    base64 text of the bytes. The task waits for the broker's acknowledgement (QoS 1
+    and 2) and outputs ``messagesCount``. Connections are kept open and reused by later
+    tasks of the same worker; without ``clientId`` a random id is used.
 
     Attributes:
         server: ``tcp://host:port`` or ``ssl://host:port``.
@@ -296,3 +315,14 @@ class MqttPublish(RunnableTask):
                              self.from_))
         _refuse(self, problems)
         return self
+
+    async def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Publish ``from`` on ``topic``; outputs ``{"messagesCount": 1}``.
+
+        Raises:
+            TaskError: Bad payload for ``serdeType`` (not retriable), or the broker is
+                unreachable, refused the message or did not acknowledge it in time.
+        """
+        from ._publish import publish
+
+        return await publish(self, ctx)

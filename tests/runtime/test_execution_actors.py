@@ -152,7 +152,6 @@ async def test_killed_actor_execution_resumes_without_rerunning_finished_tasks(
     assert len(run_of(detail, "after").attempts) == 1
     new_lease = await store.get_lease("execution", eid)
     assert new_lease is not None and new_lease.epoch > lease.epoch
-    assert pool.recovered >= 1
 
 
 def _ray_processes() -> set[int]:

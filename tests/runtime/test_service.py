@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -238,7 +239,7 @@ async def test_concurrency_queue_runs_one_at_a_time(service: ExecutionService) -
         queued += State.QUEUED in states
     assert queued == 2
     spans.sort()
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None and start >= end - dt.timedelta(milliseconds=50)
 
 

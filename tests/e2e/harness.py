@@ -1,0 +1,111 @@
+"""End-to-end: a real broker → a listener host actor on Ray → executions in Postgres."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import ray
+
+from actors import Store, listener_host_class
+from flows import State, parse_flow
+
+CHEAP_TASKS = "tasks:\n  - {id: seen, type: core.Return, value: ok}\n"
+
+
+@dataclass
+class Deployment:
+    """A flow deployed on a listener host actor, with ways to watch and disturb it."""
+
+    store: Store
+    host: Any
+    namespace: str
+    flow_id: str
+
+    async def executions(self) -> list[Any]:
+        page = await self.store.search_executions(
+            namespace=self.namespace, flow_id=self.flow_id, limit=5000
+        )
+        return list(page.items)
+
+    async def count(self) -> int:
+        page = await self.store.search_executions(namespace=self.namespace, flow_id=self.flow_id, limit=1)
+        return page.total
+
+    async def wait_for_count(self, n: int, within: float = 120) -> list[Any]:
+        deadline = time.monotonic() + within
+        while True:
+            found = await self.count()
+            if found >= n:
+                return await self.executions()
+            assert time.monotonic() < deadline, f"only {found} of {n} executions after {within}s"
+            await asyncio.sleep(0.1)
+
+    async def wait_all_ended(self, within: float = 120) -> None:
+        deadline = time.monotonic() + within
+        while True:
+            items = await self.executions()
+            if all(e.state.terminal for e in items):
+                assert {e.state for e in items} <= {State.SUCCESS}, {e.state for e in items}
+                return
+            assert time.monotonic() < deadline, "executions did not end"
+            await asyncio.sleep(0.1)
+
+    async def trigger_status(self) -> str:
+        infos = await self.host.triggers.remote()
+        return str(infos[0].status) if infos else "NONE"
+
+    async def wait_running(self, within: float = 60) -> None:
+        deadline = time.monotonic() + within
+        while await self.trigger_status() != "RUNNING":
+            assert time.monotonic() < deadline, f"trigger not running: {await self.trigger_status()}"
+            await asyncio.sleep(0.05)
+
+    async def kill_host(self) -> None:
+        """Kill the host process; Ray restarts it and it redeploys from the store."""
+        ray.kill(self.host, no_restart=False)
+
+
+@contextlib.asynccontextmanager
+async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
+    """Save `source`, start a listener host actor that deploys it, and keep it alive."""
+    flow = parse_flow(source)
+    async with Store(dsn) as store:
+        await store.save_flow(flow.namespace, flow.id, source)
+        name = f"e2e-host-{uuid.uuid4().hex[:8]}"
+        host = listener_host_class().options(name=name).remote(dsn, name, warm_workers=0)
+        await host.ready.remote()
+        deployment = Deployment(store, host, flow.namespace, flow.id)
+        keeper = asyncio.create_task(_keep_alive(host))
+        try:
+            yield deployment
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(host.shutdown.remote(), 30)
+            ray.kill(host, no_restart=True)
+
+
+async def _keep_alive(host: Any) -> None:
+    """What the server's supervisor does: after a restart, the first call reopens the host."""
+    while True:
+        with contextlib.suppress(Exception):
+            await host.ready.remote()
+        await asyncio.sleep(0.5)
+
+
+async def in_background(make: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+    return asyncio.create_task(make())
+
+
+def assert_exactly_once(executions: list[Any], expected: set[Any], key: Callable[[Any], Any]) -> None:
+    seen = [key(e) for e in executions]
+    assert len(seen) == len(set(seen)), "a source message made two executions"
+    assert set(seen) == expected
