@@ -34,7 +34,9 @@ class Deployment:
         return list(page.items)
 
     async def count(self) -> int:
-        page = await self.store.search_executions(namespace=self.namespace, flow_id=self.flow_id, limit=1)
+        page = await self.store.search_executions(
+            namespace=self.namespace, flow_id=self.flow_id, limit=1
+        )
         return page.total
 
     async def wait_for_count(self, n: int, within: float = 120) -> list[Any]:
@@ -63,7 +65,9 @@ class Deployment:
     async def wait_running(self, within: float = 60) -> None:
         deadline = time.monotonic() + within
         while await self.trigger_status() != "RUNNING":
-            assert time.monotonic() < deadline, f"trigger not running: {await self.trigger_status()}"
+            assert time.monotonic() < deadline, (
+                f"trigger not running: {await self.trigger_status()}"
+            )
             await asyncio.sleep(0.05)
 
     async def kill_host(self) -> None:
@@ -105,7 +109,9 @@ async def in_background(make: Callable[[], Awaitable[None]]) -> asyncio.Task[Non
     return asyncio.create_task(make())
 
 
-def assert_exactly_once(executions: list[Any], expected: set[Any], key: Callable[[Any], Any]) -> None:
+def assert_exactly_once(
+    executions: list[Any], expected: set[Any], key: Callable[[Any], Any]
+) -> None:
     seen = [key(e) for e in executions]
     assert len(seen) == len(set(seen)), "a source message made two executions"
     assert set(seen) == expected

@@ -19,7 +19,7 @@ N = 1000
 def cursor_flow(table: str, dsn: str) -> str:
     return (
         f"id: ingest-{table.replace('_', '-')}\nnamespace: tests.e2e\n{CHEAP_TASKS}"
-        f"triggers:\n  - id: rows\n    type: postgres.RealtimeTrigger\n    url: \"{dsn}\"\n"
+        f'triggers:\n  - id: rows\n    type: postgres.RealtimeTrigger\n    url: "{dsn}"\n'
         f"    table: {table}\n    cursorColumn: id\n    pollInterval: PT0.2S\n"
     )
 
@@ -29,7 +29,9 @@ async def insert(dsn: str, table: str, ids: range, pause: float = 0.0) -> None:
     try:
         for start in range(ids.start, ids.stop, 50):
             chunk = list(range(start, min(start + 50, ids.stop)))
-            await conn.executemany(f"INSERT INTO {table} (id, body) VALUES ($1, $2)", [(i, f"row {i}") for i in chunk])
+            await conn.executemany(
+                f"INSERT INTO {table} (id, body) VALUES ($1, $2)", [(i, f"row {i}") for i in chunk]
+            )
             if pause:
                 await asyncio.sleep(pause)
     finally:
@@ -50,7 +52,9 @@ def row_id(execution: Any) -> int:
     return int(execution.trigger["data"]["id"])
 
 
-async def test_thousand_rows_make_thousand_executions(fresh_database: str, ray_cluster: Any) -> None:
+async def test_thousand_rows_make_thousand_executions(
+    fresh_database: str, ray_cluster: Any
+) -> None:
     table = await make_table(fresh_database)
     async with deployed(fresh_database, cursor_flow(table, fresh_database)) as dep:
         await dep.wait_running()
@@ -62,7 +66,9 @@ async def test_thousand_rows_make_thousand_executions(fresh_database: str, ray_c
     assert sample.trigger["data"] == {"id": 7, "body": "row 7"}
 
 
-async def test_host_killed_mid_stream_loses_and_duplicates_nothing(fresh_database: str, ray_cluster: Any) -> None:
+async def test_host_killed_mid_stream_loses_and_duplicates_nothing(
+    fresh_database: str, ray_cluster: Any
+) -> None:
     table = await make_table(fresh_database)
     async with deployed(fresh_database, cursor_flow(table, fresh_database)) as dep:
         await dep.wait_running()
@@ -80,7 +86,9 @@ async def test_host_killed_mid_stream_loses_and_duplicates_nothing(fresh_databas
     assert_exactly_once(found, set(range(1, N + 1)), row_id)
 
 
-async def test_lost_connection_reconnects_and_resumes(fresh_database: str, ray_cluster: Any) -> None:
+async def test_lost_connection_reconnects_and_resumes(
+    fresh_database: str, ray_cluster: Any
+) -> None:
     table = await make_table(fresh_database)
     async with deployed(fresh_database, cursor_flow(table, fresh_database)) as dep:
         await dep.wait_running()

@@ -7,7 +7,12 @@ pytest fixtures in ``tests/conftest.py`` wrap these; benchmarks can use them dir
 """
 
 from tests.servers._kafka import ENV_BOOTSTRAP as KAFKA_ENV
-from tests.servers._kafka import check_kafka, consumer_group_options, kafka_server
+from tests.servers._kafka import (
+    check_kafka,
+    consumer_group_options,
+    kafka_server,
+    kafka_server_advertising,
+)
 from tests.servers._mqtt import ENV_BROKER as MQTT_BROKER_ENV
 from tests.servers._mqtt import ENV_URL as MQTT_ENV
 from tests.servers._mqtt import check_mqtt, mqtt_server, parse_mqtt_url
@@ -52,6 +57,7 @@ __all__ = [
     "dsn_with_database",
     "free_port",
     "kafka_server",
+    "kafka_server_advertising",
     "mqtt_server",
     "nats_server",
     "new_database_name",

