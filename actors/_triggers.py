@@ -141,6 +141,26 @@ class RunnerContext:
         """Save the cursor durably with the trigger's state."""
         await self._runner.save_state(cursor=cursor)
 
+    async def recent_events(self, limit: int) -> list[tuple[str | None, dict[str, Any]]]:
+        """``(dedupe_key, trigger variables)`` of this trigger's latest executions."""
+        runner = self._runner
+        page = await runner.service.store.search_executions(
+            namespace=runner.flow.namespace,
+            flow_id=runner.flow.id,
+            labels={TRIGGER_LABEL: runner.trigger.id},
+            limit=limit,
+        )
+        prefix = runner.dedupe_prefix
+        return [
+            (
+                e.dedupe_key[len(prefix) :]
+                if e.dedupe_key and e.dedupe_key.startswith(prefix)
+                else None,
+                dict(e.trigger or {}),
+            )
+            for e in page.items
+        ]
+
     def log(self, level: str, message: str) -> None:
         """Log about this trigger."""
         _log.log(
@@ -309,10 +329,15 @@ class TriggerRunner(Service):
         finally:
             self._slots.release()
 
+    @property
+    def dedupe_prefix(self) -> str:
+        """What the runner puts before a source's dedupe key: the flow and the trigger."""
+        return f"{self.flow.namespace}.{self.flow.id}/{self.trigger.id}:"
+
     async def _record(self, event: Event) -> None:
         dedupe = None
         if event.dedupe_key is not None:
-            dedupe = f"{self.flow.namespace}.{self.flow.id}/{self.trigger.id}:{event.dedupe_key}"
+            dedupe = f"{self.dedupe_prefix}{event.dedupe_key}"
         reason = ""
         for attempt in range(1, self._dead_letter_after + 1):
             try:

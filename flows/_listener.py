@@ -86,6 +86,13 @@ class ListenerContext(Protocol):
     def log(self, level: str, message: str) -> None:
         """Log about this trigger (INFO, WARN, ERROR, ...)."""
 
+    async def recent_events(self, limit: int) -> list[tuple[str | None, dict[str, Any]]]:
+        """``(dedupe_key, trigger variables)`` of the trigger's latest executions, newest first.
+
+        For sources whose redeliveries carry no stable id (MQTT): after a crash, a
+        listener can find the key the first delivery of a message got.
+        """
+
 
 class Listener(abc.ABC):
     """An always-on source of events for one trigger.

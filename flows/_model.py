@@ -71,9 +71,7 @@ class _TypedRef:
     kind: ClassVar[Kind]
 
     @classmethod
-    def __get_pydantic_core_schema__(
-        cls, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> CoreSchema:
         kind = cls.kind
         choices: dict[Any, CoreSchema] = {
             info.name: handler.generate_schema(info.cls) for info in REGISTRY.types(kind)
@@ -174,18 +172,21 @@ class Resources(BaseModel):
 
     num_cpus: Annotated[float, Field(ge=0)] | None = None
     num_gpus: Annotated[float, Field(ge=0)] | None = None
-    memory: Annotated[
-        int,
-        WithJsonSchema(
-            {
-                "anyOf": [
-                    {"type": "integer", "minimum": 0},
-                    {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGT]i?|[KMGT]B|B)?$"},
-                ],
-                "description": "bytes, or a string like 512Mi or 2GB",
-            }
-        ),
-    ] | None = None
+    memory: (
+        Annotated[
+            int,
+            WithJsonSchema(
+                {
+                    "anyOf": [
+                        {"type": "integer", "minimum": 0},
+                        {"type": "string", "pattern": r"^\d+(\.\d+)?\s*([KMGT]i?|[KMGT]B|B)?$"},
+                    ],
+                    "description": "bytes, or a string like 512Mi or 2GB",
+                }
+            ),
+        ]
+        | None
+    ) = None
     custom: dict[str, float] = Field(default_factory=dict, description="custom Ray resources")
     runtime_env: dict[str, Any] | None = None
 
@@ -509,6 +510,3 @@ def format_path(path: Path) -> str:
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
-
-
-

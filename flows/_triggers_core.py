@@ -71,8 +71,10 @@ class Schedule(Trigger):
         fields = len(expr.split())
         if fields not in (5, 6):
             raise ValueError(f"cron '{value}' has {fields} fields; expected 5, or 6 with seconds")
-        ok = croniter.is_valid(expr, second_at_beginning=True) if fields == 6 else (
-            croniter.is_valid(expr)
+        ok = (
+            croniter.is_valid(expr, second_at_beginning=True)
+            if fields == 6
+            else (croniter.is_valid(expr))
         )
         if not ok:
             raise ValueError(f"'{value}' is not a valid cron expression")

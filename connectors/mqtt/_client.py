@@ -179,8 +179,13 @@ class AioMqttClient:
         """TCP connect, TLS handshake and CONNECT, in an executor thread."""
         opts = self.options
         if opts.v5:
-            self._client.connect(opts.host, opts.port, KEEPALIVE_S, clean_start=opts.clean,
-                                 properties=self._connect_properties())
+            self._client.connect(
+                opts.host,
+                opts.port,
+                KEEPALIVE_S,
+                clean_start=opts.clean,
+                properties=self._connect_properties(),
+            )
         else:
             self._client.connect(opts.host, opts.port, KEEPALIVE_S)
 
@@ -324,8 +329,14 @@ class AioMqttClient:
 
     # ---- paho callbacks (loop thread) ----
 
-    def _connected(self, _c: paho.Client, _u: Any, flags: paho.ConnectFlags,
-                   reason: ReasonCode, properties: Properties | None) -> None:
+    def _connected(
+        self,
+        _c: paho.Client,
+        _u: Any,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
         receive_maximum = getattr(properties, "ReceiveMaximum", None)
         if isinstance(receive_maximum, int) and receive_maximum > 0:
             # MQTT 5: the broker's limit on our unacknowledged QoS>0 publishes. paho does
@@ -336,8 +347,14 @@ class AioMqttClient:
         if self._connack is not None and not self._connack.done():
             self._connack.set_result((reason, flags.session_present))
 
-    def _disconnected(self, _c: paho.Client, _u: Any, _flags: paho.DisconnectFlags,
-                      reason: ReasonCode, _properties: Properties | None) -> None:
+    def _disconnected(
+        self,
+        _c: paho.Client,
+        _u: Any,
+        _flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        _properties: Properties | None,
+    ) -> None:
         self._lose(str(reason))
 
     def _lose(self, reason: str) -> None:
@@ -362,16 +379,19 @@ class AioMqttClient:
         if future is not None and not future.done():
             future.set_result(codes)
 
-    def _subscribed(self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode],
-                    _p: Properties | None) -> None:
+    def _subscribed(
+        self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
         self._resolve("sub", mid, codes)
 
-    def _unsubscribed(self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode],
-                      _p: Properties | None) -> None:
+    def _unsubscribed(
+        self, _c: paho.Client, _u: Any, mid: int, codes: list[ReasonCode], _p: Properties | None
+    ) -> None:
         self._resolve("unsub", mid, codes)
 
-    def _published(self, _c: paho.Client, _u: Any, mid: int, code: ReasonCode,
-                   _p: Properties) -> None:
+    def _published(
+        self, _c: paho.Client, _u: Any, mid: int, code: ReasonCode, _p: Properties
+    ) -> None:
         self._resolve("pub", mid, [code])
 
     def _message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
@@ -395,8 +415,9 @@ class AioMqttClient:
         self._waiters[(kind, mid)] = future
         return future
 
-    async def _wait(self, future: asyncio.Future[list[ReasonCode]], what: str,
-                    timeout_s: float) -> list[ReasonCode]:
+    async def _wait(
+        self, future: asyncio.Future[list[ReasonCode]], what: str, timeout_s: float
+    ) -> list[ReasonCode]:
         try:
             async with asyncio.timeout(timeout_s):
                 return await future
@@ -418,8 +439,11 @@ class AioMqttClient:
         """
         request: list[tuple[str, Any]]
         if self.options.v5:
-            handling = (SubscribeOptions.RETAIN_SEND_IF_NEW_SUB if retain_if_new
-                        else SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE)
+            handling = (
+                SubscribeOptions.RETAIN_SEND_IF_NEW_SUB
+                if retain_if_new
+                else SubscribeOptions.RETAIN_SEND_ON_SUBSCRIBE
+            )
             request = [(t, SubscribeOptions(qos=q, retainHandling=handling)) for t, q in filters]
         else:
             request = list(filters)
@@ -440,8 +464,9 @@ class AioMqttClient:
         assert mid is not None
         await self._wait(self._waiter("unsub", mid), "UNSUBSCRIBE", self.options.timeout_s)
 
-    async def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool,
-                      timeout_s: float) -> None:
+    async def publish(
+        self, topic: str, payload: bytes, *, qos: int, retain: bool, timeout_s: float
+    ) -> None:
         """Publish and wait until it is complete (PUBACK, PUBCOMP, or written for QoS 0).
 
         Raises:

@@ -35,7 +35,7 @@ import hashlib
 import secrets
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
@@ -77,6 +77,19 @@ def subscription_qos(qos: int) -> int:
     return min(qos, 1)
 
 
+_RECOVERY_MARGIN = 100
+
+
+def _unknown_redelivery(delivery: Delivery) -> bool:
+    """A QoS ≥ 1 redelivery (DUP) whose first delivery this listener did not see."""
+    return (
+        isinstance(delivery, Event)
+        and delivery.dedupe_key is None
+        and bool(delivery.metadata.get("dup"))
+        and int(delivery.variables.get("qos", 0)) > 0
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Token:
     """`Delivery.token`: a delivery of one connection (``conn``) of this listener."""
@@ -115,8 +128,11 @@ def _subscriptions(saved: Any) -> list[list[Any]] | None:
     """The ``subscriptions`` part of a saved cursor (``[[filter, qos], ...]``), or None."""
     if not isinstance(saved, list):
         return None
-    pairs = [p for p in saved if isinstance(p, list) and len(p) == 2
-             and isinstance(p[0], str) and p[1] in (0, 1, 2)]
+    pairs = [
+        p
+        for p in saved
+        if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[1] in (0, 1, 2)
+    ]
     return pairs if len(pairs) == len(saved) else None
 
 
@@ -224,8 +240,9 @@ class MqttListener(Listener):
         self._error = None
         self._ready.clear()
         self._unacked.clear()
-        client = AioMqttClient(self._options, on_message=self._on_message,
-                               on_lost=self._on_lost, manual_ack=True)
+        client = AioMqttClient(
+            self._options, on_message=self._on_message, on_lost=self._on_lost, manual_ack=True
+        )
         self._client = client
         try:
             session_present = await client.connect()
@@ -254,8 +271,10 @@ class MqttListener(Listener):
         todo = [(t, q) for t, q in wanted.items() if v5 or saved is None or before.get(t) != q]
         if todo:
             await client.subscribe(todo, retain_if_new=True)
-        self._cursor = {**(self._cursor or {}),
-                        "subscriptions": [[t, q] for t, q in sorted(wanted.items())]}
+        self._cursor = {
+            **(self._cursor or {}),
+            "subscriptions": [[t, q] for t, q in sorted(wanted.items())],
+        }
 
     # ---- cursor: subscriptions and the keys of deliveries not PUBACKed ----
 
@@ -295,10 +314,13 @@ class MqttListener(Listener):
         try:
             delivery = self._delivery(message, token)
         except Exception as exc:  # e.g. a topic that is not UTF-8: never stop reading
-            delivery = PoisonMessage(reason=f"unreadable MQTT message: {exc!r}",
-                                     raw=bytes(message.payload), source=self._options.server,
-                                     metadata={"mid": message.mid, "qos": message.qos},
-                                     token=token)
+            delivery = PoisonMessage(
+                reason=f"unreadable MQTT message: {exc!r}",
+                raw=bytes(message.payload),
+                source=self._options.server,
+                metadata={"mid": message.mid, "qos": message.qos},
+                token=token,
+            )
         self._ready.append(delivery)
         self._unacked.add(token.seq)
         client = self._client
@@ -307,13 +329,12 @@ class MqttListener(Listener):
         self._wakeup.set()
 
     def _on_lost(self, reason: str) -> None:
-        self._error = ConnectorError(
-            f"MQTT connection to {self._options.server} lost: {reason}"
-        )
+        self._error = ConnectorError(f"MQTT connection to {self._options.server} lost: {reason}")
         self._wakeup.set()
 
-    def _dedupe_key(self, message: paho.MQTTMessage, topic: str, properties: dict[str, Any],
-                    digest: str) -> str | None:
+    def _dedupe_key(
+        self, message: paho.MQTTMessage, topic: str, properties: dict[str, Any], digest: str
+    ) -> str | None:
         msg_id = _property(properties, MSG_ID_PROPERTY)
         if msg_id is not None:
             return f"mqtt:msg:{topic}:{msg_id}"
@@ -322,6 +343,8 @@ class MqttListener(Listener):
         known = self._open.get(message.mid)
         if message.dup and known is not None and (known.topic, known.digest) == (topic, digest):
             return known.key  # a redelivery: same packet id, same message
+        if message.dup:
+            return None  # a redelivery we know nothing of (after a crash): `events` looks it up
         key = f"mqtt:{self._epoch}:{self._seq}"
         self._open[message.mid] = _Open(key, topic, digest)
         return key
@@ -334,15 +357,20 @@ class MqttListener(Listener):
         key = self._dedupe_key(message, topic, properties, digest)
         source = f"{self._options.server} topic '{topic}' mid {message.mid}"
         metadata: dict[str, Any] = {
-            "topic": topic, "mid": message.mid, "qos": message.qos,
-            "retain": bool(message.retain), "dup": bool(message.dup),
-            "properties": properties, "dedupeKey": key,
+            "topic": topic,
+            "mid": message.mid,
+            "qos": message.qos,
+            "retain": bool(message.retain),
+            "dup": bool(message.dup),
+            "properties": properties,
+            "dedupeKey": key,
         }
         try:
             payload = deserialize(raw, self._trigger.serde_type)
         except SerdeError as exc:
-            return PoisonMessage(reason=str(exc), raw=raw, source=source, metadata=metadata,
-                                 token=token)
+            return PoisonMessage(
+                reason=str(exc), raw=raw, source=source, metadata=metadata, token=token
+            )
         return Event(
             dedupe_key=key,
             variables={
@@ -379,7 +407,33 @@ class MqttListener(Listener):
                     return  # closed
                 self._wakeup.clear()
                 await self._wakeup.wait()
-            yield self._ready.popleft()
+            delivery = self._ready.popleft()
+            if _unknown_redelivery(delivery):
+                assert isinstance(delivery, Event)
+                delivery = await self._recover_key(delivery)
+            yield delivery
+
+    async def _recover_key(self, event: Event) -> Event:
+        """Give a redelivery after a crash the key its first delivery got, if it had one.
+
+        The first delivery, if its execution was recorded, is among the trigger's latest
+        executions (at most ``maxInFlight`` were unacknowledged): same packet id, topic and
+        payload. Packet ids are reused only after 65,535 others, so a match there is the
+        same message. No match: the first delivery was never recorded, so a fresh key.
+        """
+        window = self._trigger.max_in_flight + _RECOVERY_MARGIN
+        wanted = {k: event.variables[k] for k in ("id", "topic", "payload")}
+        found = None
+        for key, variables in await self._ctx.recent_events(window):
+            if key is not None and {k: variables.get(k) for k in wanted} == wanted:
+                found = key
+                break
+        token = event.token
+        seq = token.seq if isinstance(token, _Token) else self._seq
+        key = found or f"mqtt:{self._epoch}:{seq}"
+        if isinstance(token, _Token):
+            self._open[token.mid] = _Open(key, wanted["topic"], _digest(event.raw))
+        return replace(event, dedupe_key=key, metadata={**event.metadata, "dedupeKey": key})
 
     async def ack(self, delivery: Delivery) -> None:
         """PUBACK the delivery (QoS 1); forget its dedupe key; read again if paused.

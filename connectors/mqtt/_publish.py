@@ -63,9 +63,7 @@ class _Pool:
             await client.close()
 
 
-_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = (
-    weakref.WeakKeyDictionary()
-)
+_POOLS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Pool] = weakref.WeakKeyDictionary()
 
 
 def _pool() -> _Pool:
@@ -124,8 +122,9 @@ async def publish(task: MqttPublish, ctx: RunContext) -> dict[str, Any]:
     key = _pool_key(task)
     try:
         client = await _pool().get(key)
-        await client.publish(task.topic, payload, qos=task.qos, retain=task.retain,
-                             timeout_s=_PUBLISH_TIMEOUT_S)
+        await client.publish(
+            task.topic, payload, qos=task.qos, retain=task.retain, timeout_s=_PUBLISH_TIMEOUT_S
+        )
     except ConnectorError as exc:
         raise TaskError(f"mqtt.Publish to {task.server} '{task.topic}': {exc}") from exc
     ctx.log("DEBUG", f"published {len(payload)} bytes on '{task.topic}' (qos {task.qos})")

@@ -53,8 +53,9 @@ def _refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
     A problem is located at its key when the key is in the document, else at the model
     (like pydantic's own "missing" errors); every message names the property.
     """
-    present = {f.alias or n for n, f in type(model).model_fields.items()
-               if n in model.model_fields_set}
+    present = {
+        f.alias or n for n, f in type(model).model_fields.items() if n in model.model_fields_set
+    }
     details = [
         InitErrorDetails(
             type=PydanticCustomError("value_error", message),
@@ -144,8 +145,9 @@ def _qos(value: Any) -> Any:
     return value
 
 
-def _connection_problems(server: str, crt: str | None, username: str | None,
-                         password: str | None) -> Problems:
+def _connection_problems(
+    server: str, crt: str | None, username: str | None, password: str | None
+) -> Problems:
     out: Problems = []
     if problem := _server_problem(server):
         out.append(("server", problem, server))
@@ -241,15 +243,31 @@ class MqttRealtimeTrigger(RealtimeTrigger):
         expiry = self.session_expiry_interval
         if expiry is not None:
             if self.mqtt_version is MqttVersion.V3:
-                problems.append(("sessionExpiryInterval", "'sessionExpiryInterval' is MQTT 5 "
-                                 "only; with V3 the session lasts until a clean session",
-                                 str(expiry)))
+                problems.append(
+                    (
+                        "sessionExpiryInterval",
+                        "'sessionExpiryInterval' is MQTT 5 "
+                        "only; with V3 the session lasts until a clean session",
+                        str(expiry),
+                    )
+                )
             elif self.clean_session:
-                problems.append(("sessionExpiryInterval", "'sessionExpiryInterval' keeps a "
-                                 "session; it contradicts 'cleanSession: true'", str(expiry)))
+                problems.append(
+                    (
+                        "sessionExpiryInterval",
+                        "'sessionExpiryInterval' keeps a "
+                        "session; it contradicts 'cleanSession: true'",
+                        str(expiry),
+                    )
+                )
             elif expiry.total_seconds() <= 0:
-                problems.append(("sessionExpiryInterval", "sessionExpiryInterval must be a "
-                                 "positive duration", str(expiry)))
+                problems.append(
+                    (
+                        "sessionExpiryInterval",
+                        "sessionExpiryInterval must be a positive duration",
+                        str(expiry),
+                    )
+                )
         _refuse(self, problems)
         return self
 
@@ -310,9 +328,14 @@ class MqttPublish(RunnableTask):
         if problem := topic_problem(self.topic, wildcards=False):
             problems.append(("topic", problem, self.topic))
         if self.serde_type is not MqttSerde.JSON and not isinstance(self.from_, str):
-            problems.append(("from", f"with serdeType {self.serde_type.value} 'from' must be "
-                             f"text; use serdeType JSON to send a {type(self.from_).__name__}",
-                             self.from_))
+            problems.append(
+                (
+                    "from",
+                    f"with serdeType {self.serde_type.value} 'from' must be "
+                    f"text; use serdeType JSON to send a {type(self.from_).__name__}",
+                    self.from_,
+                )
+            )
         _refuse(self, problems)
         return self
 

@@ -4,6 +4,9 @@ Importing this package registers both types (it is the ``nats`` entry point of t
 ``kestrel.plugins`` group).
 """
 
+from ._connection import close_shared_connections
+from ._jetstream import JetStreamListener, default_durable
+from ._listener import CoreListener
 from ._types import (
     DEFAULT_URL,
     DeliverPolicy,
@@ -17,11 +20,15 @@ from ._types import (
 
 __all__ = [
     "DEFAULT_URL",
+    "CoreListener",
     "DeliverPolicy",
+    "JetStreamListener",
     "NatsFrom",
     "NatsMessage",
     "NatsPublish",
     "NatsRealtimeTrigger",
     "NatsSerde",
+    "close_shared_connections",
+    "default_durable",
     "subject_problem",
 ]

@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 from nats.aio.client import Client, RawCredentials
+from nats.errors import AuthorizationError, NoServersError
 
 from flows import ConnectorError
 
 CONNECT_TIMEOUT = 5
 """Seconds to wait for one server to answer a connection attempt."""
-RECONNECT_WAIT = 0.5
+RECONNECT_WAIT = 1
 """Seconds between two attempts on the same server."""
-RECONNECT_ATTEMPTS = 5
+ROUND_TRIP_TIMEOUT = 5.0
+"""Seconds to wait for the server to answer a `round_trip`."""
+RECONNECT_ATTEMPTS = 3
 """Attempts per server before the connection gives up (the owner then reconnects)."""
 
 _log = logging.getLogger(__name__)
@@ -29,7 +32,7 @@ Callback = Callable[[], Awaitable[None]]
 ErrorCallback = Callable[[Exception], Awaitable[None]]
 
 
-class NatsClient(Client):  # type: ignore[misc]  # nats' Client is partly untyped
+class NatsClient(Client):
     """nats-py's client, reading a header sent several times as its values joined.
 
     nats-py keeps only the last value of a repeated header; this keeps them all,
@@ -127,6 +130,16 @@ async def _quiet_error(exc: Exception) -> None:
     _log.debug("nats: %s", describe(exc))
 
 
+class _Refused(Exception):
+    """Raised from the error callback to end a connect the server refused."""
+
+
+def _refusal(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, AuthorizationError) or "authorization" in text or (
+        "authentication" in text)
+
+
 async def open_connection(
     endpoint: Endpoint,
     *,
@@ -138,12 +151,25 @@ async def open_connection(
 ) -> NatsClient:
     """Connect to NATS; the client reconnects by itself a few times, then closes.
 
+    A server that refuses the credentials ends the attempt at once (no retries).
+
     Raises:
         ConnectorError: No server accepted the connection (the reason names the last
             error: refused, timed out, authorization violation...).
     """
     client = NatsClient()
     options = endpoint.options()
+    seen: list[Exception] = []
+    connecting = True
+
+    async def on_error(exc: Exception) -> None:
+        if connecting:
+            seen.append(exc)
+            if _refusal(exc):
+                raise _Refused from exc
+            return
+        await (error_cb or _quiet_error)(exc)
+
     try:
         await client.connect(
             servers=endpoint.servers,
@@ -151,14 +177,15 @@ async def open_connection(
             connect_timeout=CONNECT_TIMEOUT,
             reconnect_time_wait=RECONNECT_WAIT,
             max_reconnect_attempts=RECONNECT_ATTEMPTS,
-            error_cb=error_cb or _quiet_error,
+            error_cb=on_error,
             disconnected_cb=disconnected_cb,
             reconnected_cb=reconnected_cb,
             closed_cb=closed_cb,
             **options,
         )
     except Exception as exc:
-        cause = client.last_error or exc
+        causes = [e for e in seen if not isinstance(e, NoServersError)]
+        cause = causes[-1] if causes else exc
         try:
             await client.close()
         except Exception as close_exc:  # nothing more to release
@@ -166,7 +193,28 @@ async def open_connection(
         raise ConnectorError(
             f"cannot connect to NATS at {endpoint.display}: {describe(cause)}"
         ) from exc
+    finally:
+        connecting = False
     return client
+
+
+async def round_trip(client: Client) -> None:
+    """Return once the server has processed everything sent so far on `client`.
+
+    A message to a private inbox goes out behind the buffered commands and comes back:
+    nats-py's ``flush()`` writes its PING ahead of commands still in its buffer, so a
+    PONG does not prove that a SUB or PUB reached the server.
+
+    Raises:
+        Exception: nats-py's error when the message does not come back in time.
+    """
+    inbox = client.new_inbox()
+    sub = await client.subscribe(inbox)
+    try:
+        await client.publish(inbox, b"")
+        await sub.next_msg(timeout=ROUND_TRIP_TIMEOUT)
+    finally:
+        await sub.unsubscribe()
 
 
 @dataclass(slots=True)

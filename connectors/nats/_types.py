@@ -1,7 +1,8 @@
 """Models of the NATS types: ``nats.RealtimeTrigger`` and ``nats.Publish``.
 
 Property names are Kestra's (``io.kestra.plugin.nats``); Kestrel extras have defaults.
-Only static checks live here; the runtime is elsewhere.
+Only static checks live here; the runtimes (`_listener`, `_jetstream`, `_publish`) are
+imported when first used.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from flows import Duration, KestrelModel, RealtimeTrigger, RunnableTask, register_type
+from flows import (
+    Duration,
+    KestrelModel,
+    Listener,
+    ListenerContext,
+    RealtimeTrigger,
+    RunContext,
+    RunnableTask,
+    register_type,
+)
 
 _K = "io.kestra.plugin.nats"
 _URL = re.compile(r"^(?:(?:nats|tls|ws|wss)://)?(?:[^@/\s]+@)?[\w.\-]+(?::\d{1,5})?/?$")
@@ -155,17 +165,30 @@ class NatsRealtimeTrigger(RealtimeTrigger):
     * **JetStream** (durable, at least once) when ``stream`` or ``durableId`` is set, or
       any JetStream-only property (``deliverPolicy``, ``since``, ``startSequence``,
       ``ackWait``). Without ``stream`` the stream is the one that captures ``subject``
-      (as in Kestra, whose trigger is JetStream only). A message is acked only after its
-      execution is durable; the dedupe key is stream/sequence. Without ``durableId`` the
-      consumer is named after the flow and trigger, so it still survives restarts.
+      (as in Kestra, whose trigger is JetStream only). A durable pull consumer is
+      created if missing (explicit acks, ``max_ack_pending = maxInFlight``) and reused
+      otherwise; without ``durableId`` it is named after the flow and trigger, so it
+      survives restarts. A message is acked only after its execution is durable, and
+      reported in progress while held longer than half of ``ackWait``. The dedupe key
+      is ``nats:{stream}:{sequence}``. Pulls never ask for more than ``maxInFlight``
+      minus the unacked deliveries, ``batchSize`` at a time.
     * **Core NATS** (at most once, lowest latency) otherwise: a plain subscription,
-      optionally in ``queueGroup`` so several listeners share the messages.
+      optionally in ``queueGroup`` so several listeners share the messages. Nothing is
+      acknowledged and there is no dedupe key: a message published while the listener
+      is down is never seen. Beyond ``maxInFlight`` unacked deliveries the listener
+      stops reading; the client buffers up to 65,536 messages (64 MiB) more, then
+      NATS drops messages for the slow consumer (logged): that is core NATS.
 
-    A message that keeps failing is dead-lettered after ``deadLetterAfter`` deliveries.
-    ``deserializer`` defaults to STRING (Kestra's behaviour): set JSON to get objects.
+    A message that keeps failing is dead-lettered after ``deadLetterAfter`` attempts; a
+    body the ``deserializer`` cannot read (bad UTF-8, bad JSON) is dead-lettered at
+    once. ``deserializer`` defaults to STRING (Kestra's behaviour): JSON gives objects
+    (an empty body gives null), BYTES the base64 text of the body.
 
-    Trigger variables: ``trigger.subject``, ``data``, ``headers``, ``timestamp``, and
-    ``sequence`` with JetStream.
+    Trigger variables: ``trigger.subject``, ``data``, ``headers`` (name → text; a header
+    sent several times gives its values joined by ``", "``), ``timestamp`` (ISO-8601:
+    the JetStream store time, or the receive time with core NATS), and ``sequence`` (the
+    stream sequence) with JetStream. A ``Kestrel-Sent-At`` header (ISO-8601) is taken
+    as the publish time for latency figures.
 
     Attributes:
         url: Server URL(s), ``nats://host:port`` (default ``nats://localhost:4222``); a
@@ -263,11 +286,22 @@ class NatsRealtimeTrigger(RealtimeTrigger):
         return out
 
 
+    def create_listener(self, ctx: ListenerContext) -> Listener:
+        """A JetStream listener or a core NATS listener, as `jetstream` says."""
+        if self.jetstream:
+            from ._jetstream import JetStreamListener
+
+            return JetStreamListener(self, ctx)
+        from ._listener import CoreListener
+
+        return CoreListener(self, ctx)
+
+
 class NatsMessage(KestrelModel):
     """One message to publish: Kestra's ``from`` entry.
 
     Attributes:
-        headers: NATS headers; a list value sends the header several times.
+        headers: NATS headers; a list value is sent as its items joined by ``", "``.
         data: The body; a mapping or list is sent as JSON, anything else as text.
     """
 
@@ -357,3 +391,18 @@ class NatsPublish(RunnableTask):
                              "'from' JetStream would drop all but the first", self.msg_id))
         _refuse(self, problems)
         return self
+
+    async def run(self, ctx: RunContext) -> dict[str, Any]:
+        """Publish the messages, on a connection shared by the process.
+
+        Returns:
+            ``{"messagesCount": n}``, plus ``sequences`` (the stream sequence of each
+            message, in order) with ``jetstream``.
+
+        Raises:
+            TaskError: The connection or a publish failed (retriable), or the messages
+                or the stream are wrong (not retriable).
+        """
+        from ._publish import publish
+
+        return await publish(self, ctx)

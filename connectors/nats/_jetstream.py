@@ -1,0 +1,338 @@
+"""The JetStream listener: a durable pull consumer, acked after persist (at least once)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+
+from flows import ConnectorError, Delivery, ListenerContext
+
+from ._connection import describe
+from ._listener import Held, Item, NatsListener, Stop, build_delivery, stop
+from ._pull import EXPIRES, PullWindow
+from ._types import DeliverPolicy
+
+if TYPE_CHECKING:
+    from ._types import NatsRealtimeTrigger
+
+DEFAULT_ACK_WAIT = 30.0
+"""Seconds JetStream waits for an ack when the consumer does not say (the server default)."""
+_STREAM_NOT_FOUND = 10059  # JetStream API error code
+_PAUSE_AFTER_REFUSAL = 1.0  # seconds without pulling after a 409 from the server
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_POLICIES = {
+    DeliverPolicy.ALL: api.DeliverPolicy.ALL,
+    DeliverPolicy.LAST: api.DeliverPolicy.LAST,
+    DeliverPolicy.NEW: api.DeliverPolicy.NEW,
+    DeliverPolicy.BY_START_SEQUENCE: api.DeliverPolicy.BY_START_SEQUENCE,
+    DeliverPolicy.BY_START_TIME: api.DeliverPolicy.BY_START_TIME,
+    DeliverPolicy.LAST_PER_SUBJECT: api.DeliverPolicy.LAST_PER_SUBJECT,
+}
+
+
+def default_durable(ctx: ListenerContext) -> str:
+    """The consumer name used without ``durableId``: stable for a flow's trigger.
+
+    ``kestrel_<namespace>_<flow>_<trigger>_<hash>``, with anything but letters, digits,
+    ``_`` and ``-`` replaced by ``_``; the hash of the exact ids keeps ``a.b`` and
+    ``a_b`` apart.
+    """
+    ids = (ctx.namespace, ctx.flow_id, ctx.trigger_id)
+    readable = _UNSAFE.sub("_", "_".join(ids))[:150]
+    digest = hashlib.sha256("/".join(ids).encode()).hexdigest()[:8]
+    return f"kestrel_{readable}_{digest}"
+
+
+class JetStreamListener(NatsListener):
+    """JetStream: a durable pull consumer; a message is acked once its execution is durable.
+
+    The consumer (``durableId``, or `default_durable`) is created when missing, with
+    explicit acks, ``deliverPolicy``/``since``/``startSequence``, ``ackWait`` and
+    ``max_ack_pending = maxInFlight``; an existing one is reused (only its filter
+    subject, ``ackWait`` and a too small ``max_ack_pending`` are updated). Messages are
+    pulled in requests of at most ``batchSize``, never more than ``maxInFlight`` minus
+    the deliveries still unacked. A delivery held for more than half of the ack wait is
+    reported in progress so the server does not redeliver it meanwhile; on `close` the
+    unacked ones are nak'ed, so they come again at once after the next `connect`.
+
+    Attributes:
+        stream: The stream consumed (known after `connect`).
+        durable: The durable consumer's name.
+        pull_requests: Pull requests sent so far (a figure for stats).
+    """
+
+    def __init__(self, trigger: NatsRealtimeTrigger, ctx: ListenerContext) -> None:
+        super().__init__(trigger, ctx)
+        self._window = PullWindow(trigger.batch_size, trigger.max_in_flight)
+        self._inbox = ""
+        self._pull_subject = ""
+        self._ack_wait = DEFAULT_ACK_WAIT
+        self._paused_until = 0.0
+        self._keeper: asyncio.Task[None] | None = None
+        self._sub: Subscription | None = None
+        self.stream = ""
+        self.durable = trigger.durable_id or default_durable(ctx)
+        self.pull_requests = 0
+
+    async def connect(self) -> None:
+        """Connect, find the stream, create or reuse the consumer and start pulling.
+
+        Raises:
+            ConnectorError: The connection failed, JetStream is off, the stream does not
+                exist (or none captures ``subject``), or the consumer cannot be made.
+        """
+        await self.close()
+        generation = self._generation
+        queue: asyncio.Queue[Item] = asyncio.Queue()
+        client = await self._open(generation, queue, reconnected=self._after_reconnect)
+        try:
+            js = client.jetstream()
+            self.stream = self._trigger.stream or await self._find_stream(js)
+            info = await self._consumer(js)
+            self._inbox = client.new_inbox()
+            sub = await client.subscribe(self._inbox, cb=self._receiver(generation, queue),
+                                         pending_msgs_limit=0, pending_bytes_limit=0)
+        except Exception as exc:
+            await self._close_client(client)
+            if isinstance(exc, ConnectorError):
+                raise
+            if isinstance(exc, NoRespondersError | ServiceUnavailableError):
+                raise ConnectorError(f"JetStream does not answer on {self._endpoint.display}"
+                                     " (is it enabled, for this account?)") from exc
+            raise ConnectorError(f"JetStream consumer '{self.durable}' on "
+                                 f"{self._endpoint.display}: {describe(exc)}") from exc
+        self._ack_wait = info.config.ack_wait or DEFAULT_ACK_WAIT
+        self._pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
+        self._window.reset()
+        self._paused_until = 0.0
+        self._client, self._queue, self._sub = client, queue, sub
+        self._keeper = asyncio.create_task(self._keep(generation), name=f"nats {self.name}")
+        await self._pull()
+
+    async def _find_stream(self, js: JetStreamContext) -> str:
+        try:
+            return str(await js.find_stream_name_by_subject(self._trigger.subject))
+        except NotFoundError as exc:
+            raise ConnectorError(f"no JetStream stream captures subject "
+                                 f"'{self._trigger.subject}': set 'stream' or create one") from exc
+
+    def _config(self) -> api.ConsumerConfig:
+        trigger = self._trigger
+        return api.ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            description=f"Kestrel trigger {self.name}",
+            deliver_policy=_POLICIES[trigger.deliver_policy],
+            opt_start_seq=trigger.start_sequence,
+            opt_start_time=trigger.since,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=trigger.ack_wait.total_seconds() if trigger.ack_wait else None,
+            max_ack_pending=trigger.max_in_flight,
+            filter_subject=trigger.subject,
+        )
+
+    async def _consumer(self, js: JetStreamContext) -> api.ConsumerInfo:
+        try:
+            info: api.ConsumerInfo = await js.consumer_info(self.stream, self.durable)
+        except NotFoundError as exc:
+            if exc.err_code == _STREAM_NOT_FOUND:
+                raise ConnectorError(f"JetStream stream '{self.stream}' not found") from exc
+            self._ctx.log("INFO", f"creating JetStream consumer '{self.durable}' on "
+                          f"stream '{self.stream}' ({self._trigger.deliver_policy.value})")
+            created: api.ConsumerInfo = await js.add_consumer(self.stream, self._config())
+            return created
+        config = info.config
+        if config.deliver_subject:
+            raise ConnectorError(f"JetStream consumer '{self.durable}' on '{self.stream}' is a "
+                                 "push consumer; the trigger needs a pull consumer (another "
+                                 "durableId, or delete it)")
+        if config.ack_policy not in (None, api.AckPolicy.EXPLICIT):
+            raise ConnectorError(f"JetStream consumer '{self.durable}' acks '{config.ack_policy}'"
+                                 "; the trigger needs explicit acks")
+        changes = self._changes(config)
+        if not changes:
+            return info
+        self._ctx.log("INFO", f"updating JetStream consumer '{self.durable}': {changes}")
+        try:
+            updated: api.ConsumerInfo = await js.add_consumer(self.stream, config.evolve(**changes))
+        except Exception as exc:
+            raise ConnectorError(f"JetStream consumer '{self.durable}' exists on "
+                                 f"'{self.stream}' and cannot take {changes}: {describe(exc)} "
+                                 "(delete it or choose another durableId)") from exc
+        return updated
+
+    def _changes(self, config: api.ConsumerConfig) -> dict[str, object]:
+        trigger = self._trigger
+        changes: dict[str, object] = {}
+        filters = config.filter_subjects or ([config.filter_subject]
+                                             if config.filter_subject else [])
+        if filters != [trigger.subject]:
+            changes["filter_subject"] = trigger.subject
+            changes["filter_subjects"] = None
+        pending = config.max_ack_pending
+        if pending is not None and 0 < pending < trigger.max_in_flight:
+            changes["max_ack_pending"] = trigger.max_in_flight
+        wanted = trigger.ack_wait.total_seconds() if trigger.ack_wait else None
+        if wanted is not None and abs((config.ack_wait or DEFAULT_ACK_WAIT) - wanted) > 1e-3:
+            changes["ack_wait"] = wanted
+        return changes
+
+    # ---- receiving ----
+
+    def _receiver(
+        self, generation: int, queue: asyncio.Queue[Item]
+    ) -> Callable[[Msg], Awaitable[None]]:
+        async def receive(msg: Msg) -> None:
+            if generation != self._generation:
+                return
+            if not msg.reply:  # a status from the server about a pull request
+                await self._status(msg, queue)
+                return
+            self._window.delivered()
+            held = Held(msg, generation)
+            self._held[held] = None
+            queue.put_nowait((held, dt.datetime.now(dt.UTC)))
+            await self._pull()  # a filled request may leave room for another
+
+        return receive
+
+    async def _status(self, msg: Msg, queue: asyncio.Queue[Item]) -> None:
+        headers = msg.headers or {}
+        code = headers.get("Status", "")
+        description = headers.get("Description", "")
+        if code == "100":  # idle heartbeat
+            return
+        if code == "409" and "deleted" in description.lower():
+            stop(queue, f"JetStream consumer '{self.durable}' was deleted")
+            return
+        if code == "503":
+            stop(queue, f"JetStream did not answer pulls from '{self.durable}' (no responders)")
+            return
+        self._window.ended()
+        if code == "409":
+            if "leadership" in description.lower():
+                self._window.reset()
+            else:
+                self._ctx.log("WARN", f"JetStream refused a pull from '{self.durable}': "
+                              f"409 {description}")
+                self._paused_until = time.monotonic() + _PAUSE_AFTER_REFUSAL
+        await self._pull()
+
+    async def _pull(self) -> None:
+        """Ask for as many messages as there is room for (see `PullWindow`)."""
+        client = self._client
+        if client is None or time.monotonic() < self._paused_until:
+            return
+        count = self._window.want(len(self._held))
+        if count <= 0:
+            return
+        self._window.opened(count, time.monotonic() + EXPIRES)
+        self.pull_requests += 1
+        request = {"batch": count, "expires": int(EXPIRES * 1e9)}
+        try:
+            await client.publish(self._pull_subject, json.dumps(request).encode(),
+                                 reply=self._inbox)
+        except Exception as exc:  # the connection is closing: the iterator will say why
+            self._window.reset()
+            self._ctx.log("WARN", f"JetStream pull failed: {describe(exc)}")
+
+    async def _after_reconnect(self) -> None:
+        # Pull requests may have died with the old connection: ask again.
+        self._window.reset()
+        await self._pull()
+
+    async def _keep(self, generation: int) -> None:
+        """Report long-held deliveries in progress; forget expired pulls; pull again."""
+        tick = max(0.05, min(self._ack_wait / 4, 5.0))
+        while generation == self._generation:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            self._window.expire(now)
+            for held in [h for h in self._held if now - h.progressed >= self._ack_wait / 2]:
+                held.progressed = now
+                try:
+                    await held.msg.in_progress()
+                except Exception as exc:  # the connection is failing: the iterator will say
+                    self._ctx.log("WARN", f"JetStream in-progress ack failed: {describe(exc)}")
+                    break
+            await self._pull()
+
+    # ---- the Listener interface ----
+
+    async def events(self) -> AsyncIterator[Delivery]:
+        """Yield deliveries in the order the consumer delivers them.
+
+        Raises:
+            ConnectorError: Not connected, the connection was lost for good, or the
+                consumer disappeared.
+        """
+        queue, generation = self._current()
+        while True:
+            item = await queue.get()
+            if isinstance(item, Stop):
+                if item.reason is not None:
+                    raise ConnectorError(item.reason)
+                return
+            held, received_at = item
+            if held.generation != generation or held not in self._held:
+                continue  # from before a close: it will come again
+            yield build_delivery(held, self._trigger, received_at, jetstream=True)
+
+    async def ack(self, delivery: Delivery) -> None:
+        """Acknowledge the message to JetStream (done once; stale deliveries are ignored).
+
+        Raises:
+            ConnectorError: The ack could not be sent on the current connection.
+        """
+        held = delivery.token
+        if not isinstance(held, Held) or held not in self._held:
+            return  # acked already, or from a closed connection: it comes again
+        self._held.pop(held, None)
+        try:
+            await held.msg.ack()
+        except Exception as exc:
+            if held.generation == self._generation:
+                raise ConnectorError(f"JetStream ack of {delivery.source} failed: "
+                                     f"{describe(exc)}") from exc
+            return
+        await self._pull()
+
+    async def close(self) -> None:
+        """Stop pulling, nak the unacked deliveries and disconnect.
+
+        The naks go out in arrival order, so the next `connect` gets them again at once
+        (the server may reorder them; a broken connection sends none: they come back
+        after the ack wait). Their dedupe keys are unchanged.
+        """
+        keeper, self._keeper = self._keeper, None
+        client, held = await self._shutdown()
+        if keeper is not None:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        self._window.reset()
+        if client is None:
+            return
+        sub, self._sub = self._sub, None
+        if client.is_connected:
+            with contextlib.suppress(Exception):
+                if sub is not None:
+                    # Open pull requests lose their interest first (the server reads
+                    # in order): the naks below are not redelivered to this connection.
+                    await sub.unsubscribe()
+                for item in held:
+                    await item.msg.nak()
+        await self._close_client(client)
