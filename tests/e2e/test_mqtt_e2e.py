@@ -66,7 +66,10 @@ def key(execution: Any) -> int:
 
 async def test_thousand_events(fresh_database: str, ray_cluster: Any, mqtt_url: str) -> None:
     topic = topic_name()
-    async with deployed(fresh_database, flow(topic, mqtt_url)) as dep, publisher(mqtt_url, topic) as (publish, _):
+    async with (
+        deployed(fresh_database, flow(topic, mqtt_url)) as dep,
+        publisher(mqtt_url, topic) as (publish, _),
+    ):
         found = await scenarios.thousand_events(dep, publish, key)
     assert set(found[0].trigger) == {"id", "topic", "qos", "retain", "properties", "payload"}
     assert found[0].trigger["topic"] == topic and found[0].trigger["qos"] == 1
@@ -74,17 +77,25 @@ async def test_thousand_events(fresh_database: str, ray_cluster: Any, mqtt_url: 
 
 async def test_host_killed_mid_stream(fresh_database: str, ray_cluster: Any, mqtt_url: str) -> None:
     topic = topic_name()
-    async with deployed(fresh_database, flow(topic, mqtt_url)) as dep, publisher(mqtt_url, topic) as (publish, _):
+    async with (
+        deployed(fresh_database, flow(topic, mqtt_url)) as dep,
+        publisher(mqtt_url, topic) as (publish, _),
+    ):
         await scenarios.host_killed_mid_stream(dep, publish, key)
 
 
-async def test_broker_connection_lost_and_regained(fresh_database: str, ray_cluster: Any, mqtt_url: str) -> None:
+async def test_broker_connection_lost_and_regained(
+    fresh_database: str, ray_cluster: Any, mqtt_url: str
+) -> None:
     url = urlparse(mqtt_url)
     proxy = TcpProxy(url.port)
     await proxy.start()
     topic = topic_name()
     try:
-        async with deployed(fresh_database, flow(topic, f"tcp://127.0.0.1:{proxy.port}")) as dep, publisher(mqtt_url, topic) as (publish, _):
+        async with (
+            deployed(fresh_database, flow(topic, f"tcp://127.0.0.1:{proxy.port}")) as dep,
+            publisher(mqtt_url, topic) as (publish, _),
+        ):
             await scenarios.connection_cut_mid_stream(dep, proxy, publish, key)
     finally:
         await proxy.stop()
@@ -92,11 +103,19 @@ async def test_broker_connection_lost_and_regained(fresh_database: str, ray_clus
 
 async def test_poison_message(fresh_database: str, ray_cluster: Any, mqtt_url: str) -> None:
     topic = topic_name()
-    async with deployed(fresh_database, flow(topic, mqtt_url)) as dep, publisher(mqtt_url, topic) as (publish, raw):
+    async with (
+        deployed(fresh_database, flow(topic, mqtt_url)) as dep,
+        publisher(mqtt_url, topic) as (publish, raw),
+    ):
         await scenarios.poison_is_dead_lettered(dep, lambda: raw(b"{not json"), publish, key)
 
 
-async def test_flow_edit_redeploys_without_loss(fresh_database: str, ray_cluster: Any, mqtt_url: str) -> None:
+async def test_flow_edit_redeploys_without_loss(
+    fresh_database: str, ray_cluster: Any, mqtt_url: str
+) -> None:
     topic = topic_name()
-    async with deployed(fresh_database, flow(topic, mqtt_url)) as dep, publisher(mqtt_url, topic) as (publish, _):
+    async with (
+        deployed(fresh_database, flow(topic, mqtt_url)) as dep,
+        publisher(mqtt_url, topic) as (publish, _),
+    ):
         await scenarios.redeploy_mid_stream(dep, flow(topic, mqtt_url, tag="edited"), publish, key)

@@ -108,3 +108,43 @@ async def test_lost_connection_reconnects_and_resumes(
         found = await dep.wait_for_count(400)
         found = await dep.executions()
     assert_exactly_once(found, set(range(1, 401)), row_id)
+
+
+def notify_flow(channel: str, dsn: str) -> str:
+    return (
+        f"id: react-{channel[-8:]}\nnamespace: tests.e2e\n{CHEAP_TASKS}"
+        f'triggers:\n  - id: changes\n    type: postgres.RealtimeTrigger\n    url: "{dsn}"\n'
+        f"    channel: {channel}\n    deserializer: JSON\n"
+    )
+
+
+async def notify(dsn: str, channel: str, payloads: list[str]) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        for payload in payloads:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+    finally:
+        await conn.close()
+
+
+async def test_notify_thousand_events_and_poison(fresh_database: str, ray_cluster: Any) -> None:
+    import json
+
+    from . import scenarios
+
+    channel = f"orders_{uuid.uuid4().hex[:8]}"
+
+    async def publish(ids: range) -> None:
+        await notify(fresh_database, channel, [json.dumps({"n": i}) for i in ids])
+
+    def n_of(execution: Any) -> int:
+        assert execution.trigger["channel"] == channel
+        return int(execution.trigger["payload"]["n"])
+
+    async with deployed(fresh_database, notify_flow(channel, fresh_database)) as dep:
+        await scenarios.thousand_events(dep, publish, n_of)
+    async with deployed(fresh_database, notify_flow(channel + "_p", fresh_database)) as dep:
+        channel = channel + "_p"
+        await scenarios.poison_is_dead_lettered(
+            dep, lambda: notify(fresh_database, channel, ["{oops"]), publish, n_of
+        )
