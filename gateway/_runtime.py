@@ -27,6 +27,7 @@ from actors import (
     ensure_ray,
     listener_host_class,
 )
+from actors._listener_host import host_index
 from actors._store._ids import new_id
 from flows import (
     Flow,
@@ -117,7 +118,6 @@ class Runtime(Service):
             self._pool.size,
             len(self._hosts),
         )
-        await self._redeploy_stored_flows()
 
     async def _stop(self) -> None:
         _log.info("stopping listeners, then draining executions")
@@ -135,26 +135,10 @@ class Runtime(Service):
             await self._embedded.stop()
         _log.info("stopped")
 
-    async def _redeploy_stored_flows(self) -> None:
-        for revision in await self.store.list_flows():
-            try:
-                flow = parse_flow(revision.source, f"{revision.namespace}.{revision.flow_id}")
-            except Exception as exc:  # a stored flow that today's code refuses
-                _log.error(
-                    "stored flow %s.%s no longer loads: %s",
-                    revision.namespace,
-                    revision.flow_id,
-                    exc,
-                )
-                continue
-            flow.revision = revision.revision
-            await self._deploy_triggers(flow)
-
     # ---- flows ----
 
     def _host_for(self, namespace: str, flow_id: str) -> Any:
-        digest = hashlib.sha256(f"{namespace}.{flow_id}".encode()).digest()
-        return self._hosts[int.from_bytes(digest[:4], "big") % len(self._hosts)]
+        return self._hosts[host_index(namespace, flow_id, len(self._hosts))]
 
     async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
         """Validate and save a flow; deploy its triggers when it changed.

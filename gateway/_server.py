@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -59,10 +60,16 @@ async def serve(settings: Settings) -> int:
     await sync.start()
     app = create_app(runtime, settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_config=None, lifespan="off"
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    # Our own handlers below run the ordered shutdown; uvicorn must not take the signals.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -75,12 +82,12 @@ async def serve(settings: Settings) -> int:
         "shutting down: no new requests, stopping listeners, draining (%.0fs max)", DRAIN_SECONDS
     )
     server.should_exit = True
+    await asyncio.gather(serving, return_exceptions=True)  # no request uses the runtime now
     await sync.stop()
     try:
         await asyncio.wait_for(runtime.stop(), DRAIN_SECONDS)
     except TimeoutError:
         _log.warning("drain deadline reached; unfinished executions resume at the next start")
-    await asyncio.gather(serving, return_exceptions=True)
     waiter.cancel()
     _log.info("bye")
     return 0

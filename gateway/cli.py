@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from flows import FlowError, Problem, iter_flow_files, load_flow
 from flows._schema import flow_json_schema
 
+from ._client_commands import add_client_commands
+
 Command = Callable[[argparse.Namespace], int]
 
 
@@ -42,6 +44,61 @@ def _run(args: argparse.Namespace) -> int:
     return run_command(args.flow, args.input, args.db, args.ray_address, args.json)
 
 
+def _server(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from ._server import configure_logging, serve
+    from ._settings import Settings
+
+    options = {
+        "db": args.db,
+        "ray_address": args.ray_address,
+        "host": args.host,
+        "port": args.port,
+        "flows": args.flows,
+        "api_token": args.api_token,
+        "log_level": args.log_level,
+        "log_format": args.log_format,
+    }
+    try:
+        settings = Settings(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in error["loc"])
+            print(f"kestrel server: --{where.replace('_', '-')}: {error['msg']}", file=sys.stderr)
+        return 2
+    configure_logging(settings)
+    return asyncio.run(serve(settings))
+
+
+def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    server = sub.add_parser(
+        "server", help="run the server: runtime, flows-folder sync and the REST API"
+    )
+    server.add_argument("--db", help="postgresql://... (env KESTREL_DB; default: embedded)")
+    server.add_argument(
+        "--ray-address", help="Ray cluster to join (env KESTREL_RAY_ADDRESS; default: local)"
+    )
+    server.add_argument("--host", help="interface to bind (env KESTREL_HOST; default 127.0.0.1)")
+    server.add_argument("--port", type=int, help="HTTP port (env KESTREL_PORT; default 8080)")
+    server.add_argument("--flows", help="flows folder to load and watch (env KESTREL_FLOWS)")
+    server.add_argument(
+        "--api-token", help="require 'Authorization: Bearer TOKEN' (env KESTREL_API_TOKEN)"
+    )
+    server.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="env KESTREL_LOG_LEVEL; default INFO",
+    )
+    server.add_argument(
+        "--log-format", choices=["text", "json"], help="env KESTREL_LOG_FORMAT; default text"
+    )
+    server.set_defaults(func=_server)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every ``kestrel`` subcommand."""
     parser = argparse.ArgumentParser(
@@ -66,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     schema = sub.add_parser("schema", help="print the JSON Schema of the flow language")
     schema.add_argument("--indent", action="store_true", help="pretty-print")
     schema.set_defaults(func=_schema)
+
+    _add_server_command(sub)
+    add_client_commands(sub)
     return parser
 
 

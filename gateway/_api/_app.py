@@ -1,0 +1,49 @@
+"""The FastAPI application: Kestra's ``/api/v1`` paths over one `Runtime`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from .._runtime import Runtime
+from .._settings import Settings
+from . import _deadletters, _executions, _flows, _health, _kv, _logs, _triggers, _webhooks
+from ._auth import AuthMiddleware
+from ._errors import install_error_handlers
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
+    """The HTTP API of a started (or starting) runtime.
+
+    Args:
+        runtime: What every endpoint calls.
+        settings: The server settings (the API token, when set, protects every endpoint
+            but ``GET /health`` and webhook calls).
+
+    Returns:
+        The ASGI application; OpenAPI documentation is served at ``/docs``.
+    """
+    app = FastAPI(
+        title="Kestrel",
+        summary="Real-time event-trigger gateway: Kestra-shaped flows on Ray.",
+        version="0.1.0",
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(_flows.router)
+    api.include_router(_webhooks.router)  # before /executions/{namespace}/{flowId}
+    api.include_router(_executions.router)
+    api.include_router(_logs.router)
+    api.include_router(_kv.router)
+    api.include_router(_triggers.router)
+    api.include_router(_deadletters.router)
+    app.include_router(api)
+    app.include_router(_health.router)
+    install_error_handlers(app)
+    app.add_middleware(AuthMiddleware, token=settings.api_token)  # outermost
+    return app

@@ -1,0 +1,26 @@
+"""What route handlers get injected: the runtime and the settings."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from .._runtime import Runtime
+from .._settings import Settings
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The server's runtime (set by `create_app`)."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def get_settings(request: Request) -> Settings:
+    """The server's settings (set by `create_app`)."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,173 @@
+"""KV, triggers and backfill, dead letters and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import time
+
+import httpx
+import pytest
+
+from actors import DeadLetter
+from tests.gateway._flows import deploy, schedule_flow, wait_state
+from tests.gateway.conftest import LiveServer
+
+pytestmark = pytest.mark.integration
+
+
+async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/kv"
+    put = await api.put(f"{base}/answer", json=42)
+    assert put.status_code == 200, put.text
+    assert put.json()["type"] == "NUMBER" and put.json()["value"] == 42
+    assert (await api.get(f"{base}/answer")).json() == {"type": "NUMBER", "value": 42}
+
+    await api.put(f"{base}/text", content=b"plain words", headers={"Content-Type": "text/plain"})
+    assert (await api.get(f"{base}/text")).json() == {"type": "STRING", "value": "plain words"}
+    await api.put(f"{base}/doc", json={"a": [1, 2]})
+    assert (await api.get(f"{base}/doc")).json() == {"type": "JSON", "value": {"a": [1, 2]}}
+    await api.put(f"{base}/flag", json=True)
+    assert (await api.get(f"{base}/flag")).json()["type"] == "BOOLEAN"
+    await api.put(f"{base}/wait", json="PT5M", params={"type": "DURATION"})
+    assert (await api.get(f"{base}/wait")).json() == {"type": "DURATION", "value": "PT5M"}
+    await api.put(f"{base}/when", json="2024-01-02T03:04:05+00:00", params={"type": "DATETIME"})
+    assert (await api.get(f"{base}/when")).json()["value"].startswith("2024-01-02T03:04:05")
+
+    keys = (await api.get(base)).json()
+    assert [k["key"] for k in keys] == ["answer", "doc", "flag", "text", "wait", "when"]
+    assert keys[0]["type"] == "NUMBER" and "value" not in keys[0]
+
+    short = await api.put(f"{base}/brief", json="soon gone", params={"ttl": "PT0.2S"})
+    assert short.json()["expirationDate"] is not None
+    assert (await api.get(f"{base}/brief")).status_code == 200
+    await asyncio.sleep(0.4)
+    assert (await api.get(f"{base}/brief")).status_code == 404
+
+    assert (await api.delete(f"{base}/answer")).status_code == 204
+    gone = await api.get(f"{base}/answer")
+    assert gone.status_code == 404 and "answer" in gone.json()["message"]
+    assert (await api.delete(f"{base}/answer")).status_code == 404
+
+    invalid = await api.put(
+        f"{base}/x", content=b"{nope", headers={"Content-Type": "application/json"}
+    )
+    assert invalid.status_code == 400 and invalid.json()["field"] == "value"
+    bad_ttl = await api.put(f"{base}/x", json=1, params={"ttl": "soon"})
+    assert bad_ttl.status_code == 400 and bad_ttl.json()["field"] == "ttl"
+    bad_type = await api.put(f"{base}/x", json="abc", params={"type": "NUMBER"})
+    assert bad_type.status_code == 400 and bad_type.json()["field"] == "value"
+    unknown_type = await api.put(f"{base}/x", json=1, params={"type": "BLOB"})
+    assert unknown_type.status_code == 400 and unknown_type.json()["field"] == "type"
+    bad_key = await api.put(f"{base}/-x", json=1)
+    assert bad_key.status_code == 400 and bad_key.json()["field"] == "key"
+    bad_ns = await api.get("/api/v1/namespaces/Bad NS/kv")
+    assert bad_ns.status_code == 400 and bad_ns.json()["field"] == "namespace"
+
+
+async def test_triggers_and_backfill(api: httpx.AsyncClient, namespace: str) -> None:
+    await deploy(api, schedule_flow(namespace))
+    deadline = time.monotonic() + 10
+    while True:
+        found = (await api.get("/api/v1/triggers")).json()
+        mine = [t for t in found["results"] if t["namespace"] == namespace]
+        if mine and mine[0]["status"] == "RUNNING":
+            break
+        assert time.monotonic() < deadline, mine
+        await asyncio.sleep(0.1)
+    trigger = mine[0]
+    assert trigger["flowId"] == "scheduled" and trigger["triggerId"] == "every"
+    assert trigger["type"] == "trigger.Schedule" and trigger["revision"] == 1
+    assert {"events", "executionsCreated", "duplicates", "deadLetters", "reconnects"} <= set(
+        trigger
+    )
+    assert "lastError" in trigger and "lastEventDate" in trigger
+
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    start = (hour - dt.timedelta(hours=3)).isoformat()
+    end = (hour - dt.timedelta(hours=1)).isoformat()
+    body = {"namespace": namespace, "flowId": "scheduled", "start": start, "end": end}
+    response = await api.put("/api/v1/triggers/backfill", json=body)
+    assert response.status_code == 200, response.text
+    ids = response.json()["executions"]
+    assert len(ids) == 2
+    for execution_id in ids:
+        execution = await wait_state(api, execution_id)
+        assert execution["state"]["current"] == "SUCCESS"
+        assert execution["trigger"]["variables"]["date"]
+
+    unknown = await api.put("/api/v1/triggers/backfill", json={**body, "flowId": "nope"})
+    assert unknown.status_code == 404
+    backwards = await api.put(
+        "/api/v1/triggers/backfill", json={**body, "end": "2000-01-01T00:00:00Z"}
+    )
+    assert backwards.status_code == 400 and backwards.json()["field"] == "end"
+    no_start = await api.put(
+        "/api/v1/triggers/backfill", json={"namespace": namespace, "flowId": "scheduled"}
+    )
+    assert no_start.status_code == 400 and no_start.json()["field"] == "start"
+    await api.delete(f"/api/v1/flows/{namespace}/scheduled")
+
+
+async def test_dead_letters(
+    api: httpx.AsyncClient, live_server: LiveServer, namespace: str
+) -> None:
+    payload = b"\xff\xfe not json at all"
+    await live_server.runtime.store.write_dead_letter(
+        DeadLetter(
+            source=f"test:{namespace}",
+            payload=payload,
+            reason="cannot decode",
+            attempts=3,
+            metadata={"key": "k1"},
+            namespace=namespace,
+            flow_id="f",
+            trigger_id="t",
+        )
+    )
+    found = (await api.get("/api/v1/deadletters", params={"namespace": namespace})).json()
+    assert found["total"] == 1
+    letter = found["results"][0]
+    assert base64.b64decode(letter["payload"]) == payload
+    assert letter["payloadPreview"].endswith("not json at all")
+    assert letter["reason"] == "cannot decode" and letter["attempts"] == 3
+    assert (
+        letter["flowId"] == "f"
+        and letter["triggerId"] == "t"
+        and letter["metadata"] == {"key": "k1"}
+    )
+    assert letter["createdDate"]
+    other = (await api.get("/api/v1/deadletters", params={"namespace": f"{namespace}x"})).json()
+    assert other == {"results": [], "total": 0}
+
+
+async def test_metrics(api: httpx.AsyncClient, namespace: str) -> None:
+    await deploy(api, schedule_flow(namespace, "fast", cron="*/1 * * * * *", with_seconds=True))
+    trigger = f"{namespace}.fast/every"
+    deadline = time.monotonic() + 10
+    while True:
+        response = await api.get("/metrics")
+        assert response.status_code == 200
+        text = response.text
+        if f'kestrel_event_to_execution_created_seconds_count{{trigger="{trigger}"}}' in text:
+            break
+        assert time.monotonic() < deadline, text
+        await asyncio.sleep(0.2)
+    await api.delete(f"/api/v1/flows/{namespace}/fast")
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert "# TYPE kestrel_event_to_execution_created_seconds histogram" in text
+    assert (
+        f'kestrel_event_to_execution_created_seconds_bucket{{trigger="{trigger}",le="0.001"}}'
+        in text
+    )
+    assert (
+        f'kestrel_event_to_execution_created_seconds_bucket{{trigger="{trigger}",le="+Inf"}}'
+        in text
+    )
+    assert f'kestrel_trigger_events_total{{trigger="{trigger}"}}' in text
+    assert 'kestrel_executions_total{state="SUCCESS"}' in text
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            _, value = line.rsplit(" ", 1)
+            float(value)
