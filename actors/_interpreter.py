@@ -108,11 +108,13 @@ class RunOptions:
         restart: Re-run task runs that FAILED (and the flowable tasks around them).
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
+        on_first_task: Told when the first runnable task's body started (latency metrics).
     """
 
     restart: bool = False
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
+    on_first_task: Callable[[dt.datetime], None] | None = None
 
 
 @dataclass
@@ -562,7 +564,11 @@ class ExecutionRun:
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
-        return await self._dispatch.run(invocation)
+        outcome = await self._dispatch.run(invocation)
+        notify, self._options.on_first_task = self._options.on_first_task, None
+        if notify is not None and outcome.started_at is not None:
+            notify(outcome.started_at)
+        return outcome
 
     def _inline(
         self,

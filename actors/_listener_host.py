@@ -136,8 +136,15 @@ class TriggerHost(Service):
         """The runner of a deployed trigger."""
         return self._runners.get((namespace, flow_id, trigger_id))
 
-    def latencies(self) -> dict[str, list[float]]:
-        """Recent event → execution-created latencies (seconds) per trigger."""
+    def latencies(self, kind: str = "created") -> dict[str, list[float]]:
+        """Recent latencies (seconds) per trigger.
+
+        Args:
+            kind: ``created`` (event → execution durably created) or ``first_task``
+                (event → first runnable task started).
+        """
+        if kind == "first_task":
+            return {r.name: list(r.stats.first_task_latency_s) for r in self._runners.values()}
         return {r.name: list(r.stats.created_latency_s) for r in self._runners.values()}
 
 
@@ -225,10 +232,10 @@ class ListenerHost(ExecutionActor):
         host = await self._triggers()
         return host.infos()
 
-    async def latencies(self) -> dict[str, list[float]]:
-        """Recent event → execution-created latencies per trigger."""
+    async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
+        """Recent latencies per trigger (``created`` or ``first_task``)."""
         host = await self._triggers()
-        return host.latencies()
+        return host.latencies(kind)
 
     async def shutdown(self) -> None:
         """Stop the listeners (unacked deliveries come again), then the executions."""

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -168,6 +168,7 @@ class ExecutionService(Service):
         dedupe_key: str | None = None,
         parent: tuple[str, str] | None = None,
         start: bool = True,
+        on_first_task: Callable[[dt.datetime], None] | None = None,
     ) -> CreateResult:
         """Create an execution durably (once per dedupe key) and start running it here.
 
@@ -193,7 +194,11 @@ class ExecutionService(Service):
         )
         if start and result.created and result.lease is not None:
             await self.run_execution(
-                result.execution.id, lease=result.lease, flow=flow, fresh=result.execution
+                result.execution.id,
+                lease=result.lease,
+                flow=flow,
+                fresh=result.execution,
+                on_first_task=on_first_task,
             )
         return result
 
@@ -205,6 +210,7 @@ class ExecutionService(Service):
         flow: Flow | None = None,
         restart: bool = False,
         fresh: Execution | None = None,
+        on_first_task: Callable[[dt.datetime], None] | None = None,
     ) -> bool:
         """Run (or resume) an execution here; False if another owner holds it.
 
@@ -214,6 +220,7 @@ class ExecutionService(Service):
             flow: Its flow revision, if at hand.
             restart: Re-run its failed task runs.
             fresh: The execution as just created (no task runs yet): saves a read.
+            on_first_task: Told when its first runnable task's body started.
 
         Raises:
             StoreError: Unknown execution or flow.
@@ -253,7 +260,9 @@ class ExecutionService(Service):
             self._dispatcher,
             self._engine,
             subflows=self,
-            options=RunOptions(restart=restart, dsn=self.store.dsn, envs=self._envs),
+            options=RunOptions(
+                restart=restart, dsn=self.store.dsn, envs=self._envs, on_first_task=on_first_task
+            ),
         )
         self._runs[execution_id] = run
         self._leases[execution_id] = lease
@@ -366,7 +375,13 @@ class ExecutionService(Service):
             raise StoreError(f"execution {execution_id} does not exist")
         if not found.state.terminal:
             return False
-        return await self.run_execution(execution_id, restart=True)
+        if not await self.run_execution(execution_id, restart=True):
+            return False
+        await asyncio.sleep(0)  # the run records RUNNING as its first step ...
+        recorder = self._recorders.get(execution_id)
+        if recorder is not None:
+            await recorder.flush()  # ... and the caller sees it once it is durable
+        return True
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
         """A new execution linked to `execution_id` that re-runs from `task_run_id`.

@@ -75,12 +75,21 @@ class TriggerStats:
     dead_letters: int = 0
     reconnects: int = 0
     created_latency_s: list[float] = field(default_factory=list)
+    first_task_latency_s: list[float] = field(default_factory=list)
 
     def observe_created(self, seconds: float) -> None:
         """Keep the event → execution-created latency (a bounded window)."""
-        self.created_latency_s.append(seconds)
-        if len(self.created_latency_s) > 10_000:
-            del self.created_latency_s[:5_000]
+        _keep(self.created_latency_s, seconds)
+
+    def observe_first_task(self, seconds: float) -> None:
+        """Keep the event → first-runnable-task-started latency (a bounded window)."""
+        _keep(self.first_task_latency_s, seconds)
+
+
+def _keep(window: list[float], value: float) -> None:
+    window.append(value)
+    if len(window) > 10_000:
+        del window[:5_000]
 
 
 @dataclass(frozen=True)
@@ -339,6 +348,11 @@ class TriggerRunner(Service):
         if event.dedupe_key is not None:
             dedupe = f"{self.dedupe_prefix}{event.dedupe_key}"
         reason = ""
+        event_at = (event.published_at or event.received_at).timestamp()
+
+        def first_task(started: dt.datetime) -> None:
+            self.stats.observe_first_task(started.timestamp() - event_at)
+
         for attempt in range(1, self._dead_letter_after + 1):
             try:
                 result = await self.service.create(
@@ -347,6 +361,7 @@ class TriggerRunner(Service):
                     trigger=event.variables,
                     labels={**self.trigger.labels, TRIGGER_LABEL: self.trigger.id},
                     dedupe_key=dedupe,
+                    on_first_task=first_task,
                 )
             except InputError as exc:
                 reason = f"the trigger's inputs are invalid: {exc}"
@@ -355,9 +370,7 @@ class TriggerRunner(Service):
                 reason = f"could not create the execution: {exc}"
                 await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
                 continue
-            self.stats.observe_created(
-                time.time() - (event.published_at or event.received_at).timestamp()
-            )
+            self.stats.observe_created(time.time() - event_at)
             if result.created:
                 self.stats.created += 1
             else:

@@ -67,6 +67,7 @@ class Runtime(Service):
         self._hosts: list[Any] = []
         self._host_names: list[str] = []
         self._prefix = f"kestrel-{new_id()[:8]}"
+        self._parsed: dict[tuple[str, str, int], Flow] = {}
 
     # ---- lifecycle ----
 
@@ -181,8 +182,12 @@ class Runtime(Service):
         found = await self.store.get_flow(namespace, flow_id, revision)
         if found is None:
             raise NotFoundError(f"flow {namespace}.{flow_id} not found")
-        flow = parse_flow(found.source, f"{namespace}.{flow_id}")
-        flow.revision = found.revision
+        key = (namespace, flow_id, found.revision)
+        flow = self._parsed.get(key)
+        if flow is None:  # revisions never change: parse each once
+            flow = parse_flow(found.source, f"{namespace}.{flow_id}")
+            flow.revision = found.revision
+            self._parsed[key] = flow
         return flow
 
     # ---- executions ----
@@ -350,10 +355,10 @@ class Runtime(Service):
         )
         return [info for infos in found for info in infos]
 
-    async def latencies(self) -> dict[str, list[float]]:
-        """Recent event → execution-created latencies (seconds) per trigger."""
+    async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
+        """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
         found: list[dict[str, list[float]]] = await asyncio.gather(
-            *(h.latencies.remote() for h in self._hosts)
+            *(h.latencies.remote(kind) for h in self._hosts)
         )
         merged: dict[str, list[float]] = {}
         for one in found:

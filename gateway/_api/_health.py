@@ -114,6 +114,15 @@ async def render_metrics(runtime: Runtime) -> str:
     )
     for trigger in sorted(latencies):
         out.histogram(name, {"trigger": trigger}, latencies[trigger])
+    first = await runtime.latencies("first_task")
+    name = "kestrel_event_to_first_task_started_seconds"
+    out.family(
+        name,
+        "histogram",
+        "Event received to the first runnable task's body started, per trigger (recent window).",
+    )
+    for trigger in sorted(first):
+        out.histogram(name, {"trigger": trigger}, first[trigger])
 
     infos = sorted(await runtime.triggers(), key=trigger_name)
     for metric, attribute, help_text in _TRIGGER_COUNTERS:
