@@ -79,10 +79,12 @@ _COMMON: dict[str, tuple[str, _Convert]] = {
     "metadata.max.age.ms": ("metadata_max_age_ms", _int),
     "connections.max.idle.ms": ("connections_max_idle_ms", _int),
     "security.protocol": (
-        "security_protocol", _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+        "security_protocol",
+        _choice("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
     ),
     "sasl.mechanism": (
-        "sasl_mechanism", _choice("PLAIN", "GSSAPI", "SCRAM-SHA-256", "SCRAM-SHA-512")
+        "sasl_mechanism",
+        _choice("PLAIN", "GSSAPI", "SCRAM-SHA-256", "SCRAM-SHA-512"),
     ),
     "sasl.plain.username": ("sasl_plain_username", _text),
     "sasl.plain.password": ("sasl_plain_password", _text),
@@ -105,7 +107,8 @@ _CONSUMER: dict[str, tuple[str, _Convert]] = {
     "max.partition.fetch.bytes": ("max_partition_fetch_bytes", _int),
     "auto.offset.reset": ("auto_offset_reset", _choice("earliest", "latest", upper=False)),
     "isolation.level": (
-        "isolation_level", _choice("read_committed", "read_uncommitted", upper=False)
+        "isolation_level",
+        _choice("read_committed", "read_uncommitted", upper=False),
     ),
     "check.crcs": ("check_crcs", _bool),
     "exclude.internal.topics": ("exclude_internal_topics", _bool),
@@ -125,28 +128,52 @@ _PRODUCER: dict[str, tuple[str, _Convert]] = {
 
 # Accepted and ignored: no aiokafka equivalent, and leaving them out changes nothing that
 # matters here (serdes are Kestrel's own, commits are always manual, retries are built in).
-_IGNORED_COMMON = frozenset({
-    "ssl.protocol", "ssl.enabled.protocols", "ssl.truststore.password",
-    "receive.buffer.bytes", "send.buffer.bytes", "reconnect.backoff.ms",
-    "reconnect.backoff.max.ms",
-})
+_IGNORED_COMMON = frozenset(
+    {
+        "ssl.protocol",
+        "ssl.enabled.protocols",
+        "ssl.truststore.password",
+        "receive.buffer.bytes",
+        "send.buffer.bytes",
+        "reconnect.backoff.ms",
+        "reconnect.backoff.max.ms",
+    }
+)
 _IGNORED: dict[Role, frozenset[str]] = {
-    "consumer": _IGNORED_COMMON | {
-        "enable.auto.commit", "auto.commit.interval.ms", "key.deserializer",
+    "consumer": _IGNORED_COMMON
+    | {
+        "enable.auto.commit",
+        "auto.commit.interval.ms",
+        "key.deserializer",
         "value.deserializer",
     },
-    "producer": _IGNORED_COMMON | {
-        "key.serializer", "value.serializer", "retries", "delivery.timeout.ms",
+    "producer": _IGNORED_COMMON
+    | {
+        "key.serializer",
+        "value.serializer",
+        "retries",
+        "delivery.timeout.ms",
         "max.in.flight.requests.per.connection",
     },
 }
 
-_SSL = frozenset({
-    "ssl.ca.location", "ssl.truststore.location", "ssl.truststore.type",
-    "ssl.truststore.certificates", "ssl.certificate.location", "ssl.keystore.location",
-    "ssl.keystore.type", "ssl.key.location", "ssl.key.password", "ssl.keystore.password",
-    "ssl.keystore.key", "ssl.keystore.certificate.chain", "ssl.endpoint.identification.algorithm",
-})
+_SSL = frozenset(
+    {
+        "ssl.ca.location",
+        "ssl.truststore.location",
+        "ssl.truststore.type",
+        "ssl.truststore.certificates",
+        "ssl.certificate.location",
+        "ssl.keystore.location",
+        "ssl.keystore.type",
+        "ssl.key.location",
+        "ssl.key.password",
+        "ssl.keystore.password",
+        "ssl.keystore.key",
+        "ssl.keystore.certificate.chain",
+        "ssl.endpoint.identification.algorithm",
+    }
+)
 _JAAS = "sasl.jaas.config"
 
 
@@ -174,9 +201,9 @@ def client_options(properties: Mapping[str, str], role: Role) -> dict[str, Any]:
     """
     table = {**_COMMON, **(_CONSUMER if role == "consumer" else _PRODUCER)}
     unknown = sorted(
-        name for name in properties
-        if name not in table and name not in _IGNORED[role] and name not in _SSL
-        and name != _JAAS
+        name
+        for name in properties
+        if name not in table and name not in _IGNORED[role] and name not in _SSL and name != _JAAS
     )
     if unknown:
         names = ", ".join(f"'{n}'" for n in unknown)
@@ -201,12 +228,12 @@ def _jaas(config: str) -> dict[str, str]:
     if not re.search(r"(PlainLoginModule|ScramLoginModule)", config):
         raise ConnectorError(
             "Kafka property 'sasl.jaas.config' is supported only with PlainLoginModule or "
-            "ScramLoginModule (username=\"...\" password=\"...\")"
+            'ScramLoginModule (username="..." password="...")'
         )
     found = {k: v for k, v in re.findall(r'(username|password)\s*=\s*"([^"]*)"', config)}
     if set(found) != {"username", "password"}:
         raise ConnectorError(
-            "Kafka property 'sasl.jaas.config' must set username=\"...\" and password=\"...\""
+            'Kafka property \'sasl.jaas.config\' must set username="..." and password="..."'
         )
     return {"sasl_plain_username": found["username"], "sasl_plain_password": found["password"]}
 

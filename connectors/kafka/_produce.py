@@ -44,10 +44,16 @@ if TYPE_CHECKING:
     from ._types import KafkaProduce, KafkaRecord
 
 _PERMANENT: tuple[type[Exception], ...] = (
-    AuthenticationFailedError, ClusterAuthorizationFailedError, InvalidTopicError,
-    MessageSizeTooLargeError, RecordTooLargeError, SaslAuthenticationFailed,
-    TopicAuthorizationFailedError, TransactionalIdAuthorizationFailed,
-    UnsupportedSaslMechanismError, UnsupportedVersionError,
+    AuthenticationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    SaslAuthenticationFailed,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+    UnsupportedSaslMechanismError,
+    UnsupportedVersionError,
 )
 """Errors another attempt cannot fix."""
 _BROKEN: tuple[type[Exception], ...] = (ProducerFenced,)
@@ -167,8 +173,7 @@ def _prepare(task: KafkaProduce, index: int, record: KafkaRecord) -> _Outgoing:
             retriable=False,
         )
     headers = [(name, text.encode()) for name, text in (record.headers or {}).items()]
-    return _Outgoing(topic, key, value, headers, record.partition,
-                     _millis(index, record.timestamp))
+    return _Outgoing(topic, key, value, headers, record.partition, _millis(index, record.timestamp))
 
 
 def _millis(index: int, stamp: datetime | int | str | None) -> int | None:
@@ -221,8 +226,10 @@ async def _producer(key: _CacheKey) -> _Cached:
             servers = properties.get("bootstrap.servers")
             hint = ""
             if transactional and not isinstance(exc, KafkaConnectionError | OSError):
-                hint = (" while starting a transactional producer (transactional: true is the "
-                        "default); if the broker has no transactions, set transactional: false")
+                hint = (
+                    " while starting a transactional producer (transactional: true is the "
+                    "default); if the broker has no transactions, set transactional: false"
+                )
             raise TaskError(
                 f"cannot produce to Kafka at {servers}: {exc!r}{hint}",
                 retriable=not isinstance(exc, _PERMANENT),

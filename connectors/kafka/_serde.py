@@ -82,9 +82,7 @@ def _utf8(data: bytes) -> str:
 def _unpack(data: bytes, serde: KafkaSerde) -> int | float | str:
     layout = _NUMBERS[serde]
     if len(data) != layout.size:
-        raise SerdeError(
-            f"a {serde.value} is {layout.size} bytes, this payload has {len(data)}"
-        )
+        raise SerdeError(f"a {serde.value} is {layout.size} bytes, this payload has {len(data)}")
     value: int | float = layout.unpack(data)[0]
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")

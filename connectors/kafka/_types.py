@@ -8,22 +8,18 @@ defaults. Only static checks live here; the runtime is elsewhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows import (
     ConnectorError,
@@ -35,33 +31,10 @@ from flows import (
     RunnableTask,
     register_type,
 )
+from flows._refuse import refuse, templated
 
 _K = "io.kestra.plugin.kafka"
 _TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")
-
-
-def _templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
-def _refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
-    """Raise one validation error per ``(yamlKey, message, value)``.
-
-    A problem is located at its key when the key is in the document, else at the model
-    (like pydantic's own "missing" errors); every message names the property.
-    """
-    present = {f.alias or n for n, f in type(model).model_fields.items()
-               if n in model.model_fields_set}
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("value_error", message),
-            loc=(key,) if key in present else (),
-            input=value,
-        )
-        for key, message, value in problems
-    ]
-    if details:
-        raise ValidationError.from_exception_data(type(model).__name__, details)
 
 
 def _upper(value: Any) -> Any:
@@ -84,7 +57,7 @@ def _kafka_config(value: Any) -> Any:
 
 
 def _topic_problem(topic: str) -> str | None:
-    if _templated(topic) or (_TOPIC.match(topic) and topic not in (".", "..")):
+    if templated(topic) or (_TOPIC.match(topic) and topic not in (".", "..")):
         return None
     return (
         f"'{topic}' is not a valid Kafka topic name: use 1 to 249 characters among "
@@ -182,17 +155,20 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
         problems: list[tuple[str, str, Any]] = []
         if (self.topic is None) == (self.topic_pattern is None):
             both = self.topic is not None
-            problems.append((
-                "topicPattern" if both else "topic",
-                "set either 'topic' or 'topicPattern', not both" if both
-                else "missing 'topic' (a name or a list of names) or 'topicPattern'",
-                self.topic_pattern,
-            ))
+            problems.append(
+                (
+                    "topicPattern" if both else "topic",
+                    "set either 'topic' or 'topicPattern', not both"
+                    if both
+                    else "missing 'topic' (a name or a list of names) or 'topicPattern'",
+                    self.topic_pattern,
+                )
+            )
         for name in [self.topic] if isinstance(self.topic, str) else self.topic or []:
             problem = _topic_problem(name)
             if problem:
                 problems.append(("topic", problem, name))
-        if self.topic_pattern is not None and not _templated(self.topic_pattern):
+        if self.topic_pattern is not None and not templated(self.topic_pattern):
             try:
                 re.compile(self.topic_pattern)
             except re.error as exc:
@@ -200,20 +176,25 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
                 problems.append(("topicPattern", message, self.topic_pattern))
         if self.partitions is not None and self.topic_pattern is not None:
             problems.append(
-                ("partitions", "'partitions' needs 'topic'; it cannot be used with 'topicPattern'",
-                 self.partitions)
+                (
+                    "partitions",
+                    "'partitions' needs 'topic'; it cannot be used with 'topicPattern'",
+                    self.partitions,
+                )
             )
         problems.extend(_check_bootstrap(self.properties))
         if self.properties.get("enable.auto.commit", "false").lower() == "true":
-            problems.append((
-                "properties",
-                "'enable.auto.commit' must stay false: offsets are committed only after the "
-                "execution is recorded",
-                self.properties,
-            ))
+            problems.append(
+                (
+                    "properties",
+                    "'enable.auto.commit' must stay false: offsets are committed only after the "
+                    "execution is recorded",
+                    self.properties,
+                )
+            )
         problems.extend(self._offset_reset())
         problems.extend(self._legacy_serde())
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
     def _offset_reset(self) -> list[tuple[str, str, Any]]:
@@ -223,20 +204,32 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
         try:
             value = AutoOffsetReset(configured.upper())
         except ValueError:
-            return [("properties", f"'auto.offset.reset' must be earliest or latest, got "
-                     f"'{configured}'", self.properties)]
+            return [
+                (
+                    "properties",
+                    f"'auto.offset.reset' must be earliest or latest, got '{configured}'",
+                    self.properties,
+                )
+            ]
         if "auto_offset_reset" in self.model_fields_set and value is not self.auto_offset_reset:
-            return [("autoOffsetReset", f"autoOffsetReset {self.auto_offset_reset.value} "
-                     f"contradicts properties 'auto.offset.reset: {configured}'",
-                     self.auto_offset_reset.value)]
+            return [
+                (
+                    "autoOffsetReset",
+                    f"autoOffsetReset {self.auto_offset_reset.value} "
+                    f"contradicts properties 'auto.offset.reset: {configured}'",
+                    self.auto_offset_reset.value,
+                )
+            ]
         self.auto_offset_reset = value
         return []
 
     def _legacy_serde(self) -> list[tuple[str, str, Any]]:
         """Kestra's older flows set the deserializers inside ``serdeProperties``."""
         out: list[tuple[str, str, Any]] = []
-        for key, attr in (("keyDeserializer", "key_deserializer"),
-                          ("valueDeserializer", "value_deserializer")):
+        for key, attr in (
+            ("keyDeserializer", "key_deserializer"),
+            ("valueDeserializer", "value_deserializer"),
+        ):
             if key not in self.serde_properties or attr in self.model_fields_set:
                 continue
             raw = self.serde_properties[key]
@@ -276,14 +269,25 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
 def _check_bootstrap(properties: dict[str, str]) -> list[tuple[str, str, Any]]:
     servers = properties.get("bootstrap.servers", "").strip()
     if not servers:
-        return [("properties", "missing 'bootstrap.servers' in properties "
-                 "(e.g. bootstrap.servers: localhost:9092)", properties)]
-    if _templated(servers):
+        return [
+            (
+                "properties",
+                "missing 'bootstrap.servers' in properties "
+                "(e.g. bootstrap.servers: localhost:9092)",
+                properties,
+            )
+        ]
+    if templated(servers):
         return []
     bad = [s for s in servers.split(",") if not re.match(r"^[\w.\-\[\]:]+:\d{1,5}$", s.strip())]
     if bad:
-        return [("properties", f"bootstrap.servers '{servers}' is not a comma-separated list of "
-                 "host:port", properties)]
+        return [
+            (
+                "properties",
+                f"bootstrap.servers '{servers}' is not a comma-separated list of host:port",
+                properties,
+            )
+        ]
     return []
 
 
@@ -375,24 +379,35 @@ class KafkaProduce(RunnableTask):
     @model_validator(mode="after")
     def _consistent(self) -> KafkaProduce:
         problems = _check_bootstrap(self.properties)
-        single = [k for k in ("key", "value", "headers", "partition", "timestamp")
-                  if getattr(self, k) is not None]
+        single = [
+            k
+            for k in ("key", "value", "headers", "partition", "timestamp")
+            if getattr(self, k) is not None
+        ]
         if self.from_ is not None and single:
-            problems.append((single[0], f"'{single[0]}' cannot be combined with 'from'; put it "
-                             "in the record(s) of 'from'", getattr(self, single[0])))
+            problems.append(
+                (
+                    single[0],
+                    f"'{single[0]}' cannot be combined with 'from'; put it "
+                    "in the record(s) of 'from'",
+                    getattr(self, single[0]),
+                )
+            )
         elif self.from_ is None and "value" not in self.model_fields_set:
-            problems.append(("from", "missing 'from' (a record or a list of records) or "
-                             "'value'", None))
+            problems.append(
+                ("from", "missing 'from' (a record or a list of records) or 'value'", None)
+            )
         if self.topic is not None and (problem := _topic_problem(self.topic)):
             problems.append(("topic", problem, self.topic))
         for index, record in enumerate(self.records()):
             if record.topic is None and self.topic is None:
-                problems.append(("topic", f"record {index} has no 'topic' and the task sets no "
-                                 "'topic'", None))
+                problems.append(
+                    ("topic", f"record {index} has no 'topic' and the task sets no 'topic'", None)
+                )
                 break
             if record.topic is not None and (problem := _topic_problem(record.topic)):
                 problems.append(("from", problem, record.topic))
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
     def records(self) -> list[KafkaRecord]:
@@ -402,8 +417,15 @@ class KafkaProduce(RunnableTask):
         if isinstance(self.from_, list):
             return list(self.from_)
         if self.from_ is None:
-            return [KafkaRecord(key=self.key, value=self.value, headers=self.headers,
-                                partition=self.partition, timestamp=self.timestamp)]
+            return [
+                KafkaRecord(
+                    key=self.key,
+                    value=self.value,
+                    headers=self.headers,
+                    partition=self.partition,
+                    timestamp=self.timestamp,
+                )
+            ]
         return []
 
     async def run(self, ctx: RunContext) -> dict[str, Any]:

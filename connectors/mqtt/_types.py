@@ -7,20 +7,16 @@ Only static checks live here; the runtime is elsewhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
-    BaseModel,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows import (
     Duration,
@@ -31,6 +27,7 @@ from flows import (
     RunnableTask,
     register_type,
 )
+from flows._refuse import Problems, refuse, templated
 
 _K = "io.kestra.plugin.mqtt"
 _SERVER = re.compile(r"^(tcp|ssl)://(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d{1,5})/?$")
@@ -40,33 +37,6 @@ DEFAULT_SESSION_EXPIRY = timedelta(days=7)
 """How long the broker keeps a persistent session (and its queued messages) of a V5
 trigger that is disconnected, unless ``sessionExpiryInterval`` says otherwise."""
 
-Problems = list[tuple[str, str, Any]]
-
-
-def _templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
-def _refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
-    """Raise one validation error per ``(yamlKey, message, value)``.
-
-    A problem is located at its key when the key is in the document, else at the model
-    (like pydantic's own "missing" errors); every message names the property.
-    """
-    present = {
-        f.alias or n for n, f in type(model).model_fields.items() if n in model.model_fields_set
-    }
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("value_error", message),
-            loc=(key,) if key in present else (),
-            input=value,
-        )
-        for key, message, value in problems
-    ]
-    if details:
-        raise ValidationError.from_exception_data(type(model).__name__, details)
-
 
 def topic_problem(topic: str, *, wildcards: bool) -> str | None:
     """Why `topic` is not a valid MQTT topic (or topic filter when `wildcards`), or None.
@@ -74,7 +44,7 @@ def topic_problem(topic: str, *, wildcards: bool) -> str | None:
     ``+`` matches one whole level, ``#`` the remaining levels (so it is the last level).
     A filter may be a shared subscription ``$share/<group>/<filter>``.
     """
-    if _templated(topic):
+    if templated(topic):
         return None
     if not topic:
         return "an MQTT topic cannot be empty"
@@ -99,7 +69,7 @@ def topic_problem(topic: str, *, wildcards: bool) -> str | None:
 
 
 def _server_problem(server: str) -> str | None:
-    if _templated(server):
+    if templated(server):
         return None
     match = _SERVER.match(server)
     if match is None or not 0 < int(match.group(3)) < 65536:
@@ -268,7 +238,7 @@ class MqttRealtimeTrigger(RealtimeTrigger):
                         str(expiry),
                     )
                 )
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
     def create_listener(self, ctx: ListenerContext) -> Listener:
@@ -336,7 +306,7 @@ class MqttPublish(RunnableTask):
                     self.from_,
                 )
             )
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
     async def run(self, ctx: RunContext) -> dict[str, Any]:

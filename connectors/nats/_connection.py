@@ -78,8 +78,11 @@ class Endpoint:
     @property
     def servers(self) -> list[str]:
         """The URLs, each with a scheme (``nats://`` when none is given)."""
-        return [u if "://" in u else f"nats://{u}" for u in
-                (part.strip() for part in self.url.split(",")) if u]
+        return [
+            u if "://" in u else f"nats://{u}"
+            for u in (part.strip() for part in self.url.split(","))
+            if u
+        ]
 
     @property
     def display(self) -> str:
@@ -114,8 +117,9 @@ def _credentials(creds: str) -> RawCredentials | str:
         return RawCredentials(creds)
     path = Path(creds).expanduser()
     if not path.is_file():
-        raise ConnectorError(f"creds: no credentials file at '{creds}' (give a path or the "
-                             "content of a .creds file)")
+        raise ConnectorError(
+            f"creds: no credentials file at '{creds}' (give a path or the content of a .creds file)"
+        )
     return str(path)
 
 
@@ -136,8 +140,9 @@ class _Refused(Exception):
 
 def _refusal(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, AuthorizationError) or "authorization" in text or (
-        "authentication" in text)
+    return (
+        isinstance(exc, AuthorizationError) or "authorization" in text or ("authentication" in text)
+    )
 
 
 async def open_connection(

@@ -103,17 +103,24 @@ class JetStreamListener(NatsListener):
             self.stream = self._trigger.stream or await self._find_stream(js)
             info = await self._consumer(js)
             self._inbox = client.new_inbox()
-            sub = await client.subscribe(self._inbox, cb=self._receiver(generation, queue),
-                                         pending_msgs_limit=0, pending_bytes_limit=0)
+            sub = await client.subscribe(
+                self._inbox,
+                cb=self._receiver(generation, queue),
+                pending_msgs_limit=0,
+                pending_bytes_limit=0,
+            )
         except Exception as exc:
             await self._close_client(client)
             if isinstance(exc, ConnectorError):
                 raise
             if isinstance(exc, NoRespondersError | ServiceUnavailableError):
-                raise ConnectorError(f"JetStream does not answer on {self._endpoint.display}"
-                                     " (is it enabled, for this account?)") from exc
-            raise ConnectorError(f"JetStream consumer '{self.durable}' on "
-                                 f"{self._endpoint.display}: {describe(exc)}") from exc
+                raise ConnectorError(
+                    f"JetStream does not answer on {self._endpoint.display}"
+                    " (is it enabled, for this account?)"
+                ) from exc
+            raise ConnectorError(
+                f"JetStream consumer '{self.durable}' on {self._endpoint.display}: {describe(exc)}"
+            ) from exc
         self._ack_wait = info.config.ack_wait or DEFAULT_ACK_WAIT
         self._pull_subject = f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}"
         self._window.reset()
@@ -126,8 +133,10 @@ class JetStreamListener(NatsListener):
         try:
             return str(await js.find_stream_name_by_subject(self._trigger.subject))
         except NotFoundError as exc:
-            raise ConnectorError(f"no JetStream stream captures subject "
-                                 f"'{self._trigger.subject}': set 'stream' or create one") from exc
+            raise ConnectorError(
+                f"no JetStream stream captures subject "
+                f"'{self._trigger.subject}': set 'stream' or create one"
+            ) from exc
 
     def _config(self) -> api.ConsumerConfig:
         trigger = self._trigger
@@ -150,18 +159,25 @@ class JetStreamListener(NatsListener):
         except NotFoundError as exc:
             if exc.err_code == _STREAM_NOT_FOUND:
                 raise ConnectorError(f"JetStream stream '{self.stream}' not found") from exc
-            self._ctx.log("INFO", f"creating JetStream consumer '{self.durable}' on "
-                          f"stream '{self.stream}' ({self._trigger.deliver_policy.value})")
+            self._ctx.log(
+                "INFO",
+                f"creating JetStream consumer '{self.durable}' on "
+                f"stream '{self.stream}' ({self._trigger.deliver_policy.value})",
+            )
             created: api.ConsumerInfo = await js.add_consumer(self.stream, self._config())
             return created
         config = info.config
         if config.deliver_subject:
-            raise ConnectorError(f"JetStream consumer '{self.durable}' on '{self.stream}' is a "
-                                 "push consumer; the trigger needs a pull consumer (another "
-                                 "durableId, or delete it)")
+            raise ConnectorError(
+                f"JetStream consumer '{self.durable}' on '{self.stream}' is a "
+                "push consumer; the trigger needs a pull consumer (another "
+                "durableId, or delete it)"
+            )
         if config.ack_policy not in (None, api.AckPolicy.EXPLICIT):
-            raise ConnectorError(f"JetStream consumer '{self.durable}' acks '{config.ack_policy}'"
-                                 "; the trigger needs explicit acks")
+            raise ConnectorError(
+                f"JetStream consumer '{self.durable}' acks '{config.ack_policy}'"
+                "; the trigger needs explicit acks"
+            )
         changes = self._changes(config)
         if not changes:
             return info
@@ -169,16 +185,19 @@ class JetStreamListener(NatsListener):
         try:
             updated: api.ConsumerInfo = await js.add_consumer(self.stream, config.evolve(**changes))
         except Exception as exc:
-            raise ConnectorError(f"JetStream consumer '{self.durable}' exists on "
-                                 f"'{self.stream}' and cannot take {changes}: {describe(exc)} "
-                                 "(delete it or choose another durableId)") from exc
+            raise ConnectorError(
+                f"JetStream consumer '{self.durable}' exists on "
+                f"'{self.stream}' and cannot take {changes}: {describe(exc)} "
+                "(delete it or choose another durableId)"
+            ) from exc
         return updated
 
     def _changes(self, config: api.ConsumerConfig) -> dict[str, object]:
         trigger = self._trigger
         changes: dict[str, object] = {}
-        filters = config.filter_subjects or ([config.filter_subject]
-                                             if config.filter_subject else [])
+        filters = config.filter_subjects or (
+            [config.filter_subject] if config.filter_subject else []
+        )
         if filters != [trigger.subject]:
             changes["filter_subject"] = trigger.subject
             changes["filter_subjects"] = None
@@ -226,8 +245,9 @@ class JetStreamListener(NatsListener):
             if "leadership" in description.lower():
                 self._window.reset()
             else:
-                self._ctx.log("WARN", f"JetStream refused a pull from '{self.durable}': "
-                              f"409 {description}")
+                self._ctx.log(
+                    "WARN", f"JetStream refused a pull from '{self.durable}': 409 {description}"
+                )
                 self._paused_until = time.monotonic() + _PAUSE_AFTER_REFUSAL
         await self._pull()
 
@@ -243,8 +263,9 @@ class JetStreamListener(NatsListener):
         self.pull_requests += 1
         request = {"batch": count, "expires": int(EXPIRES * 1e9)}
         try:
-            await client.publish(self._pull_subject, json.dumps(request).encode(),
-                                 reply=self._inbox)
+            await client.publish(
+                self._pull_subject, json.dumps(request).encode(), reply=self._inbox
+            )
         except Exception as exc:  # the connection is closing: the iterator will say why
             self._window.reset()
             self._ctx.log("WARN", f"JetStream pull failed: {describe(exc)}")
@@ -305,8 +326,9 @@ class JetStreamListener(NatsListener):
             await held.msg.ack()
         except Exception as exc:
             if held.generation == self._generation:
-                raise ConnectorError(f"JetStream ack of {delivery.source} failed: "
-                                     f"{describe(exc)}") from exc
+                raise ConnectorError(
+                    f"JetStream ack of {delivery.source} failed: {describe(exc)}"
+                ) from exc
             return
         await self._pull()
 

@@ -82,21 +82,38 @@ def build_delivery(
         try:
             meta = msg.metadata
         except Exception as exc:  # not a JetStream reply subject
-            return PoisonMessage(reason=f"no JetStream metadata in reply '{msg.reply}': "
-                                 f"{describe(exc)}", raw=msg.data, source=source,
-                                 metadata=metadata, token=held)
+            return PoisonMessage(
+                reason=f"no JetStream metadata in reply '{msg.reply}': {describe(exc)}",
+                raw=msg.data,
+                source=source,
+                metadata=metadata,
+                token=held,
+            )
         sequence = meta.sequence.stream
         dedupe_key = source = f"nats:{meta.stream}:{sequence}"
         timestamp = meta.timestamp
-        metadata |= {"stream": meta.stream, "consumer": meta.consumer, "sequence": sequence,
-                     "deliveries": meta.num_delivered}
+        metadata |= {
+            "stream": meta.stream,
+            "consumer": meta.consumer,
+            "sequence": sequence,
+            "deliveries": meta.num_delivered,
+        }
     try:
         data = deserialize(trigger.deserializer, msg.data)
     except ValueError as exc:
-        return PoisonMessage(reason=f"{trigger.deserializer.value} deserializer: {exc}",
-                             raw=msg.data, source=source, metadata=metadata, token=held)
-    variables: dict[str, Any] = {"subject": msg.subject, "data": data, "headers": headers,
-                                 "timestamp": timestamp.isoformat()}
+        return PoisonMessage(
+            reason=f"{trigger.deserializer.value} deserializer: {exc}",
+            raw=msg.data,
+            source=source,
+            metadata=metadata,
+            token=held,
+        )
+    variables: dict[str, Any] = {
+        "subject": msg.subject,
+        "data": data,
+        "headers": headers,
+        "timestamp": timestamp.isoformat(),
+    }
     if jetstream:
         variables["sequence"] = metadata["sequence"]
     return Event(
@@ -122,8 +139,9 @@ class NatsListener(Listener):
     def __init__(self, trigger: NatsRealtimeTrigger, ctx: ListenerContext) -> None:
         self._trigger = trigger
         self._ctx = ctx
-        self._endpoint = Endpoint(trigger.url, trigger.username, trigger.password,
-                                  trigger.token, trigger.creds)
+        self._endpoint = Endpoint(
+            trigger.url, trigger.username, trigger.password, trigger.token, trigger.creds
+        )
         self._client: NatsClient | None = None
         self._queue: asyncio.Queue[Item] | None = None
         self._generation = 0
@@ -177,8 +195,11 @@ class NatsListener(Listener):
             if generation == self._generation:
                 client = self._client
                 cause = client.last_error if client is not None else None
-                stop(queue, f"the connection to NATS {endpoint.display} closed"
-                     + (f": {describe(cause)}" if cause is not None else ""))
+                stop(
+                    queue,
+                    f"the connection to NATS {endpoint.display} closed"
+                    + (f": {describe(cause)}" if cause is not None else ""),
+                )
 
         return await open_connection(
             endpoint,
@@ -262,8 +283,10 @@ class CoreListener(NatsListener):
             await round_trip(client)  # the server has the subscription on return
         except Exception as exc:
             await self._close_client(client)
-            raise ConnectorError(f"cannot subscribe to '{self._trigger.subject}' on NATS "
-                                 f"{self._endpoint.display}: {describe(exc)}") from exc
+            raise ConnectorError(
+                f"cannot subscribe to '{self._trigger.subject}' on NATS "
+                f"{self._endpoint.display}: {describe(exc)}"
+            ) from exc
         self._client, self._queue = client, queue
         self._room.set()
 

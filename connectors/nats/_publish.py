@@ -37,8 +37,9 @@ def _from_text(text: str) -> list[NatsMessage]:
     try:
         return [NatsMessage.model_validate(item) for item in items]
     except ValidationError as exc:
-        raise TaskError(f"'from' is not a message or a list of messages: {exc}",
-                        retriable=False) from exc
+        raise TaskError(
+            f"'from' is not a message or a list of messages: {exc}", retriable=False
+        ) from exc
 
 
 def outgoing(task: NatsPublish) -> list[Outgoing]:
@@ -49,8 +50,9 @@ def outgoing(task: NatsPublish) -> list[Outgoing]:
     """
     source = task.from_
     if source is None:
-        messages = [NatsMessage.model_validate({"headers": task.headers or {},
-                                                "data": task.payload})]
+        messages = [
+            NatsMessage.model_validate({"headers": task.headers or {}, "data": task.payload})
+        ]
     elif isinstance(source, NatsMessage):
         messages = [source]
     elif isinstance(source, list):
@@ -58,8 +60,7 @@ def outgoing(task: NatsPublish) -> list[Outgoing]:
     else:
         messages = _from_text(source)
     if task.msg_id is not None and len(messages) > 1:
-        raise TaskError(f"'msgId' names one message, 'from' gave {len(messages)}",
-                        retriable=False)
+        raise TaskError(f"'msgId' names one message, 'from' gave {len(messages)}", retriable=False)
     out: list[Outgoing] = []
     for message in messages:
         headers = encode_headers(message.headers)
@@ -89,14 +90,18 @@ async def publish(task: NatsPublish, ctx: RunContext) -> dict[str, Any]:
                 await client.publish(task.subject, body, headers=headers or None)
             await round_trip(client)  # on the server before the task reports success
     except NoStreamResponseError as exc:
-        raise TaskError(f"no JetStream stream captures subject '{task.subject}' "
-                        f"(on {endpoint.display})", retriable=False) from exc
+        raise TaskError(
+            f"no JetStream stream captures subject '{task.subject}' (on {endpoint.display})",
+            retriable=False,
+        ) from exc
     except (BadHeaderError, BadSubjectError) as exc:
-        raise TaskError(f"cannot publish to '{task.subject}': {describe(exc)}",
-                        retriable=False) from exc
+        raise TaskError(
+            f"cannot publish to '{task.subject}': {describe(exc)}", retriable=False
+        ) from exc
     except Exception as exc:
-        raise TaskError(f"publishing to '{task.subject}' on {endpoint.display} failed: "
-                        f"{describe(exc)}") from exc
+        raise TaskError(
+            f"publishing to '{task.subject}' on {endpoint.display} failed: {describe(exc)}"
+        ) from exc
     mode = "JetStream" if task.jetstream else "NATS"
     ctx.log("INFO", f"published {len(messages)} message(s) to {mode} subject '{task.subject}'")
     result: dict[str, Any] = {"messagesCount": len(messages)}

@@ -8,22 +8,18 @@ imported when first used.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
-    BaseModel,
     BeforeValidator,
     Discriminator,
     Field,
     Tag,
-    ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from flows import (
     Duration,
@@ -35,38 +31,13 @@ from flows import (
     RunnableTask,
     register_type,
 )
+from flows._refuse import Problems, refuse, templated
 
 _K = "io.kestra.plugin.nats"
 _URL = re.compile(r"^(?:(?:nats|tls|ws|wss)://)?(?:[^@/\s]+@)?[\w.\-]+(?::\d{1,5})?/?$")
 _NAME = re.compile(r"^[^\s.*>/\\]+$")  # JetStream stream and consumer names
 DEFAULT_URL = "nats://localhost:4222"
 """The server used when ``url`` is not given: NATS's own default."""
-
-Problems = list[tuple[str, str, Any]]
-
-
-def _templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
-def _refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
-    """Raise one validation error per ``(yamlKey, message, value)``.
-
-    A problem is located at its key when the key is in the document, else at the model
-    (like pydantic's own "missing" errors); every message names the property.
-    """
-    present = {f.alias or n for n, f in type(model).model_fields.items()
-               if n in model.model_fields_set}
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("value_error", message),
-            loc=(key,) if key in present else (),
-            input=value,
-        )
-        for key, message, value in problems
-    ]
-    if details:
-        raise ValidationError.from_exception_data(type(model).__name__, details)
 
 
 def subject_problem(subject: str, *, wildcards: bool) -> str | None:
@@ -75,7 +46,7 @@ def subject_problem(subject: str, *, wildcards: bool) -> str | None:
     Tokens are separated by ``.`` and never empty; ``*`` matches one whole token and
     ``>`` the remaining tokens, so it can only be the last one.
     """
-    if _templated(subject):
+    if templated(subject):
         return None
     if not subject or any(c.isspace() for c in subject):
         return f"'{subject}' is not a NATS subject: it must be non-empty, without whitespace"
@@ -93,7 +64,7 @@ def subject_problem(subject: str, *, wildcards: bool) -> str | None:
 
 
 def _url_problem(url: str) -> str | None:
-    if _templated(url):
+    if templated(url):
         return None
     bad = [u for u in url.split(",") if not _URL.match(u.strip())]
     if bad:
@@ -104,18 +75,26 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
-def _auth_problems(username: str | None, password: str | None, token: str | None,
-                   creds: str | None) -> Problems:
+def _auth_problems(
+    username: str | None, password: str | None, token: str | None, creds: str | None
+) -> Problems:
     out: Problems = []
     if (username is None) != (password is None):
         missing = "password" if password is None else "username"
-        out.append((missing, f"'username' and 'password' go together; '{missing}' is missing",
-                    None))
+        out.append(
+            (missing, f"'username' and 'password' go together; '{missing}' is missing", None)
+        )
     if token is not None and username is not None:
         out.append(("token", "use either 'token' or 'username'/'password', not both", token))
     if creds is not None and (token is not None or username is not None):
-        out.append(("creds", "'creds' (a credentials file) cannot be combined with 'token' or "
-                    "'username'/'password'", creds))
+        out.append(
+            (
+                "creds",
+                "'creds' (a credentials file) cannot be combined with 'token' or "
+                "'username'/'password'",
+                creds,
+            )
+        )
     return out
 
 
@@ -155,8 +134,9 @@ def _upper(value: Any) -> Any:
 _JETSTREAM_ONLY = ("durableId", "deliverPolicy", "since", "startSequence", "ackWait")
 
 
-@register_type("nats.RealtimeTrigger", aliases=(f"{_K}.RealtimeTrigger",
-                                                f"{_K}.core.RealtimeTrigger"))
+@register_type(
+    "nats.RealtimeTrigger", aliases=(f"{_K}.RealtimeTrigger", f"{_K}.core.RealtimeTrigger")
+)
 class NatsRealtimeTrigger(RealtimeTrigger):
     """Start one execution per NATS message on ``subject`` (wildcards allowed).
 
@@ -252,17 +232,27 @@ class NatsRealtimeTrigger(RealtimeTrigger):
             problems.append(("subject", problem, self.subject))
         problems.extend(_auth_problems(self.username, self.password, self.token, self.creds))
         for key, value in (("stream", self.stream), ("durableId", self.durable_id)):
-            if value is not None and not _templated(value) and not _NAME.match(value):
-                problems.append((key, f"{key} '{value}' must not contain whitespace, '.', '*', "
-                                 "'>', '/' or '\\'", value))
+            if value is not None and not templated(value) and not _NAME.match(value):
+                problems.append(
+                    (
+                        key,
+                        f"{key} '{value}' must not contain whitespace, '.', '*', '>', '/' or '\\'",
+                        value,
+                    )
+                )
         if self.jetstream and self.queue_group is not None:
-            problems.append(("queueGroup", "'queueGroup' is for core NATS; with JetStream "
-                             "(stream/durableId) listeners share a durable consumer instead",
-                             self.queue_group))
+            problems.append(
+                (
+                    "queueGroup",
+                    "'queueGroup' is for core NATS; with JetStream "
+                    "(stream/durableId) listeners share a durable consumer instead",
+                    self.queue_group,
+                )
+            )
         problems.extend(self._start_problems())
         if self.ack_wait is not None and self.ack_wait.total_seconds() <= 0:
             problems.append(("ackWait", "ackWait must be a positive duration", str(self.ack_wait)))
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
     def _start_problems(self) -> Problems:
@@ -275,16 +265,26 @@ class NatsRealtimeTrigger(RealtimeTrigger):
         if policy is DeliverPolicy.BY_START_TIME and self.since is None:
             out.append(("since", "deliverPolicy ByStartTime needs 'since'", None))
         if self.since is not None and policy is not DeliverPolicy.BY_START_TIME:
-            out.append(("since", f"'since' needs deliverPolicy ByStartTime, not {policy.value}",
-                        self.since.isoformat()))
+            out.append(
+                (
+                    "since",
+                    f"'since' needs deliverPolicy ByStartTime, not {policy.value}",
+                    self.since.isoformat(),
+                )
+            )
         if policy is DeliverPolicy.BY_START_SEQUENCE and self.start_sequence is None:
-            out.append(("startSequence", "deliverPolicy ByStartSequence needs 'startSequence'",
-                        None))
+            out.append(
+                ("startSequence", "deliverPolicy ByStartSequence needs 'startSequence'", None)
+            )
         if self.start_sequence is not None and policy is not DeliverPolicy.BY_START_SEQUENCE:
-            out.append(("startSequence", "'startSequence' needs deliverPolicy ByStartSequence, "
-                        f"not {policy.value}", self.start_sequence))
+            out.append(
+                (
+                    "startSequence",
+                    f"'startSequence' needs deliverPolicy ByStartSequence, not {policy.value}",
+                    self.start_sequence,
+                )
+            )
         return out
-
 
     def create_listener(self, ctx: ListenerContext) -> Listener:
         """A JetStream listener or a core NATS listener, as `jetstream` says."""
@@ -382,14 +382,26 @@ class NatsPublish(RunnableTask):
         has_payload = "payload" in self.model_fields_set
         if self.from_ is not None and (has_payload or self.headers is not None):
             key = "payload" if has_payload else "headers"
-            problems.append((key, f"'{key}' cannot be combined with 'from'; put it in the "
-                             "message(s) of 'from' (data, headers)", None))
+            problems.append(
+                (
+                    key,
+                    f"'{key}' cannot be combined with 'from'; put it in the "
+                    "message(s) of 'from' (data, headers)",
+                    None,
+                )
+            )
         elif self.from_ is None and not has_payload:
             problems.append(("from", "missing 'from' (a message or a list) or 'payload'", None))
         if self.msg_id is not None and isinstance(self.from_, list) and len(self.from_) > 1:
-            problems.append(("msgId", "'msgId' names one message; with several messages in "
-                             "'from' JetStream would drop all but the first", self.msg_id))
-        _refuse(self, problems)
+            problems.append(
+                (
+                    "msgId",
+                    "'msgId' names one message; with several messages in "
+                    "'from' JetStream would drop all but the first",
+                    self.msg_id,
+                )
+            )
+        refuse(self, problems)
         return self
 
     async def run(self, ctx: RunContext) -> dict[str, Any]:

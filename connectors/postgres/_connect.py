@@ -42,8 +42,12 @@ def redact(dsn: str) -> str:
             user_info, host = netloc.rsplit("@", 1)
             if ":" in user_info:
                 netloc = f"{user_info.split(':', 1)[0]}:***@{host}"
-        query = urlencode([(k, "***" if k == "password" else v)
-                           for k, v in parse_qsl(parts.query, keep_blank_values=True)])
+        query = urlencode(
+            [
+                (k, "***" if k == "password" else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+        )
         return urlunsplit(parts._replace(netloc=netloc, query=query))
     except ValueError:
         return "<unparsable DSN>"

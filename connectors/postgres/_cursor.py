@@ -112,8 +112,9 @@ class CursorListener(Listener):
             try:
                 self._read = cursor_from_json(saved, self._kind)
             except (ValueError, ArithmeticError) as exc:
-                raise ConnectorError(f"the saved cursor {saved!r} does not fit {column}: "
-                                     f"{exc}") from None
+                raise ConnectorError(
+                    f"the saved cursor {saved!r} does not fit {column}: {exc}"
+                ) from None
         self._committed = saved
         if self._trigger.channel is not None:
             await conn.add_listener(self._trigger.channel, self._on_notify)
@@ -147,8 +148,12 @@ class CursorListener(Listener):
     async def ack(self, delivery: Delivery) -> None:
         """Mark the row acknowledged; move the cursor past every row acknowledged in order."""
         token = delivery.token
-        if (not isinstance(token, tuple) or token[0] != self._generation or self._conn is None
-                or self._inflight.get(token[1]) is not False):
+        if (
+            not isinstance(token, tuple)
+            or token[0] != self._generation
+            or self._conn is None
+            or self._inflight.get(token[1]) is not False
+        ):
             return
         self._inflight[token[1]] = True
         self._unacked -= 1
@@ -235,10 +240,16 @@ class CursorListener(Listener):
             raise ConnectorError(f"cannot load the saved cursor: {describe(exc)}") from exc
         if saved is None:
             return None
-        if (not isinstance(saved, dict) or saved.get("table") != self._table
-                or saved.get("column") != self._column):
-            self._ctx.log("WARN", f"the saved cursor {saved!r} is not for {self._table}."
-                          f"{self._column}: reading starts at the first row")
+        if (
+            not isinstance(saved, dict)
+            or saved.get("table") != self._table
+            or saved.get("column") != self._column
+        ):
+            self._ctx.log(
+                "WARN",
+                f"the saved cursor {saved!r} is not for {self._table}."
+                f"{self._column}: reading starts at the first row",
+            )
             return None
         return saved.get("value")
 

@@ -66,7 +66,9 @@ class NotifyListener(Listener):
         """
         await self.close()
         conn = await open_connection(
-            self._trigger.dsn(), self._trigger.username, self._trigger.password,
+            self._trigger.dsn(),
+            self._trigger.username,
+            self._trigger.password,
             json_codecs=False,
         )
         self._generation += 1
@@ -135,8 +137,9 @@ class NotifyListener(Listener):
         try:
             value = decode_payload(payload, self._trigger.deserializer)
         except ValueError as exc:
-            return PoisonMessage(reason=str(exc), raw=raw, source=source, metadata=metadata,
-                                 token=token)
+            return PoisonMessage(
+                reason=str(exc), raw=raw, source=source, metadata=metadata, token=token
+            )
         return Event(
             dedupe_key=None,
             variables={"channel": self._channel, "payload": value},

@@ -81,8 +81,11 @@ class PollingListener(Listener):
         except ValueError as exc:
             raise ConnectorError(str(exc)) from None
         if self._trigger.fetch_type.value == "STORE":
-            self._ctx.log("WARN", "fetchType STORE: there is no file store for triggers here; "
-                          "the rows are in trigger.rows, as with FETCH")
+            self._ctx.log(
+                "WARN",
+                "fetchType STORE: there is no file store for triggers here; "
+                "the rows are in trigger.rows, as with FETCH",
+            )
         self._done = await self._load()
         conn = await open_connection(
             self._trigger.dsn(), self._trigger.username, self._trigger.password
@@ -123,8 +126,12 @@ class PollingListener(Listener):
     async def ack(self, delivery: Delivery) -> None:
         """Run ``afterSQL`` and commit (if set), and record the tick as settled."""
         token = delivery.token
-        if (not isinstance(token, tuple) or token[0] != self._generation
-                or token[1] != self._in_flight or self._conn is None):
+        if (
+            not isinstance(token, tuple)
+            or token[0] != self._generation
+            or token[1] != self._in_flight
+            or self._conn is None
+        ):
             return
         tick: dt.datetime = token[1]
         tx, self._tx = self._tx, None
@@ -205,8 +212,9 @@ class PollingListener(Listener):
                 await execute(conn, sql, args, "NONE")
             await tx.commit()
         except _QUERY_ERRORS as exc:
-            self._ctx.log("ERROR", f"afterSQL failed, the rows will be polled again: "
-                          f"{describe(exc)}")
+            self._ctx.log(
+                "ERROR", f"afterSQL failed, the rows will be polled again: {describe(exc)}"
+            )
             with contextlib.suppress(*DB_ERRORS):
                 await tx.rollback()
 

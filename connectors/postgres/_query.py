@@ -52,14 +52,14 @@ async def run_query(task: PostgresQuery, ctx: RunContext) -> dict[str, Any]:
     except ValueError as exc:
         raise TaskError(str(exc), retriable=False) from None
     except asyncpg.PostgresError as exc:
-        raise TaskError(f"query failed: {_postgres_error(exc)}",
-                        retriable=_retriable(exc)) from exc
+        raise TaskError(f"query failed: {_postgres_error(exc)}", retriable=_retriable(exc)) from exc
     except _FAILURES as exc:
         retriable = not isinstance(exc, asyncpg.InterfaceError) or isinstance(
             exc, asyncpg.ConnectionDoesNotExistError
         )
-        raise TaskError(f"query on {redact(dsn)} failed: {describe(exc)}",
-                        retriable=retriable) from exc
+        raise TaskError(
+            f"query on {redact(dsn)} failed: {describe(exc)}", retriable=retriable
+        ) from exc
     ctx.log("DEBUG", f"postgres.Query: {size} row(s)")
     if fetch == "FETCH_ONE":
         return {"row": row_to_dict(rows[0]) if rows else None, "size": size}

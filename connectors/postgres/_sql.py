@@ -225,8 +225,9 @@ def coerce_arguments(args: Sequence[Any], type_names: Sequence[str]) -> list[Any
         try:
             out[index] = coerce(value, type_name)
         except (ValueError, TypeError, InvalidOperation) as exc:
-            raise ValueError(f"parameter ${index + 1} ({value!r}) is not a {type_name}: "
-                             f"{exc}") from None
+            raise ValueError(
+                f"parameter ${index + 1} ({value!r}) is not a {type_name}: {exc}"
+            ) from None
     return out
 
 

@@ -8,13 +8,11 @@ Only static checks live here; the runtime is elsewhere.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from datetime import timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field, field_validator, model_validator
 
 from flows import (
     Duration,
@@ -26,6 +24,7 @@ from flows import (
     Trigger,
     register_type,
 )
+from flows._refuse import Problems, refuse, templated
 
 from ._sql import named_placeholders
 
@@ -37,42 +36,22 @@ _COLUMN = re.compile(rf"^{_IDENT}$")
 _POSITIONAL = re.compile(r"(?<![\w$])\$(\d+)")
 _MAX_IDENT_BYTES = 63
 
-Problems = list[tuple[str, str, Any]]
-
-
-def _templated(value: str) -> bool:
-    return "{{" in value or "{%" in value
-
-
-def _refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
-    """Raise one validation error per ``(yamlKey, message, value)``.
-
-    A problem is located at its key when the key is in the document, else at the model
-    (like pydantic's own "missing" errors); every message names the property.
-    """
-    present = {f.alias or n for n, f in type(model).model_fields.items()
-               if n in model.model_fields_set}
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("value_error", message),
-            loc=(key,) if key in present else (),
-            input=value,
-        )
-        for key, message, value in problems
-    ]
-    if details:
-        raise ValidationError.from_exception_data(type(model).__name__, details)
-
 
 def _upper(value: Any) -> Any:
     return value.upper() if isinstance(value, str) else value
 
 
 def _url_problems(url: str) -> Problems:
-    if _templated(url) or _URL.match(url):
+    if templated(url) or _URL.match(url):
         return []
-    return [("url", f"'{url}' is not a PostgreSQL URL: expected postgresql://user@host:port/db "
-             "or jdbc:postgresql://host:port/db", url)]
+    return [
+        (
+            "url",
+            f"'{url}' is not a PostgreSQL URL: expected postgresql://user@host:port/db "
+            "or jdbc:postgresql://host:port/db",
+            url,
+        )
+    ]
 
 
 def to_dsn(url: str) -> str:
@@ -82,22 +61,39 @@ def to_dsn(url: str) -> str:
 
 def _parameter_problems(sql: str, parameters: dict[str, Any] | list[Any] | None) -> Problems:
     """Placeholders that no parameter fills: ``$n`` with a list, ``:name`` with a mapping."""
-    if parameters is None or _templated(sql):
+    if parameters is None or templated(sql):
         return []
     if isinstance(parameters, list):
         used = [int(n) for n in _POSITIONAL.findall(sql)]
         if used and max(used) > len(parameters):
-            return [("parameters", f"sql uses ${max(used)} but 'parameters' has "
-                     f"{len(parameters)} value(s)", parameters)]
+            return [
+                (
+                    "parameters",
+                    f"sql uses ${max(used)} but 'parameters' has {len(parameters)} value(s)",
+                    parameters,
+                )
+            ]
         return []
     bad = [k for k in parameters if not re.match(r"^[A-Za-z_]\w*$", k)]
     if bad:
-        return [("parameters", f"parameter name '{bad[0]}' is not an identifier (it is used as "
-                 f":{bad[0]} in sql)", parameters)]
+        return [
+            (
+                "parameters",
+                f"parameter name '{bad[0]}' is not an identifier (it is used as :{bad[0]} in sql)",
+                parameters,
+            )
+        ]
     missing = sorted({n for n in named_placeholders(sql) if n not in parameters})
     if missing:
-        return [("parameters", "sql uses " + ", ".join(f":{m}" for m in missing) +
-                 " but 'parameters' does not set it", parameters)]
+        return [
+            (
+                "parameters",
+                "sql uses "
+                + ", ".join(f":{m}" for m in missing)
+                + " but 'parameters' does not set it",
+                parameters,
+            )
+        ]
     return []
 
 
@@ -196,31 +192,56 @@ class PostgresRealtimeTrigger(RealtimeTrigger):
     def _consistent(self) -> PostgresRealtimeTrigger:
         problems = _url_problems(self.url)
         if self.channel is None and self.table is None:
-            problems.append(("channel", "missing 'channel' (LISTEN/NOTIFY) or 'table' with "
-                             "'cursorColumn' (durable cursor)", None))
+            problems.append(
+                (
+                    "channel",
+                    "missing 'channel' (LISTEN/NOTIFY) or 'table' with "
+                    "'cursorColumn' (durable cursor)",
+                    None,
+                )
+            )
         if self.channel is not None and (
-            not self.channel or "\x00" in self.channel
+            not self.channel
+            or "\x00" in self.channel
             or len(self.channel.encode()) > _MAX_IDENT_BYTES
         ):
             problems.append(("channel", "a channel name has 1 to 63 bytes, no NUL", self.channel))
         if self.table is not None:
             if not _TABLE.match(self.table):
-                problems.append(("table", f"'{self.table}' is not a table name: use table or "
-                                 'schema.table (identifiers, or "quoted" ones)', self.table))
+                problems.append(
+                    (
+                        "table",
+                        f"'{self.table}' is not a table name: use table or "
+                        'schema.table (identifiers, or "quoted" ones)',
+                        self.table,
+                    )
+                )
             if self.cursor_column is None:
-                problems.append(("cursorColumn", "'table' needs 'cursorColumn', the unique "
-                                 "increasing column to read new rows by (e.g. id)", None))
+                problems.append(
+                    (
+                        "cursorColumn",
+                        "'table' needs 'cursorColumn', the unique "
+                        "increasing column to read new rows by (e.g. id)",
+                        None,
+                    )
+                )
         elif self.cursor_column is not None:
             problems.append(("cursorColumn", "'cursorColumn' needs 'table'", self.cursor_column))
         elif "poll_interval" in self.model_fields_set or "batch_size" in self.model_fields_set:
             key = "pollInterval" if "poll_interval" in self.model_fields_set else "batchSize"
-            problems.append((key, f"'{key}' is for a cursor table; set 'table' and "
-                             "'cursorColumn' or remove it", None))
+            problems.append(
+                (
+                    key,
+                    f"'{key}' is for a cursor table; set 'table' and 'cursorColumn' or remove it",
+                    None,
+                )
+            )
         if self.cursor_column is not None and not _COLUMN.match(self.cursor_column):
-            problems.append(("cursorColumn", f"'{self.cursor_column}' is not a column name",
-                             self.cursor_column))
+            problems.append(
+                ("cursorColumn", f"'{self.cursor_column}' is not a column name", self.cursor_column)
+            )
         problems.extend(_positive("pollInterval", self.poll_interval))
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
 
@@ -287,7 +308,7 @@ class PostgresTrigger(Trigger):
         problems = _url_problems(self.url)
         problems.extend(_parameter_problems(self.sql, self.parameters))
         problems.extend(_positive("interval", self.interval))
-        _refuse(self, problems)
+        refuse(self, problems)
         return self
 
 
@@ -345,7 +366,13 @@ class PostgresQuery(RunnableTask):
         problems = _url_problems(self.url)
         problems.extend(_parameter_problems(self.sql, self.parameters))
         if self.fetch_type is FetchType.STORE:
-            problems.append(("fetchType", "postgres.Query supports fetchType NONE, FETCH_ONE or "
-                             "FETCH; STORE is not supported", self.fetch_type.value))
-        _refuse(self, problems)
+            problems.append(
+                (
+                    "fetchType",
+                    "postgres.Query supports fetchType NONE, FETCH_ONE or "
+                    "FETCH; STORE is not supported",
+                    self.fetch_type.value,
+                )
+            )
+        refuse(self, problems)
         return self
