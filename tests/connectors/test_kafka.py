@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import json
 import random
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from connectors.kafka import (
     close_producers,
 )
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
+from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
 
 pytestmark = pytest.mark.integration
 
@@ -32,92 +32,6 @@ TIMEOUT = 15.0
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class FakeListenerContext:
-    """The host's side of the listener contract, recording logs."""
-
-    namespace = "tests.kafka"
-    flow_id = "kafka-flow"
-    trigger_id = "kafka-trigger"
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str]] = []
-
-    async def load_cursor(self) -> Any:
-        return None
-
-    async def save_cursor(self, cursor: Any) -> None:
-        raise AssertionError("Kafka keeps its offsets in the broker")
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-
-class FakeRunContext:
-    """Just enough of a RunContext for a task's ``run``."""
-
-    execution_id = "exec-1"
-    task_run_id = "taskrun-1"
-    task_id = "produce"
-    attempt = 1
-    namespace = "tests.kafka"
-    flow_id = "kafka-flow"
-    variables: Mapping[str, Any] = {}
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str]] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-    async def kv_get(self, key: str, namespace: str | None = None) -> tuple[bool, Any]:
-        return False, None
-
-    async def kv_set(self, key: str, value: Any, **_: Any) -> None:
-        raise AssertionError("not used")
-
-    async def kv_delete(self, key: str, namespace: str | None = None) -> bool:
-        return False
-
-
-class Pump:
-    """Drains a listener's `events` in the background, so a test can poll what came."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.items: list[Delivery] = []
-        self._changed = asyncio.Event()
-        self._task = asyncio.create_task(self._run(listener))
-
-    async def _run(self, listener: Listener) -> None:
-        try:
-            async for delivery in listener.events():
-                self.items.append(delivery)
-                self._changed.set()
-        finally:
-            self._changed.set()
-
-    async def wait_for(self, count: int, timeout: float = TIMEOUT) -> list[Delivery]:
-        deadline = time.monotonic() + timeout
-        while len(self.items) < count:
-            if self._task.done():
-                self._task.result()  # raises the listener's error, if any
-                raise AssertionError(f"events() ended after {len(self.items)} of {count}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"got {len(self.items)} deliveries, expected {count}")
-            self._changed.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), remaining)
-        return self.items[:count]
-
-    async def ended(self, timeout: float = TIMEOUT) -> None:
-        """Wait until `events` finishes by itself (the listener was closed)."""
-        await asyncio.wait_for(asyncio.shield(self._task), timeout)
-
-    async def stop(self) -> None:
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
 
 
 def offsets(deliveries: list[Delivery]) -> list[int]:
@@ -193,6 +107,7 @@ async def listeners() -> AsyncIterator[Callable[[KafkaRealtimeTrigger], Awaitabl
     yield open_listener
     for listener in opened:
         await listener.close()
+    assert [ctx.saves for ctx in contexts] == [[] for _ in contexts]  # offsets stay in Kafka
 
 
 async def _send(
@@ -262,7 +177,9 @@ async def test_poison_message_does_not_stop_the_listener(
     topic = await new_topic()
     await _send(producer, topic, [b'{"n": 1}', b"{not json", b'{"n": 3}'])
     listener = await listeners(
-        make_trigger(topic=topic, partitions=[0], valueDeserializer="JSON", keyDeserializer="INTEGER")
+        make_trigger(
+            topic=topic, partitions=[0], valueDeserializer="JSON", keyDeserializer="INTEGER"
+        )
     )
     pump = Pump(listener)
     try:
@@ -348,7 +265,7 @@ async def test_unacked_records_come_again_after_reconnect(
     first = await pump.wait_for(3)
     await listener.ack(first[0])
     await listener.close()  # while `events` is being iterated: the iteration ends
-    await pump.ended()
+    assert await pump.ended() is None
     await listener.close()  # idempotent
 
     await listener.connect()  # the same object, as the host does after a failure
@@ -524,11 +441,15 @@ async def test_configuration_errors(
     with pytest.raises(ConnectorError, match=r"max\.poll\.records"):
         bad_value.create_listener(FakeListenerContext())
 
-    nowhere = make_trigger(topic="x", properties={"bootstrap.servers": f"127.0.0.1:{unused_tcp_port}"})
-    listener = nowhere.create_listener(FakeListenerContext())
+    nowhere = make_trigger(
+        topic="x", properties={"bootstrap.servers": f"127.0.0.1:{unused_tcp_port}"}
+    )
+    ctx = FakeListenerContext()
+    listener = nowhere.create_listener(ctx)
     with pytest.raises(ConnectorError, match="cannot consume from Kafka"):
         await listener.connect()
     await listener.close()
+    assert ctx.saves == []  # Kafka keeps its offsets in the broker
 
 
 # --------------------------------------------------------------------------- produce
@@ -575,12 +496,24 @@ async def test_produce_round_trip(
         topic=topic,
         keySerializer="STRING",
         valueSerializer="JSON",
-        **{"from": [
-            {"key": "k1", "value": {"total": 5}, "headers": {"h": "v"}, "partition": 1,
-             "timestamp": "2024-01-02T03:04:05.678Z"},
-            {"key": "k2", "value": '{"already": "json"}', "partition": 0, "timestamp": 1_700_000_000_000},
-            {"key": "gone", "value": None, "partition": 0},
-        ]},
+        **{
+            "from": [
+                {
+                    "key": "k1",
+                    "value": {"total": 5},
+                    "headers": {"h": "v"},
+                    "partition": 1,
+                    "timestamp": "2024-01-02T03:04:05.678Z",
+                },
+                {
+                    "key": "k2",
+                    "value": '{"already": "json"}',
+                    "partition": 0,
+                    "timestamp": 1_700_000_000_000,
+                },
+                {"key": "gone", "value": None, "partition": 0},
+            ]
+        },
     )
     ctx = FakeRunContext()
     assert await task.run(ctx) == {"messagesCount": 3}
@@ -595,9 +528,15 @@ async def test_produce_round_trip(
     first = by_place[(1, 0)]
     assert (first.key, first.value) == (b"k1", b'{"total":5}')
     assert list(first.headers) == [("h", b"v")]
-    assert first.timestamp == int(datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC).timestamp() * 1000)
+    assert first.timestamp == int(
+        datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC).timestamp() * 1000
+    )
     second = by_place[(0, 0)]
-    assert (second.key, second.value, second.timestamp) == (b"k2", b'{"already": "json"}', 1_700_000_000_000)
+    assert (second.key, second.value, second.timestamp) == (
+        b"k2",
+        b'{"already": "json"}',
+        1_700_000_000_000,
+    )
     assert by_place[(0, 1)].value is None  # tombstone
     assert by_place[(1, 1)].value == struct.pack(">i", 7)  # Kafka's IntegerSerializer layout
     assert by_place[(0, 2)].value == b"text"
@@ -629,10 +568,14 @@ async def test_serde_round_trip_through_the_broker(
 ) -> None:
     topic = await new_topic()
     key_serde, key = ("STRING", "k") if serde == "VOID" else (serde, value)  # aiokafka needs one
-    task = produce_task(topic=topic, key=key, value=value, keySerializer=key_serde, valueSerializer=serde)
+    task = produce_task(
+        topic=topic, key=key, value=value, keySerializer=key_serde, valueSerializer=serde
+    )
     assert await task.run(FakeRunContext()) == {"messagesCount": 1}
     listener = await listeners(
-        make_trigger(topic=topic, partitions=[0], keyDeserializer=key_serde, valueDeserializer=serde)
+        make_trigger(
+            topic=topic, partitions=[0], keyDeserializer=key_serde, valueDeserializer=serde
+        )
     )
     pump = Pump(listener)
     try:
@@ -651,7 +594,9 @@ async def test_produce_errors(produce_task: Callable[..., KafkaProduce]) -> None
     assert not bad_value.value.retriable
     with pytest.raises(TaskError, match="neither a key nor a value"):
         await produce_task(topic="t", value=None).run(FakeRunContext())
-    unknown = produce_task(topic="t", value="x", properties={"bootstrap.servers": "127.0.0.1:1", "linger": "5"})
+    unknown = produce_task(
+        topic="t", value="x", properties={"bootstrap.servers": "127.0.0.1:1", "linger": "5"}
+    )
     with pytest.raises(TaskError, match=r"'linger'") as bad_property:
         await unknown.run(FakeRunContext())
     assert not bad_property.value.retriable

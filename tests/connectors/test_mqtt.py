@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import datetime as dt
@@ -12,8 +11,7 @@ import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,95 +29,13 @@ from connectors.mqtt import (
     default_client_id,
 )
 from flows import ConnectorError, Delivery, Event, PoisonMessage, TaskError
+from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
 from tests.servers import parse_mqtt_url
 from tests.servers._process import LOOPBACK, ServerSpec, require_port_open, run_server
 
 pytestmark = pytest.mark.integration
 
-QUIET = 0.5  # seconds to watch for deliveries that must not come
 TIMEOUT = 10.0
-
-
-class FakeContext:
-    """The host side of a listener: ids, a cursor and a log."""
-
-    def __init__(self) -> None:
-        self.namespace = "tests.mqtt"
-        self.flow_id = f"flow-{uuid.uuid4().hex[:8]}"
-        self.trigger_id = "on-message"
-        self.logs: list[tuple[str, str]] = []
-        self.cursor: Any = None
-        self.saves = 0
-
-    async def load_cursor(self) -> Any:
-        return json.loads(json.dumps(self.cursor))  # as the store gives it back: JSON
-
-    async def save_cursor(self, cursor: Any) -> None:
-        self.cursor = json.loads(json.dumps(cursor))
-        self.saves += 1
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-
-class FakeRunContext:
-    """What a runnable task sees: ids, variables and a log."""
-
-    execution_id = "exec-1"
-    task_run_id = "taskrun-1"
-    task_id = "publish"
-    attempt = 1
-    namespace = "tests.mqtt"
-    flow_id = "publish-flow"
-    variables: Mapping[str, Any] = {}
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str]] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-    async def kv_get(self, key: str, namespace: str | None = None) -> tuple[bool, Any]:
-        return False, None
-
-    async def kv_set(self, key: str, value: Any, *, namespace: str | None = None,
-                     ttl: timedelta | None = None, kv_type: str | None = None,
-                     overwrite: bool = True) -> None:
-        return None
-
-    async def kv_delete(self, key: str, namespace: str | None = None) -> bool:
-        return False
-
-
-class Pump:
-    """Drains a listener's iterator into a queue so tests can wait with deadlines."""
-
-    def __init__(self, listener: MqttListener) -> None:
-        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.error: BaseException | None = None
-        self.task = asyncio.create_task(self._run(listener))
-
-    async def _run(self, listener: MqttListener) -> None:
-        try:
-            async for delivery in listener.events():
-                await self.queue.put(delivery)
-        except ConnectorError as exc:
-            self.error = exc
-
-    async def take(self, count: int, timeout: float = TIMEOUT) -> list[Delivery]:
-        async with asyncio.timeout(timeout):
-            return [await self.queue.get() for _ in range(count)]
-
-    async def nothing_more(self) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(QUIET):
-                extra = await self.queue.get()
-                pytest.fail(f"unexpected delivery: {extra}")
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
 
 class RawClient:
@@ -146,8 +62,15 @@ class RawClient:
             self.messages.append(message)
             self._got.notify_all()
 
-    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1, retain: bool = False,
-                user: dict[str, str] | None = None) -> None:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes | str,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        user: dict[str, str] | None = None,
+    ) -> None:
         properties = None
         if user:
             properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -186,14 +109,14 @@ def base() -> str:
 
 def make_trigger(url: str, topic: str | list[str], **extra: Any) -> MqttRealtimeTrigger:
     return MqttRealtimeTrigger.model_validate(
-        {"id": "on-message", "type": "mqtt.RealtimeTrigger", "server": url, "topic": topic,
-         **extra}
+        {"id": "on-message", "type": "mqtt.RealtimeTrigger", "server": url, "topic": topic, **extra}
     )
 
 
 @contextlib.asynccontextmanager
-async def listening(trigger: MqttRealtimeTrigger, ctx: FakeContext
-                    ) -> AsyncIterator[tuple[MqttListener, Pump]]:
+async def listening(
+    trigger: MqttRealtimeTrigger, ctx: FakeListenerContext
+) -> AsyncIterator[tuple[MqttListener, Pump]]:
     listener = trigger.create_listener(ctx)
     assert isinstance(listener, MqttListener)
     await listener.connect()
@@ -220,18 +143,22 @@ async def ack_all(listener: MqttListener, deliveries: Sequence[Delivery]) -> Non
 
 async def test_v311_round_trip_with_wildcards(mqtt_url: str, raw: RawClient, base: str) -> None:
     trigger = make_trigger(mqtt_url, [f"{base}/+/temp", f"{base}/alarm/#"], version="V3")
-    ctx = FakeContext()
+    ctx = FakeListenerContext("tests.mqtt", trigger_id="on-message")
     async with listening(trigger, ctx) as (listener, pump):
         assert listener.client_id == default_client_id(ctx.namespace, ctx.flow_id, "on-message")
         raw.publish(f"{base}/room1/temp", json.dumps({"t": 21.5}))
         raw.publish(f"{base}/other", "not matched")
         raw.publish(f"{base}/alarm/door/1", json.dumps([1, "two"]))
         got = events(await pump.take(2))
-        await pump.nothing_more()
+        assert await pump.quiet() == []
         first, second = got
         assert first.variables == {
-            "id": first.variables["id"], "topic": f"{base}/room1/temp", "qos": 1,
-            "retain": False, "properties": {}, "payload": {"t": 21.5},
+            "id": first.variables["id"],
+            "topic": f"{base}/room1/temp",
+            "qos": 1,
+            "retain": False,
+            "properties": {},
+            "payload": {"t": 21.5},
         }
         assert isinstance(first.variables["id"], int) and first.variables["id"] > 0
         assert second.variables["topic"] == f"{base}/alarm/door/1"
@@ -244,17 +171,17 @@ async def test_v311_round_trip_with_wildcards(mqtt_url: str, raw: RawClient, bas
         await ack_all(listener, got)
 
 
-async def test_v5_round_trip_properties_and_serdes(mqtt_url: str, raw: RawClient,
-                                                   base: str) -> None:
+async def test_v5_round_trip_properties_and_serdes(
+    mqtt_url: str, raw: RawClient, base: str
+) -> None:
     sent_at = "2024-05-01T12:00:00.123456+00:00"
     raw.publish(f"{base}/retained", json.dumps({"kept": True}), retain=True)
     trigger = make_trigger(mqtt_url, f"{base}/#", mqttVersion="V5")
-    async with listening(trigger, FakeContext()) as (listener, pump):
+    async with listening(trigger, FakeListenerContext()) as (listener, pump):
         [retained] = events(await pump.take(1))
         assert retained.variables["retain"] is True
         assert retained.variables["payload"] == {"kept": True}
-        raw.publish(f"{base}/a", json.dumps({"n": 1}),
-                    user={"Kestrel-Sent-At": sent_at, "k": "v"})
+        raw.publish(f"{base}/a", json.dumps({"n": 1}), user={"Kestrel-Sent-At": sent_at, "k": "v"})
         raw.publish(f"{base}/b", json.dumps({"n": 2}), user={"Kestrel-Msg-Id": "order-42"})
         raw.publish(f"{base}/c", json.dumps({"n": 3}), qos=0)
         props, with_id, qos0 = events(await pump.take(3))
@@ -272,7 +199,7 @@ async def test_v5_round_trip_properties_and_serdes(mqtt_url: str, raw: RawClient
     ]
     for serde, payload, expected in serdes:
         trigger = make_trigger(mqtt_url, f"{base}/{serde}", version="5", serdeType=serde)
-        async with listening(trigger, FakeContext()) as (listener, pump):
+        async with listening(trigger, FakeListenerContext()) as (listener, pump):
             raw.publish(f"{base}/{serde}", payload)
             [event] = events(await pump.take(1))
             assert event.variables["payload"] == expected
@@ -286,7 +213,7 @@ async def test_v5_round_trip_properties_and_serdes(mqtt_url: str, raw: RawClient
 async def test_persistent_session_gets_what_was_published_while_down(
     mqtt_url: str, raw: RawClient, base: str, version: str
 ) -> None:
-    ctx = FakeContext()
+    ctx = FakeListenerContext()
     trigger = make_trigger(mqtt_url, f"{base}/#", version=version, qos=1)
     async with listening(trigger, ctx):
         pass  # subscribed; the session stays on the broker
@@ -296,16 +223,17 @@ async def test_persistent_session_gets_what_was_published_while_down(
         got = events(await pump.take(10))
         assert [e.variables["payload"]["i"] for e in got] == list(range(10))
         await ack_all(listener, got)
-        await pump.nothing_more()
-    assert ctx.saves == 1  # the subscription, once; nothing was left unacked
+        assert await pump.quiet() == []
+    assert len(ctx.saves) == 1  # the subscription, once; nothing was left unacked
 
 
-@pytest.mark.parametrize(("version", "qos", "same_object"),
-                         [("V3", 1, False), ("V5", 1, True), ("V5", 2, False)])
+@pytest.mark.parametrize(
+    ("version", "qos", "same_object"), [("V3", 1, False), ("V5", 1, True), ("V5", 2, False)]
+)
 async def test_unacked_deliveries_come_again_with_their_keys(
     mqtt_url: str, raw: RawClient, base: str, version: str, qos: int, same_object: bool
 ) -> None:
-    ctx = FakeContext()
+    ctx = FakeListenerContext()
     trigger = make_trigger(mqtt_url, f"{base}/#", version=version, qos=qos)
     listener = trigger.create_listener(ctx)
     assert isinstance(listener, MqttListener)
@@ -327,7 +255,7 @@ async def test_unacked_deliveries_come_again_with_their_keys(
     await listener.connect()
     pump = Pump(listener)
     again = events(await pump.take(2))
-    await pump.nothing_more()
+    assert await pump.quiet() == []
     assert [e.variables["payload"]["i"] for e in again] == [1, 2]
     assert [e.variables["id"] for e in again] == [e.variables["id"] for e in first[1:]]
     assert [e.metadata["dup"] for e in again] == [True, True]
@@ -342,12 +270,13 @@ async def test_unacked_deliveries_come_again_with_their_keys(
         assert last.variables["payload"] == {"i": 3}
         assert last.dedupe_key not in {e.dedupe_key for e in first}
         await listener.ack(last)
-        await pump.nothing_more()
+        assert await pump.quiet() == []
 
 
-async def test_identical_messages_get_distinct_keys(mqtt_url: str, raw: RawClient,
-                                                   base: str) -> None:
-    async with listening(make_trigger(mqtt_url, base), FakeContext()) as (listener, pump):
+async def test_identical_messages_get_distinct_keys(
+    mqtt_url: str, raw: RawClient, base: str
+) -> None:
+    async with listening(make_trigger(mqtt_url, base), FakeListenerContext()) as (listener, pump):
         for _ in range(3):
             raw.publish(base, b'"same"')
         got = events(await pump.take(3))
@@ -359,36 +288,38 @@ async def test_identical_messages_get_distinct_keys(mqtt_url: str, raw: RawClien
 async def test_retained_once_and_topic_changes_follow_the_flow(
     mqtt_url: str, raw: RawClient, base: str, version: str
 ) -> None:
-    ctx = FakeContext()
+    ctx = FakeListenerContext()
     raw.publish(f"{base}/old", b'"retained"', retain=True)
     async with listening(make_trigger(mqtt_url, f"{base}/old", version=version), ctx) as (
-        listener, pump
+        listener,
+        pump,
     ):
         [retained] = events(await pump.take(1))
         await listener.ack(retained)
     async with listening(make_trigger(mqtt_url, f"{base}/old", version=version), ctx) as (
-        listener, pump
+        listener,
+        pump,
     ):
-        await pump.nothing_more()  # a resumed subscription gets no retained copy again
+        assert await pump.quiet() == []  # a resumed subscription gets no retained copy again
     # The flow now listens elsewhere: the old subscription leaves the session.
     async with listening(make_trigger(mqtt_url, f"{base}/new", version=version), ctx) as (
-        listener, pump
+        listener,
+        pump,
     ):
         raw.publish(f"{base}/old", b'"ignored"')
         raw.publish(f"{base}/new", b'"wanted"')
         [event] = events(await pump.take(1))
         assert event.variables["payload"] == "wanted"
         await listener.ack(event)
-        await pump.nothing_more()
+        assert await pump.quiet() == []
     raw.publish(f"{base}/old", b"", retain=True)
 
 
 # --------------------------------------------------------------------------- bad input, flow
 
 
-async def test_poison_json_then_the_next_message(mqtt_url: str, raw: RawClient,
-                                                base: str) -> None:
-    ctx = FakeContext()
+async def test_poison_json_then_the_next_message(mqtt_url: str, raw: RawClient, base: str) -> None:
+    ctx = FakeListenerContext()
     trigger = make_trigger(mqtt_url, base)
     async with listening(trigger, ctx) as (listener, pump):
         raw.publish(base, b'{"broken": ')
@@ -401,7 +332,7 @@ async def test_poison_json_then_the_next_message(mqtt_url: str, raw: RawClient,
         assert isinstance(good, Event) and good.variables["payload"] == {"ok": True}
         await ack_all(listener, [poison, nan, good])
     async with listening(trigger, ctx) as (_listener, pump):
-        await pump.nothing_more()  # acked poison is not redelivered
+        assert await pump.quiet() == []  # acked poison is not redelivered
 
 
 @pytest.mark.parametrize(("version", "qos"), [("V3", 1), ("V5", 1), ("V3", 0)])
@@ -409,14 +340,14 @@ async def test_backpressure_stops_at_max_in_flight(
     mqtt_url: str, raw: RawClient, base: str, version: str, qos: int
 ) -> None:
     trigger = make_trigger(mqtt_url, base, version=version, qos=qos, maxInFlight=5)
-    async with listening(trigger, FakeContext()) as (listener, pump):
+    async with listening(trigger, FakeListenerContext()) as (listener, pump):
         for i in range(30):
             raw.publish(base, json.dumps(i), qos=qos)
         got = await pump.take(5)
-        await pump.nothing_more()
+        assert await pump.quiet() == []
         await ack_all(listener, got[:2])
         got += await pump.take(2)
-        await pump.nothing_more()
+        assert await pump.quiet() == []
         while len(got) < 30:
             await ack_all(listener, got[-5:])
             got += await pump.take(min(5, 30 - len(got)))
@@ -428,7 +359,7 @@ async def test_lost_connection_and_refused_server(mqtt_url: str, base: str) -> N
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    listener = make_trigger(f"tcp://127.0.0.1:{port}", base).create_listener(FakeContext())
+    listener = make_trigger(f"tcp://127.0.0.1:{port}", base).create_listener(FakeListenerContext())
     with pytest.raises(ConnectorError, match="cannot connect"):
         await listener.connect()
     await listener.close()
@@ -436,11 +367,10 @@ async def test_lost_connection_and_refused_server(mqtt_url: str, base: str) -> N
         await anext(aiter(listener.events()))
 
     # Another connection with the same client id takes the session over: this one is lost.
-    ctx = FakeContext()
+    ctx = FakeListenerContext()
     trigger = make_trigger(mqtt_url, base)
     async with listening(trigger, ctx) as (_listener, pump), listening(trigger, ctx):
-        async with asyncio.timeout(TIMEOUT):
-            await pump.task
+        await pump.ended(TIMEOUT)
         assert isinstance(pump.error, ConnectorError)
         assert "lost" in str(pump.error)
 
@@ -449,22 +379,31 @@ async def test_lost_connection_and_refused_server(mqtt_url: str, base: str) -> N
 
 
 @pytest.mark.parametrize("version", ["V3", "V5"])
-async def test_publish_task_round_trip(mqtt_url: str, raw: RawClient, base: str,
-                                       version: str) -> None:
+async def test_publish_task_round_trip(
+    mqtt_url: str, raw: RawClient, base: str, version: str
+) -> None:
     raw.subscribe(f"{base}/#")
     cases: list[tuple[dict[str, Any], bytes]] = [
         ({"from": {"order": 1, "items": ["a"]}, "qos": 1}, b'{"order": 1, "items": ["a"]}'),
         ({"from": "hello", "serdeType": "STRING", "qos": 2}, b"hello"),
-        ({"from": base64.b64encode(b"\x01\x02").decode(), "serdeType": "BYTES", "qos": 0},
-         b"\x01\x02"),
+        (
+            {"from": base64.b64encode(b"\x01\x02").decode(), "serdeType": "BYTES", "qos": 0},
+            b"\x01\x02",
+        ),
         ({"from": "text", "retain": True}, b'"text"'),
     ]
     ctx = FakeRunContext()
     try:
         for i, (props, _payload) in enumerate(cases):
             task = MqttPublish.model_validate(
-                {"id": "publish", "type": "mqtt.Publish", "server": mqtt_url,
-                 "topic": f"{base}/{i}", "version": version, **props}
+                {
+                    "id": "publish",
+                    "type": "mqtt.Publish",
+                    "server": mqtt_url,
+                    "topic": f"{base}/{i}",
+                    "version": version,
+                    **props,
+                }
             )
             assert await task.run(ctx) == {"messagesCount": 1}
         got = raw.wait_for(len(cases))
@@ -473,8 +412,14 @@ async def test_publish_task_round_trip(mqtt_url: str, raw: RawClient, base: str,
             assert by_topic[f"{base}/{i}"].payload == payload
             assert by_topic[f"{base}/{i}"].qos == props.get("qos", 1)
         bad = MqttPublish.model_validate(
-            {"id": "publish", "type": "mqtt.Publish", "server": mqtt_url, "topic": base,
-             "from": "***", "serdeType": "BYTES"}
+            {
+                "id": "publish",
+                "type": "mqtt.Publish",
+                "server": mqtt_url,
+                "topic": base,
+                "from": "***",
+                "serdeType": "BYTES",
+            }
         )
         with pytest.raises(TaskError, match="base64") as info:
             await bad.run(ctx)
@@ -489,8 +434,13 @@ async def test_publish_task_unreachable_broker_is_retriable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     task = MqttPublish.model_validate(
-        {"id": "publish", "type": "mqtt.Publish", "server": f"tcp://127.0.0.1:{port}",
-         "topic": "x", "from": 1}
+        {
+            "id": "publish",
+            "type": "mqtt.Publish",
+            "server": f"tcp://127.0.0.1:{port}",
+            "topic": "x",
+            "from": 1,
+        }
     )
     try:
         with pytest.raises(TaskError) as info:
@@ -505,18 +455,60 @@ async def test_publish_task_unreachable_broker_is_retriable() -> None:
 
 def _make_certs(workdir: Path) -> None:
     """A CA and a server certificate for ``localhost`` only (not 127.0.0.1)."""
+
     def openssl(*args: str) -> None:
         subprocess.run(["openssl", *args], cwd=workdir, check=True, capture_output=True)
 
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-            "/CN=kestrel-test-ca", "-keyout", "ca.key", "-out", "ca.pem")
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
-            "-keyout", "server.key", "-out", "server.csr")
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=kestrel-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (workdir / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "san.ext", "-out", "server.pem")
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(workdir / "passwd"), "u", "p"],
-                   check=True, capture_output=True)
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    )
+    subprocess.run(
+        ["mosquitto_passwd", "-b", "-c", str(workdir / "passwd"), "u", "p"],
+        check=True,
+        capture_output=True,
+    )
     # mosquitto started as root reads its files as the unprivileged "mosquitto" user.
     workdir.chmod(0o755)
     for path in workdir.iterdir():
@@ -541,9 +533,13 @@ def secure_mqtt() -> Iterator[tuple[int, Path]]:
         )
         return [binary, "-c", str(config)]
 
-    spec = ServerSpec(name="mqtt-tls", command=command, prepare=_make_certs,
-                      probe=lambda port, _workdir: require_port_open(LOOPBACK, port),
-                      startup_timeout=20.0)
+    spec = ServerSpec(
+        name="mqtt-tls",
+        command=command,
+        prepare=_make_certs,
+        probe=lambda port, _workdir: require_port_open(LOOPBACK, port),
+        startup_timeout=20.0,
+    )
     with run_server(spec) as server:
         yield server.port, server.workdir / "ca.pem"
 
@@ -553,11 +549,18 @@ async def test_tls_with_password(secure_mqtt: tuple[int, Path], base: str) -> No
     auth = {"username": "u", "password": "p"}
     trigger = make_trigger(f"ssl://localhost:{port}", base, crt=ca.read_text(), **auth)
     task = MqttPublish.model_validate(
-        {"id": "publish", "type": "mqtt.Publish", "server": f"ssl://localhost:{port}",
-         "topic": base, "from": {"secure": True}, "crt": str(ca), **auth}
+        {
+            "id": "publish",
+            "type": "mqtt.Publish",
+            "server": f"ssl://localhost:{port}",
+            "topic": base,
+            "from": {"secure": True},
+            "crt": str(ca),
+            **auth,
+        }
     )
     try:
-        async with listening(trigger, FakeContext()) as (listener, pump):
+        async with listening(trigger, FakeListenerContext()) as (listener, pump):
             assert await task.run(FakeRunContext()) == {"messagesCount": 1}
             [event] = events(await pump.take(1))
             assert event.variables["payload"] == {"secure": True}
@@ -567,18 +570,22 @@ async def test_tls_with_password(secure_mqtt: tuple[int, Path], base: str) -> No
 
     # The certificate names localhost, not 127.0.0.1: refused unless verification is off.
     ip_server = f"ssl://127.0.0.1:{port}"
-    checked = make_trigger(ip_server, base, crt=str(ca), **auth).create_listener(FakeContext())
+    checked = make_trigger(ip_server, base, crt=str(ca), **auth).create_listener(
+        FakeListenerContext()
+    )
     with pytest.raises(ConnectorError, match=r"(?i)certificate|hostname"):
         await checked.connect()
     await checked.close()
-    unchecked = make_trigger(ip_server, base, crt=str(ca), httpsHostnameVerificationEnabled=False,
-                             **auth)
-    async with listening(unchecked, FakeContext()):
+    unchecked = make_trigger(
+        ip_server, base, crt=str(ca), httpsHostnameVerificationEnabled=False, **auth
+    )
+    async with listening(unchecked, FakeListenerContext()):
         pass
 
-    wrong = make_trigger(f"ssl://localhost:{port}", base, crt=str(ca), username="u",
-                         password="nope")
-    refused = wrong.create_listener(FakeContext())
+    wrong = make_trigger(
+        f"ssl://localhost:{port}", base, crt=str(ca), username="u", password="nope"
+    )
+    refused = wrong.create_listener(FakeListenerContext())
     with pytest.raises(ConnectorError, match="refused"):
         await refused.connect()
     await refused.close()

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from connectors.nats import (
 )
 from connectors.nats._connection import Endpoint, round_trip, shared_connection
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
+from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
 from tests.servers._process import (
     LOOPBACK,
     ServerSpec,
@@ -38,90 +38,11 @@ from tests.servers._process import (
 
 pytestmark = pytest.mark.integration
 
-QUIET = 0.5  # seconds to watch for deliveries that must not come
-
-
-class FakeContext:
-    """The host side of a listener: ids and a log."""
-
-    def __init__(self) -> None:
-        self.namespace = "tests.nats"
-        self.flow_id = f"flow-{uuid.uuid4().hex[:8]}"
-        self.trigger_id = "on.message"
-        self.logs: list[tuple[str, str]] = []
-        self._cursor: Any = None
-
-    async def load_cursor(self) -> Any:
-        return self._cursor
-
-    async def save_cursor(self, cursor: Any) -> None:
-        self._cursor = cursor
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-
-class FakeRunContext:
-    """What a runnable task sees: ids, variables and a log."""
-
-    execution_id = "exec-1"
-    task_run_id = "taskrun-1"
-    task_id = "publish"
-    attempt = 1
-    namespace = "tests.nats"
-    flow_id = "publish-flow"
-    variables: Mapping[str, Any] = {}
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str]] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-    async def kv_get(self, key: str, namespace: str | None = None) -> tuple[bool, Any]:
-        return False, None
-
-    async def kv_set(self, key: str, value: Any, *, namespace: str | None = None,
-                     ttl: timedelta | None = None, kv_type: str | None = None,
-                     overwrite: bool = True) -> None:
-        return None
-
-    async def kv_delete(self, key: str, namespace: str | None = None) -> bool:
-        return False
-
-
-class Pump:
-    """Drains a listener's iterator into a queue so tests can wait with deadlines."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.task = asyncio.create_task(self._run(listener))
-
-    async def _run(self, listener: Listener) -> None:
-        async for delivery in listener.events():
-            await self.queue.put(delivery)
-
-    async def get(self, timeout: float = 5.0) -> Delivery:
-        return await asyncio.wait_for(self.queue.get(), timeout)
-
-    async def take(self, count: int, timeout: float = 10.0) -> list[Delivery]:
-        async with asyncio.timeout(timeout):
-            return [await self.queue.get() for _ in range(count)]
-
-    async def assert_quiet(self, seconds: float = QUIET) -> None:
-        with pytest.raises(TimeoutError):
-            extra = await asyncio.wait_for(self.queue.get(), seconds)
-            pytest.fail(f"unexpected delivery {extra}")
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, ConnectorError):
-            await self.task
-
 
 def trigger(**props: Any) -> NatsRealtimeTrigger:
-    return NatsRealtimeTrigger.model_validate({"id": "on-message", "type": "nats.RealtimeTrigger",
-                                               **props})
+    return NatsRealtimeTrigger.model_validate(
+        {"id": "on-message", "type": "nats.RealtimeTrigger", **props}
+    )
 
 
 class Harness:
@@ -132,9 +53,10 @@ class Harness:
         self.listeners: list[Listener] = []
         self.pumps: list[Pump] = []
 
-    async def start(self, ctx: FakeContext | None = None,
-                    **props: Any) -> tuple[Listener, Pump, FakeContext]:
-        ctx = ctx or FakeContext()
+    async def start(
+        self, ctx: FakeListenerContext | None = None, **props: Any
+    ) -> tuple[Listener, Pump, FakeListenerContext]:
+        ctx = ctx or FakeListenerContext()
         listener = trigger(**{"url": self.url, **props}).create_listener(ctx)
         self.listeners.append(listener)
         await listener.connect()
@@ -201,11 +123,16 @@ async def raw_hpub(url: str, subject: str, header_lines: list[str], payload: byt
     reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
     try:
         await reader.readline()  # INFO
-        header = ("NATS/1.0\r\n" + "".join(f"{line}\r\n" for line in header_lines)
-                  + "\r\n").encode()
+        header = (
+            "NATS/1.0\r\n" + "".join(f"{line}\r\n" for line in header_lines) + "\r\n"
+        ).encode()
         writer.write(b'CONNECT {"verbose":false,"headers":true,"no_responders":true}\r\n')
-        writer.write(f"HPUB {subject} {len(header)} {len(header) + len(payload)}\r\n".encode()
-                     + header + payload + b"\r\nPING\r\n")
+        writer.write(
+            f"HPUB {subject} {len(header)} {len(header) + len(payload)}\r\n".encode()
+            + header
+            + payload
+            + b"\r\nPING\r\n"
+        )
         await writer.drain()
         async with asyncio.timeout(5):
             while (await reader.readline()).strip() != b"PONG":
@@ -224,8 +151,11 @@ async def test_core_round_trip_with_wildcards(harness: Harness, nc: Client, nats
     _, all_tokens, _ = await harness.start(subject=f"core.{uid}.>")
     sent_at = dt.datetime.now(dt.UTC)
     before = dt.datetime.now(dt.UTC)
-    await nc.publish(f"core.{uid}.a", b'{"total": 120}',
-                     headers={"Kestrel-Sent-At": sent_at.isoformat(), "h": "1"})
+    await nc.publish(
+        f"core.{uid}.a",
+        b'{"total": 120}',
+        headers={"Kestrel-Sent-At": sent_at.isoformat(), "h": "1"},
+    )
     await nc.publish(f"core.{uid}.a.b", b"deep")
     await nc.flush()
 
@@ -240,7 +170,7 @@ async def test_core_round_trip_with_wildcards(harness: Harness, nc: Client, nats
     assert got.raw == b'{"total": 120}'
     json.dumps(got.variables)  # JSON-safe
     await listener.ack(got)
-    await one_token.assert_quiet()  # 'core.<uid>.a.b' is two tokens deep
+    assert await one_token.quiet() == []  # 'core.<uid>.a.b' is two tokens deep
 
     deep = [event(d) for d in await all_tokens.take(2)]
     assert [d.variables["subject"] for d in deep] == [f"core.{uid}.a", f"core.{uid}.a.b"]
@@ -260,12 +190,15 @@ async def test_core_round_trip_with_wildcards(harness: Harness, nc: Client, nats
 
 @pytest.mark.parametrize(
     ("deserializer", "body", "data"),
-    [("STRING", "héllo".encode(), "héllo"),
-     ("BYTES", b"\x00\xffbin", base64.b64encode(b"\x00\xffbin").decode()),
-     ("JSON", b"", None)],
+    [
+        ("STRING", "héllo".encode(), "héllo"),
+        ("BYTES", b"\x00\xffbin", base64.b64encode(b"\x00\xffbin").decode()),
+        ("JSON", b"", None),
+    ],
 )
-async def test_core_deserializers(harness: Harness, nc: Client, deserializer: str, body: bytes,
-                                  data: Any) -> None:
+async def test_core_deserializers(
+    harness: Harness, nc: Client, deserializer: str, body: bytes, data: Any
+) -> None:
     subject = f"core.{uuid.uuid4().hex}"
     _, pump, _ = await harness.start(subject=subject, deserializer=deserializer)
     await nc.publish(subject, body)
@@ -297,11 +230,11 @@ async def test_core_backpressure(harness: Harness, nc: Client) -> None:
         await nc.publish(subject, str(i).encode())
     await nc.flush()
     first = await pump.take(5)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     await listener.ack(first[0])
     sixth = event(await pump.get())
     assert sixth.variables["data"] == "5"
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     for delivery in [*first[1:], sixth]:
         await listener.ack(delivery)
     rest = [event(d).variables["data"] for d in await pump.take(2)]
@@ -320,29 +253,34 @@ async def test_core_queue_group_shares(harness: Harness, nc: Client) -> None:
     async with asyncio.timeout(10):
         while len(seen) < 40:
             for listener, pump in ((a, pump_a), (b, pump_b)):
-                while not pump.queue.empty():
-                    delivery = event(pump.queue.get_nowait())
+                for delivery in map(event, pump.drain()):
                     seen.append(delivery.variables["data"])
                     await listener.ack(delivery)
             await asyncio.sleep(0.01)
     assert sorted(seen, key=int) == [str(i) for i in range(40)]
-    await pump_a.assert_quiet(0.2)
-    await pump_b.assert_quiet(0.2)
+    assert await pump_a.quiet(0.2) == []
+    assert await pump_b.quiet(0.2) == []
 
 
 # ---- JetStream ----
 
 
-async def test_jetstream_variables_default_durable(harness: Harness, nc: Client,
-                                                   stream: tuple[str, str]) -> None:
+async def test_jetstream_variables_default_durable(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     sent_at = dt.datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=dt.UTC)
-    ack = await js.publish(f"{prefix}.orders", b'{"id": 7}',
-                           headers={"Kestrel-Sent-At": sent_at.isoformat()})
+    ack = await js.publish(
+        f"{prefix}.orders", b'{"id": 7}', headers={"Kestrel-Sent-At": sent_at.isoformat()}
+    )
     # No 'stream': found by subject; no 'durableId': named after the flow and trigger.
-    listener, pump, ctx = await harness.start(subject=f"{prefix}.*", deliverPolicy="All",
-                                      deserializer="JSON")
+    listener, pump, ctx = await harness.start(
+        FakeListenerContext("tests.nats", trigger_id="on.message"),
+        subject=f"{prefix}.*",
+        deliverPolicy="All",
+        deserializer="JSON",
+    )
     assert isinstance(listener, JetStreamListener)
     got = event(await pump.get())
     assert got.dedupe_key == f"nats:{name}:{ack.seq}"
@@ -368,14 +306,16 @@ async def test_jetstream_variables_default_durable(harness: Harness, nc: Client,
             await asyncio.sleep(0.02)
 
 
-async def test_jetstream_unacked_come_again_after_close(harness: Harness, nc: Client,
-                                                        stream: tuple[str, str]) -> None:
+async def test_jetstream_unacked_come_again_after_close(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     for i in range(6):
         await js.publish(f"{prefix}.x", str(i).encode())
-    listener, pump, _ = await harness.start(subject=f"{prefix}.>", stream=name,
-                                    durableId=f"d{uuid.uuid4().hex[:8]}")
+    listener, pump, _ = await harness.start(
+        subject=f"{prefix}.>", stream=name, durableId=f"d{uuid.uuid4().hex[:8]}"
+    )
     first = [event(d) for d in await pump.take(6)]
     assert [d.variables["data"] for d in first] == [str(i) for i in range(6)]
     for delivery in first[::2]:  # acks 0, 2, 4
@@ -388,51 +328,73 @@ async def test_jetstream_unacked_come_again_after_close(harness: Harness, nc: Cl
     assert [d.variables["data"] for d in again] == ["1", "3", "5"]
     assert [d.dedupe_key for d in again] == [d.dedupe_key for d in first[1::2]]
     assert all(d.metadata["deliveries"] >= 2 for d in again)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     await listener.ack(first[1])  # from the closed connection: ignored, it came again
     for delivery in again:
         await listener.ack(delivery)
 
     pump = await harness.reconnect(listener, pump)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     await js.publish(f"{prefix}.x", b"new")
     assert event(await pump.get()).variables["data"] == "new"
 
 
-async def test_jetstream_deliver_policy_new_vs_all(harness: Harness, nc: Client,
-                                                   stream: tuple[str, str]) -> None:
+async def test_jetstream_deliver_policy_new_vs_all(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     for i in range(3):
         await js.publish(f"{prefix}.p", f"old{i}".encode())
-    _, all_pump, _ = await harness.start(subject=f"{prefix}.p", stream=name, deliverPolicy="All",
-                                 durableId=f"all{uuid.uuid4().hex[:8]}")
-    _, new_pump, _ = await harness.start(subject=f"{prefix}.p", stream=name, deliverPolicy="New",
-                                 durableId=f"new{uuid.uuid4().hex[:8]}")
-    _, seq_pump, _ = await harness.start(subject=f"{prefix}.p", stream=name, startSequence=3,
-                                 durableId=f"seq{uuid.uuid4().hex[:8]}")
+    _, all_pump, _ = await harness.start(
+        subject=f"{prefix}.p",
+        stream=name,
+        deliverPolicy="All",
+        durableId=f"all{uuid.uuid4().hex[:8]}",
+    )
+    _, new_pump, _ = await harness.start(
+        subject=f"{prefix}.p",
+        stream=name,
+        deliverPolicy="New",
+        durableId=f"new{uuid.uuid4().hex[:8]}",
+    )
+    _, seq_pump, _ = await harness.start(
+        subject=f"{prefix}.p", stream=name, startSequence=3, durableId=f"seq{uuid.uuid4().hex[:8]}"
+    )
     old2 = await js.get_msg(name, 3)
     assert old2.time is not None
-    _, time_pump, _ = await harness.start(subject=f"{prefix}.p", stream=name,
-                                          since=old2.time.isoformat(),
-                                          durableId=f"time{uuid.uuid4().hex[:8]}")
+    _, time_pump, _ = await harness.start(
+        subject=f"{prefix}.p",
+        stream=name,
+        since=old2.time.isoformat(),
+        durableId=f"time{uuid.uuid4().hex[:8]}",
+    )
     await js.publish(f"{prefix}.p", b"fresh")
     assert [event(d).variables["data"] for d in await all_pump.take(4)] == [
-        "old0", "old1", "old2", "fresh"]
+        "old0",
+        "old1",
+        "old2",
+        "fresh",
+    ]
     assert event(await new_pump.get()).variables["data"] == "fresh"
     assert [event(d).variables["data"] for d in await seq_pump.take(2)] == ["old2", "fresh"]
     assert [event(d).variables["data"] for d in await time_pump.take(2)] == ["old2", "fresh"]
-    await new_pump.assert_quiet(0.2)
+    assert await new_pump.quiet(0.2) == []
 
 
-async def test_jetstream_poison_is_acked_normally(harness: Harness, nc: Client,
-                                                  stream: tuple[str, str]) -> None:
+async def test_jetstream_poison_is_acked_normally(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     await js.publish(f"{prefix}.j", b"not json")
     await js.publish(f"{prefix}.j", b'{"ok": 1}')
-    listener, pump, _ = await harness.start(subject=f"{prefix}.j", stream=name, deserializer="JSON",
-                                    durableId=f"p{uuid.uuid4().hex[:8]}")
+    listener, pump, _ = await harness.start(
+        subject=f"{prefix}.j",
+        stream=name,
+        deserializer="JSON",
+        durableId=f"p{uuid.uuid4().hex[:8]}",
+    )
     bad, good = await pump.take(2)
     assert isinstance(bad, PoisonMessage)
     assert bad.raw == b"not json" and bad.source == f"nats:{name}:1"
@@ -441,25 +403,28 @@ async def test_jetstream_poison_is_acked_normally(harness: Harness, nc: Client,
     await listener.ack(bad)  # the host dead-lettered it
     await listener.ack(good)
     pump = await harness.reconnect(listener, pump)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
 
 
-async def test_jetstream_backpressure(harness: Harness, nc: Client, stream: tuple[str, str]) -> None:
+async def test_jetstream_backpressure(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     for i in range(12):
         await js.publish(f"{prefix}.b", str(i).encode())
     durable = f"b{uuid.uuid4().hex[:8]}"
-    listener, pump, _ = await harness.start(subject=f"{prefix}.b", stream=name, durableId=durable,
-                                    maxInFlight=5, batchSize=10)
+    listener, pump, _ = await harness.start(
+        subject=f"{prefix}.b", stream=name, durableId=durable, maxInFlight=5, batchSize=10
+    )
     first = await pump.take(5)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     info = await js.consumer_info(name, durable)
     assert info.num_ack_pending == 5
     await listener.ack(first[0])
     await listener.ack(first[1])
     more = await pump.take(2)
-    await pump.assert_quiet()
+    assert await pump.quiet() == []
     assert [event(d).variables["data"] for d in [*first, *more]] == [str(i) for i in range(7)]
     for delivery in [*first[2:], *more]:
         await listener.ack(delivery)
@@ -467,16 +432,18 @@ async def test_jetstream_backpressure(harness: Harness, nc: Client, stream: tupl
     assert [event(d).variables["data"] for d in rest] == [str(i) for i in range(7, 12)]
 
 
-async def test_jetstream_in_progress_keeps_held_messages(harness: Harness, nc: Client,
-                                                         stream: tuple[str, str]) -> None:
+async def test_jetstream_in_progress_keeps_held_messages(
+    harness: Harness, nc: Client, stream: tuple[str, str]
+) -> None:
     name, prefix = stream
     js = nc.jetstream()
     durable = f"w{uuid.uuid4().hex[:8]}"
     await js.publish(f"{prefix}.slow", b"held")
-    listener, pump, _ = await harness.start(subject=f"{prefix}.slow", stream=name, durableId=durable,
-                                    ackWait="PT1S")
+    listener, pump, _ = await harness.start(
+        subject=f"{prefix}.slow", stream=name, durableId=durable, ackWait="PT1S"
+    )
     held = await pump.get()
-    await pump.assert_quiet(2.5)  # 2.5 ack waits: without +WPI it would come again
+    assert await pump.quiet(2.5) == []  # 2.5 ack waits: without +WPI it would come again
     info = await js.consumer_info(name, durable)
     assert info.num_redelivered == 0 and info.num_ack_pending == 1
     await listener.ack(held)
@@ -485,13 +452,14 @@ async def test_jetstream_in_progress_keeps_held_messages(harness: Harness, nc: C
             await asyncio.sleep(0.02)
 
 
-async def test_jetstream_expired_pulls_are_renewed(harness: Harness, nc: Client,
-                                                   stream: tuple[str, str],
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_jetstream_expired_pulls_are_renewed(
+    harness: Harness, nc: Client, stream: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     name, prefix = stream
     monkeypatch.setattr("connectors.nats._jetstream.EXPIRES", 0.2)
-    listener, pump, _ = await harness.start(subject=f"{prefix}.e", stream=name,
-                                            durableId=f"e{uuid.uuid4().hex[:8]}")
+    listener, pump, _ = await harness.start(
+        subject=f"{prefix}.e", stream=name, durableId=f"e{uuid.uuid4().hex[:8]}"
+    )
     assert isinstance(listener, JetStreamListener)
     js = nc.jetstream()
     async with asyncio.timeout(5):  # requests expire (408) and are renewed, one at a time
@@ -507,7 +475,9 @@ async def test_jetstream_expired_pulls_are_renewed(harness: Harness, nc: Client,
 async def test_jetstream_missing_stream_is_connector_error(nats_url: str) -> None:
     subject = f"nostream.{uuid.uuid4().hex}"
     for props in ({"durableId": "x"}, {"stream": f"S{uuid.uuid4().hex}"}):
-        listener = trigger(url=nats_url, subject=subject, **props).create_listener(FakeContext())
+        listener = trigger(url=nats_url, subject=subject, **props).create_listener(
+            FakeListenerContext()
+        )
         with pytest.raises(ConnectorError, match="stream"):
             await listener.connect()
         await listener.close()
@@ -525,30 +495,43 @@ def auth_nats_url() -> Iterator[str]:
     def command(port: int, _workdir: Path) -> list[str]:
         return [binary, "-a", LOOPBACK, "-p", str(port), "--user", "u", "--pass", "p"]
 
-    spec = ServerSpec(name="nats-auth", command=command,
-                      probe=lambda port, _workdir: require_port_open(LOOPBACK, port),
-                      startup_timeout=20.0)
+    spec = ServerSpec(
+        name="nats-auth",
+        command=command,
+        probe=lambda port, _workdir: require_port_open(LOOPBACK, port),
+        startup_timeout=20.0,
+    )
     with run_server(spec) as server:
         yield f"nats://{server.host}:{server.port}"
 
 
-async def test_user_password_auth(harness: Harness, auth_nats_url: str, shared_cleanup: None) -> None:
+async def test_user_password_auth(
+    harness: Harness, auth_nats_url: str, shared_cleanup: None
+) -> None:
     subject = f"auth.{uuid.uuid4().hex}"
     _, pump, _ = await harness.start(url=auth_nats_url, subject=subject, username="u", password="p")
-    task = NatsPublish.model_validate({"id": "pub", "type": "nats.Publish", "url": auth_nats_url,
-                                       "username": "u", "password": "p", "subject": subject,
-                                       "payload": "hi"})
+    task = NatsPublish.model_validate(
+        {
+            "id": "pub",
+            "type": "nats.Publish",
+            "url": auth_nats_url,
+            "username": "u",
+            "password": "p",
+            "subject": subject,
+            "payload": "hi",
+        }
+    )
     assert await task.run(FakeRunContext()) == {"messagesCount": 1}
     assert event(await pump.get()).variables["data"] == "hi"
 
     no_js = trigger(url=auth_nats_url, subject=subject, username="u", password="p", stream="S")
-    listener = no_js.create_listener(FakeContext())
+    listener = no_js.create_listener(FakeListenerContext())
     with pytest.raises(ConnectorError, match="JetStream does not answer"):
         await listener.connect()
     await listener.close()
 
     wrong = trigger(url=auth_nats_url, subject=subject, username="u", password="nope")
-    listener = wrong.create_listener(FakeContext())
+    listener = wrong.create_listener(FakeListenerContext())
     with pytest.raises(ConnectorError, match=r"(?i)authorization"):
         await listener.connect()
     await listener.close()
@@ -563,7 +546,7 @@ async def test_lost_connection_ends_the_iterator_with_connector_error() -> None:
         probe=lambda port, _workdir: require_port_open(LOOPBACK, port),
         startup_timeout=20.0,
     )
-    ctx = FakeContext()
+    ctx = FakeListenerContext()
     with run_server(spec) as server:
         url = f"nats://{server.host}:{server.port}"
         listener = trigger(url=url, subject="doomed.>").create_listener(ctx)
@@ -588,18 +571,31 @@ async def test_publish_core_round_trip(nc: Client, shared_cleanup: None) -> None
     subject = f"pub.{uuid.uuid4().hex}"
     sub = await nc.subscribe(subject)
     await round_trip(nc)  # nc.flush() may overtake the SUB (nats-py 2.16)
-    single = NatsPublish.model_validate({
-        "id": "pub", "type": "nats.Publish", "url": nc.connected_url.geturl(),
-        "subject": subject, "payload": {"total": 5}, "headers": {"a": "1", "b": ["x", "y"]}})
+    single = NatsPublish.model_validate(
+        {
+            "id": "pub",
+            "type": "nats.Publish",
+            "url": nc.connected_url.geturl(),
+            "subject": subject,
+            "payload": {"total": 5},
+            "headers": {"a": "1", "b": ["x", "y"]},
+        }
+    )
     ctx = FakeRunContext()
     assert await single.run(ctx) == {"messagesCount": 1}
     msg = await sub.next_msg(timeout=5)
     assert json.loads(msg.data) == {"total": 5}
     assert msg.headers == {"a": "1", "b": "x, y"}
 
-    many = NatsPublish.model_validate({
-        "id": "pub", "type": "nats.Publish", "url": nc.connected_url.geturl(),
-        "subject": subject, "from": [{"data": "one"}, {"data": [2], "headers": {"k": "v"}}]})
+    many = NatsPublish.model_validate(
+        {
+            "id": "pub",
+            "type": "nats.Publish",
+            "url": nc.connected_url.geturl(),
+            "subject": subject,
+            "from": [{"data": "one"}, {"data": [2], "headers": {"k": "v"}}],
+        }
+    )
     assert await many.run(ctx) == {"messagesCount": 2}
     first, second = await sub.next_msg(timeout=5), await sub.next_msg(timeout=5)
     assert (first.data, second.data, second.headers) == (b"one", b"[2]", {"k": "v"})
@@ -609,12 +605,18 @@ async def test_publish_core_round_trip(nc: Client, shared_cleanup: None) -> None
     assert await shared_connection(endpoint) is await shared_connection(endpoint)
 
 
-async def test_publish_jetstream_msg_id(nc: Client, stream: tuple[str, str],
-                                        shared_cleanup: None) -> None:
+async def test_publish_jetstream_msg_id(
+    nc: Client, stream: tuple[str, str], shared_cleanup: None
+) -> None:
     name, prefix = stream
     url = nc.connected_url.geturl()
-    props = {"id": "pub", "type": "nats.Publish", "url": url, "subject": f"{prefix}.out",
-             "jetstream": True}
+    props = {
+        "id": "pub",
+        "type": "nats.Publish",
+        "url": url,
+        "subject": f"{prefix}.out",
+        "jetstream": True,
+    }
     once = NatsPublish.model_validate({**props, "payload": "x", "msgId": "order-1"})
     first = await once.run(FakeRunContext())
     again = await once.run(FakeRunContext())  # a retried task
@@ -629,14 +631,15 @@ async def test_publish_jetstream_msg_id(nc: Client, stream: tuple[str, str],
     assert stored.data == b"x" and stored.headers is not None
     assert stored.headers["Nats-Msg-Id"] == "order-1"
 
-    missing = NatsPublish.model_validate({**props, "subject": f"nostream.{uuid.uuid4().hex}",
-                                          "payload": "x"})
+    missing = NatsPublish.model_validate(
+        {**props, "subject": f"nostream.{uuid.uuid4().hex}", "payload": "x"}
+    )
     with pytest.raises(TaskError, match="no JetStream stream") as caught:
         await missing.run(FakeRunContext())
     assert caught.value.retriable is False
 
 
 def test_listener_types() -> None:
-    assert isinstance(trigger(subject="a.b").create_listener(FakeContext()), CoreListener)
-    js = trigger(subject="a.b", stream="S").create_listener(FakeContext())
+    assert isinstance(trigger(subject="a.b").create_listener(FakeListenerContext()), CoreListener)
+    js = trigger(subject="a.b", stream="S").create_listener(FakeListenerContext())
     assert isinstance(js, JetStreamListener)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import datetime as dt
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -21,100 +19,11 @@ from connectors.postgres import (
 )
 from connectors.postgres._poll import tick_at
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
+from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 10.0  # deadline for something that should arrive
-QUIET_S = 0.5  # window in which nothing more may arrive
-
-
-# --- fakes of our own interfaces ---------------------------------------------------------
-
-
-class FakeListenerContext:
-    """The host's side of a listener: a cursor kept in memory, logs collected."""
-
-    namespace = "tests.postgres"
-    flow_id = "flow"
-    trigger_id = "trigger"
-
-    def __init__(self) -> None:
-        self.cursor: Any = None
-        self.saves: list[Any] = []
-        self.logs: list[tuple[str, str]] = []
-
-    async def load_cursor(self) -> Any:
-        return self.cursor
-
-    async def save_cursor(self, cursor: Any) -> None:
-        self.cursor = cursor
-        self.saves.append(cursor)
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-
-class FakeRunContext:
-    execution_id = "exec-1"
-    task_run_id = "run-1"
-    task_id = "query"
-    attempt = 1
-    namespace = "tests.postgres"
-    flow_id = "flow"
-    variables: Mapping[str, Any] = {}
-
-    def __init__(self) -> None:
-        self.logs: list[tuple[str, str]] = []
-
-    def log(self, level: str, message: str) -> None:
-        self.logs.append((level, message))
-
-    async def kv_get(self, key: str, namespace: str | None = None) -> tuple[bool, Any]:
-        raise NotImplementedError
-
-    async def kv_set(self, key: str, value: Any, **kwargs: Any) -> None:
-        raise NotImplementedError
-
-    async def kv_delete(self, key: str, namespace: str | None = None) -> bool:
-        raise NotImplementedError
-
-
-class Pump:
-    """Consumes a listener's events in the background, as the host does."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.listener = listener
-        self.queue: asyncio.Queue[Delivery] = asyncio.Queue()
-        self.error: BaseException | None = None
-        self.task = asyncio.create_task(self._run())
-
-    async def _run(self) -> None:
-        try:
-            async for delivery in self.listener.events():
-                await self.queue.put(delivery)
-        except ConnectorError as exc:
-            self.error = exc
-
-    async def take(self, n: int, timeout: float = WAIT_S) -> list[Delivery]:
-        got: list[Delivery] = []
-        async with asyncio.timeout(timeout):
-            while len(got) < n:
-                got.append(await self.queue.get())
-        return got
-
-    async def quiet(self, seconds: float = QUIET_S) -> list[Delivery]:
-        """Whatever arrives within `seconds` (used to check that nothing does)."""
-        got: list[Delivery] = []
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                while True:
-                    got.append(await self.queue.get())
-        return got
-
-    async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
 
 
 @pytest.fixture
@@ -147,6 +56,15 @@ async def sql(dsn: str, statement: str, *args: Any) -> Any:
         return await conn.fetch(statement, *args)
     finally:
         await conn.close()
+
+
+async def terminate(dsn: str, query_like: str) -> None:
+    """Cut the server connections whose current query is LIKE `query_like`."""
+    await sql(
+        dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE $1",
+        query_like,
+    )
 
 
 def realtime(**props: Any) -> PostgresRealtimeTrigger:
@@ -205,8 +123,7 @@ async def test_notify_backpressure(postgres_dsn: str, running: Any) -> None:
         FakeListenerContext()
     )
     pump = await running(listener)
-    await sql(postgres_dsn, "SELECT pg_notify($1, i::text) FROM generate_series(1, 20) i",
-              channel)
+    await sql(postgres_dsn, "SELECT pg_notify($1, i::text) FROM generate_series(1, 20) i", channel)
 
     received = events(await pump.take(5))
     assert await pump.quiet() == []
@@ -226,10 +143,8 @@ async def test_notify_lost_connection_raises_then_reconnects(
     channel = channel_name()
     listener = realtime(url=postgres_dsn, channel=channel).create_listener(FakeListenerContext())
     pump = await running(listener)
-    await sql(postgres_dsn, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-              "WHERE query LIKE $1", f'LISTEN "{channel}"%')
-    async with asyncio.timeout(WAIT_S):
-        await pump.task
+    await terminate(postgres_dsn, f'LISTEN "{channel}"%')
+    await pump.ended(WAIT_S)
     assert isinstance(pump.error, ConnectorError)
 
     await listener.close()
@@ -243,15 +158,23 @@ async def test_notify_lost_connection_raises_then_reconnects(
 
 
 async def create_rows_table(dsn: str, table: str) -> None:
-    await sql(dsn, f"""CREATE TABLE {table} (
+    await sql(
+        dsn,
+        f"""CREATE TABLE {table} (
         id bigserial PRIMARY KEY, name text, amount numeric(10, 2),
-        created timestamptz DEFAULT '2024-05-01T12:00:00Z', doc jsonb, blob bytea)""")
+        created timestamptz DEFAULT '2024-05-01T12:00:00Z', doc jsonb, blob bytea)""",
+    )
 
 
 async def insert_rows(dsn: str, table: str, first: int, last: int) -> None:
-    await sql(dsn, f"INSERT INTO {table} (name, amount, doc, blob) "
-              "SELECT 'row ' || i, i * 1.5, jsonb_build_object('i', i), '\\x0102'::bytea "
-              "FROM generate_series($1::int, $2::int) i", first, last)
+    await sql(
+        dsn,
+        f"INSERT INTO {table} (name, amount, doc, blob) "
+        "SELECT 'row ' || i, i * 1.5, jsonb_build_object('i', i), '\\x0102'::bytea "
+        "FROM generate_series($1::int, $2::int) i",
+        first,
+        last,
+    )
 
 
 async def test_cursor_resumes_after_acked_rows(db: str, running: Any) -> None:
@@ -303,10 +226,12 @@ async def test_cursor_wakeup_channel_and_poll_interval(db: str, running: Any) ->
     table = f"events_{uuid.uuid4().hex[:8]}"
     channel = channel_name()
     await create_rows_table(db, table)
-    woken = realtime(url=db, table=table, cursorColumn="id", channel=channel,
-                     pollInterval="PT1H").create_listener(FakeListenerContext())
-    polled = realtime(url=db, table=table, cursorColumn="id",
-                      pollInterval="PT0.1S").create_listener(FakeListenerContext())
+    woken = realtime(
+        url=db, table=table, cursorColumn="id", channel=channel, pollInterval="PT1H"
+    ).create_listener(FakeListenerContext())
+    polled = realtime(
+        url=db, table=table, cursorColumn="id", pollInterval="PT0.1S"
+    ).create_listener(FakeListenerContext())
     woken_pump, polled_pump = await running(woken), await running(polled)
     assert await woken_pump.quiet(0.2) == []
 
@@ -322,8 +247,11 @@ async def test_cursor_wakeup_channel_and_poll_interval(db: str, running: Any) ->
 async def test_cursor_on_a_timestamp_column(db: str, running: Any) -> None:
     table = f"audit_{uuid.uuid4().hex[:8]}"
     await sql(db, f"CREATE TABLE {table} (at timestamptz PRIMARY KEY, what text)")
-    await sql(db, f"INSERT INTO {table} SELECT '2024-01-01T00:00:00Z'::timestamptz "
-              "+ i * interval '1.5 second', 'step ' || i FROM generate_series(1, 4) i")
+    await sql(
+        db,
+        f"INSERT INTO {table} SELECT '2024-01-01T00:00:00Z'::timestamptz "
+        "+ i * interval '1.5 second', 'step ' || i FROM generate_series(1, 4) i",
+    )
     ctx = FakeListenerContext()
     listener = realtime(url=db, table=table, cursorColumn="at").create_listener(ctx)
     pump = await running(listener)
@@ -334,9 +262,7 @@ async def test_cursor_on_a_timestamp_column(db: str, running: Any) -> None:
     await listener.close()
     assert ctx.cursor["value"] == "2024-01-01T00:00:03+00:00"
     pump = await running(listener)
-    assert [e.variables["data"]["what"] for e in events(await pump.take(2))] == [
-        "step 3", "step 4"
-    ]
+    assert [e.variables["data"]["what"] for e in events(await pump.take(2))] == ["step 3", "step 4"]
 
 
 async def test_cursor_lost_connection_raises_then_resumes(db: str, running: Any) -> None:
@@ -348,10 +274,8 @@ async def test_cursor_lost_connection_raises_then_resumes(db: str, running: Any)
     pump = await running(listener)
     first = events(await pump.take(3))
     await listener.ack(first[0])
-    await sql(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE $1",
-              f"SELECT * FROM {table}%")
-    async with asyncio.timeout(WAIT_S):
-        await pump.task
+    await terminate(db, f"SELECT * FROM {table}%")
+    await pump.ended(WAIT_S)
     assert isinstance(pump.error, ConnectorError)
 
     await listener.close()
@@ -382,27 +306,39 @@ async def test_polling_trigger_fetch_and_after_sql(db: str, running: Any) -> Non
     await sql(db, "CREATE TABLE jobs (id int PRIMARY KEY, status text)")
     await sql(db, "INSERT INTO jobs VALUES (1, 'NEW'), (2, 'NEW'), (3, 'DONE')")
     ctx = FakeListenerContext()
-    trigger = polling(url=db, interval="PT0.2S", fetchType="FETCH",
-                      sql="SELECT id, status FROM jobs WHERE status = :status ORDER BY id",
-                      parameters={"status": "NEW"},
-                      afterSQL="UPDATE jobs SET status = 'TAKEN' WHERE status = :status")
+    trigger = polling(
+        url=db,
+        interval="PT0.2S",
+        fetchType="FETCH",
+        sql="SELECT id, status FROM jobs WHERE status = :status ORDER BY id",
+        parameters={"status": "NEW"},
+        afterSQL="UPDATE jobs SET status = 'TAKEN' WHERE status = :status",
+    )
     listener = trigger.create_listener(ctx)
     pump = await running(listener)
 
     (event,) = events(await pump.take(1))
-    assert event.variables == {"size": 2, "rows": [{"id": 1, "status": "NEW"},
-                                                   {"id": 2, "status": "NEW"}]}
+    assert event.variables == {
+        "size": 2,
+        "rows": [{"id": 1, "status": "NEW"}, {"id": 2, "status": "NEW"}],
+    }
     assert event.dedupe_key is not None and event.dedupe_key.startswith("pg-poll:")
     tick = dt.datetime.fromisoformat(event.dedupe_key.removeprefix("pg-poll:"))
     assert tick == tick_at(tick, dt.timedelta(seconds=0.2))
     assert await pump.quiet(0.5) == []  # one poll in flight at a time
     assert [r["status"] for r in await sql(db, "SELECT status FROM jobs ORDER BY id")] == [
-        "NEW", "NEW", "DONE"]  # afterSQL waits for the ack
+        "NEW",
+        "NEW",
+        "DONE",
+    ]  # afterSQL waits for the ack
 
     await listener.ack(event)
     assert ctx.cursor == {"tick": tick.isoformat()}
     assert [r["status"] for r in await sql(db, "SELECT status FROM jobs ORDER BY id")] == [
-        "TAKEN", "TAKEN", "DONE"]
+        "TAKEN",
+        "TAKEN",
+        "DONE",
+    ]
     await sql(db, "INSERT INTO jobs VALUES (4, 'NEW')")
     (later,) = events(await pump.take(1))
     assert later.variables == {"size": 1, "rows": [{"id": 4, "status": "NEW"}]}
@@ -412,9 +348,14 @@ async def test_polling_trigger_fetch_and_after_sql(db: str, running: Any) -> Non
 async def test_polling_trigger_same_tick_same_key(db: str, running: Any) -> None:
     await sql(db, "CREATE TABLE jobs (id int PRIMARY KEY, status text)")
     await sql(db, "INSERT INTO jobs VALUES (1, 'NEW')")
-    trigger = polling(url=db, interval="PT1H", fetchType="FETCH_ONE",
-                      sql="SELECT * FROM jobs WHERE id = $1", parameters=[1],
-                      afterSQL="UPDATE jobs SET status = 'TAKEN' WHERE id = $1")
+    trigger = polling(
+        url=db,
+        interval="PT1H",
+        fetchType="FETCH_ONE",
+        sql="SELECT * FROM jobs WHERE id = $1",
+        parameters=[1],
+        afterSQL="UPDATE jobs SET status = 'TAKEN' WHERE id = $1",
+    )
     listener = trigger.create_listener(FakeListenerContext())
     pump = await running(listener)
     (event,) = events(await pump.take(1))
@@ -434,8 +375,7 @@ async def test_polling_trigger_query_error(db: str, running: Any) -> None:
     ctx = FakeListenerContext()
     listener = polling(url=db, interval="PT1S", sql="SELECT * FROM missing").create_listener(ctx)
     pump = await running(listener)
-    async with asyncio.timeout(WAIT_S):
-        await pump.task
+    await pump.ended(WAIT_S)
     assert isinstance(pump.error, ConnectorError)
     assert "missing" in str(pump.error)
     assert any(level == "ERROR" for level, _ in ctx.logs)
@@ -452,37 +392,50 @@ def query(dsn: str, statement: str, **props: Any) -> PostgresQuery:
 
 async def test_query_task_fetch_types_and_parameters(db: str) -> None:
     ctx = FakeRunContext()
-    created = await query(db, """CREATE TABLE items (
+    created = await query(
+        db,
+        """CREATE TABLE items (
         id int PRIMARY KEY, name text, price numeric(10, 2), ref uuid, seen timestamptz,
-        meta jsonb)""").run(ctx)
+        meta jsonb)""",
+    ).run(ctx)
     assert created == {"size": 0}
     ref = uuid.uuid4()
     inserted = await query(
-        db, "INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6)",
+        db,
+        "INSERT INTO items VALUES ($1, $2, $3, $4, $5, $6)",
         parameters=[1, "apple", "1.25", str(ref), "2024-05-01T10:00:00+00:00", {"tags": ["a"]}],
     ).run(ctx)
     assert inserted == {"size": 1}
     named = await query(
-        db, "INSERT INTO items (id, name, price) VALUES (:id, :name, :price), "
+        db,
+        "INSERT INTO items (id, name, price) VALUES (:id, :name, :price), "
         "(:id + 1, :name || '::x', :price)",  # ':name' inside quotes stays text
         parameters={"id": "2", "name": "pear", "price": 2},
     ).run(ctx)
     assert named == {"size": 2}
 
-    one = await query(db, "SELECT * FROM items WHERE id = $1", parameters=[1],
-                      fetchType="FETCH_ONE").run(ctx)
+    one = await query(
+        db, "SELECT * FROM items WHERE id = $1", parameters=[1], fetchType="FETCH_ONE"
+    ).run(ctx)
     assert one == {"size": 1, "row": {
         "id": 1, "name": "apple", "price": 1.25, "ref": str(ref),
         "seen": "2024-05-01T10:00:00+00:00", "meta": {"tags": ["a"]},
     }}  # fmt: skip
-    rows = await query(db, "SELECT id, name FROM items WHERE price >= :min::numeric ORDER BY id",
-                       parameters={"min": 2}, fetchType="FETCH").run(ctx)
+    rows = await query(
+        db,
+        "SELECT id, name FROM items WHERE price >= :min::numeric ORDER BY id",
+        parameters={"min": 2},
+        fetchType="FETCH",
+    ).run(ctx)
     assert rows == {"size": 2, "rows": [{"id": 2, "name": "pear"}, {"id": 3, "name": "pear::x"}]}
     none = await query(db, "SELECT * FROM items WHERE id = 99", fetchType="FETCH_ONE").run(ctx)
     assert none == {"size": 0, "row": None}
-    updated = await query(db, "UPDATE items SET name = upper(name) WHERE id > :id",
-                          parameters={"id": 1},
-                          afterSQL="DELETE FROM items WHERE id = :id").run(ctx)
+    updated = await query(
+        db,
+        "UPDATE items SET name = upper(name) WHERE id > :id",
+        parameters={"id": 1},
+        afterSQL="DELETE FROM items WHERE id = :id",
+    ).run(ctx)
     assert updated == {"size": 2}
     left = await query(db, "SELECT name FROM items ORDER BY id", fetchType="FETCH").run(ctx)
     assert left["rows"] == [{"name": "PEAR"}, {"name": "PEAR::X"}]

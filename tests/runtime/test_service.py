@@ -2,41 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 
-from actors._dispatch import InProcessDispatcher
 from actors._service import ExecutionService
 from actors._store._records import ExecutionDetail
-from actors._store._store import Store
 from flows import State
+from tests.runtime.support import until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def service(fresh_database: str) -> AsyncIterator[ExecutionService]:
-    async with (
-        Store(fresh_database) as store,
-        ExecutionService(store, InProcessDispatcher()) as svc,
-    ):
-        yield svc
-
-
-async def until(check: Callable[[], Awaitable[Any]], within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 async def detail(service: ExecutionService, execution_id: str) -> ExecutionDetail:
@@ -243,8 +220,12 @@ async def test_concurrency_queue_runs_one_at_a_time(service: ExecutionService) -
         assert end is not None and start >= end - dt.timedelta(milliseconds=50)
 
 
-@pytest.mark.parametrize(("behavior", "state"), [("CANCEL", State.CANCELLED), ("FAIL", State.FAILED)])
-async def test_concurrency_cancel_and_fail(service: ExecutionService, behavior: str, state: State) -> None:
+@pytest.mark.parametrize(
+    ("behavior", "state"), [("CANCEL", State.CANCELLED), ("FAIL", State.FAILED)]
+)
+async def test_concurrency_cancel_and_fail(
+    service: ExecutionService, behavior: str, state: State
+) -> None:
     flow = await service.deploy(concurrency_flow(f"limited-{behavior.lower()}", behavior))
     first = (await service.create(flow, {})).execution.id
     second = (await service.create(flow, {})).execution.id

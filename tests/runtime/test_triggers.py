@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from actors._dispatch import InProcessDispatcher
 from actors._listener_host import TriggerHost
 from actors._schedule import backfill, ticks_between
 from actors._service import ExecutionService
 from actors._store._records import TriggerState
-from actors._store._store import Store
 from actors._triggers import Backoff, RunnerContext, TriggerStatus
 from flows import (
     ConnectorError,
@@ -29,27 +26,9 @@ from flows import (
     Trigger,
 )
 from flows._triggers_core import Schedule
+from tests.runtime.support import until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-async def service(fresh_database: str) -> AsyncIterator[ExecutionService]:
-    async with (
-        Store(fresh_database) as store,
-        ExecutionService(store, InProcessDispatcher()) as svc,
-    ):
-        yield svc
-
-
-async def until(check: Callable[[], Awaitable[Any]], within: float = 20) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 async def executions(service: ExecutionService, flow_id: str, **kw: Any) -> list[Any]:
