@@ -30,6 +30,7 @@ from flows import (
     Service,
     Trigger,
 )
+from flows._expressions import ExpressionEngine, build_context
 
 from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow
@@ -277,7 +278,9 @@ class TriggerRunner(Service):
         failures = 0
         while True:
             try:
-                listener = self._factory(self.trigger, RunnerContext(self))
+                listener = self._factory(
+                    rendered_trigger(self.flow, self.trigger), RunnerContext(self)
+                )
             except KestrelError as exc:
                 await self._fail(TriggerStatus.FAILED, f"cannot create the listener: {exc}")
                 return  # a configuration problem: retrying cannot help
@@ -398,6 +401,34 @@ class TriggerRunner(Service):
         )
         self.stats.dead_letters += 1
         _log.warning("trigger %s: dead letter from %s: %s", self.name, source, reason)
+
+
+_ENGINE = ExpressionEngine()
+
+
+def rendered_trigger(flow: Flow, trigger: Trigger) -> Trigger:
+    """The trigger with templates in its properties rendered (``{{ secret('PASS') }}``).
+
+    Only the flow's context is available (``flow``, ``vars``, ``labels``, ``envs``,
+    ``secret()``): a trigger's connection settings never see event data.
+    """
+    raw = trigger.model_dump(by_alias=True, exclude_none=True, exclude={"inputs", "labels"})
+    if not any(_has_template(v) for v in raw.values()):
+        return trigger
+    context = build_context(flow=flow)
+    rendered = _ENGINE.render_value(raw, context, task=trigger.id)
+    data = {**trigger.model_dump(by_alias=True, exclude_none=True), **rendered}
+    return type(trigger).model_validate(data)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_template(v) for v in value)
+    return False
 
 
 def default_listener_factory(trigger: Trigger, ctx: RunnerContext) -> Listener:

@@ -298,3 +298,25 @@ async def test_redeploy_restarts_only_changed_flows(service: ExecutionService) -
         assert second is not first and second is not None
         assert second.flow.revision == changed.revision
         assert first is not None and first.status is TriggerStatus.STOPPED
+
+
+def test_trigger_properties_are_rendered_with_secrets_but_not_event_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    from actors._triggers import rendered_trigger
+    from flows import ExpressionError, parse_flow
+
+    monkeypatch.setenv("KESTREL_SECRET_NATS_PASSWORD", "s3cret")
+    flow = parse_flow(
+        "id: f\nnamespace: tests.triggers\nvariables: {host: 127.0.0.1}\n"
+        "tasks:\n  - {id: t, type: core.Log, message: x}\n"
+        "triggers:\n  - id: src\n    type: nats.RealtimeTrigger\n    url: 'nats://{{ vars.host }}:4222'\n"
+        "    subject: orders\n    username: app\n    password: \"{{ secret('NATS_PASSWORD') }}\"\n"
+    )
+    trigger = rendered_trigger(flow, flow.triggers[0])
+    assert trigger.password == "s3cret"  # type: ignore[attr-defined]
+    assert trigger.url == "nats://127.0.0.1:4222"  # type: ignore[attr-defined]
+    leaky = parse_flow(
+        "id: g\nnamespace: tests.triggers\ntasks:\n  - {id: t, type: core.Log, message: x}\n"
+        "triggers:\n  - {id: src, type: nats.RealtimeTrigger, subject: orders, token: \"{{ trigger.value }}\"}\n"
+    )
+    with pytest.raises(ExpressionError, match="trigger"):
+        rendered_trigger(leaky, leaky.triggers[0])
