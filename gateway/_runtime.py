@@ -24,6 +24,7 @@ from actors import (
     PoolOptions,
     Store,
     TriggerInfo,
+    TriggerStatus,
     ensure_ray,
     listener_host_class,
 )
@@ -349,11 +350,37 @@ class Runtime(Service):
         return trigger, execution
 
     async def triggers(self) -> list[TriggerInfo]:
-        """The status of every deployed trigger."""
+        """The status of every deployed trigger (webhooks too: the API serves those)."""
         found: list[list[TriggerInfo]] = await asyncio.gather(
             *(h.triggers.remote() for h in self._hosts)
         )
-        return [info for infos in found for info in infos]
+        return [info for infos in found for info in infos] + await self._webhooks()
+
+    async def _webhooks(self) -> list[TriggerInfo]:
+        out: list[TriggerInfo] = []
+        for revision in await self.store.list_flows():
+            flow = await self.flow(revision.namespace, revision.flow_id, revision.revision)
+            for trigger in flow.triggers:
+                if isinstance(trigger, Webhook):
+                    disabled = trigger.disabled or flow.disabled
+                    out.append(
+                        TriggerInfo(
+                            namespace=flow.namespace,
+                            flow_id=flow.id,
+                            trigger_id=trigger.id,
+                            type=trigger.type,
+                            revision=revision.revision,
+                            status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
+                            last_error=None,
+                            last_event_at=None,
+                            events=0,
+                            created=0,
+                            duplicates=0,
+                            dead_letters=0,
+                            reconnects=0,
+                        )
+                    )
+        return out
 
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
