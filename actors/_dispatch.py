@@ -18,7 +18,14 @@ import ray
 from flows import State
 
 from ._store._records import utcnow
-from ._worker import TaskInvocation, TaskOutcome, execute, run_task, task_worker_class
+from ._worker import (
+    TaskInvocation,
+    TaskOutcome,
+    execute,
+    run_invocation,
+    run_task,
+    task_worker_class,
+)
 
 _CANCEL_GRACE_S = 5.0
 
@@ -135,6 +142,27 @@ class WorkerPoolDispatcher:
             return await self._fallback.run(invocation)
         worker = self._workers[next(self._next) % len(self._workers)]
         return await _await_ref(worker.run.remote(invocation), invocation, force=False)
+
+
+class ColocatedDispatcher:
+    """Attempts without resources run in this process, on its loop: no hop at all.
+
+    The execution actor doubles as the warm worker (sync task code runs in a thread, so
+    the loop stays responsive); attempts that ask for resources go to Ray tasks. Faster
+    than any actor call, at the price of isolation: a task that crashes its process
+    takes this actor (and, on a listener host, its listeners) with it until Ray
+    restarts it.
+    """
+
+    def __init__(self) -> None:
+        self._fallback = RayTaskDispatcher()
+
+    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
+        """Run here unless the task asks for resources."""
+        resources = invocation.task.resources
+        if resources is not None and resources.ray_options():
+            return await self._fallback.run(invocation)
+        return await run_invocation(invocation)
 
 
 class InProcessDispatcher:

@@ -21,7 +21,7 @@ import ray
 from flows import State, StoreError
 from flows._triggers_core import Schedule
 
-from ._dispatch import RayTaskDispatcher, WorkerPoolDispatcher
+from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
@@ -60,6 +60,8 @@ class ExecutionActor:
         recover_every_s: Seconds between looks for orphaned executions to resume here.
         warm_workers: Warm `TaskWorker` actors for runnable tasks without resources
             (0: every attempt is a Ray task).
+        colocate_tasks: Run runnable tasks without resources in this actor's own
+            process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
     """
 
@@ -71,18 +73,28 @@ class ExecutionActor:
         lease_ttl_s: float = DEFAULT_LEASE_TTL.total_seconds(),
         recover_every_s: float | None = 2.0,
         warm_workers: int = 0,
+        colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
     ) -> None:
         self._name = name
-        self._store = Store(dsn, migrate=False, **dict(store_options or {}))
-        self._workers = WorkerPoolDispatcher(warm_workers) if warm_workers else None
-        dispatcher: Dispatcher = self._workers or RayTaskDispatcher()
+        options = dict(store_options or {})
+        self._store = Store(dsn, migrate=False, **options)
+        # Creates (the event path) and write-behind history get separate batchers and
+        # connections: a create never waits behind a batch of history writes.
+        self._history = Store(dsn, migrate=False, **options)
+        self._workers = (
+            WorkerPoolDispatcher(warm_workers) if warm_workers and not colocate_tasks else None
+        )
+        dispatcher: Dispatcher = (
+            ColocatedDispatcher() if colocate_tasks else self._workers or RayTaskDispatcher()
+        )
         self._service = ExecutionService(
             self._store,
             dispatcher,
             owner=f"{name}-{new_id()}",
             lease_ttl=dt.timedelta(seconds=lease_ttl_s),
             recover_every=recover_every_s,
+            history_store=self._history,
         )
         self._ready: asyncio.Task[None] | None = None
 
@@ -95,6 +107,7 @@ class ExecutionActor:
 
     async def _open(self) -> None:
         await self._store.start()
+        await self._history.start()
         if self._workers is not None:
             await self._workers.start()
         await self._service.start()
@@ -200,6 +213,7 @@ class ExecutionActor:
         await self._service.stop()
         if self._workers is not None:
             await self._workers.stop()
+        await self._history.stop()
         await self._store.stop()
 
 

@@ -27,6 +27,7 @@ from flows import (
 )
 from flows._expressions import ExpressionEngine, build_context
 from flows._model import Retry, RetryType
+from flows._refuse import contains_template
 from flows._tasks_core import (
     AllowFailure,
     Dag,
@@ -430,12 +431,17 @@ class ExecutionRun:
     def _render(self, value: Any, task: Task, run: TaskRunState, scope: _Scope, prop: str) -> Any:
         return self._engine.render_value(value, self._context(run, scope), task=task.id, prop=prop)
 
-    def _rendered_task(self, task: Task, run: TaskRunState, scope: _Scope) -> Task:
-        """A copy of `task` with every property rendered (nested tasks excluded)."""
+    def _rendered_task(self, task: Task, context: Mapping[str, Any]) -> Task:
+        """A copy of `task` with every property rendered (nested tasks excluded).
+
+        A task without templates is used as it is: no copy, no validation.
+        """
         raw = task.model_dump(
             by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout", "run_if"}
         )
-        rendered = self._engine.render_value(raw, self._context(run, scope), task=task.id)
+        if not contains_template(raw):
+            return task
+        rendered = self._engine.render_value(raw, context, task=task.id)
         data = {**task.model_dump(by_alias=True, exclude_none=True), **rendered}
         return type(task).model_validate(data)
 
@@ -539,7 +545,8 @@ class ExecutionRun:
                 return self._inline(task, run, scope, number, started)
             if not isinstance(task, RunnableTask):
                 raise TaskError(f"'{task.type}' cannot run", retriable=False)
-            rendered = self._rendered_task(task, run, scope)
+            context = self._context(run, scope)
+            rendered = self._rendered_task(task, context)
         except (ExpressionError, TaskError) as exc:
             retriable = exc.retriable if isinstance(exc, TaskError) else False
             return TaskOutcome(
@@ -560,7 +567,7 @@ class ExecutionRun:
             attempt=number,
             namespace=self.flow.namespace,
             flow_id=self.flow.id,
-            variables=self._context(run, scope),
+            variables=context,
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )

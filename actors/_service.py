@@ -78,6 +78,9 @@ class ExecutionService(Service):
         envs: ``envs`` for templates (defaults to the process environment).
         recover_every: Seconds between looks for executions whose owner died (their
             lease expired), which this service then resumes; None: never.
+        history_store: A second, started store (same database) for the write-behind
+            history of running executions, so that new executions' creates never queue
+            behind it; the main store when None.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class ExecutionService(Service):
         lease_ttl: dt.timedelta = DEFAULT_LEASE_TTL,
         envs: Mapping[str, str] | None = None,
         recover_every: float | None = None,
+        history_store: Store | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -105,6 +109,7 @@ class ExecutionService(Service):
         self._recorders: dict[str, StoreRecorder] = {}
         self._finished: dict[str, asyncio.Event] = {}
         self._recover_every = recover_every
+        self._history_store = history_store
         self._loops: list[asyncio.Task[None]] = []
         self.recovered = 0
 
@@ -252,7 +257,7 @@ class ExecutionService(Service):
             if admitted is not State.RUNNING:
                 return True  # queued, cancelled or failed by the concurrency limit
             state.state = State.RUNNING
-        recorder = StoreRecorder(self.store, execution_id, lease)
+        recorder = StoreRecorder(self._history_store or self.store, execution_id, lease)
         run = ExecutionRun(
             flow,
             state,

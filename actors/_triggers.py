@@ -31,6 +31,7 @@ from flows import (
     Trigger,
 )
 from flows._expressions import ExpressionEngine, build_context
+from flows._refuse import contains_template
 
 from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow
@@ -413,22 +414,12 @@ def rendered_trigger(flow: Flow, trigger: Trigger) -> Trigger:
     ``secret()``): a trigger's connection settings never see event data.
     """
     raw = trigger.model_dump(by_alias=True, exclude_none=True, exclude={"inputs", "labels"})
-    if not any(_has_template(v) for v in raw.values()):
+    if not contains_template(raw):
         return trigger
     context = build_context(flow=flow)
     rendered = _ENGINE.render_value(raw, context, task=trigger.id)
     data = {**trigger.model_dump(by_alias=True, exclude_none=True), **rendered}
     return type(trigger).model_validate(data)
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_has_template(v) for v in value)
-    return False
 
 
 def default_listener_factory(trigger: Trigger, ctx: RunnerContext) -> Listener:

@@ -17,6 +17,17 @@ def templated(value: str) -> bool:
     return "{{" in value or "{%" in value
 
 
+def contains_template(value: Any) -> bool:
+    """True when a string, or any string inside dicts/lists (keys too), is `templated`."""
+    if isinstance(value, str):
+        return templated(value)
+    if isinstance(value, dict):
+        return any(contains_template(k) or contains_template(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_template(v) for v in value)
+    return False
+
+
 def refuse(model: BaseModel, problems: Iterable[tuple[str, str, Any]]) -> None:
     """Raise one validation error per ``(yamlKey, message, value)``; nothing when none.
 

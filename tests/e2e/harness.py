@@ -15,6 +15,7 @@ import ray
 from actors import Store, listener_host_class
 from flows import State, parse_flow
 
+HOST_OPTIONS: dict[str, Any] = {}
 CHEAP_TASKS = "tasks:\n  - {id: seen, type: core.Return, value: ok}\n"
 
 
@@ -82,7 +83,7 @@ async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
     async with Store(dsn) as store:
         await store.save_flow(flow.namespace, flow.id, source)
         name = f"e2e-host-{uuid.uuid4().hex[:8]}"
-        host = listener_host_class().options(name=name).remote(dsn, name, warm_workers=0)
+        host = listener_host_class().options(name=name).remote(dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
         await host.ready.remote()
         deployment = Deployment(store, host, flow.namespace, flow.id)
         keeper = asyncio.create_task(_keep_alive(host))
