@@ -484,10 +484,12 @@ class ExecutionService(Service):
 
     async def _recover_loop(self) -> None:
         assert self._recover_every is not None
+        limit = 200
         while True:
             await asyncio.sleep(self._recover_every)
             try:
-                await self.recover()
+                while await self.recover(limit) >= limit:
+                    pass  # a full pass: more orphans are waiting, take them now
             except Exception:
                 _log.exception("recovery pass failed")
 

@@ -40,9 +40,10 @@ async def paced(publish: Publish, ids: range, chunk: int = 50, pause: float = 0.
 async def host_killed_mid_stream(dep: Deployment, publish: Publish, key: KeyOf) -> None:
     """Kill the listener host while events flow: still exactly 1,000, none lost."""
     await dep.wait_running()
-    writer = asyncio.create_task(paced(publish, range(N)))
+    writer = asyncio.create_task(paced(publish, range(N), chunk=25, pause=0.1))
     await dep.wait_for_count(N // 4)
     before = await dep.host.ready.remote()
+    assert not writer.done(), "the kill must land while events still flow"
     await dep.kill_host()
     await writer  # events keep coming while the host is down: they arrive when it is back
     await dep.wait_for_count(N)
