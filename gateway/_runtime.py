@@ -203,14 +203,25 @@ class Runtime(Service):
         trigger: Mapping[str, Any] | None = None,
         wait: bool = False,
         within: float | None = None,
+        flow: Flow | None = None,
     ) -> Execution:
         """Create an execution and start it (waiting for its end when `wait`).
+
+        Args:
+            namespace: The flow's namespace.
+            flow_id: The flow's id.
+            inputs: Raw inputs.
+            labels: Execution labels.
+            trigger: Trigger variables.
+            wait: Return only once the execution ended.
+            within: Seconds to wait at most with `wait`.
+            flow: The flow's current revision, when the caller has just read it.
 
         Raises:
             NotFoundError: No such flow.
             InputError: Invalid inputs; nothing is created.
         """
-        flow = await self.flow(namespace, flow_id)
+        flow = flow or await self.flow(namespace, flow_id)
         if flow.disabled:
             raise ConflictError(f"flow {flow.uid} is disabled")
         started = await self.pool.create(
@@ -346,6 +357,7 @@ class Runtime(Service):
             labels={**trigger.labels, "kestrel.trigger": trigger.id},
             trigger=variables,
             wait=trigger.wait,
+            flow=flow,
         )
         return trigger, execution
 
