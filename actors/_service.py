@@ -521,23 +521,25 @@ class ExecutionService(Service):
         period = max(0.5, self._lease_ttl.total_seconds() / 3)
         while True:
             await asyncio.sleep(period)
-            for execution_id, lease in list(self._leases.items()):
-                try:
-                    renewed = await self.store.renew_lease(lease, self._lease_ttl)
-                except StaleLeaseError:
-                    _log.warning("lost the lease of %s; stopping it here", execution_id)
-                    task = self._tasks.get(execution_id)
-                    if task is not None:
-                        task.cancel()
-                    continue
-                except StoreError as exc:
-                    _log.warning("could not renew the lease of %s: %s", execution_id, exc)
-                    continue
-                if execution_id in self._leases:
-                    self._leases[execution_id] = renewed
-                    recorder = self._recorders.get(execution_id)
+            held = list(self._leases.values())
+            try:
+                renewed, stale = await self.store.renew_leases(held, self._lease_ttl)
+            except StoreError as exc:
+                _log.warning("could not renew %d lease(s): %s", len(held), exc)
+                continue
+            for lease in renewed:
+                if lease.key in self._leases:
+                    self._leases[lease.key] = lease
+                    recorder = self._recorders.get(lease.key)
                     if recorder is not None:
-                        recorder.lease = renewed
+                        recorder.lease = lease
+            for lease in stale:
+                if self._leases.get(lease.key) is not lease:
+                    continue  # released (or retaken) meanwhile
+                _log.warning("lost the lease of %s; stopping it here", lease.key)
+                task = self._tasks.get(lease.key)
+                if task is not None:
+                    task.cancel()
 
 
 def _loop_ids(flow: Flow) -> frozenset[str]:

@@ -53,6 +53,7 @@ class Batcher(Service, Generic[ItemT, ResultT]):
         self._queue: asyncio.Queue[tuple[ItemT, asyncio.Future[ResultT]]] = asyncio.Queue(max_queue)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._put_lock = asyncio.Lock()
         self.batches = 0
         """How many flushes ran (for benchmarks and tests)."""
         self.items = 0
@@ -71,7 +72,11 @@ class Batcher(Service, Generic[ItemT, ResultT]):
         if self._closing or not self.running:
             raise StoreError("the store's writer is not running")
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
-        await self._queue.put((item, future))
+        # A full queue must not let a newcomer overtake the callers already waiting for
+        # room: writes about one execution are applied in the order they were submitted.
+        # asyncio.Lock hands itself over first come, first served; asyncio.Queue does not.
+        async with self._put_lock:
+            await self._queue.put((item, future))
         return await future
 
     async def _start(self) -> None:

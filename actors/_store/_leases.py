@@ -66,6 +66,33 @@ async def renew(conn: Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
     return _rows.lease(row)
 
 
+async def renew_many(
+    conn: Connection, leases: list[Lease], ttl: dt.timedelta
+) -> tuple[list[Lease], list[Lease]]:
+    """Renew many leases in one statement.
+
+    Returns:
+        The renewed leases, and those that went stale (taken by another owner).
+    """
+    if not leases:
+        return [], []
+    rows = await conn.fetch(
+        """UPDATE leases AS l SET expires_at = now() + $5::interval
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                  AS u(kind, key, owner, epoch)
+            WHERE l.kind = u.kind AND l.key = u.key AND l.owner = u.owner AND l.epoch = u.epoch
+            RETURNING l.*""",
+        [lease.kind for lease in leases],
+        [lease.key for lease in leases],
+        [lease.owner for lease in leases],
+        [lease.epoch for lease in leases],
+        ttl,
+    )
+    renewed = [_rows.lease(row) for row in rows]
+    kept = {(lease.kind, lease.key) for lease in renewed}
+    return renewed, [lease for lease in leases if (lease.kind, lease.key) not in kept]
+
+
 async def release(conn: Connection, lease: Lease) -> bool:
     """Expire ``lease`` now so another owner can take it at once.
 

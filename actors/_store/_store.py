@@ -389,6 +389,13 @@ class Store(Service):
         async with self._conn() as conn:
             return await _leases.renew(conn, lease, ttl)
 
+    async def renew_leases(
+        self, leases: Sequence[Lease], ttl: dt.timedelta
+    ) -> tuple[list[Lease], list[Lease]]:
+        """Renew many leases in one round trip: (renewed, stale)."""
+        async with self._conn() as conn:
+            return await _leases.renew_many(conn, list(leases), ttl)
+
     async def release_lease(self, lease: Lease) -> bool:
         """Expire our lease now; False if it was no longer ours."""
         async with self._conn() as conn:
