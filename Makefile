@@ -29,7 +29,14 @@ unit: setup
 test: lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
-bench: setup
+BENCH_STAMP := $(VENV)/.kestrel-bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The benchmarks (see benchmarks/README.md): servers, Ray, results in benchmarks/results/.
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

@@ -6,11 +6,14 @@ Without ``--dsn`` it starts an `EmbeddedPostgres` in a temporary directory (dura
 fsync and synchronous_commit are PostgreSQL's defaults). Each scenario runs in its own
 new database (created through the DSN, dropped afterwards), so ``--dsn`` needs CREATEDB.
 
-Scenarios, all with ``--concurrency`` concurrent callers, each call awaited until durable:
+Scenarios, each call awaited until durable, with ``--concurrency`` concurrent callers
+unless said otherwise:
 
 * ``baseline_insert_serial``: single-row ``INSERT`` autocommits on one connection, one after
-  another: what one durable commit costs.
+  another (one caller): what one durable commit costs.
 * ``baseline_insert_concurrent``: the same from the concurrent callers on a pool.
+* ``create_lone`` / ``transition_lone``: one caller at a time through the store: the
+  latency a lone event pays for "durable" (compare with ``baseline_insert_serial``).
 * ``create_batched`` / ``create_unbatched``: `Store.create_execution` (dedupe key + one
   initial task run) with batching on / off.
 * ``transition_batched`` / ``transition_unbatched``: `Store.transition` of distinct
@@ -156,8 +159,10 @@ def _execution(i: int) -> NewExecution:
     )
 
 
-async def creates(dsn: str, ops: int, concurrency: int, batching: bool, pool: int) -> Result:
-    name = "create_batched" if batching else "create_unbatched"
+async def creates(
+    dsn: str, ops: int, concurrency: int, batching: bool, pool: int, name: str = ""
+) -> Result:
+    name = name or ("create_batched" if batching else "create_unbatched")
     async with Store(dsn, batching=batching, max_connections=pool) as store:
         result = await _run(name, ops, concurrency, lambda i: store.create_execution(_execution(i)))
         if batching:
@@ -165,8 +170,10 @@ async def creates(dsn: str, ops: int, concurrency: int, batching: bool, pool: in
     return result
 
 
-async def transitions(dsn: str, ops: int, concurrency: int, batching: bool, pool: int) -> Result:
-    name = "transition_batched" if batching else "transition_unbatched"
+async def transitions(
+    dsn: str, ops: int, concurrency: int, batching: bool, pool: int, name: str = ""
+) -> Result:
+    name = name or ("transition_batched" if batching else "transition_unbatched")
     async with Store(dsn, batching=True, max_connections=pool) as setup:
         created = await asyncio.gather(*(setup.create_execution(_execution(i)) for i in range(ops)))
     ids = [c.execution.id for c in created]
@@ -194,7 +201,11 @@ async def bench(admin_dsn: str, ops: int, concurrency: int, pool: int) -> dict[s
     databases = Databases(admin_dsn)
     results: list[Result] = []
     try:
-        results.append(await baseline_serial(await databases.new(), min(ops, 1000)))
+        lone = min(ops, 1000)
+        results.append(await baseline_serial(await databases.new(), lone))
+        results.append(await creates(await databases.new(), lone, 1, True, pool, "create_lone"))
+        db = await databases.new()
+        results.append(await transitions(db, lone, 1, True, pool, "transition_lone"))
         results.append(await baseline_concurrent(await databases.new(), ops, concurrency, pool))
         for batching in (True, False):
             results.append(await creates(await databases.new(), ops, concurrency, batching, pool))

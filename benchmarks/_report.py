@@ -1,0 +1,262 @@
+"""Tables: our figure | same-run baseline | DESIGN.md target, as text and as Markdown."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from . import _machine
+
+LOW_LATENCY = {"nats", "jetstream", "mqtt", "pg-notify", "webhook"}
+TARGET_P50_MS = 5.0
+TARGET_P99_MS = 25.0
+TARGET_KAFKA_ABOVE_RAW_MS = 5.0
+TARGET_RATIO = 2.0
+TARGET_RATE = 1000.0
+TARGET_MEMORY_GIB = 2.0
+TARGET_IDLE_CPU_PCT = 5.0
+
+
+def _ms(value: Any) -> str:
+    return "—" if value is None else f"{float(value):.2f}"
+
+
+def _mark(ok: bool | None) -> str:
+    return "" if ok is None else (" ✓" if ok else " ✗")
+
+
+def _latency_target(key: str, result: dict[str, Any]) -> tuple[str, bool | None]:
+    """The DESIGN.md target that applies, with a mark per bound."""
+    ours = result["event_to_first_task"]
+    p50, p99 = ours["p50"], ours["p99"]
+    if key in LOW_LATENCY and p50 is not None and p99 is not None:
+        ok50, ok99 = p50 <= TARGET_P50_MS, p99 <= TARGET_P99_MS
+        text = f"p50 ≤ {TARGET_P50_MS:g}{_mark(ok50)}, p99 ≤ {TARGET_P99_MS:g}{_mark(ok99)}"
+        return text, None
+    if key == "kafka":
+        raw = result["baseline"].get("p50")
+        if raw is None or p50 is None:
+            return "p50 ≤ raw + 5", None
+        limit = raw + TARGET_KAFKA_ABOVE_RAW_MS
+        return f"p50 ≤ raw + 5 = {limit:.1f}", p50 <= limit
+    return "— (not in DESIGN.md)", None
+
+
+def latency_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for key, r in report["sources"].items():
+        first, created, base = r["event_to_first_task"], r["event_to_created"], r["baseline"]
+        target, ok = _latency_target(key, r)
+        ratio = r.get("ratio_p50_to_broker_plus_ray_task")
+        ratio_ok = None if ratio is None else ratio <= TARGET_RATIO
+        rows.append([
+            r["label"],
+            f"{_ms(first['p50'])} / {_ms(first['p90'])} / {_ms(first['p99'])} / "
+            f"{_ms(first['max'])}",
+            f"{_ms(created['p50'])} / {_ms(created['p99'])}",
+            f"{_ms(base['p50'])} / {_ms(base['p99'])}",
+            f"{ratio if ratio is not None else '—'}{_mark(ratio_ok)} (≤ {TARGET_RATIO:g})",
+            f"{target}{_mark(ok)}",
+        ])  # fmt: skip
+    return rows
+
+
+LATENCY_HEADER = [
+    "source",
+    "event → first task started, ms p50 / p90 / p99 / max",
+    "event → created, ms p50 / p99",
+    "raw broker round trip, ms p50 / p99",
+    "ratio p50 / (broker + Ray task)",
+    "target (ms)",
+]
+
+
+SEGMENT_HEADER = [
+    "source",
+    "event → created_at",
+    "created_at → execution RUNNING (commit)",
+    "→ task run RUNNING (interpreter)",
+    "→ task body started (call to warm worker)",
+]
+
+
+def segment_rows(report: dict[str, Any]) -> list[list[str]]:
+    """p50 / p99 (ms) of each hop between the stored timestamps."""
+    rows = []
+    for r in report["sources"].values():
+        cells = [f"{_ms(v['p50'])} / {_ms(v['p99'])}" for v in r["segments"].values()]
+        rows.append([r["label"], *cells])
+    return rows
+
+
+def profile_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for r in report["sources"].values():
+        profile = r.get("profile") or {}
+        summary = profile.get("summary")
+        if not summary:
+            if profile.get("error"):
+                lines.append(f"py-spy on the {r['label']} host: {profile['error']}")
+            continue
+        libs = ", ".join(f"{x['name']} {100 * x['share']:.0f} %" for x in summary["by_library"][:6])
+        lines.append(
+            f"py-spy, {r['label']} host at {profile['rate']:g} events/s: "
+            f"{summary.get('gil_cpu_ms_per_event', '?')} ms of Python CPU (GIL held) per event; "
+            f"by library: {libs}."
+        )
+    return lines
+
+
+def baseline_rows(report: dict[str, Any]) -> list[list[str]]:
+    names = {
+        "ray_task_start": "Ray task, submit → body start (in an actor)",
+        "ray_task_round_trip": "Ray task, submit → result (in an actor)",
+        "ray_actor_call_start": "Ray actor call → method start (in an actor)",
+        "ray_actor_call_round_trip": "Ray actor call → result (in an actor)",
+        "pg_insert_commit_in_actor": "Postgres INSERT commit, paced (in an actor)",
+        "pg_insert_commit_serial": "Postgres INSERT commit, back to back (driver)",
+    }
+    return [
+        [names.get(k, k), _ms(v.get("p50")), _ms(v.get("p99"))]
+        for k, v in report["baselines"].items()
+    ]
+
+
+def throughput_rows(report: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for source in report["sources"].values():
+        for step in source["steps"]:
+            rows.append([
+                source["label"], f"{step['offered_per_s']:.0f}", f"{step['created_per_s']:.0f}",
+                f"{step['ended_per_s']:.0f}", _ms(step["event_to_first_task"]["p50"]),
+                _ms(step["event_to_first_task"]["p99"]),
+                "yes" if step["sustained"] else f"no ({step['why']})",
+            ])  # fmt: skip
+    return rows
+
+
+THROUGHPUT_HEADER = [
+    "source", "offered/s", "created/s", "ended/s", "p50 ms", "p99 ms", "sustained",
+]  # fmt: skip
+
+
+def triggers_rows(report: dict[str, Any]) -> list[list[str]]:
+    mem = report["memory"]
+    cpu = report["idle_cpu"]
+    gib = mem["extra_rss_bytes"] / 2**30
+    uss = mem["extra_uss_bytes"] / 2**30
+    cpu_ok = _mark(cpu["ours_pct"] <= TARGET_IDLE_CPU_PCT)
+    mix = ", ".join(f"{v} {k}" for k, v in report["mix"].items())
+    rows = [
+        ["triggers deployed / RUNNING", f"{report['deployed']} / {report['running']}",
+         mix, "all RUNNING" + _mark(report["running"] == report["deployed"])],
+        ["extra RSS of Ray worker processes", f"{gib:.2f} GiB ({uss:.2f} GiB USS)",
+         f"{mem['before_rss_bytes'] / 2**30:.2f} GiB before",
+         f"≤ {TARGET_MEMORY_GIB:g} GiB" + _mark(gib <= TARGET_MEMORY_GIB)],
+        ["Ray worker processes", f"{mem['after_processes']}", f"{mem['before_processes']} before",
+         ""],
+        [f"idle CPU, Ray workers (% of one core, {cpu['window_s']:.0f} s)",
+         f"{cpu['ours_pct']:.1f}", f"brokers + Postgres {cpu['servers_pct']:.1f}",
+         f"≤ {TARGET_IDLE_CPU_PCT:g}" + cpu_ok],
+    ]  # fmt: skip
+    no_kafka = report.get("idle_cpu_without_kafka")
+    if no_kafka:
+        ok = _mark(no_kafka["ours_pct"] <= TARGET_IDLE_CPU_PCT)
+        rows.append([
+            f"same, Kafka triggers undeployed ({no_kafka['triggers']} left)",
+            f"{no_kafka['ours_pct']:.1f}", f"brokers + Postgres {no_kafka['servers_pct']:.1f}",
+            f"(≤ {TARGET_IDLE_CPU_PCT:g}){ok}",
+        ])  # fmt: skip
+    return rows
+
+
+TRIGGERS_HEADER = ["measure", "ours", "baseline / context", "target"]
+
+
+def store_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [
+        [r["scenario"], str(r["ops"]), f"{r['ops_per_s']:.0f}", _ms(r["p50_ms"]), _ms(r["p99_ms"])]
+        for r in report["results"]
+    ]
+
+
+STORE_HEADER = ["scenario", "ops", "ops/s", "p50 ms", "p99 ms"]
+
+
+def _text(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
+    line = "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))
+    out = [line, "-" * len(line)]
+    out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=False)) for r in rows]
+    return "\n".join(out)
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _sections(part: str, report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    if part == "latency":
+        return [
+            ("Latency", LATENCY_HEADER, latency_rows(report)),
+            ("Where the time goes (ms, p50 / p99)", SEGMENT_HEADER, segment_rows(report)),
+            ("Same-run baselines (ms)", ["baseline", "p50", "p99"], baseline_rows(report)),
+        ]
+    if part == "throughput":
+        return [("Throughput", THROUGHPUT_HEADER, throughput_rows(report))]
+    if part == "triggers":
+        return [(f"{report['deployed']:,} idle triggers", TRIGGERS_HEADER, triggers_rows(report))]
+    if part == "store":
+        return [("Store writes", STORE_HEADER, store_rows(report))]
+    return []
+
+
+def table(part: str, report: dict[str, Any]) -> str:
+    """A readable text table of one part's results."""
+    blocks = [f"\n== {title} ==\n{_text(h, rows)}" for title, h, rows in _sections(part, report)]
+    extra = _headline(part, report)
+    return "\n".join(blocks) + (f"\n{extra}" if extra else "")
+
+
+def _headline(part: str, report: dict[str, Any]) -> str:
+    if part == "latency":
+        return "\n".join(profile_lines(report))
+    if part == "throughput":
+        lines = []
+        for source in report["sources"].values():
+            best = source.get("max_sustained_per_s")
+            ok = _mark(best is not None and best >= TARGET_RATE)
+            lines.append(
+                f"{source['label']}: highest sustained {best or 0:.0f} executions/s "
+                f"(target ≥ {TARGET_RATE:g}){ok}"
+            )
+        return "\n".join(lines)
+    return ""
+
+
+def summary(out: Path) -> str:
+    """Markdown of every ``<part>.json`` in `out` (what README.md's table is made from)."""
+    parts = []
+    machine = None
+    for part in ("latency", "throughput", "triggers", "store"):
+        path = out / f"{part}.json"
+        if not path.exists():
+            continue
+        report = json.loads(path.read_text())
+        machine = machine or report.get("machine")
+        quick = " (quick mode)" if report.get("quick") else ""
+        for title, header, rows in _sections(part, report):
+            parts.append(f"### {title}{quick}\n\n{_markdown(header, rows)}\n")
+        headline = _headline(part, report)
+        if headline:
+            parts.append(headline + "\n")
+    head = "## Results\n\n"
+    if machine:
+        head += (
+            f"Machine: {_machine.describe(machine)}. Commit `{machine.get('git_commit')}`, "
+            f"{machine.get('when')}.\n\n"
+        )
+    return head + "\n".join(parts)
