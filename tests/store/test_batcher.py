@@ -88,3 +88,20 @@ async def test_stop_drains_accepted_items_then_refuses_new_ones() -> None:
     with pytest.raises(StoreError, match="not running"):
         await batcher.submit(4)
     await batcher.stop()  # twice is fine
+
+
+async def test_a_full_queue_keeps_submission_order() -> None:
+    """Writers waiting for room are not overtaken by later ones (order per execution)."""
+    flush = Recorder()
+    async with Batcher(flush, max_batch=2, max_queue=2) as batcher:
+        flush.gate.clear()
+        tasks = [asyncio.create_task(batcher.submit(0))]
+        await flush.entered.wait()
+        for i in range(1, 300):
+            tasks.append(asyncio.create_task(batcher.submit(i)))
+            await asyncio.sleep(0)  # each submitter starts in turn ...
+            if i == 20:
+                flush.gate.set()  # ... and newcomers keep arriving while room frees up
+        await asyncio.gather(*tasks)
+    written = [item for batch in flush.batches for item in batch]
+    assert written == list(range(300))
