@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -96,7 +97,12 @@ async def on_listener_host(dsn: str, source: str, warm_workers: int = 1) -> Asyn
     async with Store(dsn) as store:  # also applies the migrations
         namespace, flow_id = await save_flow(store, source)
         name = f"bench-host-{uuid.uuid4().hex[:8]}"
-        host = listener_host_class().options(name=name).remote(dsn, name, warm_workers=warm_workers)
+        # KESTREL_BENCH_COLOCATE=1 measures the co-located mode: runnable tasks without
+        # resources run in the host's own process instead of on a warm worker actor.
+        colocate = os.environ.get("KESTREL_BENCH_COLOCATE") == "1"
+        host = listener_host_class().options(name=name).remote(
+            dsn, name, warm_workers=warm_workers, colocate_tasks=colocate
+        )
         try:
             await host.ready.remote()
             load = await host.load.remote()
