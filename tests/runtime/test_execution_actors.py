@@ -42,6 +42,11 @@ tasks:
     function: tests.runtime.flowfuncs:echo
     kwargs: {n: "{{ inputs.n }}"}
   - {id: note, type: core.Log, message: "n={{ outputs.work.n }}"}
+  - id: script
+    type: scripts.Python
+    script: |
+      print("printed by the script", inputs["n"])
+      logger.warning("logged by the script")
 """
 
 
@@ -96,12 +101,20 @@ async def test_execution_runs_on_the_pool_and_is_recorded(
     assert await pool.wait(started.execution_id, within=60) is State.SUCCESS
     detail = await store.execution_detail(started.execution_id)
     assert detail is not None
-    assert [d.task_run.task_id for d in detail.task_runs] == ["work", "note"]
+    assert [d.task_run.task_id for d in detail.task_runs] == ["work", "note", "script"]
     work = run_of(detail, "work")
     assert work.outputs == {"n": 21}
     assert len(work.attempts) == 1 and work.attempts[0].state is State.SUCCESS
     assert work.attempts[0].worker  # recorded where it ran
-    assert [line.message for line in detail.logs] == ["n=21"]
+    assert [line.message for line in detail.logs] == [
+        "n=21",
+        "printed by the script 21",
+        "logged by the script",
+    ]
+    script = run_of(detail, "script")
+    printed, logged = detail.logs[1], detail.logs[2]
+    assert (printed.task_run_id, printed.attempt, printed.level) == (script.task_run.id, 1, "INFO")
+    assert (logged.task_run_id, logged.attempt, logged.level) == (script.task_run.id, 1, "WARN")
     history = [e.state for e in detail.execution.state_history]
     assert history[0] is State.CREATED and history[-1] is State.SUCCESS
     assert State.RUNNING in history
