@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -320,3 +321,26 @@ def test_trigger_properties_are_rendered_with_secrets_but_not_event_data(monkeyp
     )
     with pytest.raises(ExpressionError, match="trigger"):
         rendered_trigger(leaky, leaky.triggers[0])
+
+
+async def test_schedules_never_overlap(service: ExecutionService) -> None:
+    source = (
+        "id: slow-tick\nnamespace: tests.triggers\n"
+        "tasks:\n  - {id: nap, type: flow.Sleep, duration: PT1.6S}\n"
+        "triggers:\n  - {id: tick, type: trigger.Schedule, cron: '* * * * * *'}\n"
+    )
+    flow = await service.deploy(source)
+    async with TriggerHost(service) as host:
+        await host.deploy(flow)
+        await until(lambda: _ended_at_least(service, "slow-tick", 2), within=20)
+    found = sorted(await executions(service, "slow-tick"), key=lambda e: e.created_at)
+    ended = [e for e in found if e.ended_at is not None]
+    for before, after in itertools.pairwise(ended):
+        assert after.created_at >= before.ended_at  # the next run started after the previous ended
+    ticks = [dt.datetime.fromisoformat(e.trigger["date"]) for e in found]
+    assert min(b - a for a, b in itertools.pairwise(ticks)) >= dt.timedelta(seconds=2)
+
+
+async def _ended_at_least(service: ExecutionService, flow_id: str, n: int) -> bool:
+    found = await executions(service, flow_id)
+    return sum(e.ended_at is not None for e in found) >= n
