@@ -54,11 +54,20 @@ def validate_flow_text(text: str, file: str = "<string>") -> list[Problem]:
 
 
 def iter_flow_files(paths: Iterable[str | FsPath]) -> Iterator[FsPath]:
-    """Flow files among `paths`: files as given, folders searched recursively, sorted."""
+    """Flow files among `paths`: files as given, folders searched recursively, sorted.
+
+    Hidden entries below a folder (``.git``, editors' temp files, the ``..<timestamp>``
+    copies a Kubernetes ConfigMap volume keeps) are skipped.
+    """
     for raw in paths:
         path = FsPath(raw)
         if path.is_dir():
-            yield from sorted(p for p in path.rglob("*") if p.suffix in FLOW_SUFFIXES)
+            yield from sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in FLOW_SUFFIXES
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         else:
             yield path
 
