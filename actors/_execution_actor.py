@@ -30,6 +30,15 @@ from ._store._store import Store
 
 HEALTH_GROUP = "health"
 
+RUNTIME_ACTOR_OPTIONS: dict[str, Any] = {
+    "max_restarts": -1,
+    "max_task_retries": 0,
+    "max_concurrency": 10_000,
+    "num_cpus": 0,
+}
+"""Ray options of execution actors and listener hosts: restartable, highly concurrent,
+no CPU reserved (they mostly wait)."""
+
 
 @dataclass(frozen=True)
 class ActorLoad:
@@ -224,10 +233,4 @@ def execution_actor_class(**options: Any) -> Any:
         **options: Ray actor options over the defaults (``max_restarts=-1``,
             ``max_concurrency=10_000``, ``num_cpus=0``: an execution actor mostly waits).
     """
-    defaults: dict[str, Any] = {
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "max_concurrency": 10_000,
-        "num_cpus": 0,
-    }
-    return ray.remote(**{**defaults, **options})(ExecutionActor)
+    return ray.remote(**{**RUNTIME_ACTOR_OPTIONS, **options})(ExecutionActor)

@@ -18,7 +18,7 @@ import ray
 from flows import Flow, KestrelError, Listener, Service, Trigger
 from flows._triggers_core import FlowTrigger, Schedule
 
-from ._execution_actor import ExecutionActor
+from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
 from ._schedule import ScheduleListener
 from ._service import ExecutionService
@@ -245,10 +245,4 @@ class ListenerHost(ExecutionActor):
 
 def listener_host_class(**options: Any) -> Any:
     """`ListenerHost` as a Ray actor class (async, restartable, highly concurrent)."""
-    defaults: dict[str, Any] = {
-        "max_restarts": -1,
-        "max_task_retries": 0,
-        "max_concurrency": 10_000,
-        "num_cpus": 0,
-    }
-    return ray.remote(**{**defaults, **options})(ListenerHost)
+    return ray.remote(**{**RUNTIME_ACTOR_OPTIONS, **options})(ListenerHost)

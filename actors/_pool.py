@@ -184,8 +184,12 @@ class ExecutionPool(Service):
         lease = await self._store.get_lease("execution", execution_id)
         if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
             return None
+        return self.handle_for_owner(lease.owner)
+
+    def handle_for_owner(self, owner: str) -> Any | None:
+        """The pool actor whose incarnation holds leases as `owner`, if any."""
         for member in self._members:
-            if lease.owner.startswith(f"{member.name}-"):
+            if owner.startswith(f"{member.name}-"):
                 return member.handle
         return None
 

@@ -30,6 +30,7 @@ from actors import (
 )
 from actors._listener_host import host_index
 from actors._store._ids import new_id
+from actors._store._store import redact_dsn
 from flows import (
     Flow,
     Service,
@@ -93,7 +94,9 @@ class Runtime(Service):
             await self._embedded.start()
             dsn = self._embedded.dsn
             _log.info(
-                "embedded Postgres ready at %s (data in %s)", _redact(dsn), self._embedded.data_dir
+                "embedded Postgres ready at %s (data in %s)",
+                redact_dsn(dsn),
+                self._embedded.data_dir,
             )
         self._store = Store(dsn)
         await self._store.start()
@@ -254,11 +257,7 @@ class Runtime(Service):
         for name, handle in zip(self._host_names, self._hosts, strict=True):
             if lease.owner.startswith(f"{name}-"):
                 return handle
-        for handle in self.pool.handles():
-            name = await handle.ping.remote()
-            if lease.owner.startswith(f"{name}-"):
-                return handle
-        return None
+        return self.pool.handle_for_owner(lease.owner)
 
     async def kill(self, execution_id: str) -> Execution:
         """Kill an execution (cascading to its running tasks and subflows).
@@ -449,12 +448,3 @@ def _matching_webhook(
                 continue
         return trigger
     return None
-
-
-def _redact(dsn: str) -> str:
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    creds, host = rest.rsplit("@", 1)
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"

@@ -123,7 +123,7 @@ class Store(Service):
                 self._dsn, min_size=self._min, max_size=self._max, init=init_connection
             )
         except DATABASE_ERRORS as exc:
-            raise StoreError(f"cannot open the store at {_redact(self._dsn)}: {exc}") from exc
+            raise StoreError(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
         await self._batcher.start()
 
     async def _stop(self) -> None:
@@ -606,7 +606,7 @@ def _check_lease(lease: Lease | None, execution_id: str) -> None:
         )
 
 
-def _redact(dsn: str) -> str:
+def redact_dsn(dsn: str) -> str:
     """The DSN without its password."""
     if "@" not in dsn or "://" not in dsn:
         return dsn
