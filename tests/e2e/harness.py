@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +83,11 @@ async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
     async with Store(dsn) as store:
         await store.save_flow(flow.namespace, flow.id, source)
         name = f"e2e-host-{uuid.uuid4().hex[:8]}"
-        host = listener_host_class().options(name=name).remote(dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
+        host = (
+            listener_host_class()
+            .options(name=name)
+            .remote(dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
+        )
         await host.ready.remote()
         deployment = Deployment(store, host, flow.namespace, flow.id)
         keeper = asyncio.create_task(_keep_alive(host))
@@ -104,10 +108,6 @@ async def _keep_alive(host: Any) -> None:
         with contextlib.suppress(Exception):
             await host.ready.remote()
         await asyncio.sleep(0.5)
-
-
-async def in_background(make: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
-    return asyncio.create_task(make())
 
 
 def assert_exactly_once(

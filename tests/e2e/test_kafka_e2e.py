@@ -22,7 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 def flow(topic: str, bootstrap: str, options: dict[str, int], tag: str = "") -> str:
-    props = {"bootstrap.servers": bootstrap, "fetch.max.wait.ms": "5", "rebalance.timeout.ms": "2000", "max.poll.interval.ms": "10000"}
+    props = {
+        "bootstrap.servers": bootstrap,
+        "fetch.max.wait.ms": "5",
+        "rebalance.timeout.ms": "2000",
+        "max.poll.interval.ms": "10000",
+    }
     props |= {k.replace("_ms", ".ms").replace("_", "."): str(v) for k, v in options.items()}
     return (
         f"id: orders-{topic[-8:]}\nnamespace: tests.e2e.kafka\n"
