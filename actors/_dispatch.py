@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 from typing import Any
 
 import ray
@@ -26,6 +25,7 @@ from ._worker import (
     run_task,
     task_worker_class,
 )
+from ._worker_link import WorkerLink
 
 _CANCEL_GRACE_S = 5.0
 
@@ -112,36 +112,49 @@ class RayTaskDispatcher:
 class WorkerPoolDispatcher:
     """Warm `TaskWorker` actors for attempts without resources, Ray tasks for the rest.
 
+    Attempts reach a warm worker through a `WorkerLink`, which batches the attempts of
+    one loop turn into one call and their outcomes into another.
+
     Args:
         size: How many warm workers to start (at `start`, never on the event path).
     """
 
     def __init__(self, size: int = 2) -> None:
         self._size = size
-        self._workers: list[Any] = []
-        self._next = itertools.count()
+        self._links: list[WorkerLink] = []
         self._fallback = RayTaskDispatcher()
 
     async def start(self) -> None:
         """Create the warm workers and wait until each answers."""
         worker_cls = task_worker_class()
-        self._workers = [worker_cls.remote() for _ in range(self._size)]
-        await asyncio.gather(*(w.ping.remote() for w in self._workers))
+        workers = [worker_cls.remote() for _ in range(self._size)]
+        await asyncio.gather(*(w.ping.remote() for w in workers))
+        self._links = [WorkerLink(w) for w in workers]
 
     async def stop(self) -> None:
         """Let the workers go (Ray reclaims them)."""
-        for worker in self._workers:
+        links, self._links = self._links, []
+        for link in links:
+            await link.close()
             with contextlib.suppress(Exception):
-                ray.kill(worker)
-        self._workers = []
+                ray.kill(link.worker)
 
     async def run(self, invocation: TaskInvocation) -> TaskOutcome:
         """Run on a warm worker when the task asks for no resources."""
         resources = invocation.task.resources
-        if (resources is not None and resources.ray_options()) or not self._workers:
+        if (resources is not None and resources.ray_options()) or not self._links:
             return await self._fallback.run(invocation)
-        worker = self._workers[next(self._next) % len(self._workers)]
-        return await _await_ref(worker.run.remote(invocation), invocation, force=False)
+        link = min(self._links, key=lambda candidate: candidate.running)  # least busy
+        key, outcome = link.submit(invocation)
+        limit = invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
+        try:
+            return await asyncio.wait_for(outcome, limit)
+        except TimeoutError:
+            link.abandon(key)
+            return _timed_out(invocation)
+        except asyncio.CancelledError:
+            link.abandon(key)
+            raise
 
 
 class ColocatedDispatcher:

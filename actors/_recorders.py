@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from flows import StaleLeaseError, State, StoreError
 
 from ._runstate import TaskRunState
+from ._store._ops import (
+    AddTaskRunsOp,
+    AttemptOp,
+    LogsOp,
+    OutputsOp,
+    TaskRunTransitionOp,
+    TransitionOp,
+    WriteOp,
+)
 from ._store._records import Attempt, Lease, LogLine
 from ._store._store import Store
 
@@ -83,17 +92,17 @@ class StoreRecorder:
         self._store = store
         self._execution_id = execution_id
         self.lease = lease
-        self._pending: set[asyncio.Future[None]] = set()
+        self._pending: set[asyncio.Future[object]] = set()
         self._failure: BaseException | None = None
 
-    def _submit(self, write: Awaitable[None]) -> None:
+    def _submit(self, op: WriteOp) -> None:
         if self._failure is not None:
             raise self._failure
-        future = asyncio.ensure_future(write)
+        future = asyncio.ensure_future(self._store.enqueue(op))
         self._pending.add(future)
         future.add_done_callback(self._done)
 
-    def _done(self, future: asyncio.Future[None]) -> None:
+    def _done(self, future: asyncio.Future[object]) -> None:
         self._pending.discard(future)
         if future.cancelled():
             return
@@ -103,41 +112,29 @@ class StoreRecorder:
 
     def task_run_created(self, run: TaskRunState) -> None:
         """Create the task run."""
-        self._submit(
-            self._store.add_task_runs(self._execution_id, [run.new_record()], lease=self.lease)
-        )
+        self._submit(AddTaskRunsOp.of(self._execution_id, [run.new_record()], self.lease))
 
     def task_run_state(self, run: TaskRunState, state: State, at: dt.datetime) -> None:
         """Record a task-run transition."""
-        self._submit(
-            self._store.transition_task_run(
-                self._execution_id, run.id, state, at=at, lease=self.lease
-            )
-        )
+        self._submit(TaskRunTransitionOp.of(self._execution_id, run.id, state, at, self.lease))
 
     def attempt(self, run: TaskRunState, attempt: Attempt) -> None:
         """Record an attempt."""
-        self._submit(
-            self._store.record_attempt(self._execution_id, run.id, attempt, lease=self.lease)
-        )
+        self._submit(AttemptOp.of(self._execution_id, run.id, attempt, self.lease))
 
     def outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
         """Record outputs."""
-        self._submit(self._store.set_outputs(self._execution_id, run.id, outputs, lease=self.lease))
+        self._submit(OutputsOp.of(self._execution_id, run.id, outputs, self.lease))
 
     def log(self, line: LogLine) -> None:
         """Append a log line."""
-        self._submit(self._store.append_logs([line]))
+        self._submit(LogsOp((line,)))
 
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
     ) -> None:
         """Record an execution transition."""
-        self._submit(
-            self._store.transition(
-                self._execution_id, state, at=at, outputs=outputs, lease=self.lease
-            )
-        )
+        self._submit(TransitionOp.of(self._execution_id, state, at, outputs, self.lease))
 
     async def flush(self) -> None:
         """Wait until every change so far is durable.

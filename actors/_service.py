@@ -29,13 +29,14 @@ from flows import (
     parse_inputs,
     walk_tasks,
 )
-from flows._expressions import ExpressionEngine
+from flows._expressions import ExpressionEngine, environment_variables
 from flows._tasks_core import Subflow
 
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
 from ._recorders import StoreRecorder
 from ._runstate import ExecutionState, TaskRunState, derived_id
 from ._store._ids import new_id
+from ._store._ops import ReleaseLeaseOp
 from ._store._records import (
     CreateResult,
     Execution,
@@ -75,7 +76,8 @@ class ExecutionService(Service):
         owner: This owner's unique name (used for leases).
         engine: The expression engine; one per process.
         lease_ttl: How long a lease lasts without renewal.
-        envs: ``envs`` for templates (defaults to the process environment).
+        envs: ``envs`` for templates (defaults to the process environment as it is when
+            the service is made: read once, not on every task).
         recover_every: Seconds between looks for executions whose owner died (their
             lease expired), which this service then resumes; None: never.
         history_store: A second, started store (same database) for the write-behind
@@ -101,7 +103,7 @@ class ExecutionService(Service):
         self._dispatcher = dispatcher
         self._engine = engine or ExpressionEngine()
         self._lease_ttl = lease_ttl
-        self._envs = envs
+        self._envs = envs if envs is not None else environment_variables()
         self._flows: dict[tuple[str, str, int], Flow] = {}
         self._runs: dict[str, ExecutionRun] = {}
         self._tasks: dict[str, asyncio.Task[State]] = {}
@@ -325,7 +327,8 @@ class ExecutionService(Service):
             self._tasks.pop(execution_id, None)
             if lease is not None:
                 with contextlib.suppress(Exception):
-                    await self.store.release_lease(lease)
+                    # Batched with the run's last writes (same store, in order).
+                    await (self._history_store or self.store).enqueue(ReleaseLeaseOp(lease))
             self._finished.setdefault(execution_id, asyncio.Event()).set()
             if run.flow.concurrency is not None and self.running:
                 with contextlib.suppress(Exception):

@@ -22,6 +22,7 @@ import os
 import socket
 import threading
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -258,17 +259,80 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _health = cast(Callable[[_F], _F], ray.method(concurrency_group=HEALTH_GROUP))
 
 
+class _Outbox:
+    """Outcomes finished for one caller (`WorkerLink`), until it collects them."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[int, TaskOutcome]] = []
+        self.ready = asyncio.Event()
+
+
 class TaskWorker:
     """A warm worker: runs attempts concurrently on the actor's own event loop.
 
-    Make the Ray actor class with `task_worker_class`. Stateless apart from the stores
-    it caches, so Ray may restart it freely.
+    Two ways in: `run`, one attempt per call; or `start` / `collect` / `cancel`, which
+    `WorkerLink` uses to carry many attempts per call each way. Make the Ray actor
+    class with `task_worker_class`. Stateless apart from the stores it caches and the
+    outcomes not collected yet (lost if it restarts: callers see a new incarnation), so
+    Ray may restart it freely.
+
+    Args:
+        concurrency: Attempts started through `start` that run at once; the rest wait.
     """
+
+    def __init__(self, concurrency: int = DEFAULT_WORKER_CONCURRENCY) -> None:
+        self._incarnation = uuid.uuid4().hex
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
+        self._outboxes: dict[str, _Outbox] = {}
 
     async def run(self, invocation: TaskInvocation) -> TaskOutcome:
         """Run one attempt (see `execute`)."""
         started_at = utcnow()
         return await run_invocation(invocation, started_at=started_at)
+
+    async def start(self, link: str, items: list[tuple[int, TaskInvocation]]) -> str:
+        """Start attempts for caller `link` without waiting for them; this incarnation."""
+        for key, invocation in items:
+            self._running[(link, key)] = asyncio.ensure_future(self._attempt(link, key, invocation))
+        return self._incarnation
+
+    async def collect(self, link: str, incarnation: str) -> tuple[str, list[tuple[int, Any]]]:
+        """Wait for outcomes of `link`'s attempts; returns ``(incarnation, [(key, outcome)])``.
+
+        Answers at once, with nothing, when `incarnation` (the caller's last known, or
+        ``""``) is not this one: the attempts it waits for died with a former incarnation.
+        """
+        if incarnation and incarnation != self._incarnation:
+            return self._incarnation, []
+        box = self._outboxes.setdefault(link, _Outbox())
+        await box.ready.wait()
+        items, box.items = box.items, []
+        box.ready.clear()
+        return self._incarnation, items
+
+    async def cancel(self, link: str, key: int) -> None:
+        """Cancel an attempt the caller gave up on (no outcome is sent for it)."""
+        task = self._running.get((link, key))
+        if task is not None:
+            task.cancel()
+
+    async def _attempt(self, link: str, key: int, invocation: TaskInvocation) -> None:
+        try:
+            async with self._slots:
+                outcome = await run_invocation(invocation, started_at=utcnow())
+        except asyncio.CancelledError:
+            return  # the caller abandoned it
+        finally:
+            self._running.pop((link, key), None)
+        box = self._outboxes.setdefault(link, _Outbox())
+        box.items.append((key, outcome))
+        box.ready.set()
+
+    @_health
+    async def running(self) -> int:
+        """How many attempts sent through `start` are running or waiting for a slot."""
+        return len(self._running)
 
     @_health
     async def ping(self) -> str:

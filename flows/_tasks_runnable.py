@@ -17,6 +17,7 @@ import builtins
 import codecs
 import contextlib
 import ctypes
+import functools
 import importlib
 import inspect
 import json
@@ -587,12 +588,28 @@ async def _load_function(ref: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
+def _signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    """``inspect.signature``, once per function (it is slow, and tasks call one repeatedly)."""
+    try:
+        return _cached_signature(func)
+    except TypeError:  # an unhashable callable
+        return _cached_signature.__wrapped__(func)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_signature(func: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(func)
+    except (TypeError, ValueError):
+        return None  # some builtins have no signature
+
+
 def _context_parameter(func: Callable[..., Any]) -> str | None:
     """The parameter that receives the `RunContext`, if the function declares one."""
-    try:
-        parameters = inspect.signature(func).parameters
-    except (TypeError, ValueError):
+    signature = _signature(func)
+    if signature is None:
         return None
+    parameters = signature.parameters
     for name in _CONTEXT_PARAMETERS:
         param = parameters.get(name)
         if param is not None and param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY):
@@ -601,10 +618,9 @@ def _context_parameter(func: Callable[..., Any]) -> str | None:
 
 
 def _check_arguments(func: Callable[..., Any], kwargs: dict[str, Any], ref: str) -> None:
-    try:
-        signature = inspect.signature(func)
-    except (TypeError, ValueError):
-        return  # some builtins have no signature: let the call decide
+    signature = _signature(func)
+    if signature is None:
+        return  # let the call decide
     try:
         signature.bind(**kwargs)
     except TypeError as exc:

@@ -54,6 +54,7 @@ class Batcher(Service, Generic[ItemT, ResultT]):
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._put_lock = asyncio.Lock()
+        self._slow = 0  # enqueue() calls whose item still waits for room
         self.batches = 0
         """How many flushes ran (for benchmarks and tests)."""
         self.items = 0
@@ -69,6 +70,34 @@ class Batcher(Service, Generic[ItemT, ResultT]):
             StoreError: The batcher is not running.
             BaseException: Whatever the flush reported for this item.
         """
+        return await (await self._put(item))
+
+    def enqueue(self, item: ItemT) -> Awaitable[ResultT]:
+        """Queue ``item`` now and return what to await for its result (see `submit`).
+
+        When the queue has room and nobody waits for room, the item goes in at once and
+        a plain future comes back: no task, no lock. Otherwise a task queues it, and
+        later items take that same road until it has, so the order is kept.
+        """
+        loop = asyncio.get_running_loop()
+        if self._slow or self._put_lock.locked() or self._queue.full():
+            self._slow += 1
+            return loop.create_task(self._submit_slowly(item))
+        future: asyncio.Future[ResultT] = loop.create_future()
+        if self._closing or not self.running:
+            future.set_exception(StoreError("the store's writer is not running"))
+        else:
+            self._queue.put_nowait((item, future))
+        return future
+
+    async def _submit_slowly(self, item: ItemT) -> ResultT:
+        try:
+            written = await self._put(item)
+        finally:
+            self._slow -= 1
+        return await written
+
+    async def _put(self, item: ItemT) -> asyncio.Future[ResultT]:
         if self._closing or not self.running:
             raise StoreError("the store's writer is not running")
         future: asyncio.Future[ResultT] = asyncio.get_running_loop().create_future()
@@ -77,7 +106,7 @@ class Batcher(Service, Generic[ItemT, ResultT]):
         # asyncio.Lock hands itself over first come, first served; asyncio.Queue does not.
         async with self._put_lock:
             await self._queue.put((item, future))
-        return await future
+        return future
 
     async def _start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="kestrel-store-batcher")

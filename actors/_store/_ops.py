@@ -10,10 +10,11 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from flows import State
+from flows import State, StoreError
 
 from ._json import dumps
 from ._records import (
+    EXECUTION_LEASE,
     Attempt,
     Lease,
     LogLine,
@@ -23,6 +24,14 @@ from ._records import (
     as_utc,
     utcnow,
 )
+
+
+def check_lease(lease: Lease | None, execution_id: str) -> None:
+    """Refuse an execution lease used to write another execution."""
+    if lease is not None and lease.kind == EXECUTION_LEASE and lease.key != execution_id:
+        raise StoreError(
+            f"lease for execution {lease.key!r} used to write execution {execution_id!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +71,12 @@ class AddTaskRunsOp:
     runs: tuple[NewTaskRun, ...]
     lease: Lease | None
 
+    @classmethod
+    def of(cls, execution_id: str, runs: Any, lease: Lease | None = None) -> AddTaskRunsOp:
+        """Build the op (lease checked now)."""
+        check_lease(lease, execution_id)
+        return cls(execution_id, tuple(runs), lease)
+
 
 @dataclass(frozen=True, slots=True)
 class TransitionOp:
@@ -72,6 +87,20 @@ class TransitionOp:
     at: dt.datetime
     outputs: str | None
     lease: Lease | None
+
+    @classmethod
+    def of(
+        cls,
+        execution_id: str,
+        state: State,
+        at: dt.datetime | None = None,
+        outputs: Any = None,
+        lease: Lease | None = None,
+    ) -> TransitionOp:
+        """Build the op (lease checked, outputs encoded, time defaulted to now)."""
+        check_lease(lease, execution_id)
+        encoded = None if outputs is None else dumps(dict(outputs))
+        return cls(execution_id, State(state), as_utc(at) if at else utcnow(), encoded, lease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +113,19 @@ class TaskRunTransitionOp:
     at: dt.datetime
     lease: Lease | None
 
+    @classmethod
+    def of(
+        cls,
+        execution_id: str,
+        task_run_id: str,
+        state: State,
+        at: dt.datetime | None = None,
+        lease: Lease | None = None,
+    ) -> TaskRunTransitionOp:
+        """Build the op (lease checked, time defaulted to now)."""
+        check_lease(lease, execution_id)
+        return cls(execution_id, task_run_id, State(state), as_utc(at) if at else utcnow(), lease)
+
 
 @dataclass(frozen=True, slots=True)
 class AttemptOp:
@@ -95,6 +137,15 @@ class AttemptOp:
     error: str | None
     lease: Lease | None
 
+    @classmethod
+    def of(
+        cls, execution_id: str, task_run_id: str, attempt: Attempt, lease: Lease | None = None
+    ) -> AttemptOp:
+        """Build the op (lease checked, error encoded)."""
+        check_lease(lease, execution_id)
+        error = None if attempt.error is None else dumps(attempt.error)
+        return cls(execution_id, task_run_id, attempt, error, lease)
+
 
 @dataclass(frozen=True, slots=True)
 class OutputsOp:
@@ -104,6 +155,15 @@ class OutputsOp:
     task_run_id: str
     outputs: dict[str, Any]
     lease: Lease | None
+
+    @classmethod
+    def of(
+        cls, execution_id: str, task_run_id: str, outputs: Any, lease: Lease | None = None
+    ) -> OutputsOp:
+        """Build the op (lease checked; fails now on a value JSON cannot carry)."""
+        check_lease(lease, execution_id)
+        dumps(dict(outputs))
+        return cls(execution_id, task_run_id, dict(outputs), lease)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +182,13 @@ class TriggerStateOp:
     lease: Lease | None
 
 
+@dataclass(frozen=True, slots=True)
+class ReleaseLeaseOp:
+    """Expire a lease now, if it is still the holder's (outcome: True, or False if not)."""
+
+    lease: Lease
+
+
 WriteOp = (
     CreateOp
     | AddTaskRunsOp
@@ -131,6 +198,7 @@ WriteOp = (
     | OutputsOp
     | LogsOp
     | TriggerStateOp
+    | ReleaseLeaseOp
 )
 Outcome = object | BaseException
 """Per op: a `CreateResult` for creates, None for other writes, or the error."""
@@ -138,6 +206,6 @@ Outcome = object | BaseException
 
 def lease_of(op: WriteOp) -> Lease | None:
     """The lease an op is fenced by, if any."""
-    if isinstance(op, CreateOp | LogsOp):
-        return None
+    if isinstance(op, CreateOp | LogsOp | ReleaseLeaseOp):
+        return None  # a release is no write under the lease: it checks owner and epoch
     return op.lease

@@ -13,8 +13,9 @@ not fenced (for callers that own nothing, e.g. an API appending a log line).
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -57,8 +58,6 @@ from ._records import (
     NewTaskRun,
     Page,
     TriggerState,
-    as_utc,
-    utcnow,
 )
 from ._writes import write_batch
 
@@ -147,6 +146,17 @@ class Store(Service):
             raise StoreError("the store is not started")
         return await write_batch(self._pool, ops)
 
+    def enqueue(self, op: WriteOp) -> Awaitable[object]:
+        """Hand a built op to the writer without waiting; await the result for durability.
+
+        Ops enqueued one after another are applied in that order (as with the write
+        methods, which build an op and await it). For write-behind callers that record
+        many changes (`StoreRecorder`): no task per write when the queue has room.
+        """
+        if self._batching and self.running:
+            return self._batcher.enqueue(op)
+        return asyncio.ensure_future(self._write(op))
+
     async def _write(self, op: WriteOp) -> object:
         if self._batching:
             return await self._batcher.submit(op)
@@ -185,8 +195,7 @@ class Store(Service):
         self, execution_id: str, runs: Sequence[NewTaskRun], *, lease: Lease | None = None
     ) -> None:
         """Add task runs to an execution (idempotent on task-run id)."""
-        _check_lease(lease, execution_id)
-        await self._write(AddTaskRunsOp(execution_id, tuple(runs), lease))
+        await self._write(AddTaskRunsOp.of(execution_id, runs, lease))
 
     async def transition(
         self,
@@ -210,10 +219,7 @@ class Store(Service):
             StaleLeaseError: ``lease`` is no longer current.
             StoreError: Unknown execution, or the write failed.
         """
-        _check_lease(lease, execution_id)
-        encoded = None if outputs is None else dumps(dict(outputs))
-        when = as_utc(at) if at else utcnow()
-        await self._write(TransitionOp(execution_id, State(state), when, encoded, lease))
+        await self._write(TransitionOp.of(execution_id, state, at, outputs, lease))
 
     async def transition_task_run(
         self,
@@ -225,9 +231,7 @@ class Store(Service):
         lease: Lease | None = None,
     ) -> None:
         """Move a task run to ``state``, appended to its history (see `transition`)."""
-        _check_lease(lease, execution_id)
-        when = as_utc(at) if at else utcnow()
-        await self._write(TaskRunTransitionOp(execution_id, task_run_id, State(state), when, lease))
+        await self._write(TaskRunTransitionOp.of(execution_id, task_run_id, state, at, lease))
 
     async def record_attempt(
         self, execution_id: str, task_run_id: str, attempt: Attempt, *, lease: Lease | None = None
@@ -236,9 +240,7 @@ class Store(Service):
 
         Fields left None keep what an earlier write of the same attempt recorded.
         """
-        _check_lease(lease, execution_id)
-        error = None if attempt.error is None else dumps(attempt.error)
-        await self._write(AttemptOp(execution_id, task_run_id, attempt, error, lease))
+        await self._write(AttemptOp.of(execution_id, task_run_id, attempt, lease))
 
     async def set_outputs(
         self,
@@ -249,9 +251,7 @@ class Store(Service):
         lease: Lease | None = None,
     ) -> None:
         """Merge ``outputs`` into a task run's outputs (top-level keys replace)."""
-        _check_lease(lease, execution_id)
-        dumps(dict(outputs))  # fail here, in the caller, on a value JSON cannot carry
-        await self._write(OutputsOp(execution_id, task_run_id, dict(outputs), lease))
+        await self._write(OutputsOp.of(execution_id, task_run_id, outputs, lease))
 
     async def append_logs(self, lines: Sequence[LogLine]) -> None:
         """Append log lines (to any executions), in order."""
@@ -597,13 +597,6 @@ class Store(Service):
                 limit,
             )
         return [_rows.dead_letter(row) for row in rows]
-
-
-def _check_lease(lease: Lease | None, execution_id: str) -> None:
-    if lease is not None and lease.kind == EXECUTION_LEASE and lease.key != execution_id:
-        raise StoreError(
-            f"lease for execution {lease.key!r} used to write execution {execution_id!r}"
-        )
 
 
 def redact_dsn(dsn: str) -> str:

@@ -21,7 +21,7 @@ import asyncpg
 
 from flows import StaleLeaseError, StoreError
 
-from . import _creates, _updates
+from . import _creates, _leases, _updates
 from ._db import CONNECTION_ERRORS, Connection
 from ._ops import (
     AddTaskRunsOp,
@@ -30,6 +30,7 @@ from ._ops import (
     LogsOp,
     Outcome,
     OutputsOp,
+    ReleaseLeaseOp,
     TaskRunTransitionOp,
     TransitionOp,
     TriggerStateOp,
@@ -85,6 +86,7 @@ async def apply_ops(conn: Connection, ops: Sequence[WriteOp]) -> list[Outcome]:
     await _updates.merge_outputs(conn, groups[OutputsOp], outcomes)
     await _updates.append_logs(conn, groups[LogsOp], outcomes)
     await _updates.save_trigger_states(conn, groups[TriggerStateOp], outcomes)
+    await _leases.release_many(conn, groups[ReleaseLeaseOp], outcomes)  # after their writes
     return outcomes
 
 

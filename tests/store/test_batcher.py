@@ -105,3 +105,29 @@ async def test_a_full_queue_keeps_submission_order() -> None:
         await asyncio.gather(*tasks)
     written = [item for batch in flush.batches for item in batch]
     assert written == list(range(300))
+
+
+async def test_enqueue_returns_at_once_and_keeps_order_through_a_full_queue() -> None:
+    """`enqueue` (write-behind callers) never overtakes: fast and slow paths stay FIFO."""
+    flush = Recorder()
+    async with Batcher(flush, max_batch=3, max_queue=3) as batcher:
+        flush.gate.clear()
+        first = batcher.enqueue(0)
+        await flush.entered.wait()  # item 0 is being flushed, the queue is empty
+        pending = [batcher.enqueue(i) for i in range(1, 100)]  # all in one loop turn
+        assert isinstance(pending[0], asyncio.Future) and not isinstance(pending[0], asyncio.Task)
+        assert isinstance(pending[-1], asyncio.Task)  # the queue filled up: the slow road
+        flush.gate.set()
+        results = await asyncio.gather(first, *pending)
+    assert results == [i * 10 for i in range(100)]
+    written = [item for batch in flush.batches for item in batch]
+    assert written == list(range(100))
+
+
+async def test_enqueue_after_stop_fails_through_the_awaitable() -> None:
+    flush = Recorder()
+    batcher = Batcher(flush)
+    await batcher.start()
+    await batcher.stop()
+    with pytest.raises(StoreError, match="not running"):
+        await batcher.enqueue(1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 
 import pytest
 
 from actors._store import Attempt, LogLine, NewTaskRun, Store, TriggerState
+from actors._store._ops import ReleaseLeaseOp, TransitionOp
 from flows import StaleLeaseError, State, StoreError
 
 from ._factories import new_execution
@@ -114,3 +116,20 @@ async def test_trigger_state_writes_are_fenced_by_a_trigger_lease(store: Store) 
     await store.save_trigger_state(state, lease=new)
     saved = await store.get_trigger_state("shop", "alerts", "orders")
     assert saved is not None and saved.cursor == {"0": 10}
+
+
+async def test_a_release_enqueued_with_the_last_writes_lands_in_their_batch(store: Store) -> None:
+    """Write-behind callers release with their final transition: one batch, in order."""
+    execution_id = (await store.create_execution(new_execution())).execution.id
+    lease = await store.take_execution_lease(execution_id, "actor-a", MINUTE)
+    assert lease is not None
+    final = store.enqueue(TransitionOp.of(execution_id, State.SUCCESS, lease=lease))
+    stale = store.enqueue(ReleaseLeaseOp(dataclasses.replace(lease, epoch=lease.epoch - 1)))
+    released = store.enqueue(ReleaseLeaseOp(lease))
+    assert await final is None
+    assert await released is True
+    assert await stale is False  # a former epoch: not ours to release
+    taken = await store.take_execution_lease(execution_id, "actor-b", MINUTE)
+    assert taken is not None and taken.epoch == lease.epoch + 1
+    execution = await store.get_execution(execution_id)
+    assert execution is not None and execution.state is State.SUCCESS

@@ -1,0 +1,165 @@
+"""The caller's side of a warm `TaskWorker`: attempts batched both ways.
+
+One actor call per attempt costs both processes a full Ray call (submit, task spec,
+serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
+the 2-core machine, which caps throughput. A `WorkerLink` instead:
+
+- sends every attempt submitted during one turn of the event loop in ONE
+  ``start(link, items)`` call (no added wait: the flush runs at the end of the turn, so
+  a lone attempt leaves at once and latency to the task body is that of a plain call);
+- keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
+  which returns every outcome finished since the last one, in one reply.
+
+Under load both calls carry many attempts; when idle no call is outstanding at all.
+
+A worker that dies or restarts loses the attempts it was running: the outstanding
+`collect` fails (or answers from a new incarnation), and each lost attempt ends FAILED
+with a retriable ``WorkerLost`` error, so the task's retry policy decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from typing import Any
+
+from flows import State
+
+from ._store._records import utcnow
+from ._worker import TaskInvocation, TaskOutcome
+
+WORKER_LOST = "WorkerLost"
+"""``error["type"]`` of an attempt lost with its worker."""
+
+_COLLECT_RETRY_S = 0.05
+"""Pause before asking again after a failed collect (the worker is being restarted)."""
+
+
+def lost_outcome(reason: str) -> TaskOutcome:
+    """A FAILED, retriable outcome for an attempt whose worker went away."""
+    now = utcnow()
+    return TaskOutcome(
+        state=State.FAILED,
+        outputs={},
+        logs=[],
+        error={"message": f"the worker was lost: {reason}", "type": WORKER_LOST, "retriable": True},
+        worker=None,
+        node=None,
+        started_at=now,
+        ended_at=now,
+    )
+
+
+class WorkerLink:
+    """Runs attempts on one warm `TaskWorker` actor, batching starts and outcomes.
+
+    Args:
+        worker: The `TaskWorker` actor handle.
+    """
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+        self._id = uuid.uuid4().hex
+        self._keys = itertools.count()
+        self._outbox: list[tuple[int, TaskInvocation]] = []
+        self._waiting: dict[int, asyncio.Future[TaskOutcome]] = {}
+        self._incarnation_of: dict[int, str] = {}
+        self._incarnation = ""
+        self._flush_due = False
+        self._collector: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.starts = 0
+        """How many ``start`` calls went out (for tests and benchmarks)."""
+
+    @property
+    def running(self) -> int:
+        """Attempts sent or about to be sent whose outcome has not come back."""
+        return len(self._waiting)
+
+    def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
+        """Queue the attempt for this turn's ``start`` call: its key and outcome future."""
+        loop = asyncio.get_running_loop()
+        key = next(self._keys)
+        future: asyncio.Future[TaskOutcome] = loop.create_future()
+        self._waiting[key] = future
+        self._outbox.append((key, invocation))
+        if not self._flush_due:
+            self._flush_due = True
+            loop.call_soon(self._flush)
+        return key, future
+
+    def abandon(self, key: int) -> None:
+        """Give up on an attempt (kill, hard timeout): cancel it on the worker if sent."""
+        self._waiting.pop(key, None)
+        self._incarnation_of.pop(key, None)
+        before = len(self._outbox)
+        self._outbox = [(k, inv) for k, inv in self._outbox if k != key]
+        if len(self._outbox) == before:
+            with contextlib.suppress(Exception):  # best effort: the worker may be gone
+                self.worker.cancel.remote(self._id, key)
+
+    async def close(self) -> None:
+        """Stop collecting; attempts still waiting end as lost."""
+        for task in [self._collector, *self._background]:
+            if task is not None:
+                task.cancel()
+        self._fail(list(self._waiting), "the dispatcher stopped")
+
+    # ---- internals ----
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        return task
+
+    def _flush(self) -> None:
+        self._flush_due = False
+        items, self._outbox = self._outbox, []
+        if not items:
+            return
+        ref = self.worker.start.remote(self._id, items)
+        self.starts += 1
+        self._spawn(self._started(ref, [key for key, _ in items]))
+        if self._collector is None or self._collector.done():
+            self._collector = asyncio.ensure_future(self._collect())
+
+    async def _started(self, ref: Any, keys: list[int]) -> None:
+        try:
+            incarnation: str = await ref
+        except Exception as exc:
+            self._fail(keys, repr(exc))
+            return
+        self._incarnation = incarnation
+        for key in keys:
+            if key in self._waiting:
+                self._incarnation_of[key] = incarnation
+
+    async def _collect(self) -> None:
+        while self._waiting:
+            try:
+                incarnation, outcomes = await self.worker.collect.remote(
+                    self._id, self._incarnation
+                )
+            except Exception as exc:
+                # The worker died: whatever it had accepted is gone.
+                self._fail([k for k in self._waiting if k in self._incarnation_of], repr(exc))
+                await asyncio.sleep(_COLLECT_RETRY_S)  # let Ray restart it before asking again
+                continue
+            self._incarnation = incarnation
+            for key, outcome in outcomes:
+                self._incarnation_of.pop(key, None)
+                future = self._waiting.pop(key, None)
+                if future is not None and not future.done():
+                    future.set_result(outcome)
+            stale = [k for k, inc in self._incarnation_of.items() if inc != incarnation]
+            self._fail(stale, "it restarted")
+
+    def _fail(self, keys: list[int], reason: str) -> None:
+        for key in keys:
+            self._incarnation_of.pop(key, None)
+            future = self._waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(lost_outcome(reason))

@@ -1,0 +1,90 @@
+"""`WorkerLink` against a real warm `TaskWorker` actor: batching, isolation, loss, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+import ray
+
+from actors._worker import TaskInvocation, task_worker_class
+from actors._worker_link import WORKER_LOST, WorkerLink
+from flows import REGISTRY, RunnableTask, State
+from tests.servers import RayCluster
+
+FN = "tests.runtime.fixtures_functions"
+
+
+def invocation(function: str, **kwargs: Any) -> TaskInvocation:
+    spec = {"id": "t", "type": "python.Function", "function": f"{FN}:{function}", "kwargs": kwargs}
+    task = REGISTRY.resolve("python.Function", "task").cls.model_validate(spec)
+    assert isinstance(task, RunnableTask)
+    return TaskInvocation(
+        task=task,
+        execution_id=uuid.uuid4().hex,
+        task_run_id=uuid.uuid4().hex,
+        attempt=1,
+        namespace="tests.runtime",
+        flow_id="link",
+    )
+
+
+async def eventually(check: Any, within: float = 30.0) -> None:
+    deadline = time.monotonic() + within
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def worker(ray_cluster: RayCluster) -> Any:
+    handle = task_worker_class(num_cpus=0).remote()
+    await handle.ping.remote()
+    yield handle
+    ray.kill(handle)
+
+
+async def test_attempts_of_one_loop_turn_go_out_in_one_call(worker: Any) -> None:
+    link = WorkerLink(worker)
+    futures = [link.submit(invocation("double", x=i))[1] for i in range(5)]
+    outcomes = await asyncio.gather(*futures)
+    assert [o.outputs for o in outcomes] == [{"double": 2 * i} for i in range(5)]
+    assert all(o.state is State.SUCCESS for o in outcomes)
+    assert link.starts == 1 and link.running == 0
+    await link.close()
+
+
+async def test_a_slow_attempt_does_not_hold_back_a_fast_one(worker: Any) -> None:
+    link = WorkerLink(worker)
+    slow_key, slow = link.submit(invocation("wait_forever"))
+    _, fast = link.submit(invocation("double", x=21))
+    assert (await asyncio.wait_for(fast, 30)).outputs == {"double": 42}
+    assert not slow.done() and await worker.running.remote() == 1
+    link.abandon(slow_key)  # a kill or a hard timeout: the worker cancels it
+
+    async def cancelled() -> bool:
+        return bool(await worker.running.remote() == 0)
+
+    await eventually(cancelled)
+    assert link.running == 0
+    await link.close()
+
+
+async def test_attempts_lost_with_their_worker_fail_retriably(worker: Any) -> None:
+    link = WorkerLink(worker)
+    _, lost = link.submit(invocation("wait_forever"))
+
+    async def started() -> bool:
+        return bool(await worker.running.remote() == 1)
+
+    await eventually(started)
+    ray.kill(worker, no_restart=False)  # Ray restarts it (max_restarts=-1), empty
+    outcome = await asyncio.wait_for(lost, 60)
+    assert outcome.state is State.FAILED and outcome.error is not None
+    assert outcome.error["type"] == WORKER_LOST and outcome.error["retriable"] is True
+    _, after = link.submit(invocation("double", x=1))  # the restarted worker serves on
+    assert (await asyncio.wait_for(after, 60)).outputs == {"double": 2}
+    await link.close()
