@@ -4,9 +4,10 @@ One actor call per attempt costs both processes a full Ray call (submit, task sp
 serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
 the 2-core machine, which caps throughput. A `WorkerLink` instead:
 
-- sends every attempt submitted during one turn of the event loop in ONE
-  ``start(link, items)`` call (no added wait: the flush runs at the end of the turn, so
-  a lone attempt leaves at once and latency to the task body is that of a plain call);
+- sends a lone attempt at once (nothing on its way to the worker: the latency to the
+  task body is that of a plain call); while a ``start`` call is on its way, sends every
+  attempt submitted during the same turn of the event loop in ONE
+  ``start(link, items)`` call, at the end of the turn;
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
   which returns every outcome finished since the last one, in one reply.
 
@@ -68,6 +69,7 @@ class WorkerLink:
         self._incarnation_of: dict[int, str] = {}
         self._incarnation = ""
         self._flush_due = False
+        self._starting = 0  # start calls not answered yet
         self._collector: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.starts = 0
@@ -79,13 +81,15 @@ class WorkerLink:
         return len(self._waiting)
 
     def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
-        """Queue the attempt for this turn's ``start`` call: its key and outcome future."""
+        """Send the attempt (now, or with this turn's others): its key and outcome future."""
         loop = asyncio.get_running_loop()
         key = next(self._keys)
         future: asyncio.Future[TaskOutcome] = loop.create_future()
         self._waiting[key] = future
         self._outbox.append((key, invocation))
-        if not self._flush_due:
+        if self._starting == 0 and not self._flush_due:
+            self._flush()
+        elif not self._flush_due:
             self._flush_due = True
             loop.call_soon(self._flush)
         return key, future
@@ -122,6 +126,7 @@ class WorkerLink:
             return
         ref = self.worker.start.remote(self._id, items)
         self.starts += 1
+        self._starting += 1
         self._spawn(self._started(ref, [key for key, _ in items]))
         if self._collector is None or self._collector.done():
             self._collector = asyncio.ensure_future(self._collect())
@@ -132,6 +137,8 @@ class WorkerLink:
         except Exception as exc:
             self._fail(keys, repr(exc))
             return
+        finally:
+            self._starting -= 1
         self._incarnation = incarnation
         for key in keys:
             if key in self._waiting:
