@@ -289,7 +289,7 @@ class ExecutionService(Service):
         )
         if state is not State.RUNNING:
             await self.store.release_lease(lease)
-            self._finished.setdefault(execution_id, asyncio.Event()).set()
+            self._wake_waiters(execution_id)
             _log.info(
                 "execution %s %s: flow %s is at its concurrency limit",
                 execution_id,
@@ -329,10 +329,16 @@ class ExecutionService(Service):
                 with contextlib.suppress(Exception):
                     # Batched with the run's last writes (same store, in order).
                     await (self._history_store or self.store).enqueue(ReleaseLeaseOp(lease))
-            self._finished.setdefault(execution_id, asyncio.Event()).set()
+            self._wake_waiters(execution_id)
             if run.flow.concurrency is not None and self.running:
                 with contextlib.suppress(Exception):
                     await self._next_queued(run.flow)
+
+    def _wake_waiters(self, execution_id: str) -> None:
+        """Wake `wait` callers; the event goes (later callers read the store)."""
+        finished = self._finished.pop(execution_id, None)
+        if finished is not None:
+            finished.set()
 
     # ---- control ----
 

@@ -14,6 +14,7 @@ import abc
 import asyncio
 import contextlib
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -327,7 +328,10 @@ async def create_notifying_table(conn: asyncpg.Connection, table: str, channel: 
 
 
 class Webhook(Source):
-    """HTTP POSTs to the real API's webhook endpoint (FastAPI + `Runtime`, in this process)."""
+    """HTTP POSTs to the real API's webhook endpoint (FastAPI + `Runtime`, in this process).
+
+    The server runs webhook executions itself (their tasks on its warm worker actor).
+    """
 
     key = "webhook"
     label = "Webhook (HTTP API)"
@@ -380,6 +384,8 @@ class Webhook(Source):
             return {"ok": True}
 
         async with on_api_server(self.dsn, self.flow(), {"/bench/echo": echo}) as target:
+            # Webhook executions run in the server process (this one): profile it.
+            target.pid = os.getpid()
             self.target = target
             yield target
 

@@ -2,6 +2,11 @@
 
 Everything the REST API, the webhooks and the flows-folder sync do goes through one
 `Runtime`, so the HTTP layer stays a thin translation of requests into these calls.
+
+Webhook executions run in the server process itself, as a listener host runs its
+triggers' executions: the request is answered once the execution is durably created
+(under this process's lease), and its runnable tasks go to a warm worker actor. If the
+server dies, the lease lapses and a pool actor resumes the execution.
 """
 
 from __future__ import annotations
@@ -12,25 +17,30 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import ray
 
 from actors import (
+    TRIGGER_LABEL,
     EmbeddedPostgres,
     Execution,
     ExecutionPool,
+    ExecutionService,
     PoolOptions,
     Store,
     TriggerInfo,
     TriggerStatus,
+    WorkerPoolDispatcher,
     ensure_ray,
     listener_host_class,
 )
 from actors._listener_host import host_index
 from actors._store._ids import new_id
 from actors._store._store import redact_dsn
+from actors._triggers import TriggerStats
 from flows import (
     Flow,
     Service,
@@ -70,6 +80,16 @@ class Runtime(Service):
         self._host_names: list[str] = []
         self._prefix = f"kestrel-{new_id()[:8]}"
         self._parsed: dict[tuple[str, str, int], Flow] = {}
+        # The current revision of each flow, parsed. This runtime is the only writer of
+        # flows (the API and the flows-folder sync call `deploy`/`delete_flow`, which
+        # also tell the listener hosts), so it updates this map as it writes.
+        self._current: dict[tuple[str, str], Flow] = {}
+        self._flow_writes = 0
+        self._flow_lock = asyncio.Lock()
+        self._history: Store | None = None
+        self._workers: WorkerPoolDispatcher | None = None
+        self._local: ExecutionService | None = None
+        self._webhook_stats: dict[str, TriggerStats] = {}
 
     # ---- lifecycle ----
 
@@ -86,6 +106,13 @@ class Runtime(Service):
         if self._pool is None:
             raise StoreError("the runtime is not started")
         return self._pool
+
+    @property
+    def local(self) -> ExecutionService:
+        """The execution service of this process (it runs the webhook executions)."""
+        if self._local is None:
+            raise StoreError("the runtime is not started")
+        return self._local
 
     async def _start(self) -> None:
         dsn = self.settings.db
@@ -117,11 +144,30 @@ class Runtime(Service):
             host_cls.options(name=name).remote(dsn, name, warm_workers=1)
             for name in self._host_names
         ]
-        await asyncio.gather(self._pool.start(), *(h.ready.remote() for h in self._hosts))
+        # Webhook executions run here: history written behind through its own store (a
+        # create never queues behind it), runnable tasks on warm workers. Recovery of
+        # orphaned executions is left to the pool.
+        self._history = Store(dsn, migrate=False)
+        self._workers = WorkerPoolDispatcher(self.settings.webhook_workers)
+        self._local = ExecutionService(
+            self._store,
+            self._workers,
+            owner=f"{self._prefix}-gateway-{new_id()}",
+            lease_ttl=dt.timedelta(seconds=self._pool.options.lease_ttl_s),
+            history_store=self._history,
+        )
+        await asyncio.gather(
+            self._pool.start(),
+            self._history.start(),
+            self._workers.start(),
+            *(h.ready.remote() for h in self._hosts),
+        )
+        await self._local.start()
         _log.info(
-            "%d execution actor(s) and %d listener host(s) warm",
+            "%d execution actor(s), %d listener host(s) and %d webhook worker(s) warm",
             self._pool.size,
             len(self._hosts),
+            self.settings.webhook_workers,
         )
 
     async def _stop(self) -> None:
@@ -132,8 +178,14 @@ class Runtime(Service):
             with contextlib.suppress(Exception):
                 ray.kill(handle, no_restart=True)
         self._hosts = []
+        if self._local is not None:
+            await self._local.stop()  # its leases lapse: the pool resumes those executions
+        if self._workers is not None:
+            await self._workers.stop()
         if self._pool is not None:
             await self._pool.stop()
+        if self._history is not None:
+            await self._history.stop()
         if self._store is not None:
             await self._store.stop()
         if self._embedded is not None:
@@ -155,11 +207,15 @@ class Runtime(Service):
             FlowError: The flow is invalid; nothing changes.
         """
         flow = parse_flow(source, file)
-        saved = await self.store.save_flow(flow.namespace, flow.id, source)
-        flow.revision = saved.flow.revision
-        if saved.changed:
-            await self._deploy_triggers(flow)
-            _log.info("flow %s is at revision %d", flow.uid, flow.revision)
+        async with self._flow_lock:  # writes, cache updates and trigger pushes stay in order
+            saved = await self.store.save_flow(flow.namespace, flow.id, source)
+            flow.revision = saved.flow.revision
+            self._flow_writes += 1
+            self._current[(flow.namespace, flow.id)] = flow
+            self._parsed[(flow.namespace, flow.id, flow.revision)] = flow
+            if saved.changed:
+                await self._deploy_triggers(flow)
+                _log.info("flow %s is at revision %d", flow.uid, flow.revision)
         return flow, saved.changed
 
     async def _deploy_triggers(self, flow: Flow) -> None:
@@ -172,17 +228,26 @@ class Runtime(Service):
         Raises:
             NotFoundError: No such flow.
         """
-        if not await self.store.delete_flow(namespace, flow_id):
-            raise NotFoundError(f"flow {namespace}.{flow_id} not found")
-        await self._host_for(namespace, flow_id).undeploy.remote(namespace, flow_id)
+        async with self._flow_lock:
+            deleted = await self.store.delete_flow(namespace, flow_id)
+            self._flow_writes += 1
+            self._current.pop((namespace, flow_id), None)
+            if not deleted:
+                raise NotFoundError(f"flow {namespace}.{flow_id} not found")
+            await self._host_for(namespace, flow_id).undeploy.remote(namespace, flow_id)
         _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
-        """A stored flow revision, parsed.
+        """A stored flow revision, parsed (the current one from memory once read).
 
         Raises:
             NotFoundError: No such flow or revision.
         """
+        if revision is None:
+            current = self._current.get((namespace, flow_id))
+            if current is not None:
+                return current
+        writes = self._flow_writes
         found = await self.store.get_flow(namespace, flow_id, revision)
         if found is None:
             raise NotFoundError(f"flow {namespace}.{flow_id} not found")
@@ -192,6 +257,9 @@ class Runtime(Service):
             flow = parse_flow(found.source, f"{namespace}.{flow_id}")
             flow.revision = found.revision
             self._parsed[key] = flow
+        if revision is None and writes == self._flow_writes:
+            # No flow was written while we read: this is still the current revision.
+            self._current[(namespace, flow_id)] = flow
         return flow
 
     # ---- executions ----
@@ -250,14 +318,26 @@ class Runtime(Service):
             raise NotFoundError(f"execution {execution_id} not found")
         return found
 
-    async def _owner(self, execution_id: str) -> Any | None:
+    async def _tell_owner(self, execution_id: str, action: Literal["kill", "resume"]) -> bool:
+        """Ask the live owner of an execution's lease to `kill` or `resume` it.
+
+        Returns:
+            What the owner answered; False when no live owner is known here.
+        """
         lease = await self.store.get_lease("execution", execution_id)
         if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
-            return None
-        for name, handle in zip(self._host_names, self._hosts, strict=True):
+            return False
+        if self._local is not None and lease.owner == self._local.owner:
+            local = self._local
+            return local.kill(execution_id) if action == "kill" else local.resume(execution_id)
+        handle = self.pool.handle_for_owner(lease.owner)
+        for name, host in zip(self._host_names, self._hosts, strict=True):
             if lease.owner.startswith(f"{name}-"):
-                return handle
-        return self.pool.handle_for_owner(lease.owner)
+                handle = host
+        if handle is None:
+            return False
+        answer: bool = await getattr(handle, action).remote(execution_id)
+        return answer
 
     async def kill(self, execution_id: str) -> Execution:
         """Kill an execution (cascading to its running tasks and subflows).
@@ -269,8 +349,7 @@ class Runtime(Service):
         execution = await self.execution(execution_id)
         if execution.state.terminal:
             raise ConflictError(f"execution {execution_id} already ended {execution.state.value}")
-        owner = await self._owner(execution_id)
-        if owner is None or not await owner.kill.remote(execution_id):
+        if not await self._tell_owner(execution_id, "kill"):
             # Nobody runs it (queued, or its owner is gone): it ends here.
             await self.store.transition(execution_id, State.KILLED)
         return await self._settled(execution_id)
@@ -290,8 +369,7 @@ class Runtime(Service):
         execution = await self.execution(execution_id)
         if execution.state is not State.PAUSED:
             raise ConflictError(f"execution {execution_id} is {execution.state.value}, not PAUSED")
-        owner = await self._owner(execution_id)
-        if owner is None or not await owner.resume.remote(execution_id):
+        if not await self._tell_owner(execution_id, "resume"):
             raise ConflictError(f"execution {execution_id} is not waiting to be resumed here")
         return await self.execution(execution_id)
 
@@ -341,6 +419,7 @@ class Runtime(Service):
             NotFoundError: Unknown flow, no webhook trigger, or wrong key/signature (all
                 the same answer, so callers learn nothing about which flows exist).
         """
+        received = time.time()
         try:
             flow = await self.flow(namespace, flow_id)
         except NotFoundError:
@@ -348,16 +427,38 @@ class Runtime(Service):
         trigger = _matching_webhook(flow, key, raw_body, headers)
         if trigger is None or flow.disabled:
             raise NotFoundError("webhook not found")
+        stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
+        stats.events += 1
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
-        execution = await self.execute(
-            namespace,
-            flow_id,
-            trigger.inputs,
-            labels={**trigger.labels, "kestrel.trigger": trigger.id},
-            trigger=variables,
-            wait=trigger.wait,
-            flow=flow,
+        labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
+        if len(self.local.running_ids()) >= self.settings.webhook_executions:
+            # Busy: the elastic pool takes the overflow (one more actor hop).
+            execution = await self.execute(
+                namespace,
+                flow_id,
+                trigger.inputs,
+                labels=labels,
+                trigger=variables,
+                wait=trigger.wait,
+                flow=flow,
+            )
+            stats.created += 1
+            return trigger, execution
+
+        def first_task(started: dt.datetime) -> None:
+            stats.observe_first_task(started.timestamp() - received)
+
+        result = await self.local.create(
+            flow, trigger.inputs, trigger=variables, labels=labels, on_first_task=first_task
         )
+        stats.observe_created(time.time() - received)
+        stats.created += 1
+        execution = result.execution
+        if trigger.wait:
+            await self.local.wait(execution.id)
+            execution = await self.execution(execution.id)
+        elif flow.concurrency is not None:
+            execution = await self.execution(execution.id)  # QUEUED, CANCELLED, FAILED?
         return trigger, execution
 
     async def triggers(self) -> list[TriggerInfo]:
@@ -374,6 +475,7 @@ class Runtime(Service):
             for trigger in flow.triggers:
                 if isinstance(trigger, Webhook):
                     disabled = trigger.disabled or flow.disabled
+                    stats = self._webhook_stats.get(f"{flow.uid}/{trigger.id}", TriggerStats())
                     out.append(
                         TriggerInfo(
                             namespace=flow.namespace,
@@ -384,8 +486,8 @@ class Runtime(Service):
                             status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
                             last_error=None,
                             last_event_at=None,
-                            events=0,
-                            created=0,
+                            events=stats.events,
+                            created=stats.created,
                             duplicates=0,
                             dead_letters=0,
                             reconnects=0,
@@ -401,6 +503,9 @@ class Runtime(Service):
         merged: dict[str, list[float]] = {}
         for one in found:
             merged.update(one)
+        for name, stats in self._webhook_stats.items():
+            window = stats.first_task_latency_s if kind == "first_task" else stats.created_latency_s
+            merged[name] = list(window)
         return merged
 
     async def backfill(

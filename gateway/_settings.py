@@ -34,6 +34,9 @@ class Settings(BaseSettings):
         execution_actors: Warm execution actors at start (the pool grows from there).
         max_execution_actors: The most execution actors the pool creates.
         listener_hosts: Actors hosting trigger listeners.
+        webhook_executions: Webhook executions run in the server process itself, up to
+            this many at once (no actor hop); beyond that, and with 0, on the pool.
+        webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
     """
 
@@ -50,6 +53,8 @@ class Settings(BaseSettings):
     execution_actors: int = Field(default=1, ge=1)
     max_execution_actors: int = Field(default=4, ge=1)
     listener_hosts: int = Field(default=1, ge=1)
+    webhook_executions: int = Field(default=200, ge=0)
+    webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
 
     def flows_dir(self) -> Path:

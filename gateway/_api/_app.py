@@ -35,8 +35,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     app.state.runtime = runtime
     app.state.settings = settings
     api = APIRouter(prefix=API_PREFIX)
+    api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
-    api.include_router(_webhooks.router)  # before /executions/{namespace}/{flowId}
     api.include_router(_executions.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)

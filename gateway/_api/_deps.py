@@ -1,4 +1,8 @@
-"""What route handlers get injected: the runtime and the settings."""
+"""What route handlers get injected: the runtime and the settings.
+
+The providers are coroutines: FastAPI runs plain functions in its thread pool, a thread
+hop per dependency on every request.
+"""
 
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ from .._runtime import Runtime
 from .._settings import Settings
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The server's runtime (set by `create_app`)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     """The server's settings (set by `create_app`)."""
     settings: Settings = request.app.state.settings
     return settings
