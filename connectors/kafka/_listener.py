@@ -7,6 +7,10 @@ collects the acks that arrive meanwhile, and commits are at least ``_COMMIT_INTE
 apart), on partition revoke, and on close. With ``maxInFlight`` deliveries unacked it
 pauses every assigned partition and keeps polling (so the group keeps the member) until
 acks free room.
+
+Idle: once its polls found nothing for `IDLE_AFTER_S`, the listener parks its partitions
+with the process's `IdleWatch` for its cluster, which long-polls for all idle listeners
+in one fetch and resumes a listener when its partitions get records (see `_watch`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
@@ -27,6 +32,14 @@ from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, Po
 
 from ._offsets import PartitionAcks
 from ._serde import SerdeError, deserialize
+from ._watch import (
+    DEFAULT_FETCH_WAIT_MS,
+    IDLE_AFTER_S,
+    IdleWatch,
+    Parking,
+    acquire_watch,
+    release_watch,
+)
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
@@ -35,6 +48,10 @@ if TYPE_CHECKING:
 
 _POLL_MS = 500
 """Longest wait for records in one poll; bounds how late a close or resume is noticed."""
+_FETCHER_TIMEOUT_MS = 1_000
+_PARKED_POLL_MS = 10_000
+"""Longest wait for records in one poll while parked (the watch resumes the partitions)."""
+_POSITION_TIMEOUT_S = 1.0
 _ROOM_WAIT_S = 1.0
 """While paused, poll this often (keeps the group membership alive) until acks come."""
 _COMMIT_INTERVAL_S = 0.05
@@ -76,6 +93,11 @@ class _Session:
     paused: bool = False
     backlog: deque[_Fetched] = field(default_factory=deque)
     """Read, not yet delivered (kept here so that a new `events` iterator goes on)."""
+    watch: IdleWatch | None = None
+    parking: Parking | None = None
+    """Registered with the watch (idle); its partitions are paused once covered."""
+    watch_paused: set[TopicPartition] = field(default_factory=set)
+    idle_since: float = field(default_factory=time.monotonic)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -99,7 +121,12 @@ class KafkaListener(Listener):
     """
 
     def __init__(
-        self, trigger: KafkaRealtimeTrigger, ctx: ListenerContext, options: dict[str, Any]
+        self,
+        trigger: KafkaRealtimeTrigger,
+        ctx: ListenerContext,
+        options: dict[str, Any],
+        *,
+        share_idle: bool = True,
     ) -> None:
         """Prepare a listener; nothing connects before `connect`.
 
@@ -108,6 +135,8 @@ class KafkaListener(Listener):
             ctx: The host's services (logging).
             options: aiokafka consumer keyword arguments from the trigger's ``properties``
                 (see `client_options`); group, offsets and commit settings are added here.
+            share_idle: Park with the process's `IdleWatch` while idle (one fetch for
+                all idle listeners of a cluster instead of one each).
         """
         self._trigger = trigger
         self._ctx = ctx
@@ -117,7 +146,12 @@ class KafkaListener(Listener):
             "auto_offset_reset": trigger.auto_offset_reset.value.lower(),
             "enable_auto_commit": False,
         }
+        # aiokafka's fetch routine otherwise wakes every 200 ms even with a fetch in flight
+        # or its partitions paused; every event it waits for has its own future.
+        self._options.setdefault("consumer_timeout_ms", _FETCHER_TIMEOUT_MS)
         self._batch: int | None = options.get("max_poll_records")
+        self._wait_ms = int(options.get("fetch_max_wait_ms", DEFAULT_FETCH_WAIT_MS))
+        self._share_idle = share_idle
         self._session: _Session | None = None
 
     async def connect(self) -> None:
@@ -140,6 +174,8 @@ class KafkaListener(Listener):
             servers = self._options.get("bootstrap_servers")
             raise ConnectorError(f"cannot consume from Kafka at {servers}: {exc!r}") from exc
         session.committer = asyncio.create_task(self._commit_loop(session))
+        if self._share_idle:
+            session.watch = acquire_watch(self._options)
         self._session = session
 
     async def _subscribe(self, session: _Session) -> None:
@@ -183,7 +219,18 @@ class KafkaListener(Listener):
             if session.paused:
                 session.consumer.resume(*session.consumer.paused())
                 session.paused = False
-            backlog.extend(await self._poll(session, _POLL_MS, min(room, self._batch or room)))
+            backlog.extend(await self._poll_or_park(session, min(room, self._batch or room)))
+
+    async def _poll_or_park(self, session: _Session, limit: int) -> list[_Fetched]:
+        """Poll; park with the watch after `IDLE_AFTER_S` without records."""
+        wait = _POLL_MS if session.parking is None else _PARKED_POLL_MS
+        fetched = await self._poll(session, wait, limit)
+        if fetched:
+            self._unpark(session)
+            session.idle_since = time.monotonic()
+        elif session.parking is None and time.monotonic() - session.idle_since >= IDLE_AFTER_S:
+            await self._park(session)
+        return fetched
 
     async def _poll(self, session: _Session, timeout_ms: int, limit: int) -> list[_Fetched]:
         try:
@@ -202,13 +249,17 @@ class KafkaListener(Listener):
 
     async def _wait_for_room(self, session: _Session) -> list[_Fetched]:
         """Pause every partition, keep the membership alive, wait for an ack."""
+        self._unpark(session)
         session.room.clear()
         session.consumer.pause(*session.consumer.assignment())
         session.paused = True
         # Nothing comes back from paused partitions; polling only tells the group we live.
         fetched = await self._poll(session, 0, 1)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+        # that comes as the wait ends (an ack and a stop together), and `events` never ends.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(session.room.wait(), _ROOM_WAIT_S)
+            async with asyncio.timeout(_ROOM_WAIT_S):
+                await session.room.wait()
         return fetched
 
     def _deliver(
@@ -243,6 +294,10 @@ class KafkaListener(Listener):
         if session is None:
             return
         session.room.set()  # wakes `events` so that it ends
+        self._unpark(session)
+        if session.watch is not None:
+            await release_watch(session.watch)
+            session.watch = None
         if session.committer is not None:
             session.committer.cancel()
             await asyncio.gather(session.committer, return_exceptions=True)
@@ -253,6 +308,59 @@ class KafkaListener(Listener):
         session.parts.clear()
         session.outstanding.clear()
         await _stop_quietly(session.consumer)
+
+    # ---- idle: one shared fetch (see `_watch`) -------------------------------------------
+
+    async def _park(self, session: _Session) -> None:
+        """Hand the partitions to the watch (they are paused once its fetch covers them)."""
+        consumer, watch = session.consumer, session.watch
+        tps = set(consumer.assignment())
+        if watch is None or not tps or consumer.paused() or self._session is not session:
+            return
+        positions: dict[TopicPartition, int] = {}
+        try:
+            async with asyncio.timeout(_POSITION_TIMEOUT_S):
+                for tp in sorted(tps):
+                    positions[tp] = int(await consumer.position(tp))
+        except (TimeoutError, KafkaError):
+            return  # no position yet (a reset, a rebalance): try again after the next poll
+        if self._session is not session or set(consumer.assignment()) != tps:
+            return
+        parking = Parking(
+            positions,
+            self._wait_ms,
+            cover=lambda: self._parked_cover(session, parking),
+            wake=lambda: self._parked_wake(session, parking),
+        )
+        if watch.park(parking):
+            session.parking = parking
+
+    def _parked_cover(self, session: _Session, parking: Parking) -> None:
+        if session.parking is not parking or self._session is not session:
+            return
+        consumer = session.consumer
+        tps = set(parking.positions).intersection(consumer.assignment())
+        consumer.pause(*tps)
+        session.watch_paused = tps
+
+    def _parked_wake(self, session: _Session, parking: Parking) -> None:
+        if session.parking is parking:
+            session.parking = None
+            self._resume_parked(session)
+
+    def _unpark(self, session: _Session) -> None:
+        parking, session.parking = session.parking, None
+        if parking is not None and session.watch is not None:
+            session.watch.unpark(parking)
+        self._resume_parked(session)
+
+    @staticmethod
+    def _resume_parked(session: _Session) -> None:
+        paused, session.watch_paused = session.watch_paused, set()
+        consumer = session.consumer
+        tps = paused.intersection(consumer.assignment())
+        if tps:
+            consumer.resume(*tps)
 
     # ---- commits -------------------------------------------------------------------------
 
@@ -291,6 +399,7 @@ class KafkaListener(Listener):
     # ---- rebalance ----------------------------------------------------------------------
 
     async def _revoked(self, session: _Session, revoked: set[TopicPartition]) -> None:
+        self._unpark(session)
         try:
             await asyncio.wait_for(self._commit(session, revoked), _COMMIT_TIMEOUT_S)
         except TimeoutError:

@@ -17,6 +17,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+import connectors.kafka._listener as kafka_listener_module
 from connectors.kafka import (
     KafkaListener,
     KafkaProduce,
@@ -617,3 +618,92 @@ async def test_transactional_produce_works_or_says_how_to_opt_out(
         assert outputs == {"messagesCount": 1}
         (record,) = await _consume_raw(kafka_bootstrap, topic, 1, 1)
         assert record.value == b"v"
+
+
+# --------------------------------------------------------------------------- idle watch
+
+
+async def _until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+def _covered(listener: KafkaListener) -> bool:
+    session = listener._session
+    return session is not None and session.parking is not None and bool(session.watch_paused)
+
+
+async def test_idle_listeners_share_one_watch_and_each_gets_its_records(
+    monkeypatch: pytest.MonkeyPatch,
+    new_topic: Callable[..., Awaitable[str]],
+    producer: AIOKafkaProducer,
+    make_trigger: Callable[..., KafkaRealtimeTrigger],
+    listeners: Callable[[KafkaRealtimeTrigger], Awaitable[KafkaListener]],
+) -> None:
+    monkeypatch.setattr(kafka_listener_module, "IDLE_AFTER_S", 0.2)
+    topic = await new_topic(partitions=2)
+    first = await listeners(make_trigger(topic=topic, autoOffsetReset="LATEST"))
+    second = await listeners(make_trigger(topic=topic, autoOffsetReset="LATEST"))
+    pumps = [Pump(first), Pump(second)]
+    try:
+        await _until(lambda: _covered(first) and _covered(second), "both listeners parked")
+        assert first._session is not None and second._session is not None
+        watch = first._session.watch
+        assert watch is not None and watch is second._session.watch
+        assert watch.parked == 2
+        # Parked: the consumers' own fetchers wait (their partitions are paused).
+        assert first._session.consumer.paused() == first._session.watch_paused
+        await _send(producer, topic, [b"a"], partition=1)
+        for pump in pumps:
+            (delivery,) = await pump.take(1)
+            assert isinstance(delivery, Event) and delivery.raw == b"a"
+            assert delivery.dedupe_key == f"kafka:{topic}:1:0"
+        # One listener closing while parked leaves the other parked and delivering.
+        await _until(lambda: _covered(first) and _covered(second), "both parked again")
+        await first.close()
+        await pumps[0].task
+        assert watch.parked == 1 and watch.users == 1
+        await _until(lambda: _covered(second), "the other still parked")
+        await _send(producer, topic, [b"b"], partition=0)
+        delivery = await pumps[1].get()
+        assert isinstance(delivery, Event) and delivery.raw == b"b"
+        assert pumps[0].drain() == []
+    finally:
+        for pump in pumps:
+            pump.task.cancel()
+            await asyncio.gather(pump.task, return_exceptions=True)
+
+
+async def test_parked_listener_commits_and_resumes_after_acks(
+    monkeypatch: pytest.MonkeyPatch,
+    new_topic: Callable[..., Awaitable[str]],
+    producer: AIOKafkaProducer,
+    make_trigger: Callable[..., KafkaRealtimeTrigger],
+    listeners: Callable[[KafkaRealtimeTrigger], Awaitable[KafkaListener]],
+) -> None:
+    monkeypatch.setattr(kafka_listener_module, "IDLE_AFTER_S", 0.2)
+    topic = await new_topic()
+    trigger = make_trigger(topic=topic, partitions=[0], maxInFlight=1)
+    listener = await listeners(trigger)
+    pump = Pump(listener)
+    try:
+        for n, value in enumerate([b"1", b"2"]):
+            await _until(lambda: _covered(listener), "the listener parked")
+            await _send(producer, topic, [value])
+            delivery = await pump.get()
+            assert delivery.metadata["offset"] == n
+            await listener.ack(delivery)  # maxInFlight 1: the next needs this ack
+    finally:
+        pump.task.cancel()
+        await asyncio.gather(pump.task, return_exceptions=True)
+    await listener.close()
+    consumer = AIOKafkaConsumer(bootstrap_servers=trigger.properties["bootstrap.servers"],
+                                group_id=trigger.group_id)  # fmt: skip
+    await consumer.start()
+    try:
+        assert await consumer.committed(TopicPartition(topic, 0)) == 2  # commit-after-persist
+    finally:
+        await consumer.stop()
