@@ -50,6 +50,7 @@ def latency_rows(report: dict[str, Any]) -> list[list[str]]:
         target, ok = _latency_target(key, r)
         ratio = r.get("ratio_p50_to_broker_plus_ray_task")
         ratio_ok = None if ratio is None else ratio <= TARGET_RATIO
+        ratio_rt = r.get("ratio_p50_to_broker_plus_ray_task_round_trip")
         rows.append([
             r["label"],
             f"{_ms(first['p50'])} / {_ms(first['p90'])} / {_ms(first['p99'])} / "
@@ -57,6 +58,7 @@ def latency_rows(report: dict[str, Any]) -> list[list[str]]:
             f"{_ms(created['p50'])} / {_ms(created['p99'])}",
             f"{_ms(base['p50'])} / {_ms(base['p99'])}",
             f"{ratio if ratio is not None else '—'}{_mark(ratio_ok)} (≤ {TARGET_RATIO:g})",
+            "—" if ratio_rt is None else f"{ratio_rt}",
             f"{target}{_mark(ok)}",
         ])  # fmt: skip
     return rows
@@ -67,7 +69,8 @@ LATENCY_HEADER = [
     "event → first task started, ms p50 / p90 / p99 / max",
     "event → created, ms p50 / p99",
     "raw broker round trip, ms p50 / p99",
-    "ratio p50 / (broker + Ray task)",
+    "ratio p50 / (broker + Ray task submit → body start)",
+    "same, Ray task submit → result",
     "target (ms)",
 ]
 

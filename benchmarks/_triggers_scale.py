@@ -1,4 +1,5 @@
-"""Scale of triggers: 1,000 idle realtime triggers on a handful of listener hosts.
+"""Scale of triggers: 1,000 idle realtime triggers on listener hosts (by default one, as
+``kestrel server`` runs with its default ``KESTREL_LISTENER_HOSTS=1``).
 
 The mix is NATS core, NATS JetStream, MQTT QoS 1, Kafka and Postgres LISTEN/NOTIFY.
 Postgres NOTIFY triggers are capped at 50: each holds its own database connection (a
@@ -42,7 +43,7 @@ class ScaleOptions:
     """How many triggers, on how many hosts, and the idle window."""
 
     triggers: int = 1000
-    hosts: int = 4
+    hosts: int = 1  # the server's default listener_hosts; --hosts N spreads them
     idle_seconds: float = 30.0
     mix: dict[str, float] = field(
         default_factory=lambda: {"nats": 0.30, "jetstream": 0.25, "mqtt": 0.25, "kafka": 0.15}
