@@ -14,13 +14,12 @@ from typing import Any
 
 import ray
 
-from flows import State
-
-from ._store._records import utcnow
 from ._worker import (
+    TIMEOUT_ERROR,
     TaskInvocation,
     TaskOutcome,
     execute,
+    failed_outcome,
     run_invocation,
     run_task,
     task_worker_class,
@@ -31,21 +30,8 @@ _CANCEL_GRACE_S = 5.0
 
 
 def _timed_out(invocation: TaskInvocation) -> TaskOutcome:
-    now = utcnow()
-    return TaskOutcome(
-        state=State.FAILED,
-        outputs={},
-        logs=[],
-        error={
-            "message": f"timed out after {invocation.timeout_s:g}s; the Ray task was cancelled",
-            "type": "timeout",
-            "retriable": True,
-        },
-        worker=None,
-        node=None,
-        started_at=now,
-        ended_at=now,
-    )
+    message = f"timed out after {invocation.timeout_s:g}s; the Ray task was cancelled"
+    return failed_outcome(message, TIMEOUT_ERROR)
 
 
 async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True) -> TaskOutcome:

@@ -145,6 +145,21 @@ async def run_invocation(
     )
 
 
+def failed_outcome(message: str, kind: str, *, retriable: bool = True) -> TaskOutcome:
+    """A FAILED outcome for an attempt that did not run to its end on a worker."""
+    now = utcnow()
+    return TaskOutcome(
+        state=State.FAILED,
+        outputs={},
+        logs=[],
+        error=_error(message, kind, retriable),
+        worker=None,
+        node=None,
+        started_at=now,
+        ended_at=now,
+    )
+
+
 def _checked_outputs(outputs: Any) -> dict[str, Any]:
     """The outputs, if the store can record them."""
     if not isinstance(outputs, dict):

@@ -26,10 +26,7 @@ import itertools
 import uuid
 from typing import Any
 
-from flows import State
-
-from ._store._records import utcnow
-from ._worker import TaskInvocation, TaskOutcome
+from ._worker import TaskInvocation, TaskOutcome, failed_outcome
 
 WORKER_LOST = "WorkerLost"
 """``error["type"]`` of an attempt lost with its worker."""
@@ -40,17 +37,7 @@ _COLLECT_RETRY_S = 0.05
 
 def lost_outcome(reason: str) -> TaskOutcome:
     """A FAILED, retriable outcome for an attempt whose worker went away."""
-    now = utcnow()
-    return TaskOutcome(
-        state=State.FAILED,
-        outputs={},
-        logs=[],
-        error={"message": f"the worker was lost: {reason}", "type": WORKER_LOST, "retriable": True},
-        worker=None,
-        node=None,
-        started_at=now,
-        ended_at=now,
-    )
+    return failed_outcome(f"the worker was lost: {reason}", WORKER_LOST)
 
 
 class WorkerLink:
