@@ -159,7 +159,8 @@ def triggers_rows(report: dict[str, Any]) -> list[list[str]]:
          f"≤ {TARGET_MEMORY_GIB:g} GiB" + _mark(gib <= TARGET_MEMORY_GIB)],
         ["Ray worker processes", f"{mem['after_processes']}", f"{mem['before_processes']} before",
          ""],
-        [f"idle CPU, Ray workers (% of one core, {cpu['window_s']:.0f} s)",
+        [f"idle CPU, Ray workers (% of one core, {cpu['window_s']:.0f} s, "
+         f"{report['options'].get('settle_seconds', 0):g} s after all RUNNING)",
          f"{cpu['ours_pct']:.1f}", f"brokers + Postgres {cpu['servers_pct']:.1f}",
          f"≤ {TARGET_IDLE_CPU_PCT:g}" + cpu_ok],
     ]  # fmt: skip

@@ -33,7 +33,9 @@ TICK_S = 0.01
 class ThroughputOptions:
     """Which rates, how long each, and the warm-up."""
 
-    rates: list[float] = field(default_factory=lambda: [100, 250, 500, 1000, 1500, 2000, 3000])
+    rates: list[float] = field(
+        default_factory=lambda: [100, 250, 500, 1000, 1250, 1500, 2000, 3000]
+    )
     step_seconds: float = 10.0
     warmup: int = 200
     drain_seconds: float = 60.0

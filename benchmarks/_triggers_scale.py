@@ -40,11 +40,14 @@ PG_NOTIFY_MAX = 50
 
 @dataclass
 class ScaleOptions:
-    """How many triggers, on how many hosts, and the idle window."""
+    """How many triggers, on how many hosts, the settling time and the idle window."""
 
     triggers: int = 1000
     hosts: int = 1  # the server's default listener_hosts; --hosts N spreads them
     idle_seconds: float = 30.0
+    settle_seconds: float = 20.0
+    """After every trigger is RUNNING, before measuring: startup is not idleness (Kafka
+    consumer groups still joining, idle Kafka listeners parking after 2 s)."""
     mix: dict[str, float] = field(
         default_factory=lambda: {"nats": 0.30, "jetstream": 0.25, "mqtt": 0.25, "kafka": 0.15}
     )
@@ -52,7 +55,11 @@ class ScaleOptions:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ScaleOptions:
-        opts = cls(triggers=100, hosts=2, idle_seconds=5, pg_notify=5) if args.quick else cls()
+        opts = (
+            cls(triggers=100, hosts=2, idle_seconds=5, settle_seconds=2, pg_notify=5)
+            if args.quick
+            else cls()
+        )
         if args.triggers:
             opts.triggers = args.triggers
             opts.pg_notify = min(PG_NOTIFY_MAX, max(1, args.triggers // 20))
@@ -336,13 +343,16 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
         rss_after, uss_after = memory(after)
         pg_after = await _pg_connections(pg.admin_dsn)
         host_pids = [(await h.load.remote()).pid for h in hosts]
-        print(f"  idle CPU over {opts.idle_seconds:g}s", flush=True)
+        print(f"  settling {opts.settle_seconds:g}s, then idle CPU over {opts.idle_seconds:g}s",
+              flush=True)  # fmt: skip
+        await asyncio.sleep(opts.settle_seconds)  # measurement method, not synchronisation
         idle = await idle_window(opts.idle_seconds)
         final = await _statuses(hosts)
         kafka = counts.get("kafka", 0)
         print(f"  idle CPU over {opts.idle_seconds:g}s without the {kafka} Kafka triggers",
               flush=True)  # fmt: skip
         await _undeploy_kind(hosts, "kafka", kafka)
+        await asyncio.sleep(min(opts.settle_seconds, 5.0))  # the undeploys themselves settle
         idle_no_kafka = await idle_window(opts.idle_seconds)
     finally:
         for host in hosts:
