@@ -24,7 +24,7 @@ from ._worker import (
     run_task,
     task_worker_class,
 )
-from ._worker_link import WorkerLink
+from ._worker_link import WorkerLink, lost_outcome
 
 _CANCEL_GRACE_S = 5.0
 
@@ -131,6 +131,14 @@ class WorkerPoolDispatcher:
         if (resources is not None and resources.ray_options()) or not self._links:
             return await self._fallback.run(invocation)
         link = min(self._links, key=lambda candidate: candidate.running)  # least busy
+        if link.idle:  # a lone attempt: one plain call, the outcome in its reply
+            link.calls += 1
+            try:
+                return await _await_ref(link.worker.run.remote(invocation), invocation, force=False)
+            except ray.exceptions.RayError as exc:  # the worker died under it
+                return lost_outcome(repr(exc))
+            finally:
+                link.calls -= 1
         key, outcome = link.submit(invocation)
         limit = invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
         try:

@@ -4,8 +4,10 @@ One actor call per attempt costs both processes a full Ray call (submit, task sp
 serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
 the 2-core machine, which caps throughput. A `WorkerLink` instead:
 
-- sends a lone attempt at once (nothing on its way to the worker: the latency to the
-  task body is that of a plain call); while a ``start`` call is on its way, sends every
+- sends an attempt submitted while nothing is on its way at once (and the dispatcher
+  sends an attempt for an idle worker as a plain ``run`` call, whose reply carries its
+  outcome: the cheapest path for a lone attempt); while a ``start`` call is on its way,
+  sends every
   attempt submitted during the same turn of the event loop in ONE
   ``start(link, items)`` call, at the end of the turn;
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
@@ -61,11 +63,18 @@ class WorkerLink:
         self._background: set[asyncio.Task[None]] = set()
         self.starts = 0
         """How many ``start`` calls went out (for tests and benchmarks)."""
+        self.calls = 0
+        """Plain ``run`` calls on their way (the dispatcher's path for a lone attempt)."""
 
     @property
     def running(self) -> int:
         """Attempts sent or about to be sent whose outcome has not come back."""
-        return len(self._waiting)
+        return len(self._waiting) + self.calls
+
+    @property
+    def idle(self) -> bool:
+        """Nothing of ours is on its way to or running on the worker."""
+        return not self._waiting and not self.calls and not self._starting
 
     def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
         """Send the attempt (now, or with this turn's others): its key and outcome future."""

@@ -34,7 +34,7 @@ class ThroughputOptions:
     """Which rates, how long each, and the warm-up."""
 
     rates: list[float] = field(
-        default_factory=lambda: [100, 250, 500, 1000, 1250, 1500, 2000, 3000]
+        default_factory=lambda: [100, 250, 500, 1000, 1100, 1250, 1500, 2000, 3000]
     )
     step_seconds: float = 10.0
     warmup: int = 200

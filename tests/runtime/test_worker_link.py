@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import ray
 
+from actors._dispatch import WorkerPoolDispatcher
 from actors._worker import TaskInvocation, task_worker_class
 from actors._worker_link import WORKER_LOST, WorkerLink
 from flows import REGISTRY, RunnableTask, State
@@ -89,3 +90,19 @@ async def test_attempts_lost_with_their_worker_fail_retriably(worker: Any) -> No
     _, after = link.submit(invocation("double", x=1))  # the restarted worker serves on
     assert (await asyncio.wait_for(after, 60)).outputs == {"double": 2}
     await link.close()
+
+
+async def test_the_dispatcher_sends_a_lone_attempt_as_a_plain_call(ray_cluster: RayCluster) -> None:
+    dispatcher = WorkerPoolDispatcher(1)
+    await dispatcher.start()
+    try:
+        (link,) = dispatcher._links
+        alone = await dispatcher.run(invocation("double", x=1))
+        assert alone.outputs == {"double": 2} and link.starts == 0  # no start/collect
+        together = await asyncio.gather(
+            *(dispatcher.run(invocation("double", x=i)) for i in range(4))
+        )
+        assert [o.outputs for o in together] == [{"double": 2 * i} for i in range(4)]
+        assert link.starts >= 1 and link.idle  # the followers went batched
+    finally:
+        await dispatcher.stop()
