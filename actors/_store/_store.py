@@ -14,20 +14,18 @@ not fenced (for callers that own nothing, e.g. an API appending a log line).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from flows import Service, State, StoreError
 
 from . import _concurrency, _flows, _leases, _reads, _rows
 from ._batcher import Batcher
-from ._db import CONNECTION_ERRORS, DATABASE_ERRORS, Connection
+from ._db import DATABASE_ERRORS, Connection
 from ._json import dumps, init_connection
 from ._kv import encode_value
 from ._migrations import apply_migrations
@@ -98,9 +96,8 @@ class Store(Service):
         self._batching = batching
         self._migrate = migrate
         self._pool: asyncpg.Pool | None = None
-        self._writer: PoolConnectionProxy[asyncpg.Record] | None = None
         self._batcher: Batcher[WriteOp, Outcome] = Batcher(
-            self._flush_batch, max_batch=max_batch, max_queue=max_queue
+            self._flush, max_batch=max_batch, max_queue=max_queue
         )
 
     @property
@@ -130,7 +127,6 @@ class Store(Service):
 
     async def _stop(self) -> None:
         await self._batcher.stop()
-        await self._drop_writer()
         if self._pool is not None:
             await self._pool.close()
             self._pool = None
@@ -148,35 +144,7 @@ class Store(Service):
     async def _flush(self, ops: Sequence[WriteOp]) -> list[Outcome]:
         if self._pool is None:
             raise StoreError("the store is not started")
-        return await write_batch(self._pool.acquire, ops)
-
-    async def _flush_batch(self, ops: Sequence[WriteOp]) -> list[Outcome]:
-        """The batcher's flush: on its own connection, kept between batches.
-
-        The batcher writes one batch at a time, so one connection serves it; keeping it
-        saves taking one from the pool and resetting it (a round trip) on every batch.
-        """
-        return await write_batch(self._writer_conn, ops)
-
-    @asynccontextmanager
-    async def _writer_conn(self) -> AsyncIterator[Connection]:
-        if self._pool is None:
-            raise StoreError("the store is not started")
-        if self._writer is not None and self._writer.is_closed():
-            await self._drop_writer()
-        if self._writer is None:
-            self._writer = await self._pool.acquire()
-        try:
-            yield self._writer
-        except CONNECTION_ERRORS:
-            await self._drop_writer()  # the next batch takes a fresh one
-            raise
-
-    async def _drop_writer(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None and self._pool is not None:
-            with contextlib.suppress(Exception):  # a broken connection is discarded
-                await self._pool.release(writer)
+        return await write_batch(self._pool, ops)
 
     def enqueue(self, op: WriteOp) -> Awaitable[object]:
         """Hand a built op to the writer without waiting; await the result for durability.

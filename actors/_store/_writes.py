@@ -14,8 +14,7 @@ refuses (`StaleLeaseError`) the writes whose epoch is no longer current.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
@@ -39,11 +38,8 @@ from ._ops import (
     lease_of,
 )
 
-Acquire = Callable[[], AbstractAsyncContextManager[Connection]]
-"""Lends a connection for one batch (a pool's ``acquire``, or the batcher's own)."""
 
-
-async def write_batch(acquire: Acquire, ops: Sequence[WriteOp]) -> list[Outcome]:
+async def write_batch(pool: asyncpg.Pool, ops: Sequence[WriteOp]) -> list[Outcome]:
     """Write ``ops`` durably and return one outcome per op, after COMMIT.
 
     When the batch fails on a database error, each op is retried alone so that one bad
@@ -52,7 +48,7 @@ async def write_batch(acquire: Acquire, ops: Sequence[WriteOp]) -> list[Outcome]
     are idempotent on dedupe key and execution id).
     """
     try:
-        async with acquire() as conn:
+        async with pool.acquire() as conn:
             if needs_transaction(ops):
                 async with conn.transaction():
                     return await apply_ops(conn, ops)
@@ -62,7 +58,7 @@ async def write_batch(acquire: Acquire, ops: Sequence[WriteOp]) -> list[Outcome]
     except asyncpg.PostgresError as exc:
         if len(ops) == 1:
             return [StoreError(f"write refused by the database: {exc}")]
-    return [(await write_batch(acquire, [op]))[0] for op in ops]
+    return [(await write_batch(pool, [op]))[0] for op in ops]
 
 
 def needs_transaction(ops: Sequence[WriteOp]) -> bool:
