@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TypeAlias
 
 import asyncpg
+from asyncpg.exceptions._base import InternalClientError
 from asyncpg.pool import PoolConnectionProxy
 
 Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
@@ -13,6 +14,9 @@ Connection: TypeAlias = asyncpg.Connection | PoolConnectionProxy
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # A pooled connection the server cut, used before the driver noticed: "cannot switch
+    # to state ...; another operation is in progress".
+    InternalClientError,
     OSError,
     TimeoutError,
 )
@@ -23,5 +27,6 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     TimeoutError,
     asyncpg.PostgresError,
     asyncpg.InterfaceError,
+    InternalClientError,
 )
 """Anything the database or the driver raises."""

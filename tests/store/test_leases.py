@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import time
 
+import asyncpg
 import pytest
 
 from actors._store import Attempt, LogLine, NewTaskRun, Store, TriggerState
@@ -133,3 +135,28 @@ async def test_a_release_enqueued_with_the_last_writes_lands_in_their_batch(stor
     assert taken is not None and taken.epoch == lease.epoch + 1
     execution = await store.get_execution(execution_id)
     assert execution is not None and execution.state is State.SUCCESS
+
+
+async def test_writes_fail_as_store_errors_then_land_after_the_database_cuts_connections(
+    store: Store,
+) -> None:
+    execution_id = (await store.create_execution(new_execution())).execution.id
+    admin = await asyncpg.connect(store.dsn)
+    try:
+        cut = await admin.fetchval(
+            """SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+               WHERE datname = current_database() AND pid <> pg_backend_pid()"""
+        )
+        assert cut >= 1
+        deadline = time.monotonic() + 10
+        while True:  # a write on a cut connection fails, precisely; a later one lands
+            try:
+                await store.transition(execution_id, State.SUCCESS)
+                break
+            except StoreError as exc:
+                assert "connection" in str(exc)
+                assert time.monotonic() < deadline, "no write landed after the cut"
+        state = await admin.fetchval("SELECT state FROM executions WHERE id = $1", execution_id)
+        assert state == "SUCCESS"
+    finally:
+        await admin.close()
