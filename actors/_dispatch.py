@@ -34,15 +34,19 @@ def _timed_out(invocation: TaskInvocation) -> TaskOutcome:
     return failed_outcome(message, TIMEOUT_ERROR)
 
 
+def _hard_limit(invocation: TaskInvocation) -> float | None:
+    """How long to wait for an attempt before cancelling it: its timeout plus a grace."""
+    return invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
+
+
 async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True) -> TaskOutcome:
     """Await a Ray ref; on cancellation or a hard timeout, cancel the remote work.
 
     `force` kills the worker process running a Ray task; actor calls cannot be forced
     (the actor's own loop cancels the attempt instead).
     """
-    limit = invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
     try:
-        outcome: TaskOutcome = await asyncio.wait_for(asyncio.shield(ref), limit)
+        outcome: TaskOutcome = await asyncio.wait_for(asyncio.shield(ref), _hard_limit(invocation))
         return outcome
     except TimeoutError:
         with contextlib.suppress(Exception):
@@ -140,9 +144,8 @@ class WorkerPoolDispatcher:
             finally:
                 link.calls -= 1
         key, outcome = link.submit(invocation)
-        limit = invocation.timeout_s + _CANCEL_GRACE_S if invocation.timeout_s else None
         try:
-            return await asyncio.wait_for(outcome, limit)
+            return await asyncio.wait_for(outcome, _hard_limit(invocation))
         except TimeoutError:
             link.abandon(key)
             return _timed_out(invocation)

@@ -4,12 +4,11 @@ One actor call per attempt costs both processes a full Ray call (submit, task sp
 serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
 the 2-core machine, which caps throughput. A `WorkerLink` instead:
 
-- sends an attempt submitted while nothing is on its way at once (and the dispatcher
-  sends an attempt for an idle worker as a plain ``run`` call, whose reply carries its
-  outcome: the cheapest path for a lone attempt); while a ``start`` call is on its way,
-  sends every
-  attempt submitted during the same turn of the event loop in ONE
-  ``start(link, items)`` call, at the end of the turn;
+- sends an attempt at once when no ``start`` call is on its way; while one is, sends
+  every attempt submitted during the same turn of the event loop in ONE
+  ``start(link, items)`` call, at the end of the turn (a lone attempt for an idle worker
+  does not come here: the dispatcher sends it as one plain ``run`` call, whose reply
+  carries its outcome);
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
   which returns every outcome finished since the last one, in one reply.
 

@@ -330,10 +330,10 @@ class Runtime(Service):
         if self._local is not None and lease.owner == self._local.owner:
             local = self._local
             return local.kill(execution_id) if action == "kill" else local.resume(execution_id)
-        handle = self.pool.handle_for_owner(lease.owner)
-        for name, host in zip(self._host_names, self._hosts, strict=True):
-            if lease.owner.startswith(f"{name}-"):
-                handle = host
+        hosts = zip(self._host_names, self._hosts, strict=True)
+        handle = next((host for name, host in hosts if lease.owner.startswith(f"{name}-")), None)
+        if handle is None:
+            handle = self.pool.handle_for_owner(lease.owner)
         if handle is None:
             return False
         answer: bool = await getattr(handle, action).remote(execution_id)

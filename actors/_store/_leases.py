@@ -94,27 +94,14 @@ async def renew_many(
     return renewed, [lease for lease in leases if (lease.kind, lease.key) not in kept]
 
 
-async def release(conn: Connection, lease: Lease) -> bool:
-    """Expire ``lease`` now so another owner can take it at once.
-
-    Returns:
-        False when it was no longer current (nothing to release).
-    """
-    status = await conn.execute(
-        """UPDATE leases SET expires_at = least(expires_at, now())
-           WHERE kind = $1 AND key = $2 AND owner = $3 AND epoch = $4""",
-        lease.kind,
-        lease.key,
-        lease.owner,
-        lease.epoch,
-    )
-    return status.endswith(" 1")
-
-
 async def release_many(
     conn: Connection, items: list[tuple[int, ReleaseLeaseOp]], outcomes: list[Outcome]
 ) -> None:
-    """`release` for many leases in one statement; outcome True when it was released."""
+    """Expire leases now so other owners can take them at once, in one statement.
+
+    Each op's outcome is True when its lease was released, False when it was no longer
+    current (nothing to release).
+    """
     if not items:
         return
     leases = [op.lease for _, op in items]

@@ -36,6 +36,7 @@ from ._ops import (
     LogsOp,
     Outcome,
     OutputsOp,
+    ReleaseLeaseOp,
     TaskRunTransitionOp,
     TransitionOp,
     TriggerStateOp,
@@ -398,8 +399,7 @@ class Store(Service):
 
     async def release_lease(self, lease: Lease) -> bool:
         """Expire our lease now; False if it was no longer ours."""
-        async with self._conn() as conn:
-            return await _leases.release(conn, lease)
+        return await self._write(ReleaseLeaseOp(lease)) is True
 
     async def get_lease(self, kind: str, key: str) -> Lease | None:
         """The lease row (possibly expired), or None if never taken."""

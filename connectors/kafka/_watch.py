@@ -145,9 +145,7 @@ class IdleWatch:
 
     async def close(self) -> None:
         """Wake every parked listener and close the connection."""
-        for parking in list(self._parked.values()):
-            parking.do_wake()
-        self._parked.clear()
+        self._wake_all()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
