@@ -124,10 +124,9 @@ async def on_api_server(
 
     `extra_routes` (path → handler) are added to the same app, for the HTTP baseline.
     """
-    import uvicorn
-
     from gateway._api import create_app
     from gateway._runtime import Runtime
+    from gateway._server import api_serving
     from gateway._settings import Settings
     from tests.servers import free_port
 
@@ -141,24 +140,7 @@ async def on_api_server(
         app = create_app(runtime, settings)
         for path, handler in (extra_routes or {}).items():
             app.add_api_route(path, handler, methods=["POST"])
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=2,
-        )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            if serving.done():
-                serving.result()
-                raise RuntimeError("uvicorn stopped before it started")
-            await asyncio.sleep(0.02)
-        try:
+        async with api_serving(app, settings, access_log=False, timeout_graceful_shutdown=2):
             load = await runtime.pool.handles()[0].load.remote()
             yield Target(
                 runtime.store,
@@ -167,8 +149,5 @@ async def on_api_server(
                 load.pid,
                 url=f"http://{settings.host}:{settings.port}",
             )
-        finally:
-            server.should_exit = True
-            await serving
     finally:
         await runtime.stop()

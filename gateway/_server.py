@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
@@ -48,6 +49,38 @@ def configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
+def api_server(app: Any, settings: Settings, **config: Any) -> uvicorn.Server:
+    """A uvicorn server for `app` on the settings' address that leaves signals alone.
+
+    Args:
+        app: The ASGI app.
+        settings: Where to listen.
+        **config: Further `uvicorn.Config` options (e.g. ``timeout_graceful_shutdown``).
+    """
+    options: dict[str, Any] = {"log_config": None, "lifespan": "off", **config}
+    server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, **options))
+    # Whoever runs it decides what a signal does; uvicorn must not take them.
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    return server
+
+
+@contextlib.asynccontextmanager
+async def api_serving(app: Any, settings: Settings, **config: Any) -> AsyncIterator[uvicorn.Server]:
+    """Serve `app` in this loop (see `api_server`): started on entry, stopped on exit."""
+    server = api_server(app, settings, **config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # uvicorn signals its start by this flag only
+        if serving.done():
+            serving.result()
+            raise RuntimeError("uvicorn stopped before it started")
+        await asyncio.sleep(0.02)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        await serving
+
+
 async def serve(settings: Settings) -> int:
     """Run the server until SIGTERM/SIGINT; then stop listeners, drain, and exit 0."""
     from ._api import create_app
@@ -58,18 +91,8 @@ async def serve(settings: Settings) -> int:
     await runtime.start()
     sync = FlowFolderSync(runtime, folder, settings.sync_interval_s)
     await sync.start()
-    app = create_app(runtime, settings)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-    server = uvicorn.Server(config)
-    # Our own handlers below run the ordered shutdown; uvicorn must not take the signals.
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
+    # Our own handlers below run the ordered shutdown.
+    server = api_server(create_app(runtime, settings), settings, timeout_graceful_shutdown=5)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

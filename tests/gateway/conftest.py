@@ -7,7 +7,6 @@ serves every test in this package; each test works in its own namespace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -15,10 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from gateway._api import create_app
 from gateway._runtime import Runtime
+from gateway._server import api_serving
 from gateway._settings import Settings
 from gateway._sync import FlowFolderSync
 from tests.servers import RayCluster, create_database, drop_database, free_port, new_database_name
@@ -62,27 +61,14 @@ async def live_server(
     await runtime.start()
     sync = FlowFolderSync(runtime, flows_dir, settings.sync_interval_s)
     await sync.start()
-    config = uvicorn.Config(
-        create_app(runtime, settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=2,
-    )
-    server = uvicorn.Server(config)
-    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign,assignment]
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.02)
     try:
-        yield LiveServer(f"http://{settings.host}:{settings.port}", TOKEN, runtime, flows_dir, dsn)
+        async with api_serving(
+            create_app(runtime, settings), settings, timeout_graceful_shutdown=2
+        ):
+            yield LiveServer(
+                f"http://{settings.host}:{settings.port}", TOKEN, runtime, flows_dir, dsn
+            )
     finally:
-        server.should_exit = True
-        await serving
         await sync.stop()
         await runtime.stop()
         await asyncio.to_thread(drop_database, postgres_dsn, name)
