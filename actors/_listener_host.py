@@ -237,10 +237,12 @@ class ListenerHost(ExecutionActor):
         host = await self._triggers()
         return host.latencies(kind)
 
-    async def shutdown(self) -> None:
-        """Stop the listeners (unacked deliveries come again), then the executions."""
-        await self._host.stop()
-        await super().shutdown()
+    async def shutdown(self, drain_s: float = 0.0) -> None:
+        """Stop the listeners (unacked deliveries come again), then drain the executions."""
+        try:
+            await self._host.stop()
+        finally:
+            await super().shutdown(drain_s)
 
 
 def listener_host_class(**options: Any) -> Any:

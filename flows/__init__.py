@@ -1,18 +1,24 @@
 """The flow language: models, YAML loading, validation, expressions and the type registry."""
 
 from ._checks import check_flow, referenced_outputs
+from ._dsn import redact_dsn
 from ._durations import Duration, format_duration, parse_duration
 from ._errors import (
+    ConflictError,
     ConnectorError,
     ExpressionError,
     FlowError,
     InputError,
     KestrelError,
+    NotFoundError,
+    NotStartedError,
     Problem,
     RegistryError,
+    SerdeError,
     StaleLeaseError,
     StoreError,
     TaskError,
+    UnavailableError,
 )
 from ._expressions import (
     ExpressionEngine,
@@ -67,7 +73,9 @@ from ._model import (
 )
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
 from ._run_context import RunContext
+from ._secrets import SecretMask
 from ._states import TERMINAL_STATES, State
+from ._tasks_runnable import KVType
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -75,6 +83,7 @@ __all__ = [
     "TERMINAL_STATES",
     "Concurrency",
     "ConcurrencyBehavior",
+    "ConflictError",
     "ConnectorError",
     "Delivery",
     "Duration",
@@ -88,11 +97,14 @@ __all__ = [
     "Input",
     "InputError",
     "InputType",
+    "KVType",
     "KestrelError",
     "KestrelModel",
     "KvLookup",
     "Listener",
     "ListenerContext",
+    "NotFoundError",
+    "NotStartedError",
     "Path",
     "PluginDefault",
     "PoisonMessage",
@@ -105,7 +117,9 @@ __all__ = [
     "RunContext",
     "RunnableTask",
     "SecretLookup",
+    "SecretMask",
     "SecretValue",
+    "SerdeError",
     "Service",
     "StaleLeaseError",
     "State",
@@ -117,6 +131,7 @@ __all__ = [
     "TriggerRef",
     "TypeInfo",
     "TypeRegistry",
+    "UnavailableError",
     "apply_plugin_defaults",
     "branch",
     "build_context",
@@ -136,6 +151,7 @@ __all__ = [
     "parse_duration",
     "parse_flow",
     "parse_inputs",
+    "redact_dsn",
     "referenced_outputs",
     "register_type",
     "validate_flow_text",

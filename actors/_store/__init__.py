@@ -1,7 +1,7 @@
 """Kestrel's Postgres store: schema and migrations, typed records, batched writes, reads.
 
-A plain async library (no Ray): the coordinator actor uses it, and so may any actor that
-wants to write without an extra hop.
+A plain async library (no Ray): every actor that writes state opens its own `Store`, so
+no write takes an extra hop.
 """
 
 from flows._durations import format_duration, parse_duration

@@ -13,6 +13,7 @@ import pytest
 from actors import DeadLetter
 from tests.gateway._flows import deploy, schedule_flow, wait_state
 from tests.gateway.conftest import LiveServer
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,11 @@ async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
     short = await api.put(f"{base}/brief", json="soon gone", params={"ttl": "PT0.2S"})
     assert short.json()["expirationDate"] is not None
     assert (await api.get(f"{base}/brief")).status_code == 200
-    await asyncio.sleep(0.4)
-    assert (await api.get(f"{base}/brief")).status_code == 404
+
+    async def expired() -> bool:
+        return (await api.get(f"{base}/brief")).status_code == 404
+
+    await eventually(expired, within=10, what="the KV entry to expire")
 
     assert (await api.delete(f"{base}/answer")).status_code == 204
     gone = await api.get(f"{base}/answer")

@@ -12,7 +12,7 @@ import time
 
 from flows import State
 
-from .harness import prepare, run_text
+from .harness import ENGINE, prepare, run_text
 
 HEAD = "id: f\nnamespace: tests.runtime\n"
 
@@ -573,3 +573,6 @@ tasks:
     )
     assert ran.messages() == ["token is ******"]
     assert ran.outputs("keep") == {"value": "******"}
+    # The value is this execution's: the process-wide engine does not keep it (it used to
+    # remember every execution's secrets forever).
+    assert ENGINE.mask("s3cr3t-value") == "s3cr3t-value"

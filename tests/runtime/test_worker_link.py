@@ -86,7 +86,7 @@ async def test_attempts_lost_with_their_worker_fail_retriably(worker: Any) -> No
     ray.kill(worker, no_restart=False)  # Ray restarts it (max_restarts=-1), empty
     outcome = await asyncio.wait_for(lost, 60)
     assert outcome.state is State.FAILED and outcome.error is not None
-    assert outcome.error["type"] == WORKER_LOST and outcome.error["retriable"] is True
+    assert outcome.error.type == WORKER_LOST and outcome.error.retriable is True
     _, after = link.submit(invocation("double", x=1))  # the restarted worker serves on
     assert (await asyncio.wait_for(after, 60)).outputs == {"double": 2}
     await link.close()
