@@ -10,7 +10,13 @@ from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_
 from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
-from ._listener_host import CORE_LISTENERS, ListenerHost, TriggerHost, listener_host_class
+from ._listener_host import (
+    CORE_LISTENERS,
+    ListenerHost,
+    TriggerHost,
+    host_index,
+    listener_host_class,
+)
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
@@ -38,6 +44,8 @@ from ._store import (
     TaskRun,
     TaskRunDetail,
     TriggerState,
+    encode_value,
+    new_id,
 )
 from ._triggers import (
     TRIGGER_LABEL,
@@ -45,6 +53,7 @@ from ._triggers import (
     RunnerContext,
     TriggerInfo,
     TriggerRunner,
+    TriggerStats,
     TriggerStatus,
 )
 from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task, task_worker_class
@@ -105,15 +114,19 @@ __all__ = [
     "TriggerInfo",
     "TriggerRunner",
     "TriggerState",
+    "TriggerStats",
     "TriggerStatus",
     "WorkerPoolDispatcher",
     "WorkerRunContext",
     "backfill",
     "default_data_dir",
+    "encode_value",
     "ensure_ray",
     "execute",
     "execution_actor_class",
+    "host_index",
     "listener_host_class",
+    "new_id",
     "next_tick",
     "remote_call",
     "run_task",

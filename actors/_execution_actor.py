@@ -18,8 +18,11 @@ from typing import Any
 
 import ray
 
-from flows import NotFoundError, State
-from flows._triggers_core import Schedule
+from flows import (
+    NotFoundError,
+    Schedule,
+    State,
+)
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
 from ._interpreter import Dispatcher

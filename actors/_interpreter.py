@@ -17,33 +17,33 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flows import (
-    ExpressionError,
-    Flow,
-    RunnableTask,
-    SecretMask,
-    State,
-    Task,
-    TaskError,
-    walk_tasks,
-)
-from flows._expressions import ExpressionEngine, build_context
-from flows._model import Retry, RetryType
-from flows._refuse import contains_template
-from flows._tasks_core import (
     AllowFailure,
     Dag,
+    ExpressionEngine,
+    ExpressionError,
     Fail,
+    Flow,
     ForEach,
     If,
     Log,
     LoopUntil,
     Parallel,
     Pause,
+    Retry,
+    RetryType,
     Return,
+    RunnableTask,
+    SecretMask,
     Sequential,
     Sleep,
+    State,
     Subflow,
     Switch,
+    Task,
+    TaskError,
+    build_context,
+    contains_template,
+    walk_tasks,
 )
 
 from ._failure import TaskFailure

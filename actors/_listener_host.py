@@ -15,8 +15,7 @@ from typing import Any
 
 import ray
 
-from flows import Flow, KestrelError, Listener, Service, Trigger
-from flows._triggers_core import FlowTrigger, Schedule
+from flows import Flow, FlowTrigger, KestrelError, Listener, Schedule, Service, Trigger
 
 from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener

@@ -18,6 +18,7 @@ from typing import Any
 
 from flows import (
     ConcurrencyBehavior,
+    ExpressionEngine,
     Flow,
     InputError,
     NotFoundError,
@@ -25,13 +26,13 @@ from flows import (
     StaleLeaseError,
     State,
     StoreError,
+    Subflow,
+    environment_variables,
     input_to_json,
     parse_flow,
     parse_inputs,
     walk_tasks,
 )
-from flows._expressions import ExpressionEngine, environment_variables
-from flows._tasks_core import Subflow
 
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
 from ._recorders import StoreRecorder

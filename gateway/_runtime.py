@@ -32,15 +32,15 @@ from actors import (
     PoolOptions,
     Store,
     TriggerInfo,
+    TriggerStats,
     TriggerStatus,
     WorkerPoolDispatcher,
     ensure_ray,
+    host_index,
     listener_host_class,
+    new_id,
     remote_call,
 )
-from actors._listener_host import host_index
-from actors._store._ids import new_id
-from actors._triggers import TriggerStats
 from flows import (
     ConflictError,
     Flow,
@@ -48,10 +48,10 @@ from flows import (
     NotStartedError,
     Service,
     State,
+    Webhook,
     parse_flow,
     redact_dsn,
 )
-from flows._triggers_core import Webhook
 
 from ._settings import Settings
 
