@@ -423,6 +423,7 @@ async def kv_dsn(fresh_database: str) -> AsyncIterator[str]:
     shutdown_worker_loop()
 
 
+@pytest.mark.integration
 async def test_kv_set_get_delete(kv_dsn: str) -> None:
     key = f"k-{uuid.uuid4().hex}"
     succeeded(run({"type": "kv.Set", "key": key, "value": {"a": 1}}, dsn=kv_dsn))
@@ -440,6 +441,7 @@ async def test_kv_set_get_delete(kv_dsn: str) -> None:
     assert failed(run(spec, dsn=kv_dsn)).retriable is False
 
 
+@pytest.mark.integration
 async def test_kv_overwrite_false_is_refused(kv_dsn: str) -> None:
     spec = {"type": "kv.Set", "key": "once", "value": 1, "overwrite": False, "namespace": "other"}
     succeeded(run(spec, dsn=kv_dsn))
@@ -449,6 +451,7 @@ async def test_kv_overwrite_false_is_refused(kv_dsn: str) -> None:
     assert succeeded(got) == {"value": 1}
 
 
+@pytest.mark.integration
 async def test_kv_ttl_and_type(kv_dsn: str) -> None:
     succeeded(run({"type": "kv.Set", "key": "later", "value": "x", "ttl": "PT1H"}, dsn=kv_dsn))
     succeeded(run({"type": "kv.Set", "key": "gone", "value": "x", "ttl": "-PT1S"}, dsn=kv_dsn))
@@ -473,6 +476,7 @@ def test_kv_without_a_store_fails() -> None:
 # ---- on Ray -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 async def test_ray_task_runs_an_attempt(ray_cluster: RayCluster) -> None:
     spec = {"type": "python.Function", "function": "json:dumps", "kwargs": {"obj": [1, 2]}}
     outcome: TaskOutcome = await run_task.remote(invocation(spec))
@@ -481,6 +485,7 @@ async def test_ray_task_runs_an_attempt(ray_cluster: RayCluster) -> None:
     assert outcome.node == ray.get_runtime_context().get_node_id()
 
 
+@pytest.mark.integration
 async def test_task_worker_actor_round_trip(ray_cluster: RayCluster) -> None:
     worker = task_worker_class(num_cpus=0).remote()
     try:
