@@ -90,6 +90,9 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
+        # Triggers switched off through the API (webhooks are checked here, the others
+        # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
+        self._switched_off: set[tuple[str, str, str]] = set()
 
     # ---- lifecycle ----
 
@@ -128,6 +131,7 @@ class Runtime(Service):
         self._store = Store(dsn)
         await self._store.start()
         _log.info("store ready: migrations applied")
+        self._switched_off = await self._store.disabled_triggers()
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
         self._pool = ExecutionPool(
@@ -425,10 +429,13 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled:
+        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
+            self._switched_off
+        ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
         stats.events += 1
+        stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
@@ -474,7 +481,8 @@ class Runtime(Service):
             flow = await self.flow(revision.namespace, revision.flow_id, revision.revision)
             for trigger in flow.triggers:
                 if isinstance(trigger, Webhook):
-                    disabled = trigger.disabled or flow.disabled
+                    switched_off = (flow.namespace, flow.id, trigger.id) in self._switched_off
+                    disabled = trigger.disabled or flow.disabled or switched_off
                     stats = self._webhook_stats.get(f"{flow.uid}/{trigger.id}", TriggerStats())
                     out.append(
                         TriggerInfo(
@@ -485,15 +493,48 @@ class Runtime(Service):
                             revision=revision.revision,
                             status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
                             last_error=None,
-                            last_event_at=None,
+                            last_event_at=stats.last_event_at,
                             events=stats.events,
                             created=stats.created,
                             duplicates=0,
                             dead_letters=0,
                             reconnects=0,
+                            disabled=switched_off,
                         )
                     )
         return out
+
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> TriggerInfo:
+        """Switch a trigger off (its listener stops) or on again (it starts); durable.
+
+        Raises:
+            NotFoundError: No such flow or trigger.
+            ConflictError: Enabling a trigger its flow's source disables.
+        """
+        flow = await self.flow(namespace, flow_id)
+        trigger = next((t for t in flow.triggers if t.id == trigger_id), None)
+        if trigger is None:
+            raise NotFoundError(f"flow {flow.uid} has no trigger '{trigger_id}'")
+        if not disabled and (trigger.disabled or flow.disabled):
+            raise ConflictError(
+                f"trigger '{trigger_id}' is disabled in the source of flow {flow.uid}"
+            )
+        key = (namespace, flow_id, trigger_id)
+        async with self._flow_lock:  # ordered with deploys of the same flow
+            await self.store.set_trigger_disabled(namespace, flow_id, trigger_id, disabled)
+            if disabled:
+                self._switched_off.add(key)
+            else:
+                self._switched_off.discard(key)
+            if not isinstance(trigger, Webhook):
+                await self._deploy_triggers(flow)
+        _log.info("trigger %s/%s %s", flow.uid, trigger_id, "disabled" if disabled else "enabled")
+        found = [i for i in await self.triggers() if (i.namespace, i.flow_id, i.trigger_id) == key]
+        if not found:
+            raise NotFoundError(f"trigger '{trigger_id}' of flow {flow.uid} is not deployed")
+        return found[0]
 
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
