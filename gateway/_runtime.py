@@ -93,6 +93,9 @@ class Runtime(Service):
         # Triggers switched off through the API (webhooks are checked here, the others
         # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
         self._switched_off: set[tuple[str, str, str]] = set()
+        self.folder_files: dict[tuple[str, str], str] = {}
+        """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
+        the folder sync): the API refuses to delete those, the file would bring it back."""
 
     # ---- lifecycle ----
 
@@ -201,8 +204,15 @@ class Runtime(Service):
     def _host_for(self, namespace: str, flow_id: str) -> Any:
         return self._hosts[host_index(namespace, flow_id, len(self._hosts))]
 
-    async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
+    async def deploy(
+        self, source: str, file: str = "<api>", *, from_folder: bool = False
+    ) -> tuple[Flow, bool]:
         """Validate and save a flow; deploy its triggers when it changed.
+
+        Args:
+            source: The flow's YAML.
+            file: Where it comes from, for error positions.
+            from_folder: `file` is in the flows folder (the API will not delete the flow).
 
         Returns:
             The flow (with its revision) and whether a new revision was made.
@@ -211,6 +221,8 @@ class Runtime(Service):
             FlowError: The flow is invalid; nothing changes.
         """
         flow = parse_flow(source, file)
+        if from_folder:  # before the flow is visible: a DELETE never slips in between
+            self.folder_files[(flow.namespace, flow.id)] = file
         async with self._flow_lock:  # writes, cache updates and trigger pushes stay in order
             saved = await self.store.save_flow(flow.namespace, flow.id, source)
             flow.revision = saved.flow.revision
@@ -226,12 +238,25 @@ class Runtime(Service):
         host = self._host_for(flow.namespace, flow.id)
         await host.deploy.remote(flow.namespace, flow.id, flow.revision)
 
-    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+    async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
+
+        Args:
+            namespace: The flow's namespace.
+            flow_id: The flow's id.
+            from_folder: The flows-folder sync deletes it (its file is gone).
 
         Raises:
             NotFoundError: No such flow.
+            ConflictError: The flow comes from a file of the flows folder (and would come
+                back from it on the next start): delete the file instead.
         """
+        file = self.folder_files.get((namespace, flow_id))
+        if file is not None and not from_folder:
+            raise ConflictError(
+                f"flow {namespace}.{flow_id} comes from the flows folder ({file}): "
+                "delete the file instead"
+            )
         async with self._flow_lock:
             deleted = await self.store.delete_flow(namespace, flow_id)
             self._flow_writes += 1
