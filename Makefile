@@ -32,6 +32,7 @@ run: $(RUN_STAMP)
 
 lint: setup
 	$(BIN)/ruff check flows actors connectors gateway tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy
