@@ -56,7 +56,6 @@ def _server(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
-    from ._ports import port_problem
     from ._server import configure_logging, serve
     from ._settings import Settings
 
@@ -78,10 +77,6 @@ def _server(args: argparse.Namespace) -> int:
         for error in exc.errors(include_url=False):
             where = ".".join(str(p) for p in error["loc"])
             print(f"kestrel server: --{where.replace('_', '-')}: {error['msg']}", file=sys.stderr)
-        return 2
-    problem = port_problem(settings.host, settings.port)
-    if problem is not None:  # before Postgres and Ray start
-        print(f"kestrel server: {problem}", file=sys.stderr)
         return 2
     configure_logging(settings)
     return asyncio.run(serve(settings))
