@@ -12,6 +12,7 @@ from ._errors import (
     RegistryError,
     StaleLeaseError,
     StoreError,
+    StoreUnavailable,
     TaskError,
 )
 from ._expressions import (
@@ -110,6 +111,7 @@ __all__ = [
     "StaleLeaseError",
     "State",
     "StoreError",
+    "StoreUnavailable",
     "Task",
     "TaskError",
     "TaskRef",

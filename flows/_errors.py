@@ -85,6 +85,22 @@ class StoreError(KestrelError):
     """The state store could not perform an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The store cannot be reached right now (connection refused or lost, server restarting).
+
+    An infrastructure fault, not a fault of the data being written: callers wait and try
+    again (a listener stops acknowledging its source, an API answers 503), and never
+    treat the message or request as bad.
+
+    Attributes:
+        retry_after_s: A hint, in seconds, for when to try again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
 class StaleLeaseError(StoreError):
     """A write was fenced: the writer's lease epoch is no longer current."""
 

@@ -46,6 +46,7 @@ from flows import (
     Service,
     State,
     StoreError,
+    StoreUnavailable,
     parse_flow,
 )
 from flows._triggers_core import Webhook
@@ -396,6 +397,8 @@ class Runtime(Service):
         await self.execution(execution_id)
         try:
             new_id_ = await self.pool.replay(execution_id, task_run_id)
+        except StoreUnavailable:
+            raise
         except StoreError as exc:
             raise NotFoundError(str(exc)) from exc
         return await self.execution(new_id_)
@@ -528,6 +531,8 @@ class Runtime(Service):
             ids: list[str] = await self.pool.backfill(
                 namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
             )
+        except StoreUnavailable:
+            raise
         except StoreError as exc:
             raise NotFoundError(str(exc)) from exc
         return ids

@@ -1,7 +1,8 @@
 """Errors as JSON ``{"message", "field"?, "errors"?}``: never a stack trace in a body.
 
 `NotFoundError` → 404, `ConflictError` → 409, `FlowError`/`InputError` → 422 (with every
-problem), request validation → 400 naming the fields, any other `KestrelError` → 500 with
+problem), request validation → 400 naming the fields, `StoreUnavailable` (the database is
+unreachable) → 503 with ``Retry-After``, any other `KestrelError` → 500 with
 its message, anything else → 500 with a generic message (the traceback goes to the log).
 Errors raised inside a Ray actor arrive wrapped in a ``RayTaskError``; the cause is used.
 """
@@ -9,6 +10,7 @@ Errors raised inside a Ray actor arrive wrapped in a ``RayTaskError``; the cause
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +22,7 @@ from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flows import FlowError, InputError, KestrelError
+from flows import FlowError, InputError, KestrelError, StoreUnavailable
 
 from .._runtime import ConflictError, NotFoundError
 from ._models import problem_body
@@ -101,6 +103,14 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, InputError):
         errors = [{"field": name, "message": msg} for name, msg in exc.errors.items()]
         return error_response(422, f"invalid inputs: {exc}", next(iter(exc.errors), None), errors)
+    if isinstance(exc, StoreUnavailable):
+        retry = max(1, math.ceil(exc.retry_after_s))
+        _log.warning("request refused, the database is unreachable: %s", exc)
+        return error_response(
+            503,
+            f"the database is unreachable; try again in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
     if isinstance(exc, KestrelError):
         _log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error_response(500, str(exc) or type(exc).__name__)

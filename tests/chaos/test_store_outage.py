@@ -1,0 +1,75 @@
+"""The store goes away mid-stream: no valid event is dead-lettered, none is lost or doubled.
+
+The listener host reaches Postgres through a TCP proxy the test cuts (connections dropped,
+new ones refused) and heals while events keep flowing; the test itself reads the store
+directly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+
+from tests.e2e import scenarios
+from tests.e2e.harness import Deployment, assert_exactly_once, deployed
+from tests.e2e.proxy import TcpProxy
+from tests.e2e.test_nats_e2e import flow as nats_flow
+from tests.e2e.test_nats_e2e import key as nats_key
+from tests.e2e.test_nats_e2e import stream_and_publisher
+from tests.polling import eventually
+
+pytestmark = pytest.mark.integration
+
+N = 400
+OUTAGE_S = 4.0  # longer than the old give-up (dead letter after a few quick retries)
+
+
+def through(proxy: TcpProxy, dsn: str) -> str:
+    """``dsn`` with its host and port replaced by the proxy's."""
+    parts = urlsplit(dsn)
+    proxy.upstream_port = parts.port
+    netloc = (
+        f"{parts.username}@127.0.0.1:{proxy.port}" if parts.username else f"127.0.0.1:{proxy.port}"
+    )
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def store_cut_mid_stream(
+    dep: Deployment, proxy: TcpProxy, publish: scenarios.Publish, key: scenarios.KeyOf
+) -> None:
+    """Cut the host's store connection while events flow, heal it: exactly N, no dead letter."""
+    await dep.wait_running()
+    await scenarios.paced(publish, range(N // 2), chunk=20, pause=0.05)
+    await dep.wait_for_count(N // 8)
+    proxy.cut()
+    await scenarios.paced(publish, range(N // 2, N), chunk=20, pause=0.05)  # into the outage
+    await asyncio.sleep(OUTAGE_S)  # the outage itself, not a synchronisation
+    proxy.restore()
+    await dep.wait_for_count(N)
+    await dep.wait_all_ended()
+    assert await dep.store.list_dead_letters(flow_id=dep.flow_id) == []
+    assert_exactly_once(await dep.executions(), set(range(N)), key)
+    await eventually(lambda: _running(dep), what="trigger back to RUNNING")
+
+
+async def _running(dep: Deployment) -> bool:
+    return await dep.trigger_status() == "RUNNING"
+
+
+async def test_jetstream_store_cut_and_healed(
+    fresh_database: str, ray_cluster: Any, nats_url: str
+) -> None:
+    proxy = TcpProxy()
+    host_dsn = through(proxy, fresh_database)
+    await proxy.start()
+    try:
+        async with (
+            stream_and_publisher(nats_url) as (stream, publish, _),
+            deployed(fresh_database, nats_flow(stream, nats_url), host_dsn=host_dsn) as dep,
+        ):
+            await store_cut_mid_stream(dep, proxy, publish, nats_key)
+    finally:
+        await proxy.stop()
