@@ -28,7 +28,11 @@ class Settings(BaseSettings):
         host: Interface to bind (loopback unless told otherwise).
         port: HTTP port.
         flows: Folder of flow files to load and watch.
-        api_token: When set, every endpoint but ``/health`` needs ``Bearer <token>``.
+        api_token: Every endpoint but ``/health`` and webhooks needs ``Bearer <token>``.
+            When not set, ``kestrel server`` uses the token it generated in `data_dir`.
+        no_auth: Serve the API without a token (an explicit choice, logged at start).
+        data_dir: Where the generated API token is kept (``$KESTREL_DATA_DIR``, default
+            the user data dir).
         log_level: DEBUG, INFO, WARNING or ERROR.
         log_format: ``text`` or ``json``.
         execution_actors: Warm execution actors at start (the pool grows from there).
@@ -48,6 +52,8 @@ class Settings(BaseSettings):
     port: int = Field(default=8080, ge=0, le=65535)
     flows: Path | None = None
     api_token: str | None = None
+    no_auth: bool = False
+    data_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     execution_actors: int = Field(default=1, ge=1)
