@@ -14,6 +14,9 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.e2e import scenarios
+from tests.e2e import test_kafka_e2e as kafka_e2e
+from tests.e2e import test_mqtt_e2e as mqtt_e2e
+from tests.e2e import test_postgres_e2e as postgres_e2e
 from tests.e2e.harness import Deployment, assert_exactly_once, deployed
 from tests.e2e.proxy import TcpProxy
 from tests.e2e.test_nats_e2e import flow as nats_flow
@@ -62,14 +65,52 @@ async def _running(dep: Deployment) -> bool:
 async def test_jetstream_store_cut_and_healed(
     fresh_database: str, ray_cluster: Any, nats_url: str
 ) -> None:
-    proxy = TcpProxy()
-    host_dsn = through(proxy, fresh_database)
-    await proxy.start()
-    try:
-        async with (
-            stream_and_publisher(nats_url) as (stream, publish, _),
-            deployed(fresh_database, nats_flow(stream, nats_url), host_dsn=host_dsn) as dep,
-        ):
-            await store_cut_mid_stream(dep, proxy, publish, nats_key)
-    finally:
-        await proxy.stop()
+    async with (
+        TcpProxy() as proxy, stream_and_publisher(nats_url) as (stream, publish, _),
+        deployed(
+            fresh_database, nats_flow(stream, nats_url), host_dsn=through(proxy, fresh_database)
+        ) as dep,
+    ):
+        await store_cut_mid_stream(dep, proxy, publish, nats_key)
+
+
+async def test_kafka_store_cut_and_healed(
+    fresh_database: str, ray_cluster: Any, kafka_bootstrap: str, kafka_group_options: dict[str, int]
+) -> None:
+    topic = await kafka_e2e.new_topic(kafka_bootstrap)
+    source = kafka_e2e.flow(topic, kafka_bootstrap, kafka_group_options)
+    async with (
+        TcpProxy() as proxy,
+        deployed(fresh_database, source, host_dsn=through(proxy, fresh_database)) as dep,
+        kafka_e2e.producer(kafka_bootstrap, topic) as publish,
+    ):
+        await store_cut_mid_stream(dep, proxy, publish, kafka_e2e.key)
+
+
+async def test_mqtt_store_cut_and_healed(
+    fresh_database: str, ray_cluster: Any, mqtt_url: str
+) -> None:
+    topic = mqtt_e2e.topic_name()
+    async with (
+        TcpProxy() as proxy, deployed(
+            fresh_database,
+            mqtt_e2e.flow(topic, mqtt_url),
+            host_dsn=through(proxy, fresh_database),
+        ) as dep,
+        mqtt_e2e.publisher(mqtt_url, topic) as (publish, _),
+    ):
+        await store_cut_mid_stream(dep, proxy, publish, mqtt_e2e.key)
+
+
+async def test_postgres_cursor_store_cut_and_healed(fresh_database: str, ray_cluster: Any) -> None:
+    """The source table and the store are one database here: both go away together."""
+    table = await postgres_e2e.make_table(fresh_database)
+
+    async def publish(ids: range) -> None:
+        await postgres_e2e.insert(fresh_database, table, ids)
+
+    async with TcpProxy() as proxy:
+        host_dsn = through(proxy, fresh_database)
+        source = postgres_e2e.cursor_flow(table, host_dsn)
+        async with deployed(fresh_database, source, host_dsn=host_dsn) as dep:
+            await store_cut_mid_stream(dep, proxy, publish, postgres_e2e.row_id)
