@@ -36,9 +36,11 @@ RUNTIME_ACTOR_OPTIONS: dict[str, Any] = {
     "max_task_retries": 0,
     "max_concurrency": 10_000,
     "num_cpus": 0,
+    "scheduling_strategy": "SPREAD",
 }
 """Ray options of execution actors and listener hosts: restartable, highly concurrent,
-no CPU reserved (they mostly wait)."""
+no CPU reserved (they mostly wait), spread over the cluster's nodes (see
+docs/architecture.md, "Placement on a Ray cluster")."""
 
 
 @dataclass(frozen=True)

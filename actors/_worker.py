@@ -23,7 +23,7 @@ import socket
 import threading
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
@@ -102,6 +102,7 @@ async def run_invocation(
         started_at: When the attempt started, if the caller recorded it earlier.
     """
     started = started_at or utcnow()
+    worker, node = _identity()
     ctx = WorkerRunContext(
         execution_id=invocation.execution_id,
         task_run_id=invocation.task_run_id,
@@ -109,8 +110,9 @@ async def run_invocation(
         attempt=invocation.attempt,
         namespace=invocation.namespace,
         flow_id=invocation.flow_id,
-        variables=invocation.variables,
+        variables=_with_node(invocation.variables, node),
         dsn=invocation.dsn,
+        node_id=node,
     )
     outputs: dict[str, Any] = {}
     error: TaskFailure | None = None
@@ -129,7 +131,6 @@ async def run_invocation(
             error = TaskFailure(message, TIMEOUT_ERROR, True)
     except Exception as exc:
         error = _unexpected(exc, ctx)
-    worker, node = _identity()
     return TaskOutcome(
         state=State.FAILED if error else State.SUCCESS,
         outputs={} if error else outputs,
@@ -174,6 +175,14 @@ def _unexpected(exc: BaseException, ctx: WorkerRunContext) -> TaskFailure:
     kind = type(exc).__name__
     text = str(exc)
     return TaskFailure(f"{kind}: {text}" if text else kind, kind, True)
+
+
+def _with_node(variables: Mapping[str, Any], node: str) -> Mapping[str, Any]:
+    """The context with ``taskrun.nodeId``: the node the attempt runs on (multi-node Ray)."""
+    taskrun = variables.get("taskrun")
+    if not isinstance(taskrun, Mapping):
+        return variables
+    return {**variables, "taskrun": {**taskrun, "nodeId": node}}
 
 
 def _identity() -> tuple[str, str]:

@@ -48,6 +48,7 @@ class WorkerRunContext:
         flow_id: The flow's id.
         variables: The expression context the task was rendered with.
         dsn: The store's DSN, for KV; without one, KV operations fail.
+        node_id: The Ray node the attempt runs on (the host name outside Ray).
         max_log_lines: Lines kept; later ones are counted and reported in one last line.
     """
 
@@ -62,8 +63,10 @@ class WorkerRunContext:
         flow_id: str,
         variables: Mapping[str, Any],
         dsn: str | None = None,
+        node_id: str | None = None,
         max_log_lines: int = DEFAULT_MAX_LOG_LINES,
     ) -> None:
+        self._node_id = node_id
         self._execution_id = execution_id
         self._task_run_id = task_run_id
         self._task_id = task_id
@@ -111,6 +114,11 @@ class WorkerRunContext:
     def variables(self) -> Mapping[str, Any]:
         """The expression context the task's properties were rendered with."""
         return self._variables
+
+    @property
+    def node_id(self) -> str | None:
+        """The Ray node the attempt runs on (``taskrun.nodeId`` in the context)."""
+        return self._node_id
 
     @property
     def dsn(self) -> str | None:
