@@ -17,6 +17,7 @@ from ._listener_host import (
     host_index,
     listener_host_class,
 )
+from ._named import RAY_NAMESPACE, owner_actor, owner_actor_name
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
@@ -25,11 +26,14 @@ from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService, ExecutionSummary
 from ._store import (
     EXECUTION_LEASE,
+    FLOW_CHANNEL,
     Attempt,
     CreateResult,
     DeadLetter,
     Execution,
     ExecutionDetail,
+    FlowChange,
+    FlowChanges,
     FlowRevision,
     FlowSaveResult,
     KVEntry,
@@ -47,6 +51,12 @@ from ._store import (
     encode_value,
     new_id,
 )
+from ._trigger_lease import (
+    DEFAULT_TRIGGER_LEASE_S,
+    TRIGGER_LEASE,
+    LeasedRunner,
+    trigger_lease_key,
+)
 from ._triggers import (
     TRIGGER_LABEL,
     Backoff,
@@ -61,9 +71,13 @@ from ._worker_context import WorkerRunContext
 
 __all__ = [
     "CORE_LISTENERS",
+    "DEFAULT_TRIGGER_LEASE_S",
     "EXECUTION_LEASE",
+    "FLOW_CHANNEL",
+    "RAY_NAMESPACE",
     "TIMEOUT_ERROR",
     "TRIGGER_LABEL",
+    "TRIGGER_LEASE",
     "ActorLoad",
     "Attempt",
     "Backoff",
@@ -79,6 +93,8 @@ __all__ = [
     "ExecutionService",
     "ExecutionState",
     "ExecutionSummary",
+    "FlowChange",
+    "FlowChanges",
     "FlowRevision",
     "FlowSaveResult",
     "FlowTriggerListener",
@@ -86,6 +102,7 @@ __all__ = [
     "KVEntry",
     "KVType",
     "Lease",
+    "LeasedRunner",
     "ListenerHost",
     "LogLine",
     "MemoryRecorder",
@@ -128,9 +145,12 @@ __all__ = [
     "listener_host_class",
     "new_id",
     "next_tick",
+    "owner_actor",
+    "owner_actor_name",
     "remote_call",
     "run_task",
     "task_worker_class",
     "ticks_between",
+    "trigger_lease_key",
     "unwrap_ray_error",
 ]

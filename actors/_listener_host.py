@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import ray
@@ -21,6 +21,8 @@ from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
 from ._schedule import ScheduleListener
 from ._service import ExecutionService
+from ._store import new_id
+from ._trigger_lease import DEFAULT_TRIGGER_LEASE_S, LeasedRunner
 from ._triggers import (
     Backoff,
     ListenerFactory,
@@ -57,6 +59,10 @@ class TriggerHost(Service):
         factories: Listener factories by trigger type name, for trigger types whose
             listener is not their own `create_listener` (schedules, flow triggers).
         backoff: Reconnection delays.
+        lease_ttl_s: Run each trigger only while holding its lease, with this TTL, so
+            several gateways on one database run it once (see `LeasedRunner`); None runs
+            every trigger deployed here without a lease.
+        owner: This host's lease owner name (unique per process).
     """
 
     def __init__(
@@ -64,12 +70,17 @@ class TriggerHost(Service):
         service: ExecutionService,
         factories: Mapping[str, ListenerFactory] | None = None,
         backoff: Backoff | None = None,
+        *,
+        lease_ttl_s: float | None = None,
+        owner: str | None = None,
     ) -> None:
         super().__init__()
         self._service = service
         self._factories: dict[str, ListenerFactory] = {**CORE_LISTENERS, **(factories or {})}
         self._backoff = backoff
-        self._runners: dict[tuple[str, str, str], TriggerRunner] = {}
+        self._lease_ttl_s = lease_ttl_s
+        self._owner = owner or f"trigger-host-{new_id()}"
+        self._runners: dict[tuple[str, str, str], LeasedRunner] = {}
         # Triggers a user switched off (``PUT /triggers/...``): shown, not run.
         self._switched_off: dict[tuple[str, str, str], TriggerInfo] = {}
         self._lock = asyncio.Lock()
@@ -84,6 +95,14 @@ class TriggerHost(Service):
 
     def _factory(self, trigger: Trigger) -> ListenerFactory:
         return self._factories.get(trigger.type, default_listener_factory)
+
+    def _runner_maker(self, flow: Flow, trigger: Trigger) -> Callable[[], TriggerRunner]:
+        def make() -> TriggerRunner:
+            return TriggerRunner(
+                flow, trigger, self._service, self._factory(trigger), self._backoff
+            )
+
+        return make
 
     def listens_to(self, trigger: Trigger) -> bool:
         """True for the trigger types a host runs (not webhooks: the API takes those)."""
@@ -121,8 +140,13 @@ class TriggerHost(Service):
                 key = (flow.namespace, flow.id, trigger_id)
                 if key in self._runners:
                     continue
-                runner = TriggerRunner(
-                    flow, trigger, self._service, self._factory(trigger), self._backoff
+                runner = LeasedRunner(
+                    flow,
+                    trigger,
+                    self._runner_maker(flow, trigger),
+                    self._service.store,
+                    self._owner,
+                    self._lease_ttl_s,
                 )
                 await runner.start()
                 self._runners[key] = runner
@@ -146,8 +170,9 @@ class TriggerHost(Service):
         return [r.info() for r in self._runners.values()] + list(self._switched_off.values())
 
     def runner(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerRunner | None:
-        """The runner of a deployed trigger."""
-        return self._runners.get((namespace, flow_id, trigger_id))
+        """The runner of a deployed trigger (None while another host holds its lease)."""
+        leased = self._runners.get((namespace, flow_id, trigger_id))
+        return None if leased is None else leased.runner
 
     def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger.
@@ -156,9 +181,10 @@ class TriggerHost(Service):
             kind: ``created`` (event → execution durably created) or ``first_task``
                 (event → first runnable task started).
         """
+        running = [r.runner for r in self._runners.values() if r.runner is not None]
         if kind == "first_task":
-            return {r.name: list(r.stats.first_task_latency_s) for r in self._runners.values()}
-        return {r.name: list(r.stats.created_latency_s) for r in self._runners.values()}
+            return {r.name: list(r.stats.first_task_latency_s) for r in running}
+        return {r.name: list(r.stats.created_latency_s) for r in running}
 
 
 def switched_off_info(flow: Flow, trigger: Trigger) -> TriggerInfo:
@@ -201,6 +227,8 @@ class ListenerHost(ExecutionActor):
         index: This host's number among `count` hosts.
         count: How many hosts share the flows.
         factories: Extra listener factories by trigger type.
+        trigger_lease_s: TTL of the trigger leases (each trigger runs on one host of all
+            the gateways sharing the database); None: no leases.
         **kwargs: `ExecutionActor` options.
     """
 
@@ -212,12 +240,20 @@ class ListenerHost(ExecutionActor):
         index: int = 0,
         count: int = 1,
         factories: Mapping[str, ListenerFactory] | None = None,
+        trigger_lease_s: float | None = DEFAULT_TRIGGER_LEASE_S,
         **kwargs: Any,
     ) -> None:
         super().__init__(dsn, name, **kwargs)
         self._index = index
         self._count = count
-        self._host = TriggerHost(self._service, factories)
+        self._host = TriggerHost(
+            self._service,
+            factories,
+            lease_ttl_s=trigger_lease_s,
+            # Stable across restarts: a host Ray restarts takes its triggers back at
+            # once (the epoch goes up, so the dead incarnation is fenced all the same).
+            owner=f"{name}-triggers",
+        )
 
     async def _open(self) -> None:
         await super()._open()

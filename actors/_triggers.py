@@ -60,6 +60,8 @@ class TriggerStatus(enum.StrEnum):
     RECONNECTING = "RECONNECTING"
     FAILED = "FAILED"
     STOPPED = "STOPPED"
+    STANDBY = "STANDBY"
+    """Deployed here, run by another host that holds its lease (several gateways)."""
 
 
 @dataclass(frozen=True)

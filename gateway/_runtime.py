@@ -24,11 +24,15 @@ from typing import Any, Literal
 import ray
 
 from actors import (
+    FLOW_CHANNEL,
+    RAY_NAMESPACE,
     TRIGGER_LABEL,
     EmbeddedPostgres,
     Execution,
     ExecutionPool,
     ExecutionService,
+    FlowChange,
+    FlowChanges,
     PoolOptions,
     Store,
     TriggerInfo,
@@ -39,12 +43,14 @@ from actors import (
     host_index,
     listener_host_class,
     new_id,
+    owner_actor,
     remote_call,
 )
 from flows import (
     ConflictError,
     Flow,
     Input,
+    KestrelError,
     NotFoundError,
     NotStartedError,
     Pause,
@@ -101,6 +107,7 @@ class Runtime(Service):
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
         self._purging: asyncio.Task[None] | None = None
+        self._changes: FlowChanges | None = None
         # Triggers switched off through the API (webhooks are checked here, the others
         # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
         self._switched_off: set[tuple[str, str, str]] = set()
@@ -166,13 +173,22 @@ class Runtime(Service):
                 min_actors=self.settings.execution_actors,
                 max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
                 name_prefix=f"{self._prefix}-exec",
+                # Reachable by name from the other servers on this cluster.
+                actor_options={"namespace": RAY_NAMESPACE},
             ),
         )
         host_cls = listener_host_class()
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
-            host_cls.options(name=name).remote(dsn, name, warm_workers=1)
-            for name in self._host_names
+            host_cls.options(name=name, namespace=RAY_NAMESPACE).remote(
+                dsn,
+                name,
+                index=index,
+                count=len(self._host_names),
+                trigger_lease_s=self.settings.trigger_lease_s,
+                warm_workers=1,
+            )
+            for index, name in enumerate(self._host_names)
         ]
         # Webhook executions run here: history written behind through its own store (a
         # create never queues behind it), runnable tasks on warm workers. Recovery of
@@ -193,6 +209,9 @@ class Runtime(Service):
             *(h.ready.remote() for h in self._hosts),
         )
         await self._local.start()
+        # Flows other servers on this database change reach us by LISTEN/NOTIFY.
+        self._changes = FlowChanges(dsn, self._on_flow_change)
+        await self._changes.start()
         self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
             "%d execution actor(s), %d listener host(s) and %d webhook worker(s) warm",
@@ -212,6 +231,8 @@ class Runtime(Service):
         _log.info("stopping listeners, then draining executions")
         await _cancelled(self._purging)
         self._purging = None
+        if self._changes is not None:
+            await self._changes.stop()
         hosts, self._hosts = self._hosts, []
         drains: list[Any] = [_shutdown_host(h, SHUTDOWN_DRAIN_S) for h in hosts]
         if self._local is not None:
@@ -286,6 +307,7 @@ class Runtime(Service):
             self._parsed[(flow.namespace, flow.id, flow.revision)] = flow
             if saved.changed:
                 await self._deploy_triggers(flow)
+                await self._tell_peers(flow.namespace, flow.id)
                 _log.info("flow %s is at revision %d", flow.uid, flow.revision)
         return flow, saved.changed
 
@@ -320,7 +342,38 @@ class Runtime(Service):
                 raise NotFoundError(f"flow {namespace}.{flow_id} not found")
             host = self._host_for(namespace, flow_id)
             await remote_call(host.undeploy.remote(namespace, flow_id))
+            await self._tell_peers(namespace, flow_id)
         _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
+
+    async def _tell_peers(self, namespace: str, flow_id: str) -> None:
+        """Tell the other servers on this database that a flow changed (NOTIFY)."""
+        change = FlowChange(namespace, flow_id, origin=self._prefix)
+        try:
+            await self.store.notify(FLOW_CHANNEL, change.payload())
+        except KestrelError as exc:  # the write is durable; peers resync on reconnect
+            _log.warning("could not tell other servers about %s.%s: %s", namespace, flow_id, exc)
+
+    async def _on_flow_change(self, change: FlowChange) -> None:
+        """Another server changed a flow: forget our copy, redeploy its triggers here."""
+        if change.origin == self._prefix:
+            return
+        if change.namespace is None or change.flow_id is None:  # resync everything
+            keys = {(r.namespace, r.flow_id) for r in await self.store.list_flows()}
+            keys |= set(self._current)
+        else:
+            keys = {(change.namespace, change.flow_id)}
+        async with self._flow_lock:
+            self._switched_off = await self.store.disabled_triggers()
+            for namespace, flow_id in sorted(keys):
+                self._flow_writes += 1
+                self._current.pop((namespace, flow_id), None)
+                host = self._host_for(namespace, flow_id)
+                if await self.store.get_flow(namespace, flow_id) is None:
+                    await remote_call(host.undeploy.remote(namespace, flow_id))
+                    continue
+                flow = await self.flow(namespace, flow_id)
+                await remote_call(host.deploy.remote(namespace, flow_id, flow.revision))
+        _log.info("flows changed by another server: %s", ", ".join(f"{n}.{f}" for n, f in keys))
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
         """A stored flow revision, parsed (the current one from memory once read).
@@ -421,6 +474,8 @@ class Runtime(Service):
         handle = next((host for name, host in hosts if lease.owner.startswith(f"{name}-")), None)
         if handle is None:
             handle = self.pool.handle_for_owner(lease.owner)
+        if handle is None:  # another server's actor on the same Ray cluster?
+            handle = await owner_actor(lease.owner)
         if handle is None:
             return False
         answer: bool = await remote_call(getattr(handle, action).remote(execution_id, *args))
@@ -561,8 +616,10 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
-            self._switched_off
+        if (
+            trigger is None
+            or flow.disabled
+            or (flow.namespace, flow.id, trigger.id) in (self._switched_off)
         ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
@@ -662,6 +719,7 @@ class Runtime(Service):
                 self._switched_off.discard(key)
             if not isinstance(trigger, Webhook):
                 await self._deploy_triggers(flow)
+            await self._tell_peers(namespace, flow_id)
         _log.info("trigger %s/%s %s", flow.uid, trigger_id, "disabled" if disabled else "enabled")
         found = [i for i in await self.triggers() if (i.namespace, i.flow_id, i.trigger_id) == key]
         if not found:

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
         kv_purge_interval_s: How often expired KV entries are deleted.
+        trigger_lease_s: TTL of the trigger leases: with several servers on one
+            database, each trigger runs on one of them, and a dead server's triggers
+            move to a live one within about ``4/3`` of this (see docs/architecture.md).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -66,6 +69,7 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
+    trigger_lease_s: float = Field(default=10.0, gt=0)
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

@@ -409,6 +409,11 @@ class Store(Service):
         async with self._conn() as conn:
             return await _leases.get(conn, kind, key)
 
+    async def notify(self, channel: str, payload: str) -> None:
+        """Send a Postgres notification (``pg_notify``): every listener hears it."""
+        async with self._conn() as conn:
+            await conn.execute("SELECT pg_notify($1, $2)", channel, payload)
+
     # ---- flows --------------------------------------------------------------------------
 
     async def save_flow(self, namespace: str, flow_id: str, source: str) -> FlowSaveResult:

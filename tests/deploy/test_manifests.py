@@ -729,3 +729,24 @@ def test_ray_cluster_launcher_config(dockerfile: Dockerfile) -> None:
         parsed = build_parser().parse_args(command.split()[1:])
         assert parsed.command == "server"
         assert parsed.ray_address
+
+
+def test_two_gateways_on_one_database(compose: dict[str, Any], dockerfile: Dockerfile) -> None:
+    """docker-compose and KubeRay run two gateways on one Postgres and one Ray cluster,
+    sharing one API token (trigger leases and LISTEN/NOTIFY make that safe)."""
+    services = compose["services"]
+    gateways = [s for s in services.values() if s.get("image") == services["kestrel"]["image"]]
+    assert len(gateways) == 2
+    args = [server_args(dockerfile, g["command"]) for g in gateways]
+    assert len({(a.db, a.ray_address) for a in args}) == 1, "one database, one Ray cluster"
+    assert len({p for g in gateways for p in g["ports"]}) == 2, "each on its own host port"
+    assert len({g["environment"]["KESTREL_API_TOKEN"] for g in gateways}) == 1
+
+    deployment = only("Deployment", "kestrel")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    _, container = gateway_container()
+    env = {e["name"]: e for e in container["env"]}
+    token = env["KESTREL_API_TOKEN"]["valueFrom"]["secretKeyRef"]
+    secret = only("Secret", token["name"])
+    assert token["key"] in secret["stringData"]

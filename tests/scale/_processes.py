@@ -159,4 +159,10 @@ def start_gateway(
 
 
 def _clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("KESTREL_", "RAY_"))}
+    """This environment without Kestrel's and Ray's settings, but with Ray's token
+    authentication mode (the session Ray enables it; a joining driver needs it too)."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KESTREL_", "RAY_")) or k.startswith("RAY_AUTH_")
+    }
