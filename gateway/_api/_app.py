@@ -9,7 +9,19 @@ from fastapi_offline import FastAPIOffline
 
 from .._runtime import Runtime
 from .._settings import Settings
-from . import _deadletters, _executions, _flows, _health, _kv, _logs, _triggers, _webhooks
+from . import (
+    _backfill_jobs,
+    _deadletters,
+    _executions,
+    _flows,
+    _health,
+    _kv,
+    _logs,
+    _namespaces,
+    _trigger_controls,
+    _triggers,
+    _webhooks,
+)
 from ._auth import AuthMiddleware
 from ._errors import install_error_handlers
 
@@ -50,10 +62,14 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
+    api.include_router(_namespaces.flows_router)  # after /flows/search
+    api.include_router(_namespaces.namespaces_router)
     api.include_router(_executions.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
     api.include_router(_triggers.router)
+    api.include_router(_backfill_jobs.router)
+    api.include_router(_trigger_controls.router)
     api.include_router(_deadletters.router)
     app.include_router(api)
     app.include_router(_health.router)
