@@ -137,7 +137,9 @@ def test_ctrl_c_stops_every_process_of_the_server(
     eventually_sync(lambda: _healthy(process, base, log), within=120, what="server healthy")
 
     # /docs works offline: its assets are served here, from no CDN.
-    with httpx.Client(base_url=base, timeout=10) as client:
+    token = (data / "api-token").read_text().strip()  # generated: secure by default
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as client:
         deployed = eventually_sync(
             lambda: client.get("/api/v1/flows/kestrel.examples/hello").status_code == 200,
             what="./flows/hello.yaml deployed",
