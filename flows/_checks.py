@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from ._errors import Problem
 from ._inputs import declaration_problems
 from ._model import Flow, Path, Task, walk_tasks, yaml_key
-from ._tasks_core import Dag
+from ._tasks_core import Dag, Pause
 
 if TYPE_CHECKING:
     from ._yaml_positions import PositionedDocument
@@ -41,6 +41,8 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
     for path, task in tasks:
         if isinstance(task, Dag):
             _check_dag(path, task, report)
+        if isinstance(task, Pause):
+            _check_on_resume(path, task, report)
     for index, spec in enumerate(flow.inputs):
         for message in declaration_problems(spec):
             report(("inputs", index), f"input '{spec.id}': {message}")
@@ -49,6 +51,13 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
             if ref not in seen:
                 report(path, f"'outputs.{ref}' names no task of this flow")
     return out
+
+
+def _check_on_resume(path: Path, pause: Pause, report: Report) -> None:
+    """``onResume`` inputs are declared (and checked) like flow inputs."""
+    for index, spec in enumerate(pause.on_resume):
+        for message in declaration_problems(spec):
+            report((*path, "onResume", index), f"input '{spec.id}': {message}")
 
 
 def _check_ids(tasks: list[tuple[Path, Task]], report: Report) -> dict[str, Path]:
