@@ -1,6 +1,7 @@
 """The flow language: models, YAML loading, validation, expressions and the type registry."""
 
 from ._checks import check_flow, referenced_outputs
+from ._conditions import Condition, condition_holds
 from ._durations import Duration, format_duration, parse_duration
 from ._errors import (
     ConnectorError,
@@ -74,6 +75,7 @@ __all__ = [
     "REGISTRY",
     "TERMINAL_STATES",
     "Concurrency",
+    "Condition",
     "ConcurrencyBehavior",
     "ConnectorError",
     "Delivery",
@@ -121,6 +123,7 @@ __all__ = [
     "branch",
     "build_context",
     "check_flow",
+    "condition_holds",
     "declaration_problems",
     "default_secret_lookup",
     "environment_variables",

@@ -26,7 +26,9 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
+from . import _pebble_functions as pf
 from ._errors import ExpressionError
+from ._pebble import LOOKUP, PebbleParser, pebble_source, safe_lookup
 
 if TYPE_CHECKING:
     from ._model import Flow
@@ -280,6 +282,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
+        """Rewrite Pebble's ``?:`` and ``??`` for `PebbleParser` (see `flows._pebble`)."""
+        return pebble_source(super().preprocess(source, name, filename))
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return PebbleParser(self, source, name, filename).parse()
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
         if isinstance(obj, Mapping):
@@ -504,10 +513,31 @@ class ExpressionEngine:
             kv=self._kv,
             fromJson=fn.from_json,
             null=None,
+            render=self._render_function,
         )
+        env.globals.update(pf.GLOBALS)
+        env.globals[LOOKUP] = safe_lookup
         env.filters.update(fn.FILTERS)
+        env.filters.update(pf.FILTERS)
         env.tests.update(fn.TESTS)
+        env.tests.update(pf.TESTS)
         return env
+
+    @pass_context
+    def _render_function(self, context: Context, value: Any, recursive: bool = True) -> Any:
+        """Kestra's ``render(x)``: render a flow-provided template held in a variable.
+
+        Only text that came from the flow (``vars``, task properties) should be passed;
+        the sandbox applies as everywhere. ``recursive`` re-renders up to 10 times.
+        """
+        if not isinstance(value, str):
+            return value
+        variables = context.get_all()
+        for _ in range(10 if recursive else 1):
+            if not _has_markup(value):
+                break
+            value = self._env.from_string(value).render(variables)
+        return value
 
     # ---- functions with engine state
 

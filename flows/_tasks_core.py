@@ -9,9 +9,9 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
-from ._durations import Duration
+from ._durations import Duration, parse_duration
 from ._model import FlowableTask, KestrelModel, Path, Task, TaskId, TaskRef, branch
 from ._registry import register_type
 
@@ -106,6 +106,22 @@ class Switch(FlowableTask):
     cases: dict[str, list[TaskRef]] = Field(default_factory=dict)
     defaults: list[TaskRef] = Field(default_factory=list)
 
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _text_keys(cls, value: Any) -> Any:
+        """YAML reads ``1:`` as an integer key; Kestra compares case keys as text."""
+        if isinstance(value, dict):
+            return {
+                (("true" if k else "false") if isinstance(k, bool) else str(k)): v
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("defaults", mode="before")
+    @classmethod
+    def _null_defaults(cls, value: Any) -> Any:
+        return [] if value is None else value
+
     @model_validator(mode="after")
     def _some_branch(self) -> Switch:
         if not self.cases and not self.defaults:
@@ -162,18 +178,38 @@ class Subflow(FlowableTask):
     wait: bool = True
     transmit_failed: bool = True
     inherit_labels: bool = False
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="values rendered in the child execution's context when it ends",
+    )
 
 
 @register_type("flow.Pause", aliases=(f"{_K}.flow.Pause",))
 class Pause(FlowableTask):
     """Pause the execution until resumed (API/CLI) or until ``delay`` has passed.
 
-    With ``timeout`` and no resume in time the task fails.
+    With ``timeout`` and no resume in time the task fails. ``delay`` may be a template
+    (``"{{ inputs.delay }}"``), rendered when the pause starts. Kestra's deprecated
+    ``tasks`` run once the pause ends.
     """
 
-    delay: Duration | None = None
+    delay: Duration | str | None = Field(
+        default=None, validation_alias=AliasChoices("delay", "pauseDuration")
+    )
     timeout: Duration | None = None
     on_resume: list[dict[str, Any]] = Field(default_factory=list)
+    tasks: list[TaskRef] = Field(default_factory=list)
+
+    @field_validator("delay", mode="before")
+    @classmethod
+    def _templated_delay(cls, value: Any) -> Any:
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            return value
+        return parse_duration(value) if isinstance(value, str) else value
+
+    def children(self) -> Iterator[tuple[Path, Task]]:
+        """The tasks run after the pause."""
+        return branch(("tasks",), self.tasks)
 
 
 @register_type("flow.Sleep", aliases=(f"{_K}.flow.Sleep",))
@@ -191,7 +227,9 @@ class CheckFrequency(KestrelModel):
     max_duration: Duration | None = None
 
 
-@register_type("flow.LoopUntil", aliases=(f"{_K}.flow.LoopUntil",))
+@register_type(
+    "flow.LoopUntil", aliases=(f"{_K}.flow.LoopUntil", "flow.WaitFor", f"{_K}.flow.WaitFor")
+)
 class LoopUntil(_Container):
     """Run tasks repeatedly until ``condition`` is truthy."""
 
@@ -200,7 +238,7 @@ class LoopUntil(_Container):
     fail_on_max_reached: bool = False
 
 
-@register_type("flow.Fail", aliases=(f"{_K}.execution.Fail",))
+@register_type("flow.Fail", aliases=(f"{_K}.execution.Fail", "io.kestra.core.tasks.executions.Fail"))
 class Fail(FlowableTask):
     """Fail the execution, when ``condition`` is truthy (or always without one)."""
 
