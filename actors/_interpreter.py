@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from flows import (
     ExpressionError,
     Flow,
+    FlowableTask,
     RunnableTask,
     State,
     Task,
@@ -26,8 +27,19 @@ from flows import (
     walk_tasks,
 )
 from flows._expressions import ExpressionEngine, build_context
+from flows._durations import parse_duration
 from flows._model import Retry, RetryType
 from flows._refuse import contains_template
+from flows._pebble_functions import ERROR_LOGS
+from flows._tasks_kestra import (
+    EachParallel,
+    EachSequential,
+    Echo,
+    Fetch,
+    Labels,
+    OutputValues,
+    WorkingDirectory,
+)
 from flows._tasks_core import (
     AllowFailure,
     Dag,
@@ -49,7 +61,9 @@ from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
-LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil)
+LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil, EachSequential, EachParallel)
+_INLINE: tuple[type[Task], ...] = (Log, Return, Echo, OutputValues, Labels, Fetch)
+_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 _DONE = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
 _INTERRUPTED = "interrupted"
 
@@ -109,6 +123,7 @@ class RunOptions:
         restart: Re-run task runs that FAILED (and the flowable tasks around them).
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
+        globals: Kestra's ``globals`` for templates (empty when None).
         on_first_task: Told when the first runnable task's body started (latency metrics).
     """
 
@@ -116,6 +131,7 @@ class RunOptions:
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
     on_first_task: Callable[[dt.datetime], None] | None = None
+    globals: Mapping[str, Any] | None = None
 
 
 @dataclass
@@ -169,6 +185,11 @@ class ExecutionRun:
         self._main: asyncio.Task[Any] | None = None
         self._by_key: dict[str, TaskRunState] = {}
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
+        self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
+        self._waitfor_children = frozenset(
+            c.id for _, t in walk_tasks(flow) if isinstance(t, LoopUntil) for _, c in t.children()
+        )
+        self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
         for secret in _secret_inputs(flow, state.execution.inputs):
             engine.add_secret(secret)
 
@@ -208,7 +229,7 @@ class ExecutionRun:
         if self.state.state is not State.RUNNING or self._options.restart:
             self._set_execution(State.RUNNING)
         try:
-            final = await self._run_body()
+            final = await self._run_with_sla()
         except asyncio.CancelledError:
             if not self._killed:
                 raise
@@ -221,6 +242,18 @@ class ExecutionRun:
             await self._run_list(self.flow.after_execution, _Scope())
         await self._rec.flush()
         return final
+
+    async def _run_with_sla(self) -> State:
+        """The body, bounded by the flow's MAX_DURATION SLA (FAIL or CANCEL) when it has one."""
+        sla = next((s for s in self.flow.sla if s.type == "MAX_DURATION" and s.duration), None)
+        if sla is None or sla.behavior == "NONE" or sla.duration is None:
+            return await self._run_body()
+        left = _remaining(self.state.execution.created_at, sla.duration) or 0.0
+        try:
+            return await asyncio.wait_for(self._run_body(), left)
+        except TimeoutError:
+            self._log(None, "ERROR", f"SLA '{sla.id}' missed: ran longer than {sla.duration}")
+            return State.FAILED if sla.behavior == "FAIL" else State.CANCELLED
 
     async def _run_body(self) -> State:
         main = await self._run_list(self.flow.tasks, _Scope())
@@ -354,9 +387,41 @@ class ExecutionRun:
 
     async def _body(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
         handler = _FLOWABLE.get(type(task))
-        if handler is not None:
-            return await handler(self, task, run, scope)
-        return await self._attempts(task, run, scope)
+        if handler is None:
+            return await self._attempts(task, run, scope)
+        if isinstance(task, Fail) and (task.retry or self.flow.retry):
+            state = await self._retried(task, run, scope, handler)
+        else:
+            state = await handler(self, task, run, scope)
+        if state is State.FAILED and isinstance(task, FlowableTask) and task.errors:
+            await self._run_list(task.errors, self._child_scope(run, scope))
+        return state
+
+    async def _retried(
+        self, task: Task, run: TaskRunState, scope: _Scope, handler: FlowableHandler
+    ) -> State:
+        """A flowable task without children (Fail) retried by its policy, one attempt each."""
+        retry = task.retry or self.flow.retry
+        first_start = utcnow()
+        while True:
+            started = utcnow()
+            attempt = Attempt(number=len(run.attempts) + 1, state=State.RUNNING, started_at=started)
+            run.attempts.append(attempt)
+            self._rec.attempt(run, attempt)
+            state = await handler(self, task, run, scope)
+            ended = Attempt(
+                number=attempt.number, state=state, started_at=started, ended_at=utcnow()
+            )
+            run.attempts[-1] = ended
+            self._rec.attempt(run, ended)
+            if state is not State.FAILED:
+                return state
+            delay = _next_delay(retry, run, first_start, None)
+            if delay is None:
+                return state
+            self._transition(run, State.RETRYING)
+            await asyncio.sleep(delay)
+            self._transition(run, State.RUNNING)
 
     def _transition(self, run: TaskRunState, state: State) -> None:
         if run.state is state and run.history:
@@ -374,6 +439,7 @@ class ExecutionRun:
     def _log(
         self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
     ) -> None:
+        self._logs.append((run.task_id if run else None, level, message))
         self._rec.log(
             LogLine(
                 execution_id=self.id,
@@ -390,13 +456,19 @@ class ExecutionRun:
         execution = self.state.execution
         taskrun = None
         if run is not None:
+            started = _entered(run, State.RUNNING)
             taskrun = {
                 "id": run.id,
+                "taskId": run.task_id,
                 "value": run.value,
                 "iteration": run.iteration,
-                "attemptsCount": len(run.attempts),
+                "attemptsCount": sum(1 for a in run.attempts if a.state.terminal),
+                "startDate": started or utcnow(),
+                "parentId": run.parent_id,
             }
-        return build_context(
+        labels = {**self.flow.label_dict(), **execution.labels}
+        system = {"correlationId": execution.labels.get("system.correlationId", execution.id)}
+        context = build_context(
             flow={
                 "id": self.flow.id,
                 "namespace": self.flow.namespace,
@@ -411,13 +483,38 @@ class ExecutionRun:
                 "originalId": execution.original_id or execution.id,
             },
             inputs=execution.inputs,
-            outputs=self.state.outputs_tree(),
-            labels={**self.flow.label_dict(), **execution.labels},
+            outputs=self._outputs(),
+            labels={**labels, "system": system},
             trigger=execution.trigger,
             taskrun=taskrun,
             parent=scope.parents[-1] if scope.parents else None,
             envs=self._options.envs,
         )
+        if taskrun is not None:
+            context["taskrun"].update(taskrun)
+            context["task"] = {"id": run.task_id if run else None, "type": self._task_types.get(
+                run.task_id if run else "", None
+            )}
+        context["parents"] = list(reversed(scope.parents))
+        context["globals"] = dict(self._options.globals or {})
+        context[ERROR_LOGS] = self._error_logs
+        return context
+
+    def _outputs(self) -> dict[str, Any]:
+        """Kestra's ``outputs``; a WaitFor/LoopUntil child's are those of its last iteration."""
+        tree = self.state.outputs_tree()
+        for task_id in self._waitfor_children & tree.keys():
+            node = tree[task_id]
+            if isinstance(node, dict) and node and all(str(k).isdigit() for k in node):
+                tree[task_id] = node[max(node, key=int)]
+        return tree
+
+    def _error_logs(self) -> list[dict[str, Any]]:
+        return [
+            {"taskId": task_id, "level": level, "message": message}
+            for task_id, level, message in self._logs
+            if level == "ERROR"
+        ]
 
     def _condition(
         self, expression: str | bool, task: Task, run: TaskRunState, scope: _Scope, prop: str
@@ -508,6 +605,9 @@ class ExecutionRun:
             self._rec.attempt(run, killed)
             raise
         for at, level, message in outcome.logs:
+            if not _kept(task, level):
+                continue
+            self._logs.append((task.id, level, message))
             self._rec.log(
                 LogLine(
                     execution_id=self.id,
@@ -541,14 +641,14 @@ class ExecutionRun:
         """One attempt: inline for trivial tasks, else through the dispatcher."""
         started = utcnow()
         try:
-            if isinstance(task, Log | Return):
+            if isinstance(task, _INLINE):
                 return self._inline(task, run, scope, number, started)
             if not isinstance(task, RunnableTask):
                 raise TaskError(f"'{task.type}' cannot run", retriable=False)
             context = self._context(run, scope)
             rendered = self._rendered_task(task, context)
         except (ExpressionError, TaskError) as exc:
-            retriable = exc.retriable if isinstance(exc, TaskError) else False
+            retriable = exc.retriable if isinstance(exc, TaskError) else True
             return TaskOutcome(
                 state=State.FAILED,
                 outputs={},
@@ -579,7 +679,7 @@ class ExecutionRun:
 
     def _inline(
         self,
-        task: Log | Return,
+        task: Task,
         run: TaskRunState,
         scope: _Scope,
         number: int,
@@ -594,7 +694,19 @@ class ExecutionRun:
                 prop = "message" if isinstance(task.message, str) else f"message[{index}]"
                 text = self._engine.render(message, context, task=task.id, prop=prop)
                 logs.append((utcnow(), task.level.value, text))
+        elif isinstance(task, Echo):
+            text = self._engine.render(task.format, context, task=task.id, prop="format")
+            logs.append((utcnow(), task.level.value, text))
+        elif isinstance(task, OutputValues):
+            outputs["values"] = self._engine.render_value(
+                task.values, context, task=task.id, prop="values"
+            )
+        elif isinstance(task, Labels):
+            self._set_labels(task, context)
+        elif isinstance(task, Fetch):
+            outputs["size"] = self._fetch_size(task)
         else:
+            assert isinstance(task, Return)
             outputs["value"] = self._engine.render_value(
                 task.value, context, task=task.id, prop="value"
             )
@@ -607,6 +719,29 @@ class ExecutionRun:
             node=None,
             started_at=started,
             ended_at=utcnow(),
+        )
+
+    def _set_labels(self, task: Labels, context: Mapping[str, Any]) -> None:
+        value = self._engine.render_value(task.labels, context, task=task.id, prop="labels")
+        if isinstance(value, str):
+            value = _json_value(value, task.id, "labels")
+        if isinstance(value, list):
+            value = {str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)}
+        if not isinstance(value, dict):
+            raise ExpressionError("labels must be a map or a list of key/value", task=task.id)
+        for key in value:
+            if str(key).startswith("system."):
+                raise TaskError(f"label '{key}' is reserved by the system", retriable=False)
+        self.state.execution.labels.update({str(k): _text(v) for k, v in value.items()})
+
+    def _fetch_size(self, task: Fetch) -> int:
+        floor = _LEVELS.index(task.level.value)
+        return sum(
+            1
+            for task_id, level, _ in self._logs
+            if level in _LEVELS
+            and _LEVELS.index(level) >= floor
+            and (not task.tasks_id or task_id in task.tasks_id)
         )
 
     # ---- flowable tasks ----
@@ -625,11 +760,11 @@ class ExecutionRun:
             values=(*scope.values, value),
             iteration=index,
             value_here=value,
-            parents=(*scope.parents, parent_taskrun) if run.value is not None else scope.parents,
+            parents=(*scope.parents, parent_taskrun),
         )
 
     async def _sequential(
-        self, task: Sequential | AllowFailure, run: TaskRunState, scope: _Scope
+        self, task: Sequential | AllowFailure | WorkingDirectory, run: TaskRunState, scope: _Scope
     ) -> State:
         state = await self._run_list(task.tasks, self._child_scope(run, scope))
         if isinstance(task, AllowFailure) and state is State.FAILED:
@@ -663,8 +798,13 @@ class ExecutionRun:
             branch if branch is not None else task.defaults, self._child_scope(run, scope)
         )
 
-    async def _foreach(self, task: ForEach, run: TaskRunState, scope: _Scope) -> State:
-        values = self._render(task.values, task, run, scope, "values")
+    async def _foreach(
+        self, task: ForEach | EachSequential | EachParallel, run: TaskRunState, scope: _Scope
+    ) -> State:
+        source = task.values if isinstance(task, ForEach) else task.value
+        values = self._render(source, task, run, scope, "values")
+        if values is None or values == "":
+            raise ExpressionError("values rendered to null", task=task.id, prop="values")
         if isinstance(values, str):
             values = _json_list(values, task.id)
         if not isinstance(values, list):
@@ -675,7 +815,10 @@ class ExecutionRun:
             _bind(self._run_list, task.tasks, self._iteration_scope(run, scope, _text(v), i))
             for i, v in enumerate(values)
         ]
-        return await self._run_concurrently(jobs, task.concurrency_limit)
+        if isinstance(task, EachParallel):
+            return await self._run_concurrently(jobs, task.concurrent)
+        limit = task.concurrency_limit if isinstance(task, ForEach) else 1
+        return await self._run_concurrently(jobs, limit)
 
     async def _dag(self, task: Dag, run: TaskRunState, scope: _Scope) -> State:
         inner = self._child_scope(run, scope)
@@ -722,20 +865,32 @@ class ExecutionRun:
             self._transition(run, State.PAUSED)
             self._set_execution(State.PAUSED)
         event = self._resume_events.setdefault(run.id, asyncio.Event())
-        wait_s = _remaining(paused_at, task.delay or task.timeout)
+        delay = task.delay
+        if isinstance(delay, str):
+            rendered = self._render(delay, task, run, scope, "delay")
+            try:
+                delay = rendered if isinstance(rendered, dt.timedelta) else parse_duration(
+                    str(rendered)
+                )
+            except ValueError as exc:
+                raise ExpressionError(str(exc), task=task.id, prop="delay") from None
+        wait_s = _remaining(paused_at, delay or task.timeout)
         try:
             if wait_s is None:
                 await event.wait()
             else:
                 await asyncio.wait_for(event.wait(), wait_s)
         except TimeoutError:
-            if task.delay is None:
+            if delay is None:
                 self._log(run, "ERROR", f"pause timed out after {task.timeout}")
+                self._set_execution(State.RUNNING)
                 return State.FAILED
         finally:
             self._resume_events.pop(run.id, None)
         self._transition(run, State.RUNNING)
         self._set_execution(State.RUNNING)
+        if task.tasks:
+            return await self._run_list(task.tasks, self._child_scope(run, scope))
         return State.SUCCESS
 
     async def _sleep(self, task: Sleep, run: TaskRunState, scope: _Scope) -> State:
@@ -751,6 +906,7 @@ class ExecutionRun:
         max_iterations = check.max_iterations or 100
         started = _entered(run, State.RUNNING) or utcnow()
         for index in range(max_iterations):
+            self._set_outputs(run, {"iterationCount": index + 1})
             state = await self._run_list(
                 task.tasks, self._iteration_scope(run, scope, str(index), index)
             )
@@ -793,6 +949,9 @@ _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Sleep: ExecutionRun._sleep,
     LoopUntil: ExecutionRun._loop_until,
     Fail: ExecutionRun._fail,
+    WorkingDirectory: ExecutionRun._sequential,
+    EachSequential: ExecutionRun._foreach,
+    EachParallel: ExecutionRun._foreach,
 }
 
 
@@ -828,6 +987,22 @@ def _json_list(text: str, task_id: str) -> list[Any]:
     return value
 
 
+def _kept(task: Task, level: str) -> bool:
+    """Whether a log line at `level` passes the task's ``logLevel``."""
+    if task.log_level is None or level not in _LEVELS:
+        return True
+    return _LEVELS.index(level) >= _LEVELS.index(task.log_level)
+
+
+def _json_value(text: str, task_id: str, prop: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ExpressionError(f"{prop} must be JSON, got {text!r}", task=task_id, prop=prop) from None
+
+
 def _entered(run: TaskRunState, state: State) -> dt.datetime | None:
     """When `run` last entered `state` in this run of it, if it did."""
     for entry in reversed(run.history):
@@ -843,12 +1018,12 @@ def _remaining(since: dt.datetime, duration: dt.timedelta | None) -> float | Non
 
 
 def _next_delay(
-    retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome
+    retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome | None
 ) -> float | None:
     """Seconds to wait before the next attempt, or None when no retry is left."""
     if retry is None:
         return None
-    if outcome.error is not None and outcome.error.get("retriable") is False:
+    if outcome is not None and outcome.error is not None and outcome.error.get("retriable") is False:
         return None
     failures = sum(
         1

@@ -464,6 +464,28 @@ def _describe(exc: BaseException, source: str, names: list[str]) -> str:
 # --------------------------------------------------------------------------- engine
 
 
+@functools.cache
+def _parse_only() -> _Sandbox:
+    env = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+    return env
+
+
+def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
+    """The syntax tree of a template (Pebble and Jinja spellings) and the known globals.
+
+    Raises:
+        jinja2.TemplateSyntaxError: When the template does not parse.
+    """
+    return _parse_only().parse(source), _GLOBAL_NAMES
+
+
+_GLOBAL_NAMES = frozenset(
+    {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
+     "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
+     *pf.GLOBALS, LOOKUP}
+)  # fmt: skip
+
+
 class ExpressionEngine:
     """Renders Kestra-style templates in a Jinja sandbox; one per process is enough.
 

@@ -369,6 +369,7 @@ class InputType(StrEnum):
     YAML = "YAML"
 
 
+_DATED = {InputType.DATETIME, InputType.DATE, InputType.TIME}
 _NEEDS_VALUES = {InputType.ENUM, InputType.SELECT, InputType.MULTISELECT}
 
 
@@ -390,8 +391,8 @@ class Input(KestrelModel):
     item_type: InputType | None = None
     allow_custom_value: bool = False
     allow_file_extensions: list[str] | None = None
-    after: Any = Field(default=None, description="DATETIME: the earliest value (Kestra's min)")
-    before: Any = Field(default=None, description="DATETIME: the latest value (Kestra's max)")
+    after: Any = Field(default=None, description="DATETIME/DATE/TIME: the earliest (min)")
+    before: Any = Field(default=None, description="DATETIME/DATE/TIME: the latest (max)")
 
     @field_validator("type", "item_type", mode="before")
     @classmethod
@@ -415,8 +416,8 @@ class Input(KestrelModel):
         if self.type is InputType.ARRAY and self.item_type is None:
             raise ValueError("an ARRAY input needs an 'itemType'")
         if self.after is not None or self.before is not None:
-            if self.type is not InputType.DATETIME:
-                raise ValueError("after/before apply to DATETIME inputs only")
+            if self.type not in _DATED:
+                raise ValueError("after/before apply to DATETIME, DATE and TIME inputs only")
             self.min = self.min if self.min is not None else self.after
             self.max = self.max if self.max is not None else self.before
         return self

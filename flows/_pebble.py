@@ -8,7 +8,8 @@ context; payloads are data, never templates).
   ``b if a else c``).
 - ``a ?? b``: ``a`` unless it is undefined or null, else ``b``. Reading a path ``a``
   never fails: ``outputs.missing.value ?? ''`` is ``''``.
-- ``a contains b``: membership (a key of a map, an item of a list, a substring).
+- ``a contains b``: membership (a key of a map, an item of a list, a substring);
+  ``a equals b``: ``a == b``.
 
 Jinja's lexer has no ``?`` token, so `pebble_source` first rewrites the operators inside
 ``{{ }}`` and ``{% %}`` into reserved names (outside string literals, line numbers kept),
@@ -144,12 +145,17 @@ class PebbleParser(Parser):
         return expr
 
     def parse_compare(self) -> nodes.Expr:
-        """Jinja's comparisons plus ``a contains b`` (same precedence)."""
+        """Jinja's comparisons plus ``a contains b`` and ``a equals b`` (same precedence)."""
         lineno = self.stream.current.lineno
         expr = super().parse_compare()
-        while self.stream.skip_if("name:contains"):
-            item = super().parse_compare()
-            expr = nodes.Compare(item, [nodes.Operand("in", expr)], lineno=lineno)
+        while self.stream.current.test_any("name:contains", "name:equals"):
+            operator = self.stream.current.value
+            next(self.stream)
+            other = super().parse_compare()
+            if operator == "equals":
+                expr = nodes.Compare(expr, [nodes.Operand("eq", other)], lineno=lineno)
+            else:
+                expr = nodes.Compare(other, [nodes.Operand("in", expr)], lineno=lineno)
         return expr
 
     def parse_unary(self, with_filter: bool = True) -> nodes.Expr:
