@@ -26,20 +26,11 @@ from flows import (
     TaskError,
     walk_tasks,
 )
-from flows._expressions import ExpressionEngine, build_context
 from flows._durations import parse_duration
+from flows._expressions import ExpressionEngine, build_context
 from flows._model import Retry, RetryType
-from flows._refuse import contains_template
 from flows._pebble_functions import ERROR_LOGS
-from flows._tasks_kestra import (
-    EachParallel,
-    EachSequential,
-    Echo,
-    Fetch,
-    Labels,
-    OutputValues,
-    WorkingDirectory,
-)
+from flows._refuse import contains_template
 from flows._tasks_core import (
     AllowFailure,
     Dag,
@@ -55,6 +46,16 @@ from flows._tasks_core import (
     Sleep,
     Subflow,
     Switch,
+    WaitFor,
+)
+from flows._tasks_kestra import (
+    EachParallel,
+    EachSequential,
+    Echo,
+    Fetch,
+    Labels,
+    OutputValues,
+    WorkingDirectory,
 )
 
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
@@ -187,7 +188,7 @@ class ExecutionRun:
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
         self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
         self._waitfor_children = frozenset(
-            c.id for _, t in walk_tasks(flow) if isinstance(t, LoopUntil) for _, c in t.children()
+            c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
         )
         self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
         for secret in _secret_inputs(flow, state.execution.inputs):
@@ -492,16 +493,17 @@ class ExecutionRun:
         )
         if taskrun is not None:
             context["taskrun"].update(taskrun)
-            context["task"] = {"id": run.task_id if run else None, "type": self._task_types.get(
-                run.task_id if run else "", None
-            )}
+            context["task"] = {
+                "id": run.task_id if run else None,
+                "type": self._task_types.get(run.task_id if run else "", None),
+            }
         context["parents"] = list(reversed(scope.parents))
         context["globals"] = dict(self._options.globals or {})
         context[ERROR_LOGS] = self._error_logs
         return context
 
     def _outputs(self) -> dict[str, Any]:
-        """Kestra's ``outputs``; a WaitFor/LoopUntil child's are those of its last iteration."""
+        """Kestra's ``outputs``; a WaitFor child's are those of its last iteration."""
         tree = self.state.outputs_tree()
         for task_id in self._waitfor_children & tree.keys():
             node = tree[task_id]
@@ -726,7 +728,9 @@ class ExecutionRun:
         if isinstance(value, str):
             value = _json_value(value, task.id, "labels")
         if isinstance(value, list):
-            value = {str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)}
+            value = {
+                str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)
+            }
         if not isinstance(value, dict):
             raise ExpressionError("labels must be a map or a list of key/value", task=task.id)
         for key in value:
@@ -869,8 +873,10 @@ class ExecutionRun:
         if isinstance(delay, str):
             rendered = self._render(delay, task, run, scope, "delay")
             try:
-                delay = rendered if isinstance(rendered, dt.timedelta) else parse_duration(
-                    str(rendered)
+                delay = (
+                    rendered
+                    if isinstance(rendered, dt.timedelta)
+                    else parse_duration(str(rendered))
                 )
             except ValueError as exc:
                 raise ExpressionError(str(exc), task=task.id, prop="delay") from None
@@ -948,6 +954,7 @@ _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Pause: ExecutionRun._pause,
     Sleep: ExecutionRun._sleep,
     LoopUntil: ExecutionRun._loop_until,
+    WaitFor: ExecutionRun._loop_until,
     Fail: ExecutionRun._fail,
     WorkingDirectory: ExecutionRun._sequential,
     EachSequential: ExecutionRun._foreach,
@@ -1000,7 +1007,9 @@ def _json_value(text: str, task_id: str, prop: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError:
-        raise ExpressionError(f"{prop} must be JSON, got {text!r}", task=task_id, prop=prop) from None
+        raise ExpressionError(
+            f"{prop} must be JSON, got {text!r}", task=task_id, prop=prop
+        ) from None
 
 
 def _entered(run: TaskRunState, state: State) -> dt.datetime | None:
@@ -1023,7 +1032,11 @@ def _next_delay(
     """Seconds to wait before the next attempt, or None when no retry is left."""
     if retry is None:
         return None
-    if outcome is not None and outcome.error is not None and outcome.error.get("retriable") is False:
+    if (
+        outcome is not None
+        and outcome.error is not None
+        and outcome.error.get("retriable") is False
+    ):
         return None
     failures = sum(
         1

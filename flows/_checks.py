@@ -6,9 +6,8 @@ import re
 from collections.abc import Callable, Container, Iterator
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
-
 from jinja2 import TemplateSyntaxError, nodes
+from pydantic import BaseModel
 
 from ._errors import Problem
 from ._expressions import parse_template
@@ -49,23 +48,30 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
     for index, spec in enumerate(flow.inputs):
         for message in declaration_problems(spec):
             report(("inputs", index), f"input '{spec.id}': {message}")
+    _check_kestra_rules(flow, tasks, report)
     inputs = {spec.id for spec in flow.inputs}
+    for path, text in _strings(flow):
+        for message in template_problems(text, seen, inputs):
+            report(path, message)
+    return out
+
+
+def _check_kestra_rules(flow: Flow, tasks: list[tuple[Path, Task]], report: Report) -> None:
+    """Kestra's own refusals: duplicate inputs, a flow calling itself, Pause in a folder."""
+    ids = [spec.id for spec in flow.inputs]
     for index, spec in enumerate(flow.inputs):
-        if [s.id for s in flow.inputs].index(spec.id) != index:
+        if ids.index(spec.id) != index:
             report(("inputs", index, "id"), f"duplicate input id '{spec.id}'")
     for path, task in tasks:
-        if isinstance(task, Subflow) and task.namespace == flow.namespace and (
-            task.flow_id == flow.id
+        if isinstance(task, Subflow) and (task.namespace, task.flow_id) == (
+            flow.namespace,
+            flow.id,
         ):
             report((*path, "flowId"), "a flow cannot start itself as a subflow")
         if isinstance(task, WorkingDirectory):
             for sub, child in task.children():
                 if isinstance(child, Pause):
                     report((*path, *sub), "a WorkingDirectory cannot hold a Pause task")
-    for path, text in _strings(flow):
-        for message in template_problems(text, seen, inputs):
-            report(path, message)
-    return out
 
 
 _KNOWN_VARIABLES = frozenset(
@@ -108,9 +114,10 @@ def template_problems(text: str, tasks: Container[str], inputs: Container[str]) 
 
 def _root_key(node: nodes.Node) -> tuple[str, str] | None:
     """``('outputs', 't')`` for ``outputs.t`` or ``outputs['t']``; None for other shapes."""
-    if not isinstance(node.node, nodes.Name) or node.node.name in ():  # type: ignore[attr-defined]
+    target = getattr(node, "node", None)
+    if not isinstance(target, nodes.Name):
         return None
-    root = node.node.name  # type: ignore[attr-defined]
+    root = target.name
     if root not in ("outputs", "inputs"):
         return None
     if isinstance(node, nodes.Getattr):

@@ -91,7 +91,7 @@ def condition_holds(condition: Condition, namespace: str, flow_id: str, state: s
         refused = [str(s) for s in condition.get("notIn") or []]
         return (not wanted or state in wanted) and state not in refused
     if name in ("ExecutionFlow", "FlowCondition"):
-        return condition.get("namespace") == namespace and condition.get("flowId") == flow_id
+        return bool(condition.get("namespace") == namespace and condition.get("flowId") == flow_id)
     if name in ("ExecutionNamespace", "FlowNamespaceCondition"):
         prefix = str(condition.get("namespace") or "")
         if condition.get("prefix") or condition.get("comparison") == "PREFIX":

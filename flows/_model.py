@@ -128,8 +128,18 @@ class RetryType(StrEnum):
     RANDOM = "random"
 
 
+def _kestra_retry_spelling(schema: dict[str, Any]) -> None:
+    schema.setdefault("properties", {})["maxAttempt"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Kestra's spelling of maxAttempts",
+    }
+
+
 class Retry(KestrelModel):
     """Kestra's retry policy: ``constant``, ``exponential`` or ``random``."""
+
+    model_config = ConfigDict(**KestrelModel.model_config, json_schema_extra=_kestra_retry_spelling)
 
     type: RetryType
     max_attempts: Annotated[int, Field(ge=1)] | None = Field(

@@ -49,7 +49,9 @@ def safe_lookup(environment: Environment, root: Any, *steps: Any) -> Any:
             return None
         kind, key = steps[index], steps[index + 1]
         try:
-            value = environment.getattr(value, key) if kind == "." else environment.getitem(value, key)
+            value = (
+                environment.getattr(value, key) if kind == "." else environment.getitem(value, key)
+            )
         except UndefinedError:
             return None
     return None if isinstance(value, Undefined) else value

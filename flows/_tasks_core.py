@@ -227,9 +227,7 @@ class CheckFrequency(KestrelModel):
     max_duration: Duration | None = None
 
 
-@register_type(
-    "flow.LoopUntil", aliases=(f"{_K}.flow.LoopUntil", "flow.WaitFor", f"{_K}.flow.WaitFor")
-)
+@register_type("flow.LoopUntil", aliases=(f"{_K}.flow.LoopUntil",))
 class LoopUntil(_Container):
     """Run tasks repeatedly until ``condition`` is truthy."""
 
@@ -238,9 +236,20 @@ class LoopUntil(_Container):
     fail_on_max_reached: bool = False
 
 
-@register_type("flow.Fail", aliases=(f"{_K}.execution.Fail", "io.kestra.core.tasks.executions.Fail"))
+@register_type(
+    "flow.Fail", aliases=(f"{_K}.execution.Fail", "io.kestra.core.tasks.executions.Fail")
+)
 class Fail(FlowableTask):
     """Fail the execution, when ``condition`` is truthy (or always without one)."""
 
     condition: str | bool | None = None
     error_message: str = "Flow failed"
+
+
+@register_type("flow.WaitFor", aliases=(f"{_K}.flow.WaitFor",))
+class WaitFor(LoopUntil):
+    """Kestra's WaitFor: run tasks until ``condition`` holds (LoopUntil's newer name).
+
+    ``outputs.<id>.iterationCount`` counts the iterations; the children's outputs are those
+    of the last iteration.
+    """

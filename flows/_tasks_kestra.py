@@ -1,5 +1,7 @@
-"""Kestra core types beyond the basics: loops with ``value``, working directories, Echo,
-OutputValues, execution Labels, log Fetch and the flow state store.
+"""Kestra core types beyond the basics (Each*, WorkingDirectory, Echo, state store, ...).
+
+Loops with ``value``, working directories, Echo, OutputValues, execution Labels, log
+Fetch and the flow state store.
 
 Their runtime behaviour lives in `actors` (the flowable and inline ones) or in `run`
 (the state store, on the KV store).

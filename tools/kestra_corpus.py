@@ -2,7 +2,7 @@
 
 Usage::
 
-    .venv/bin/python tools/kestra_corpus.py /path/to/kestra-checkout [--timeout 8] [-v]
+    .venv/bin/python tools/kestra_corpus.py KESTRA_CHECKOUT [--timeout 8] [-v]
 
 The checkout is a directory holding Kestra's ``core/src/test/resources/flows`` (a clone of
 kestra-io/kestra, or ``git archive HEAD core/src/test | tar -x -C DIR``). Nothing of it is
@@ -13,7 +13,8 @@ copied anywhere. Three figures are printed:
    how many end in the state Kestra's tests assert for them (`EXPECTED` below);
 3. how many of the ``flows/invalids`` Kestrel refuses, each with its first message.
 
-Flows using ``io.kestra.core.tasks.test.*`` or ``io.kestra.core.runners.test.*`` types (defined only in Kestra's test code) are
+Flows using ``io.kestra.core.tasks.test.*`` or ``io.kestra.core.runners.test.*`` types
+(defined only in Kestra's test code) are
 listed apart and do not count against us. Remaining failures are grouped by cause.
 
 Runs are in-process (like ``kestrel run`` without Postgres or Ray): the interpreter with an
@@ -26,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import datetime as dt
 import re
 import sys
@@ -37,11 +39,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors._interpreter import ExecutionRun, RunOptions  # noqa: E402
-from actors._runstate import ExecutionState, TaskRunState  # noqa: E402
-from actors._store._records import Attempt, Execution, LogLine, utcnow  # noqa: E402
-from actors._worker import TaskInvocation, TaskOutcome, run_invocation  # noqa: E402
-from flows import (  # noqa: E402
+from actors._interpreter import ExecutionRun, RunOptions
+from actors._runstate import ExecutionState, TaskRunState
+from actors._store._records import Attempt, Execution, LogLine, utcnow
+from actors._worker import TaskInvocation, TaskOutcome, run_invocation
+from flows import (
     ExpressionEngine,
     Flow,
     FlowError,
@@ -50,7 +52,7 @@ from flows import (  # noqa: E402
     parse_flow,
     parse_inputs,
 )
-from flows._tasks_core import Subflow  # noqa: E402
+from flows._tasks_core import Subflow
 
 CORPUS = Path("core/src/test/resources/flows")
 TEST_TYPES = ("io.kestra.core.tasks.test.", "io.kestra.core.runners.test.")
@@ -112,10 +114,22 @@ EXPECTED: dict[str, tuple[str, str]] = {
     "retry-flowable-nested-child.yaml": ("FAILED", "RetryCaseTest"),
     "retry-flowable-parallel.yaml": ("FAILED", "RetryCaseTest"),
     "retry-subflow.yaml": ("FAILED", "RetryCaseTest"),
-    "retry-new-execution-task-attempts.yml": ("RETRIED", "RetryCaseTest (RETRIED, RETRIED, FAILED)"),
-    "retry-new-execution-task-duration.yml": ("RETRIED", "RetryCaseTest (RETRIED, RETRIED, FAILED)"),
-    "retry-new-execution-flow-attempts.yml": ("RETRIED", "RetryCaseTest (RETRIED, RETRIED, FAILED)"),
-    "retry-new-execution-flow-duration.yml": ("RETRIED", "RetryCaseTest (RETRIED, RETRIED, FAILED)"),
+    "retry-new-execution-task-attempts.yml": (
+        "RETRIED",
+        "RetryCaseTest (RETRIED, RETRIED, FAILED)",
+    ),
+    "retry-new-execution-task-duration.yml": (
+        "RETRIED",
+        "RetryCaseTest (RETRIED, RETRIED, FAILED)",
+    ),
+    "retry-new-execution-flow-attempts.yml": (
+        "RETRIED",
+        "RetryCaseTest (RETRIED, RETRIED, FAILED)",
+    ),
+    "retry-new-execution-flow-duration.yml": (
+        "RETRIED",
+        "RetryCaseTest (RETRIED, RETRIED, FAILED)",
+    ),
 }
 DEFAULT_EXPECTED = ("SUCCESS", "no other state asserted")
 
@@ -225,7 +239,7 @@ class _Subflows:
 
 
 async def run_once(
-    flow: Flow, flows: dict[tuple[str, str], Flow], timeout: float
+    flow: Flow, flows: dict[tuple[str, str], Flow], seconds: float
 ) -> tuple[str, list[str]]:
     """Run `flow` with its default inputs; the end state and the ERROR log lines."""
     engine = ExpressionEngine()
@@ -243,15 +257,13 @@ async def run_once(
     )
     task = asyncio.ensure_future(runner.run())
     try:
-        final = await asyncio.wait_for(asyncio.shield(task), timeout)
+        final = await asyncio.wait_for(asyncio.shield(task), seconds)
         end = final.value
     except TimeoutError:
         end = state.state.value if state.state is State.PAUSED else "TIMEOUT"
         task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError, Exception):  # the run is abandoned
             await task
-        except (asyncio.CancelledError, Exception):  # noqa: S110 - the run is abandoned
-            pass
     errors = [line.message for line in recorder.logs if line.level == "ERROR"]
     return end, errors
 
@@ -339,7 +351,10 @@ def print_report(report: Report) -> None:
     print(f"invalids refused: {len(report.refused)}/{report.invalid_total}")  # type: ignore[attr-defined]
     tested = total - len(report.test_types)
     print(f"  (of the {tested} not using test-only types: {len(report.valid)}/{tested})")
-    print(f"\nusing test-only types {', '.join(TEST_TYPES)} (not counted against us): {len(report.test_types)}")
+    print(
+        f"\nusing test-only types {', '.join(TEST_TYPES)} (not counted against us): "
+        f"{len(report.test_types)}"
+    )
     for name in report.test_types:
         print(f"  {name}")
     groups: dict[str, list[str]] = collections.defaultdict(list)
