@@ -18,12 +18,12 @@ from flows import (
     ConnectorError,
     Delivery,
     Event,
+    FlowTrigger,
     Listener,
     ListenerContext,
     State,
     condition_holds,
 )
-from flows._triggers_core import FlowTrigger
 
 _POLL_S = 0.25
 _BATCH = 200

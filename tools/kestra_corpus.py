@@ -32,27 +32,31 @@ import datetime as dt
 import re
 import sys
 import uuid
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors._interpreter import ExecutionRun, RunOptions
-from actors._runstate import ExecutionState, TaskRunState
-from actors._store._records import Attempt, Execution, LogLine, utcnow
-from actors._worker import TaskInvocation, TaskOutcome, run_invocation
+from actors import (
+    Execution,
+    ExecutionRun,
+    ExecutionState,
+    InProcessDispatcher,
+    MemoryRecorder,
+    RunOptions,
+    TaskRunState,
+)
 from flows import (
     ExpressionEngine,
     Flow,
     FlowError,
     KestrelError,
     State,
+    Subflow,
     parse_flow,
     parse_inputs,
 )
-from flows._tasks_core import Subflow
 
 CORPUS = Path("core/src/test/resources/flows")
 TEST_TYPES = ("io.kestra.core.tasks.test.", "io.kestra.core.runners.test.")
@@ -155,44 +159,8 @@ class Report:
 # --------------------------------------------------------------------------- running
 
 
-class _Recorder:
-    """Keeps the log lines; everything else lives in the run state already."""
-
-    def __init__(self) -> None:
-        self.logs: list[LogLine] = []
-        self.states: list[State] = []
-
-    def task_run_created(self, run: TaskRunState) -> None:
-        pass
-
-    def task_run_state(self, run: TaskRunState, state: State, at: dt.datetime) -> None:
-        pass
-
-    def attempt(self, run: TaskRunState, attempt: Attempt) -> None:
-        pass
-
-    def outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
-        pass
-
-    def log(self, line: LogLine) -> None:
-        self.logs.append(line)
-
-    def execution_state(
-        self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
-    ) -> None:
-        self.states.append(state)
-
-    async def flush(self) -> None:
-        pass
-
-
-class _LocalDispatcher:
-    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
-        return await run_invocation(invocation)
-
-
 def _execution(flow: Flow, inputs: dict[str, Any], parent: str | None = None) -> Execution:
-    now = utcnow()
+    now = dt.datetime.now(dt.UTC)
     return Execution(
         id=uuid.uuid4().hex[:22],
         namespace=flow.namespace,
@@ -229,9 +197,9 @@ class _Subflows:
             raise KestrelError(f"subflow {task.namespace}.{task.flow_id} not in the corpus")
         child = _execution(flow, parse_inputs(flow, inputs), parent.id)
         state = ExecutionState(execution=child)
-        recorder = _Recorder()
+        recorder = MemoryRecorder()
         runner = ExecutionRun(
-            flow, state, recorder, _LocalDispatcher(), self._engine, subflows=self
+            flow, state, recorder, InProcessDispatcher(), self._engine, subflows=self
         )
         final = await runner.run()
         outputs = dict(getattr(runner.state.execution, "outputs", None) or {})
@@ -245,12 +213,12 @@ async def run_once(
     engine = ExpressionEngine()
     execution = _execution(flow, parse_inputs(flow, {}))
     state = ExecutionState(execution=execution)
-    recorder = _Recorder()
+    recorder = MemoryRecorder()
     runner = ExecutionRun(
         flow,
         state,
         recorder,
-        _LocalDispatcher(),
+        InProcessDispatcher(),
         engine,
         subflows=_Subflows(flows, engine),
         options=RunOptions(envs=KESTRA_TEST_ENVS, globals=KESTRA_TEST_GLOBALS),
