@@ -34,6 +34,7 @@ from flows import (
     Labels,
     Log,
     LoopUntil,
+    NotFoundError,
     OutputValues,
     Parallel,
     Pause,
@@ -125,6 +126,9 @@ class RunOptions:
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
         globals: Kestra's ``globals`` for templates (empty when None).
+        new_execution: Starts a new execution of the flow after a delay (seconds) with the
+            given extra labels: retry ``behavior: CREATE_NEW_EXECUTION``. Without it, such
+            a policy is not applied and the execution ends FAILED.
         on_first_task: Told when the first runnable task's body started (latency metrics).
     """
 
@@ -133,6 +137,7 @@ class RunOptions:
     envs: Mapping[str, str] | None = None
     on_first_task: Callable[[dt.datetime], None] | None = None
     globals: Mapping[str, Any] | None = None
+    new_execution: Callable[[float, dict[str, str]], None] | None = None
 
 
 @dataclass
@@ -248,11 +253,40 @@ class ExecutionRun:
         outputs = self._flow_outputs() if final in _DONE else None
         if outputs is None and final is not State.KILLED and self.flow.outputs:
             final = final if final is not State.SUCCESS else State.FAILED
+        again = self._new_execution() if final is State.FAILED and not self._killed else None
+        if again is not None:
+            final = State.RETRIED
+            self._log(None, "WARN", f"failed: a new execution starts in {again[0]:.3g} s")
         self._set_execution(final, outputs)
         if self.flow.after_execution and not self._killed:
             await self._run_list(self.flow.after_execution, _Scope())
         await self._rec.flush()
+        if again is not None and self._options.new_execution is not None:
+            self._options.new_execution(*again)
         return final
+
+    def _new_execution(self) -> tuple[float, dict[str, str]] | None:
+        """Delay and labels of the next execution when a CREATE_NEW_EXECUTION retry applies."""
+        if self._options.new_execution is None:
+            return None
+        retry = _create_new_execution_policy(self.flow, self.state)
+        if retry is None:
+            return None
+        execution = self.state.execution
+        attempt = int(execution.labels.get(ATTEMPT_LABEL, "1"))
+        started = execution.labels.get(RETRY_START_LABEL) or execution.created_at.isoformat()
+        if retry.max_attempts is not None and attempt >= retry.max_attempts:
+            return None
+        delay = _base_delay(retry, attempt)
+        elapsed = utcnow() + dt.timedelta(seconds=delay) - dt.datetime.fromisoformat(started)
+        if retry.max_duration is not None and elapsed > retry.max_duration:
+            return None
+        correlation = execution.labels.get("system.correlationId", execution.id)
+        return delay, {
+            ATTEMPT_LABEL: str(attempt + 1),
+            RETRY_START_LABEL: started,
+            "system.correlationId": correlation,
+        }
 
     async def _run_with_sla(self) -> State:
         """The body, bounded by the flow's MAX_DURATION SLA (FAIL or CANCEL) when it has one."""
@@ -712,8 +746,8 @@ class ExecutionRun:
             text = self._engine.render(task.format, context, task=task.id, prop="format")
             logs.append((utcnow(), task.level.value, text))
         elif isinstance(task, OutputValues):
-            outputs["values"] = self._engine.render_value(
-                task.values, context, task=task.id, prop="values"
+            outputs["values"] = _as_text(
+                self._engine.render_value(task.values, context, task=task.id, prop="values")
             )
         elif isinstance(task, Labels):
             self._set_labels(task, context)
@@ -827,6 +861,8 @@ class ExecutionRun:
             raise ExpressionError(
                 f"values must be a list, got {type(values).__name__}", task=task.id, prop="values"
             )
+        if any(v is None for v in values):
+            raise ExpressionError("values holds a null item", task=task.id, prop="values")
         jobs = [
             _bind(self._run_list, task.tasks, self._iteration_scope(run, scope, _text(v), i))
             for i, v in enumerate(values)
@@ -865,7 +901,19 @@ class ExecutionRun:
         if self._subflows is None:
             raise TaskError("flow.Subflow needs a subflow launcher", retriable=False)
         inputs = self._render(task.inputs, task, run, scope, "inputs")
-        child_id, child_state, child_outputs = await self._subflows.launch(self, run, task, inputs)
+        names = self._render(
+            {"namespace": task.namespace, "flowId": task.flow_id}, task, run, scope, "flowId"
+        )
+        if (names["namespace"], names["flowId"]) != (task.namespace, task.flow_id):
+            task = task.model_copy(
+                update={"namespace": str(names["namespace"]), "flow_id": str(names["flowId"])}
+            )
+        try:
+            launched = await self._subflows.launch(self, run, task, inputs)
+        except (NotFoundError, TaskError) as exc:
+            self._log(run, "ERROR", f"subflow {task.namespace}.{task.flow_id}: {exc}")
+            return State.FAILED
+        child_id, child_state, child_outputs = launched
         self._set_outputs(
             run, {"executionId": child_id, "state": child_state.value, "outputs": child_outputs}
         )
@@ -940,7 +988,9 @@ class ExecutionRun:
             "WARN" if not task.fail_on_max_reached else "ERROR",
             f"'{task.id}' reached its limit before its condition held",
         )
-        return State.FAILED if task.fail_on_max_reached else State.WARNING
+        if task.fail_on_max_reached:
+            return State.FAILED
+        return State.SUCCESS if isinstance(task, WaitFor) else State.WARNING  # Kestra's rules
 
     async def _fail(self, task: Fail, run: TaskRunState, scope: _Scope) -> State:
         if task.condition is None or self._condition(task.condition, task, run, scope, "condition"):
@@ -1006,6 +1056,46 @@ def _json_list(text: str, task_id: str) -> list[Any]:
     return value
 
 
+def _as_text(value: Any) -> Any:
+    """Kestra renders OutputValues to text: every rendered leaf becomes a string."""
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    return value if value is None else _text(value)
+
+
+ATTEMPT_LABEL = "system.attemptNumber"
+RETRY_START_LABEL = "system.retryStart"
+
+
+def _create_new_execution_policy(flow: Flow, state: ExecutionState) -> Retry | None:
+    """The CREATE_NEW_EXECUTION retry of a failed task run, else of the flow, if any."""
+    tasks = {t.id: t for _, t in walk_tasks(flow)}
+    for run in state.task_runs.values():
+        task = tasks.get(run.task_id)
+        retry = task.retry if task is not None else None
+        if run.state is State.FAILED and retry and retry.behavior == "CREATE_NEW_EXECUTION":
+            return retry
+    if flow.retry is not None and flow.retry.behavior == "CREATE_NEW_EXECUTION":
+        return flow.retry
+    return None
+
+
+def _base_delay(retry: Retry, failures: int) -> float:
+    """The policy's delay after `failures` failures (no jitter bound by maxDuration)."""
+    if retry.type is RetryType.RANDOM:
+        low = retry.min_interval.total_seconds() if retry.min_interval else 0.0
+        high = retry.max_interval.total_seconds() if retry.max_interval else low
+        return random.uniform(low, high)  # noqa: S311 - jitter, not cryptography
+    base = retry.interval.total_seconds() if retry.interval else 0.0
+    if retry.type is RetryType.EXPONENTIAL:
+        base *= (retry.delay_factor or 2.0) ** (failures - 1)
+    if retry.max_interval is not None:
+        base = min(base, retry.max_interval.total_seconds())
+    return base
+
+
 def _kept(task: Task, level: str) -> bool:
     """Whether a log line at `level` passes the task's ``logLevel``."""
     if task.log_level is None or level not in _LEVELS:
@@ -1042,7 +1132,7 @@ def _next_delay(
     retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome | None
 ) -> float | None:
     """Seconds to wait before the next attempt, or None when no retry is left."""
-    if retry is None:
+    if retry is None or retry.behavior == "CREATE_NEW_EXECUTION":
         return None
     if outcome is not None and outcome.error is not None and not outcome.error.retriable:
         return None

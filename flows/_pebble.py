@@ -184,7 +184,10 @@ def find_names(node: nodes.Node, kind: type[nodes.Node]) -> t.Iterator[nodes.Nod
     """Every node of `kind` below `node`, skipping references that may be missing.
 
     A reference on the left of ``??`` (read by `safe_lookup`), under ``is defined`` or
-    piped into ``default`` may legitimately be missing, so static checks skip it.
+    piped into ``default`` may legitimately be missing, and one inside a branch of
+    ``a ? b : c`` / ``{% if %}`` is read only on some runs (Kestra's own tests use
+    ``cond ? 'ok' : ko`` to fail on purpose), so static checks, which refuse what fails
+    on every run, skip them.
     """
     if (
         isinstance(node, nodes.Call)
@@ -193,6 +196,12 @@ def find_names(node: nodes.Node, kind: type[nodes.Node]) -> t.Iterator[nodes.Nod
     ):
         return
     if isinstance(node, nodes.Test) and node.name in ("defined", "undefined", "null", "none"):
+        return
+    if isinstance(node, nodes.CondExpr):  # a branch that may not be taken: only the test
+        yield from find_names(node.test, kind)
+        return
+    if isinstance(node, nodes.If):
+        yield from find_names(node.test, kind)
         return
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
         for arg in node.args:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from ._errors import TaskError
 from ._model import FlowableTask, Path, RunnableTask, Task, TaskRef, branch
@@ -105,7 +105,11 @@ class _State(RunnableTask):
 
     name: str = "default"
     namespace: str | None = None
-    task_run_value: bool = True
+    task_run_value: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("taskrunValue", "taskRunValue"),
+        description="keep one document per loop value (Kestra's taskrunValue)",
+    )
 
     def _key(self, ctx: RunContext) -> str:
         value = ""
