@@ -12,12 +12,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flows import (
     ERROR_LOGS,
+    KV_LOOKUP,
     AllowFailure,
     Dag,
     EachParallel,
@@ -126,6 +128,8 @@ class RunOptions:
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
         globals: Kestra's ``globals`` for templates (empty when None).
+        kv_snapshot: Reads a KV namespace (key -> value) for ``kv()`` in templates; it is
+            read before each task of a flow whose templates call ``kv(``, never otherwise.
         new_execution: Starts a new execution of the flow after a delay (seconds) with the
             given extra labels: retry ``behavior: CREATE_NEW_EXECUTION``. Without it, such
             a policy is not applied and the execution ends FAILED.
@@ -138,6 +142,7 @@ class RunOptions:
     on_first_task: Callable[[dt.datetime], None] | None = None
     globals: Mapping[str, Any] | None = None
     new_execution: Callable[[float, dict[str, str]], None] | None = None
+    kv_snapshot: Callable[[str], Awaitable[dict[str, Any]]] | None = None
 
 
 @dataclass
@@ -196,6 +201,8 @@ class ExecutionRun:
             c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
         )
         self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
+        self._kv_namespaces = _kv_namespaces(flow) if self._options.kv_snapshot else ()
+        self._kv: dict[str, dict[str, Any]] = {}
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
         self._secrets = SecretMask(_secret_inputs(flow, state.execution.inputs))
@@ -398,6 +405,8 @@ class ExecutionRun:
         if self._reusable(run):
             return run.state
         self._transition(run, State.RUNNING)
+        if self._kv_namespaces:
+            await self._refresh_kv()
         try:
             if task.run_if is not None and not self._condition(
                 task.run_if, task, run, scope, "runIf"
@@ -542,7 +551,18 @@ class ExecutionRun:
         context["parents"] = list(reversed(scope.parents))
         context["globals"] = dict(self._options.globals or {})
         context[ERROR_LOGS] = self._error_logs
+        if self._kv_namespaces:
+            context[KV_LOOKUP] = self._kv_lookup
         return context
+
+    async def _refresh_kv(self) -> None:
+        """Read the KV namespaces the flow's ``kv()`` calls name (see `RunOptions`)."""
+        assert self._options.kv_snapshot is not None
+        for namespace in self._kv_namespaces:
+            self._kv[namespace] = await self._options.kv_snapshot(namespace)
+
+    def _kv_lookup(self, key: str, namespace: str | None) -> Any:
+        return self._kv.get(namespace or self.flow.namespace, {}).get(key)
 
     def _outputs(self) -> dict[str, Any]:
         """Kestra's ``outputs``; a WaitFor child's are those of its last iteration."""
@@ -1054,6 +1074,18 @@ def _json_list(text: str, task_id: str) -> list[Any]:
             f"values must render to a list, got {text!r}", task=task_id, prop="values"
         )
     return value
+
+
+_KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
+
+
+def _kv_namespaces(flow: Flow) -> tuple[str, ...]:
+    """Namespaces a flow's ``kv(...)`` calls read: its own, and any named literally."""
+    text = flow.model_dump_json()
+    found = [m.group(1) for m in _KV_CALL.finditer(text)]
+    if not found:
+        return ()
+    return tuple(dict.fromkeys([flow.namespace, *(n for n in found if n)]))
 
 
 def _as_text(value: Any) -> Any:

@@ -277,6 +277,7 @@ class ExecutionService(Service):
                 envs=self._envs,
                 on_first_task=on_first_task,
                 new_execution=self._retry_later(flow, execution),
+                kv_snapshot=self._kv_snapshot,
             ),
         )
         self._runs[execution_id] = run
@@ -527,6 +528,10 @@ class ExecutionService(Service):
         )
         rendered = self._engine.render_value(task.outputs, context, task=task.id, prop="outputs")
         return dict(rendered)
+
+    async def _kv_snapshot(self, namespace: str) -> dict[str, Any]:
+        """The live KV entries of a namespace, for ``kv()`` in templates."""
+        return {entry.key: entry.value for entry in await self.store.kv_list(namespace)}
 
     def _retry_later(
         self, flow: Flow, execution: Execution

@@ -22,6 +22,7 @@ from ._errors import (
     UnavailableError,
 )
 from ._expressions import (
+    KV_LOOKUP,
     ExpressionEngine,
     KvLookup,
     SecretLookup,
@@ -114,6 +115,7 @@ from ._triggers_core import FlowTrigger, RecoverMissedSchedules, Schedule, Webho
 __all__ = [
     "ENTRY_POINT_GROUP",
     "ERROR_LOGS",
+    "KV_LOOKUP",
     "REGISTRY",
     "TERMINAL_STATES",
     "AllowFailure",

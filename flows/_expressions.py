@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from ._model import Flow
 
 __all__ = [
+    "KV_LOOKUP",
     "MAX_POWER_BITS",
     "MAX_SEQUENCE",
     "ExpressionEngine",
@@ -53,6 +54,9 @@ MAX_SEQUENCE = 10_000_000
 
 MAX_POWER_BITS = 100_000
 """Largest integer (in bits) that ``**`` may build inside a template."""
+
+KV_LOOKUP = "__kv"
+"""Context key under which a runtime may put its own `KvLookup` (read before the engine's)."""
 
 _EXCERPT = 200
 _FALSE_TEXT = frozenset({"", "false", "0", "null"})
@@ -584,7 +588,8 @@ class ExpressionEngine:
             flow = context.get("flow")
             if isinstance(flow, Mapping) and isinstance(flow.get("namespace"), str):
                 namespace = flow["namespace"]
-        value = self._kv_lookup(key, namespace)
+        per_run = context.get(KV_LOOKUP)
+        value = per_run(key, namespace) if callable(per_run) else self._kv_lookup(key, namespace)
         if value is None and errorOnMissing:
             where = f" in namespace '{namespace}'" if namespace else ""
             raise ExpressionError(f"kv key '{key}' does not exist{where}")

@@ -73,3 +73,24 @@ async def test_create_new_execution_retries_in_new_executions(service: Execution
     assert sorted(e.state.value for e in found) == ["FAILED", "RETRIED", "RETRIED"]
     assert {e.labels.get("system.attemptNumber", "1") for e in found} == {"1", "2", "3"}
     assert {e.labels.get("system.correlationId", e.id) for e in found} == {created.execution.id}
+
+
+KV = """
+id: kvflow
+namespace: tests.kestra
+tasks:
+  - {id: put, type: io.kestra.plugin.core.kv.Set, key: greeting, value: {"who": "Ada"}}
+  - id: read
+    type: io.kestra.plugin.core.debug.Return
+    format: "{{ kv('greeting').who }}|{{ kv('missing', errorOnMissing=false) ?? 'none' }}"
+"""
+
+
+async def test_kv_function_reads_the_store_in_templates(service: ExecutionService) -> None:
+    flow = await service.deploy(KV)
+    created = await service.create(flow, {})
+    assert (await service.wait(created.execution.id, within=20)).state is State.SUCCESS
+    found = await service.store.execution_detail(created.execution.id)
+    assert found is not None
+    read = next(d for d in found.task_runs if d.task_run.task_id == "read")
+    assert read.outputs == {"value": "Ada|none"}
