@@ -260,6 +260,8 @@ class ExecutionRun:
         outputs = self._flow_outputs() if final in _DONE else None
         if outputs is None and final is not State.KILLED and self.flow.outputs:
             final = final if final is not State.SUCCESS else State.FAILED
+        if final in _DONE and self.flow.sla:
+            final = self._assertions(final)
         again = self._new_execution() if final is State.FAILED and not self._killed else None
         if again is not None:
             final = State.RETRIED
@@ -270,6 +272,32 @@ class ExecutionRun:
         await self._rec.flush()
         if again is not None and self._options.new_execution is not None:
             self._options.new_execution(*again)
+        return final
+
+    def _assertions(self, final: State) -> State:
+        """Kestra's EXECUTION_ASSERTION SLAs, checked when the execution ends.
+
+        A false assertion adds its labels and, by its behavior, fails (FAIL) or cancels
+        (CANCEL) the execution; NONE only labels it.
+        """
+        context = self._context(None, _Scope())
+        for sla in self.flow.sla:
+            if sla.type != "EXECUTION_ASSERTION" or sla.assert_ is None:
+                continue
+            try:
+                held = self._engine.evaluate_condition(sla.assert_, context, prop=f"sla.{sla.id}")
+            except ExpressionError as exc:
+                self._log(None, "ERROR", str(exc))
+                held = False
+            if held:
+                continue
+            labels = sla.labels if isinstance(sla.labels, dict) else {}
+            self.state.execution.labels.update({str(k): _text(v) for k, v in labels.items()})
+            self._log(None, "WARN", f"SLA '{sla.id}' violated: {sla.assert_}")
+            if sla.behavior == "FAIL":
+                return State.FAILED
+            if sla.behavior == "CANCEL":
+                return State.CANCELLED
         return final
 
     def _new_execution(self) -> tuple[float, dict[str, str]] | None:

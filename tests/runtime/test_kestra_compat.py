@@ -241,3 +241,22 @@ tasks:
 """
     )
     assert ran.messages() == ["shown"]
+
+
+async def test_sla_execution_assertion_cancels_when_false() -> None:
+    text = (
+        HEAD
+        + f"""
+inputs:
+  - {{id: mode, type: STRING, defaults: PASS}}
+sla:
+  - id: guard
+    type: EXECUTION_ASSERTION
+    behavior: CANCEL
+    assert: "{{{{ inputs.mode != 'CANCEL' }}}}"
+tasks:
+  - {{id: ok, type: {K}.debug.Return, format: "done"}}
+"""
+    )
+    assert (await run_text(text)).state is State.SUCCESS
+    assert (await run_text(text, inputs={"mode": "CANCEL"})).state is State.CANCELLED
