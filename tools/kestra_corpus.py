@@ -265,17 +265,10 @@ def runnable_reason(flow: Flow) -> str | None:
 # --------------------------------------------------------------------------- grouping
 
 
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-
-
 def cause(message: str) -> str:
-    """A short, groupable cause for a problem message."""
-    text = message.split(": ", 1)[-1] if re.match(r"^\S+:\d+:\d+: ", message) else message
-    if text.startswith("unknown task type") or text.startswith("unknown trigger type"):
-        return text.split(";")[0]
-    if "unknown property" in text:
-        return text.split(";")[0]
-    return _QUOTED.sub("'…'", text)[:110]
+    """A short, groupable cause: the problem's message without its place and excerpt."""
+    text = message.split(": ", 2)[-1] if re.match(r"^\S+:\d+:\d+: ", message) else message
+    return text.split(";")[0].split(" in '")[0].split(' in "')[0][:110]
 
 
 # --------------------------------------------------------------------------- main
