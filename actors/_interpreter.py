@@ -33,6 +33,7 @@ from flows import (
     FlowableTask,
     ForEach,
     If,
+    InputError,
     Labels,
     Log,
     LoopUntil,
@@ -40,6 +41,7 @@ from flows import (
     OutputValues,
     Parallel,
     Pause,
+    PauseBehavior,
     Retry,
     RetryType,
     Return,
@@ -56,7 +58,9 @@ from flows import (
     WorkingDirectory,
     build_context,
     contains_template,
+    input_to_json,
     parse_duration,
+    parse_inputs,
     walk_tasks,
 )
 
@@ -192,9 +196,16 @@ class ExecutionRun:
         self._subflows = subflows
         self._options = options or RunOptions()
         self._killed = False
+        self._cancelled = False
         self._resume_events: dict[str, asyncio.Event] = {}
+        self._resume_inputs: dict[str, Mapping[str, Any]] = {}
+        self._hold: asyncio.Event | None = None  # set while paused from outside
         self._main: asyncio.Task[Any] | None = None
         self._by_key: dict[str, TaskRunState] = {}
+        # Every history stays in order even if the wall clock steps back: a new entry is
+        # never dated before the one it follows.
+        history = state.execution.state_history
+        self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
         self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
         self._waitfor_children = frozenset(
@@ -229,8 +240,33 @@ class ExecutionRun:
         if self._main is not None and not self._main.done():
             self._main.cancel()
 
-    def resume(self, task_run_id: str | None = None) -> bool:
-        """Resume a paused task run (the only paused one when None); False if none waits."""
+    def pause(self) -> bool:
+        """Pause a RUNNING execution: running tasks finish, no task starts until `resume`.
+
+        Returns:
+            False when it is not RUNNING (already paused, or ended).
+        """
+        if self._hold is not None or self.state.state is not State.RUNNING:
+            return False
+        self._hold = asyncio.Event()
+        self._set_execution(State.PAUSED)
+        return True
+
+    def resume(
+        self, task_run_id: str | None = None, inputs: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Resume the execution; False if nothing waits.
+
+        Args:
+            task_run_id: The paused `Pause` task run (the only one when None). An
+                execution paused from outside (`pause`) is released first.
+            inputs: The ``onResume`` values, already validated, for the `Pause` outputs.
+        """
+        if self._hold is not None and task_run_id is None:
+            hold, self._hold = self._hold, None
+            self._set_execution(State.RUNNING)
+            hold.set()
+            return True
         if task_run_id is None:
             waiting = [k for k, e in self._resume_events.items() if not e.is_set()]
             if not waiting:
@@ -239,6 +275,8 @@ class ExecutionRun:
         event = self._resume_events.get(task_run_id)
         if event is None:
             return False
+        if inputs is not None:
+            self._resume_inputs[task_run_id] = dict(inputs)
         event.set()
         return True
 
@@ -257,6 +295,8 @@ class ExecutionRun:
             if not self._killed:
                 raise
             final = State.KILLED
+        if self._cancelled:
+            final = State.CANCELLED
         outputs = self._flow_outputs() if final in _DONE else None
         if outputs is None and final is not State.KILLED and self.flow.outputs:
             final = final if final is not State.SUCCESS else State.FAILED
@@ -337,14 +377,15 @@ class ExecutionRun:
 
     async def _run_body(self) -> State:
         main = await self._run_list(self.flow.tasks, _Scope())
-        if main in (State.FAILED, State.KILLED) and self.flow.errors and not self._killed:
+        stopped = self._killed or self._cancelled
+        if main in (State.FAILED, State.KILLED) and self.flow.errors and not stopped:
             await self._run_list(self.flow.errors, _Scope())
         if self.flow.finally_:
             await self._run_list(self.flow.finally_, _Scope())
         return main
 
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
-        now = utcnow()
+        now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
         self._rec.execution_state(state, now, self._mask_value(outputs) if outputs else outputs)
 
@@ -373,7 +414,7 @@ class ExecutionRun:
                 continue
             state = await self._run_task(task, scope)
             states.append(state)
-            if state in (State.FAILED, State.KILLED):
+            if state in (State.FAILED, State.KILLED, State.CANCELLED) or self._cancelled:
                 break
         return successful(states)
 
@@ -417,6 +458,7 @@ class ExecutionRun:
             parent_id=scope.parent.id if scope.parent else None,
             values=scope.values,
             iteration=scope.iteration,
+            history=[StateEntry(State.CREATED, utcnow())],  # dated now, not when written
         )
         self.state.task_runs[run.id] = run
         self._by_key[key] = run
@@ -429,6 +471,8 @@ class ExecutionRun:
         return run.state is State.FAILED and not self._options.restart
 
     async def _run_task(self, task: Task, scope: _Scope) -> State:
+        while self._hold is not None:  # paused from outside: start nothing new
+            await self._hold.wait()
         run, _ = self._task_run(task, scope)
         if self._reusable(run):
             return run.state
@@ -507,6 +551,8 @@ class ExecutionRun:
         if run.state is state and run.history:
             return
         now = utcnow()
+        if run.history and now < run.history[-1].date:
+            now = run.history[-1].date
         run.state = state
         run.history.append(StateEntry(state, now))
         self._rec.task_run_state(run, state, now)
@@ -977,35 +1023,57 @@ class ExecutionRun:
             self._transition(run, State.PAUSED)
             self._set_execution(State.PAUSED)
         event = self._resume_events.setdefault(run.id, asyncio.Event())
-        delay = task.delay
-        if isinstance(delay, str):
-            rendered = self._render(delay, task, run, scope, "delay")
+        duration = task.duration
+        if isinstance(duration, str):
+            rendered = self._render(duration, task, run, scope, "pauseDuration")
             try:
-                delay = (
+                duration = (
                     rendered
                     if isinstance(rendered, dt.timedelta)
                     else parse_duration(str(rendered))
                 )
             except ValueError as exc:
-                raise ExpressionError(str(exc), task=task.id, prop="delay") from None
-        wait_s = _remaining(paused_at, delay or task.timeout)
+                raise ExpressionError(str(exc), task=task.id, prop="pauseDuration") from None
+        wait_s = _remaining(paused_at, duration or task.timeout)
+        resumed = True
         try:
             if wait_s is None:
                 await event.wait()
             else:
                 await asyncio.wait_for(event.wait(), wait_s)
         except TimeoutError:
-            if delay is None:
-                self._log(run, "ERROR", f"pause timed out after {task.timeout}")
-                self._set_execution(State.RUNNING)
-                return State.FAILED
+            resumed = False
         finally:
             self._resume_events.pop(run.id, None)
+        inputs = self._resume_inputs.pop(run.id, None)
+        if not resumed and duration is None:
+            self._log(run, "ERROR", f"pause timed out after {task.timeout}")
+            return State.FAILED
+        if resumed or task.behavior is PauseBehavior.RESUME:
+            state = State.SUCCESS
+        else:
+            state = self._pause_elapsed(task, run)
+        if task.on_resume:
+            self._set_outputs(run, {"onResume": _on_resume_values(task, inputs)})
+        if state is State.CANCELLED:
+            return state
         self._transition(run, State.RUNNING)
         self._set_execution(State.RUNNING)
-        if task.tasks:
+        if task.tasks and state is State.SUCCESS:
             return await self._run_list(task.tasks, self._child_scope(run, scope))
-        return State.SUCCESS
+        return state
+
+    def _pause_elapsed(self, task: Pause, run: TaskRunState) -> State:
+        """The state `behavior` gives a pause whose duration passed (WARN, FAIL, CANCEL)."""
+        message = f"no resume within {task.duration}: {task.behavior.value}"
+        if task.behavior is PauseBehavior.WARN:
+            self._log(run, "WARN", message)
+            return State.WARNING
+        self._log(run, "ERROR", message)
+        if task.behavior is PauseBehavior.CANCEL:
+            self._cancelled = True
+            return State.CANCELLED
+        return State.FAILED
 
     async def _sleep(self, task: Sleep, run: TaskRunState, scope: _Scope) -> State:
         started = _entered(run, State.RUNNING) or utcnow()
@@ -1172,6 +1240,16 @@ def _json_value(text: str, task_id: str, prop: str) -> Any:
         raise ExpressionError(
             f"{prop} must be JSON, got {text!r}", task=task_id, prop=prop
         ) from None
+
+
+def _on_resume_values(task: Pause, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``onResume`` outputs: the values given to the resume, else the defaults."""
+    if given is not None:
+        return dict(given)
+    try:  # no resume (the duration passed): each input's default, where it has one
+        return dict(input_to_json(parse_inputs(task.on_resume, {})))
+    except InputError:
+        return {spec.id: input_to_json(spec.defaults) for spec in task.on_resume}
 
 
 def _entered(run: TaskRunState, state: State) -> dt.datetime | None:

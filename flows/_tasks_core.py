@@ -9,10 +9,19 @@ from collections.abc import Iterator
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ._durations import Duration, parse_duration
-from ._model import FlowableTask, KestrelModel, Path, Task, TaskId, TaskRef, branch
+from ._model import (
+    FlowableTask,
+    Input,
+    KestrelModel,
+    Path,
+    Task,
+    TaskId,
+    TaskRef,
+    branch,
+)
 from ._registry import register_type
 
 _K = "io.kestra.plugin.core"
@@ -184,28 +193,56 @@ class Subflow(FlowableTask):
     )
 
 
-@register_type("flow.Pause", aliases=(f"{_K}.flow.Pause",))
-class Pause(FlowableTask):
-    """Pause the execution until resumed (API/CLI) or until ``delay`` has passed.
+class PauseBehavior(StrEnum):
+    """What a `Pause` does when its ``pauseDuration`` passes without a resume (Kestra's)."""
 
-    With ``timeout`` and no resume in time the task fails. ``delay`` may be a template
-    (``"{{ inputs.delay }}"``), rendered when the pause starts. Kestra's deprecated
-    ``tasks`` run once the pause ends.
+    RESUME = "RESUME"
+    """The pause succeeds and the execution goes on."""
+    WARN = "WARN"
+    """The pause ends WARNING and the execution goes on."""
+    FAIL = "FAIL"
+    """The pause fails."""
+    CANCEL = "CANCEL"
+    """The execution is cancelled."""
+
+
+@register_type("flow.Pause", aliases=(f"{_K}.flow.Pause", "io.kestra.core.tasks.flows.Pause"))
+class Pause(FlowableTask):
+    """Pause the execution until it is resumed (API/CLI) or ``pauseDuration`` has passed.
+
+    A resume before the duration always succeeds, with the ``onResume`` inputs given to it
+    (validated like flow inputs, then ``outputs.<id>.onResume.<input>``). When the
+    duration passes, ``behavior`` decides (RESUME, WARN, FAIL, CANCEL). ``timeout``
+    without a duration: the pause fails when no resume came in time. ``delay`` is
+    Kestra's deprecated name of ``pauseDuration``.
     """
 
-    delay: Duration | str | None = Field(
-        default=None, validation_alias=AliasChoices("delay", "pauseDuration")
+    pause_duration: Duration | str | None = Field(
+        default=None, description="an ISO-8601 duration, or a template rendered when it starts"
     )
-    timeout: Duration | None = None
-    on_resume: list[dict[str, Any]] = Field(default_factory=list)
-    tasks: list[TaskRef] = Field(default_factory=list)
+    delay: Duration | str | None = Field(default=None, description="deprecated: use pauseDuration")
+    behavior: PauseBehavior = PauseBehavior.RESUME
+    on_resume: list[Input] = Field(default_factory=list)
+    tasks: list[TaskRef] = Field(
+        default_factory=list, description="Kestra's deprecated tasks, run once the pause ends"
+    )
 
-    @field_validator("delay", mode="before")
+    @field_validator("behavior", mode="before")
     @classmethod
-    def _templated_delay(cls, value: Any) -> Any:
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("pause_duration", "delay", mode="before")
+    @classmethod
+    def _templated_duration(cls, value: Any) -> Any:
         if isinstance(value, str) and ("{{" in value or "{%" in value):
-            return value
+            return value  # rendered when the pause starts
         return parse_duration(value) if isinstance(value, str) else value
+
+    @property
+    def duration(self) -> Duration | str | None:
+        """How long the pause lasts without a resume (``pauseDuration``, else ``delay``)."""
+        return self.pause_duration if self.pause_duration is not None else self.delay
 
     def children(self) -> Iterator[tuple[Path, Task]]:
         """The tasks run after the pause."""

@@ -242,9 +242,14 @@ class KestrelClient:
         result: dict[str, Any] = self._action("DELETE", execution_id, "kill")
         return result
 
-    def resume(self, execution_id: str) -> dict[str, Any]:
-        """Resume a paused execution."""
-        result: dict[str, Any] = self._action("POST", execution_id, "resume")
+    def resume(self, execution_id: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume a paused execution, with its Pause task's ``onResume`` inputs."""
+        result: dict[str, Any] = self._action("POST", execution_id, "resume", json=inputs or {})
+        return result
+
+    def pause(self, execution_id: str) -> dict[str, Any]:
+        """Pause a running execution."""
+        result: dict[str, Any] = self._action("POST", execution_id, "pause")
         return result
 
     # ---- triggers ----
@@ -254,21 +259,3 @@ class KestrelClient:
         found = self._json("GET", f"{API}/triggers")
         results: list[dict[str, Any]] = found["results"]
         return results
-
-    def backfill(
-        self,
-        namespace: str,
-        flow_id: str,
-        start: str,
-        end: str | None = None,
-        trigger_id: str | None = None,
-    ) -> list[str]:
-        """Run a schedule's missed ticks in ``[start, end)``; the new execution ids."""
-        body: dict[str, Any] = {"namespace": namespace, "flowId": flow_id, "start": start}
-        if end:
-            body["end"] = end
-        if trigger_id:
-            body["triggerId"] = trigger_id
-        found = self._json("PUT", f"{API}/triggers/backfill", json=body)
-        executions: list[str] = found["executions"]
-        return executions

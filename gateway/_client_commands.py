@@ -1,8 +1,8 @@
 """The ``kestrel`` subcommands that talk to a running server through its REST API.
 
-``flow list|deploy|delete``, ``execution list|get|logs|replay|restart|kill|resume``,
-``trigger list`` and ``backfill``. Tables by default, ``--json`` for scripts; a failed
-request prints the server's message and exits 1.
+``flow list|deploy|delete``, ``execution list|get|logs|replay|restart|kill|resume`` and
+``trigger list`` (the others are in `_cli_extra`). Tables by default, ``--json`` for
+scripts; a failed request prints the server's message and exits 1.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._client import DEFAULT_SERVER, ClientError, KestrelClient
+from ._human import human_duration
+from ._token import local_token
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -57,7 +59,7 @@ def _state(execution: dict[str, Any]) -> str:
 
 
 def _duration(item: dict[str, Any]) -> str:
-    return str(item.get("state", {}).get("duration") or "-")
+    return human_duration(item.get("state", {}).get("duration"))
 
 
 def _log_line(line: dict[str, Any]) -> str:
@@ -78,13 +80,22 @@ def _flow_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> 
             f["id"],
             f["revision"],
             ",".join(t["id"] for t in f.get("triggers", [])) or "-",
-            "disabled" if f.get("disabled") else ("invalid" if f.get("errors") else "-"),
+            _flow_status(f),
             _time(f.get("updated")),
         )
         for f in flows
     ]
     print(table(("NAMESPACE", "ID", "REVISION", "TRIGGERS", "STATUS", "UPDATED"), rows), file=out)
     return EXIT_OK
+
+
+def _flow_status(flow: dict[str, Any]) -> str:
+    """``disabled``, ``invalid``, else the state of its last execution (``-``: never ran)."""
+    if flow.get("disabled"):
+        return "disabled"
+    if flow.get("errors"):
+        return "invalid"
+    return str(flow.get("lastExecutionState") or "-")
 
 
 def _flow_deploy(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -211,8 +222,22 @@ def _execution_kill(client: KestrelClient, args: argparse.Namespace, out: TextIO
     return _show(client.kill(args.id), args, out)
 
 
+def _resume_inputs(pairs: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ClientError(f"--input {pair!r}: expected NAME=VALUE")
+        inputs[name.strip()] = value
+    return inputs
+
+
 def _execution_resume(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    return _show(client.resume(args.id), args, out)
+    return _show(client.resume(args.id, _resume_inputs(args.input)), args, out)
+
+
+def _execution_pause(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
+    return _show(client.pause(args.id), args, out)
 
 
 # ---- triggers -------------------------------------------------------------------------
@@ -252,24 +277,14 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
     return EXIT_OK
 
 
-def _backfill(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    ids = client.backfill(args.namespace, args.flow, args.start, args.end, args.trigger)
-    if args.json:
-        _print_json({"executions": ids}, out)
-        return EXIT_OK
-    for execution_id in ids:
-        print(execution_id, file=out)
-    print(f"{len(ids)} execution(s) created", file=out)
-    return EXIT_OK
-
-
 # ---- wiring ---------------------------------------------------------------------------
 
 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            with KestrelClient(args.server, args.api_token) as client:
+            token = args.api_token or local_token(args.server)
+            with KestrelClient(args.server, token) as client:
                 return handler(client, args, sys.stdout)
         except ClientError as exc:
             print(f"kestrel {args.command}: {exc.message}", file=sys.stderr)
@@ -288,14 +303,17 @@ def _connection_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--api-token",
         default=os.environ.get("KESTREL_API_TOKEN"),
-        help="the server's API token (env KESTREL_API_TOKEN)",
+        help="the server's API token (env KESTREL_API_TOKEN; for a server on this machine, "
+        "default: the token it generated in its data dir)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return common
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add ``flow``, ``execution``, ``trigger`` and ``backfill`` to a subparsers object."""
+    """Add ``flow``, ``execution``, ``trigger``, ``backfill``, ``kv`` and ``deadletters``."""
+    from ._cli_extra import add_extra_commands  # it imports this module
+
     common = _connection_options()
 
     flow = sub.add_parser("flow", help="list, deploy or delete flows on a server")
@@ -323,11 +341,15 @@ def add_client_commands(sub: Any) -> None:
         ("get", _execution_get, "an execution and its task runs"),
         ("restart", _execution_restart, "re-run the failed task runs of an ended execution"),
         ("kill", _execution_kill, "kill a running execution"),
+        ("pause", _execution_pause, "pause a running execution (no task starts until resumed)"),
         ("resume", _execution_resume, "resume a paused execution"),
     ):
         p = ex_sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("id", help="the execution id")
         p.set_defaults(func=_run(handler))
+    p.add_argument(  # resume: the Pause task's onResume inputs
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
+    )
     p = ex_sub.add_parser("logs", parents=[common], help="an execution's log lines")
     p.add_argument("id", help="the execution id")
     p.add_argument("--follow", "-f", action="store_true", help="stream until it ends")
@@ -342,12 +364,4 @@ def add_client_commands(sub: Any) -> None:
     p = trigger_sub.add_parser("list", parents=[common], help="status of every trigger")
     p.set_defaults(func=_run(_trigger_list))
 
-    p = sub.add_parser(
-        "backfill", parents=[common], help="run a schedule's ticks between two dates"
-    )
-    p.add_argument("namespace")
-    p.add_argument("flow", metavar="FLOW")
-    p.add_argument("--start", required=True, help="ISO-8601 date-time")
-    p.add_argument("--end", help="ISO-8601 date-time (default: now)")
-    p.add_argument("--trigger", help="the Schedule trigger's id (default: the flow's one)")
-    p.set_defaults(func=_run(_backfill))
+    add_extra_commands(sub, flow_sub, ex_sub, trigger_sub, common)

@@ -44,13 +44,18 @@ from actors import (
 from flows import (
     ConflictError,
     Flow,
+    Input,
     NotFoundError,
     NotStartedError,
+    Pause,
     Service,
     State,
     Webhook,
+    input_to_json,
     parse_flow,
+    parse_inputs,
     redact_dsn,
+    walk_tasks,
 )
 
 from ._settings import Settings
@@ -62,6 +67,10 @@ SHUTDOWN_DRAIN_S = 30.0
 
 RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
 """The states an execution may be restarted from (as in Kestra)."""
+
+
+STATE_SETTLE_S = 2.0
+"""How long a pause or resume answer waits for the owner's state write to land."""
 
 
 class Runtime(Service):
@@ -92,6 +101,12 @@ class Runtime(Service):
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
         self._purging: asyncio.Task[None] | None = None
+        # Triggers switched off through the API (webhooks are checked here, the others
+        # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
+        self._switched_off: set[tuple[str, str, str]] = set()
+        self.folder_files: dict[tuple[str, str], str] = {}
+        """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
+        the folder sync): the API refuses to delete those, the file would bring it back."""
 
     # ---- lifecycle ----
 
@@ -117,9 +132,21 @@ class Runtime(Service):
         return self._local
 
     async def _start(self) -> None:
+        try:
+            await self._start_parts()
+        except BaseException:
+            # Leave nothing behind: stop whatever did start (the embedded Postgres above all).
+            await self._stop()
+            raise
+
+    async def _start_parts(self) -> None:
         dsn = self.settings.db
         if dsn is None:
-            self._embedded = EmbeddedPostgres(keep_running=True)
+            data_dir = self.settings.data_dir
+            self._embedded = EmbeddedPostgres(
+                None if data_dir is None else data_dir / "postgres",
+                keep_running=self.settings.keep_db,
+            )
             await self._embedded.start()
             dsn = self._embedded.dsn
             _log.info(
@@ -130,6 +157,7 @@ class Runtime(Service):
         self._store = Store(dsn)
         await self._store.start()
         _log.info("store ready: migrations applied")
+        self._switched_off = await self._store.disabled_triggers()
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
         self._pool = ExecutionPool(
@@ -231,8 +259,15 @@ class Runtime(Service):
     def _host_for(self, namespace: str, flow_id: str) -> Any:
         return self._hosts[host_index(namespace, flow_id, len(self._hosts))]
 
-    async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
+    async def deploy(
+        self, source: str, file: str = "<api>", *, from_folder: bool = False
+    ) -> tuple[Flow, bool]:
         """Validate and save a flow; deploy its triggers when it changed.
+
+        Args:
+            source: The flow's YAML.
+            file: Where it comes from, for error positions.
+            from_folder: `file` is in the flows folder (the API will not delete the flow).
 
         Returns:
             The flow (with its revision) and whether a new revision was made.
@@ -241,6 +276,8 @@ class Runtime(Service):
             FlowError: The flow is invalid; nothing changes.
         """
         flow = parse_flow(source, file)
+        if from_folder:  # before the flow is visible: a DELETE never slips in between
+            self.folder_files[(flow.namespace, flow.id)] = file
         async with self._flow_lock:  # writes, cache updates and trigger pushes stay in order
             saved = await self.store.save_flow(flow.namespace, flow.id, source)
             flow.revision = saved.flow.revision
@@ -256,12 +293,25 @@ class Runtime(Service):
         host = self._host_for(flow.namespace, flow.id)
         await remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
 
-    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+    async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
+
+        Args:
+            namespace: The flow's namespace.
+            flow_id: The flow's id.
+            from_folder: The flows-folder sync deletes it (its file is gone).
 
         Raises:
             NotFoundError: No such flow.
+            ConflictError: The flow comes from a file of the flows folder (and would come
+                back from it on the next start): delete the file instead.
         """
+        file = self.folder_files.get((namespace, flow_id))
+        if file is not None and not from_folder:
+            raise ConflictError(
+                f"flow {namespace}.{flow_id} comes from the flows folder ({file}): "
+                "delete the file instead"
+            )
         async with self._flow_lock:
             deleted = await self.store.delete_flow(namespace, flow_id)
             self._flow_writes += 1
@@ -353,8 +403,10 @@ class Runtime(Service):
             raise NotFoundError(f"execution {execution_id} not found")
         return found
 
-    async def _tell_owner(self, execution_id: str, action: Literal["kill", "resume"]) -> bool:
-        """Ask the live owner of an execution's lease to `kill` or `resume` it.
+    async def _tell_owner(
+        self, execution_id: str, action: Literal["kill", "resume", "pause"], *args: Any
+    ) -> bool:
+        """Ask the live owner of an execution's lease to `kill`, `resume` or `pause` it.
 
         Returns:
             What the owner answered; False when no live owner is known here.
@@ -363,15 +415,15 @@ class Runtime(Service):
         if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
             return False
         if self._local is not None and lease.owner == self._local.owner:
-            local = self._local
-            return local.kill(execution_id) if action == "kill" else local.resume(execution_id)
+            local_answer: bool = getattr(self._local, action)(execution_id, *args)
+            return local_answer
         hosts = zip(self._host_names, self._hosts, strict=True)
         handle = next((host for name, host in hosts if lease.owner.startswith(f"{name}-")), None)
         if handle is None:
             handle = self.pool.handle_for_owner(lease.owner)
         if handle is None:
             return False
-        answer: bool = await remote_call(getattr(handle, action).remote(execution_id))
+        answer: bool = await remote_call(getattr(handle, action).remote(execution_id, *args))
         return answer
 
     async def kill(self, execution_id: str) -> Execution:
@@ -394,19 +446,68 @@ class Runtime(Service):
             await self.pool.wait(execution_id, within)
         return await self.execution(execution_id)
 
-    async def resume(self, execution_id: str) -> Execution:
-        """Resume a paused execution.
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Execution:
+        """Resume a paused execution, with the ``onResume`` inputs of its `Pause` task.
+
+        The inputs are validated exactly like flow inputs; an execution paused through
+        `pause` (no `Pause` task) takes none.
 
         Raises:
             NotFoundError: No such execution.
             ConflictError: It is not paused.
+            InputError: Invalid inputs, each named; nothing is resumed.
         """
         execution = await self.execution(execution_id)
         if execution.state is not State.PAUSED:
             raise ConflictError(f"execution {execution_id} is {execution.state.value}, not PAUSED")
-        if not await self._tell_owner(execution_id, "resume"):
+        task_run_id, declared = await self._paused_task(execution)
+        values = input_to_json(parse_inputs(declared, dict(inputs or {})))
+        resumed = await self._tell_owner(
+            execution_id, "resume", task_run_id, values if task_run_id else None
+        )
+        if not resumed:
             raise ConflictError(f"execution {execution_id} is not waiting to be resumed here")
-        return await self.execution(execution_id)
+        return await self._left(execution_id, State.PAUSED)
+
+    async def _left(self, execution_id: str, state: State) -> Execution:
+        """The execution once it left `state` (its owner writes behind), or after a while."""
+        deadline = time.monotonic() + STATE_SETTLE_S
+        while True:
+            execution = await self.execution(execution_id)
+            if execution.state is not state or time.monotonic() >= deadline:
+                return execution
+            await asyncio.sleep(0.01)
+
+    async def _paused_task(self, execution: Execution) -> tuple[str | None, list[Input]]:
+        """The paused `Pause` task run of an execution and its ``onResume`` inputs."""
+        detail = await self.store.execution_detail(execution.id)
+        paused = [
+            d.task_run
+            for d in (detail.task_runs if detail else [])
+            if d.task_run.state is State.PAUSED
+        ]
+        if not paused:
+            return None, []  # paused from outside
+        flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
+        tasks = {task.id: task for _, task in walk_tasks(flow)}
+        task = tasks.get(paused[0].task_id)
+        return paused[0].id, list(task.on_resume) if isinstance(task, Pause) else []
+
+    async def pause(self, execution_id: str) -> Execution:
+        """Pause a RUNNING execution: its running tasks finish, no task starts until resumed.
+
+        Raises:
+            NotFoundError: No such execution.
+            ConflictError: It is not RUNNING, or runs nowhere this server can reach.
+        """
+        execution = await self.execution(execution_id)
+        if execution.state is not State.RUNNING:
+            raise ConflictError(
+                f"execution {execution_id} is {execution.state.value}; only a RUNNING one pauses"
+            )
+        if not await self._tell_owner(execution_id, "pause"):
+            raise ConflictError(f"execution {execution_id} cannot be paused now")
+        return await self._left(execution_id, State.RUNNING)
 
     async def restart(self, execution_id: str) -> Execution:
         """Re-run the failed task runs of an ended execution, in the same execution.
@@ -460,10 +561,13 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled:
+        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
+            self._switched_off
+        ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
         stats.events += 1
+        stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
@@ -509,7 +613,8 @@ class Runtime(Service):
             flow = await self.flow(revision.namespace, revision.flow_id, revision.revision)
             for trigger in flow.triggers:
                 if isinstance(trigger, Webhook):
-                    disabled = trigger.disabled or flow.disabled
+                    switched_off = (flow.namespace, flow.id, trigger.id) in self._switched_off
+                    disabled = trigger.disabled or flow.disabled or switched_off
                     stats = self._webhook_stats.get(f"{flow.uid}/{trigger.id}", TriggerStats())
                     out.append(
                         TriggerInfo(
@@ -520,15 +625,48 @@ class Runtime(Service):
                             revision=revision.revision,
                             status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
                             last_error=None,
-                            last_event_at=None,
+                            last_event_at=stats.last_event_at,
                             events=stats.events,
                             created=stats.created,
                             duplicates=0,
                             dead_letters=0,
                             reconnects=0,
+                            disabled=switched_off,
                         )
                     )
         return out
+
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> TriggerInfo:
+        """Switch a trigger off (its listener stops) or on again (it starts); durable.
+
+        Raises:
+            NotFoundError: No such flow or trigger.
+            ConflictError: Enabling a trigger its flow's source disables.
+        """
+        flow = await self.flow(namespace, flow_id)
+        trigger = next((t for t in flow.triggers if t.id == trigger_id), None)
+        if trigger is None:
+            raise NotFoundError(f"flow {flow.uid} has no trigger '{trigger_id}'")
+        if not disabled and (trigger.disabled or flow.disabled):
+            raise ConflictError(
+                f"trigger '{trigger_id}' is disabled in the source of flow {flow.uid}"
+            )
+        key = (namespace, flow_id, trigger_id)
+        async with self._flow_lock:  # ordered with deploys of the same flow
+            await self.store.set_trigger_disabled(namespace, flow_id, trigger_id, disabled)
+            if disabled:
+                self._switched_off.add(key)
+            else:
+                self._switched_off.discard(key)
+            if not isinstance(trigger, Webhook):
+                await self._deploy_triggers(flow)
+        _log.info("trigger %s/%s %s", flow.uid, trigger_id, "disabled" if disabled else "enabled")
+        found = [i for i in await self.triggers() if (i.namespace, i.flow_id, i.trigger_id) == key]
+        if not found:
+            raise NotFoundError(f"trigger '{trigger_id}' of flow {flow.uid} is not deployed")
+        return found[0]
 
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""

@@ -21,11 +21,11 @@ from typing import Any
 
 import asyncpg
 
-from flows import Service, State, StoreError, redact_dsn
+from flows import Service, State, StoreError, StoreUnavailable, redact_dsn
 
-from . import _concurrency, _flows, _leases, _reads, _rows
+from . import _concurrency, _controls, _flows, _latest, _leases, _reads, _rows
 from ._batcher import Batcher
-from ._db import DATABASE_ERRORS, Connection
+from ._db import DATABASE_ERRORS, Connection, unavailable
 from ._json import dumps, init_connection
 from ._kv import encode_value
 from ._migrations import apply_migrations
@@ -123,7 +123,8 @@ class Store(Service):
                 self._dsn, min_size=self._min, max_size=self._max, init=init_connection
             )
         except DATABASE_ERRORS as exc:
-            raise StoreError(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
+            kind = StoreUnavailable if unavailable(exc) else StoreError
+            raise kind(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
         await self._batcher.start()
 
     async def _stop(self) -> None:
@@ -140,6 +141,8 @@ class Store(Service):
             async with self._pool.acquire() as conn:
                 yield conn
         except DATABASE_ERRORS as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"the database is unreachable: {exc!r}") from exc
             raise StoreError(f"store operation failed: {exc}") from exc
 
     async def _flush(self, ops: Sequence[WriteOp]) -> list[Outcome]:
@@ -442,6 +445,13 @@ class Store(Service):
         async with self._conn() as conn:
             return await _flows.delete(conn, namespace, flow_id)
 
+    async def last_execution_states(
+        self, namespace: str | None = None
+    ) -> dict[tuple[str, str], State]:
+        """``(namespace, flow_id)`` → the state of each live flow's newest execution."""
+        async with self._conn() as conn:
+            return await _latest.last_states(conn, namespace)
+
     # ---- KV -----------------------------------------------------------------------------
 
     async def kv_set(
@@ -551,6 +561,20 @@ class Store(Service):
                 flow_id,
             )
         return [_rows.trigger_state(row) for row in rows]
+
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> None:
+        """Switch a trigger off (or on again) durably; its listener host acts on it."""
+        async with self._conn() as conn:
+            await _controls.set_disabled(conn, namespace, flow_id, trigger_id, disabled)
+
+    async def disabled_triggers(
+        self, namespace: str | None = None, flow_id: str | None = None
+    ) -> set[tuple[str, str, str]]:
+        """``(namespace, flow_id, trigger_id)`` of the triggers switched off by a user."""
+        async with self._conn() as conn:
+            return await _controls.disabled(conn, namespace, flow_id)
 
     # ---- dead letters -------------------------------------------------------------------
 
