@@ -27,6 +27,7 @@ from flows import (
     State,
     StoreError,
     Subflow,
+    build_context,
     environment_variables,
     input_to_json,
     parse_flow,
@@ -115,6 +116,7 @@ class ExecutionService(Service):
         self._recover_every = recover_every
         self._history_store = history_store
         self._loops: list[asyncio.Task[None]] = []
+        self._retries: set[asyncio.Task[None]] = set()
         self.recovered = 0
 
     async def _start(self) -> None:
@@ -126,7 +128,7 @@ class ExecutionService(Service):
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._retries]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -270,7 +272,12 @@ class ExecutionService(Service):
             self._engine,
             subflows=self,
             options=RunOptions(
-                restart=restart, dsn=self.store.dsn, envs=self._envs, on_first_task=on_first_task
+                restart=restart,
+                dsn=self.store.dsn,
+                envs=self._envs,
+                on_first_task=on_first_task,
+                new_execution=self._retry_later(flow, execution),
+                kv_snapshot=self._kv_snapshot,
             ),
         )
         self._runs[execution_id] = run
@@ -512,7 +519,51 @@ class ExecutionService(Service):
             raise
         ended = await self.store.get_execution(child.id)
         outputs = dict(ended.outputs or {}) if ended else {}
+        if task.outputs:
+            outputs.update(await self._subflow_outputs(flow, child.id, task))
         return child.id, summary.state, outputs
+
+    async def _subflow_outputs(self, flow: Flow, child_id: str, task: Subflow) -> dict[str, Any]:
+        """A Subflow's ``outputs``, rendered in the ended child execution's context."""
+        detail = await self.store.execution_detail(child_id)
+        if detail is None:
+            return {}
+        state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        context = build_context(
+            flow=flow,
+            execution={"id": child_id, "state": detail.execution.state.value},
+            inputs=detail.execution.inputs,
+            outputs=state.outputs_tree(),
+            envs={},
+        )
+        rendered = self._engine.render_value(task.outputs, context, task=task.id, prop="outputs")
+        return dict(rendered)
+
+    async def _kv_snapshot(self, namespace: str) -> dict[str, Any]:
+        """The live KV entries of a namespace, for ``kv()`` in templates."""
+        return {entry.key: entry.value for entry in await self.store.kv_list(namespace)}
+
+    def _retry_later(
+        self, flow: Flow, execution: Execution
+    ) -> Callable[[float, dict[str, str]], None]:
+        """Retry ``behavior: CREATE_NEW_EXECUTION``: the same run again, as a new execution."""
+
+        def start(delay: float, labels: dict[str, str]) -> None:
+            async def later() -> None:
+                await asyncio.sleep(delay)
+                await self.create(
+                    flow,
+                    execution.inputs,
+                    trigger=execution.trigger,
+                    labels={**execution.labels, **labels},
+                    dedupe_key=f"retry:{execution.id}",
+                )
+
+            task = asyncio.create_task(later(), name=f"retry-{execution.id}")
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+        return start
 
     # ---- recovery ----
 
