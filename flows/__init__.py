@@ -67,6 +67,7 @@ from ._model import (
 )
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
 from ._run_context import RunContext
+from ._schema import flow_json_schema
 from ._states import TERMINAL_STATES, State
 
 __all__ = [
@@ -125,6 +126,7 @@ __all__ = [
     "default_secret_lookup",
     "environment_variables",
     "find_task",
+    "flow_json_schema",
     "format_duration",
     "format_path",
     "input_to_json",

@@ -6,7 +6,19 @@ from fastapi import APIRouter, FastAPI
 
 from .._runtime import Runtime
 from .._settings import Settings
-from . import _deadletters, _executions, _flows, _health, _kv, _logs, _triggers, _webhooks
+from . import (
+    _deadletters,
+    _executions,
+    _flows,
+    _health,
+    _kv,
+    _logs,
+    _redrive,
+    _stats,
+    _triggers,
+    _ui,
+    _webhooks,
+)
 from ._auth import AuthMiddleware
 from ._errors import install_error_handlers
 
@@ -42,8 +54,11 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api.include_router(_kv.router)
     api.include_router(_triggers.router)
     api.include_router(_deadletters.router)
+    api.include_router(_redrive.router)
+    api.include_router(_stats.router)
     app.include_router(api)
     app.include_router(_health.router)
+    app.include_router(_ui.router)
     install_error_handlers(app)
     app.add_middleware(AuthMiddleware, token=settings.api_token)  # outermost
     return app

@@ -5,7 +5,8 @@ slash or backslash, a backslash or a NUL byte is refused with 400, so no path ca
 thing to this check and another to the router.
 
 When a token is configured, every request needs ``Authorization: Bearer <token>``,
-except exactly ``GET /health`` (the raw path, byte for byte) and webhook calls, exactly
+except exactly ``GET /health`` (the raw path, byte for byte), the web UI's static files
+(``GET /`` and under ``/ui/``) and webhook calls, exactly
 ``/api/v1/executions/webhook/{namespace}/{flowId}/{key}`` (whose key is their secret, as
 in Kestra).
 """
@@ -18,6 +19,7 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HEALTH_PATH = b"/health"
+UI_PREFIX = b"/ui"
 WEBHOOK_PREFIX = "/api/v1/executions/webhook/"
 
 _FORBIDDEN_RAW = (b"%2f", b"%5c", b"\\", b"%00", b"\x00")
@@ -97,7 +99,14 @@ class AuthMiddleware:
             return False
         if scope.get("method") == "GET" and raw_path == HEALTH_PATH:
             return True
+        if scope.get("method") in ("GET", "HEAD") and is_ui_path(raw_path):
+            return True  # the web UI's static files: the app asks for the token itself
         return is_webhook_path(raw_path, path)
+
+
+def is_ui_path(raw_path: bytes) -> bool:
+    """``/``, ``/ui`` or under ``/ui/``: the web UI's public assets (no data in them)."""
+    return raw_path in (b"/", UI_PREFIX) or raw_path.startswith(UI_PREFIX + b"/")
 
 
 def is_webhook_path(raw_path: bytes, path: str) -> bool:
