@@ -37,13 +37,14 @@ export function Dashboard() {
         setLatencies(l);
         const h = history.current;
         h.t.push(Date.now() / 1000);
-        for (const lat of l) (h.p[lat.trigger] ??= new Array(h.t.length - 1).fill([null, null])).push([lat.p50, lat.p99]);
+        for (const lat of l.filter((x) => x.count > 0)) (h.p[lat.trigger] ??= new Array(h.t.length - 1).fill([null, null])).push([lat.p50, lat.p99]);
         for (const name of Object.keys(h.p)) if (h.p[name].length < h.t.length) h.p[name].push([null, null]);
         if (h.t.length > HISTORY) {
           h.t.shift();
           for (const name of Object.keys(h.p)) h.p[name].shift();
         }
         setVersion((v) => v + 1);
+        // Charted once two samples exist (a line needs two points).
         setError(undefined);
       } catch (e) {
         setError(e);
@@ -67,7 +68,7 @@ export function Dashboard() {
     () => (minute ? [minute.x, ...states.map((s) => minute.series[s])] : [[]]),
     [minute, states.join(",")],
   );
-  const names = Object.keys(history.current.p).sort();
+  const names = history.current.t.length > 1 ? Object.keys(history.current.p).sort() : [];
   const latOptions = useMemo<uPlot.Options>(
     () => ({
       width: 640,
