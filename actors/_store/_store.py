@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from flows import Service, State, StoreError
+from flows import Service, State, StoreError, redact_dsn
 
 from . import _concurrency, _flows, _leases, _reads, _rows
 from ._batcher import Batcher
@@ -597,6 +597,7 @@ class Store(Service):
                 limit,
             )
         return [_rows.dead_letter(row) for row in rows]
+<<<<<<< HEAD
 
     async def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
         """The dead letter with this id, or None."""
@@ -635,3 +636,5 @@ def redact_dsn(dsn: str) -> str:
     credentials, host = rest.rsplit("@", 1)
     user = credentials.split(":", 1)[0]
     return f"{scheme}://{user}@{host}"
+=======
+>>>>>>> main
