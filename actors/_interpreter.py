@@ -170,6 +170,10 @@ class ExecutionRun:
         self._resume_events: dict[str, asyncio.Event] = {}
         self._main: asyncio.Task[Any] | None = None
         self._by_key: dict[str, TaskRunState] = {}
+        # Every history stays in order even if the wall clock steps back: a new entry is
+        # never dated before the one it follows.
+        history = state.execution.state_history
+        self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
@@ -243,7 +247,7 @@ class ExecutionRun:
         return main
 
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
-        now = utcnow()
+        now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
         self._rec.execution_state(
             state, now, self._mask_value(outputs) if outputs else outputs
@@ -318,6 +322,7 @@ class ExecutionRun:
             parent_id=scope.parent.id if scope.parent else None,
             values=scope.values,
             iteration=scope.iteration,
+            history=[StateEntry(State.CREATED, utcnow())],  # dated now, not when written
         )
         self.state.task_runs[run.id] = run
         self._by_key[key] = run
@@ -374,6 +379,8 @@ class ExecutionRun:
         if run.state is state and run.history:
             return
         now = utcnow()
+        if run.history and now < run.history[-1].date:
+            now = run.history[-1].date
         run.state = state
         run.history.append(StateEntry(state, now))
         self._rec.task_run_state(run, state, now)

@@ -77,6 +77,7 @@ class TriggerStats:
     duplicates: int = 0
     dead_letters: int = 0
     reconnects: int = 0
+    last_event_at: dt.datetime | None = None
     created_latency_s: list[float] = field(default_factory=list)
     first_task_latency_s: list[float] = field(default_factory=list)
 
@@ -112,6 +113,7 @@ class TriggerInfo:
     duplicates: int
     dead_letters: int
     reconnects: int
+    disabled: bool = False
 
 
 class RunnerContext:

@@ -75,10 +75,7 @@ from ._refuse import Problems, contains_template, refuse, templated
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
 from ._run_context import RunContext
 from ._schema import flow_json_schema
-<<<<<<< HEAD
-=======
 from ._secrets import SecretMask
->>>>>>> main
 from ._states import TERMINAL_STATES, State
 from ._tasks_core import (
     AllowFailure,

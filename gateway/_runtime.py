@@ -92,6 +92,12 @@ class Runtime(Service):
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
         self._purging: asyncio.Task[None] | None = None
+        # Triggers switched off through the API (webhooks are checked here, the others
+        # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
+        self._switched_off: set[tuple[str, str, str]] = set()
+        self.folder_files: dict[tuple[str, str], str] = {}
+        """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
+        the folder sync): the API refuses to delete those, the file would bring it back."""
 
     # ---- lifecycle ----
 
@@ -130,6 +136,7 @@ class Runtime(Service):
         self._store = Store(dsn)
         await self._store.start()
         _log.info("store ready: migrations applied")
+        self._switched_off = await self._store.disabled_triggers()
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
         self._pool = ExecutionPool(
@@ -231,8 +238,15 @@ class Runtime(Service):
     def _host_for(self, namespace: str, flow_id: str) -> Any:
         return self._hosts[host_index(namespace, flow_id, len(self._hosts))]
 
-    async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
+    async def deploy(
+        self, source: str, file: str = "<api>", *, from_folder: bool = False
+    ) -> tuple[Flow, bool]:
         """Validate and save a flow; deploy its triggers when it changed.
+
+        Args:
+            source: The flow's YAML.
+            file: Where it comes from, for error positions.
+            from_folder: `file` is in the flows folder (the API will not delete the flow).
 
         Returns:
             The flow (with its revision) and whether a new revision was made.
@@ -241,6 +255,8 @@ class Runtime(Service):
             FlowError: The flow is invalid; nothing changes.
         """
         flow = parse_flow(source, file)
+        if from_folder:  # before the flow is visible: a DELETE never slips in between
+            self.folder_files[(flow.namespace, flow.id)] = file
         async with self._flow_lock:  # writes, cache updates and trigger pushes stay in order
             saved = await self.store.save_flow(flow.namespace, flow.id, source)
             flow.revision = saved.flow.revision
@@ -256,12 +272,25 @@ class Runtime(Service):
         host = self._host_for(flow.namespace, flow.id)
         await remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
 
-    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+    async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
+
+        Args:
+            namespace: The flow's namespace.
+            flow_id: The flow's id.
+            from_folder: The flows-folder sync deletes it (its file is gone).
 
         Raises:
             NotFoundError: No such flow.
+            ConflictError: The flow comes from a file of the flows folder (and would come
+                back from it on the next start): delete the file instead.
         """
+        file = self.folder_files.get((namespace, flow_id))
+        if file is not None and not from_folder:
+            raise ConflictError(
+                f"flow {namespace}.{flow_id} comes from the flows folder ({file}): "
+                "delete the file instead"
+            )
         async with self._flow_lock:
             deleted = await self.store.delete_flow(namespace, flow_id)
             self._flow_writes += 1
@@ -460,10 +489,13 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled:
+        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
+            self._switched_off
+        ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
         stats.events += 1
+        stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
@@ -509,7 +541,8 @@ class Runtime(Service):
             flow = await self.flow(revision.namespace, revision.flow_id, revision.revision)
             for trigger in flow.triggers:
                 if isinstance(trigger, Webhook):
-                    disabled = trigger.disabled or flow.disabled
+                    switched_off = (flow.namespace, flow.id, trigger.id) in self._switched_off
+                    disabled = trigger.disabled or flow.disabled or switched_off
                     stats = self._webhook_stats.get(f"{flow.uid}/{trigger.id}", TriggerStats())
                     out.append(
                         TriggerInfo(
@@ -520,15 +553,48 @@ class Runtime(Service):
                             revision=revision.revision,
                             status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
                             last_error=None,
-                            last_event_at=None,
+                            last_event_at=stats.last_event_at,
                             events=stats.events,
                             created=stats.created,
                             duplicates=0,
                             dead_letters=0,
                             reconnects=0,
+                            disabled=switched_off,
                         )
                     )
         return out
+
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> TriggerInfo:
+        """Switch a trigger off (its listener stops) or on again (it starts); durable.
+
+        Raises:
+            NotFoundError: No such flow or trigger.
+            ConflictError: Enabling a trigger its flow's source disables.
+        """
+        flow = await self.flow(namespace, flow_id)
+        trigger = next((t for t in flow.triggers if t.id == trigger_id), None)
+        if trigger is None:
+            raise NotFoundError(f"flow {flow.uid} has no trigger '{trigger_id}'")
+        if not disabled and (trigger.disabled or flow.disabled):
+            raise ConflictError(
+                f"trigger '{trigger_id}' is disabled in the source of flow {flow.uid}"
+            )
+        key = (namespace, flow_id, trigger_id)
+        async with self._flow_lock:  # ordered with deploys of the same flow
+            await self.store.set_trigger_disabled(namespace, flow_id, trigger_id, disabled)
+            if disabled:
+                self._switched_off.add(key)
+            else:
+                self._switched_off.discard(key)
+            if not isinstance(trigger, Webhook):
+                await self._deploy_triggers(flow)
+        _log.info("trigger %s/%s %s", flow.uid, trigger_id, "disabled" if disabled else "enabled")
+        found = [i for i in await self.triggers() if (i.namespace, i.flow_id, i.trigger_id) == key]
+        if not found:
+            raise NotFoundError(f"trigger '{trigger_id}' of flow {flow.uid} is not deployed")
+        return found[0]
 
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""

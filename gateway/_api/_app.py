@@ -7,14 +7,17 @@ from fastapi import APIRouter, FastAPI
 from .._runtime import Runtime
 from .._settings import Settings
 from . import (
+    _backfill_jobs,
     _deadletters,
     _executions,
     _flows,
     _health,
     _kv,
     _logs,
+    _namespaces,
     _redrive,
     _stats,
+    _trigger_controls,
     _triggers,
     _ui,
     _webhooks,
@@ -49,13 +52,17 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
+    api.include_router(_namespaces.flows_router)  # after /flows/search
+    api.include_router(_namespaces.namespaces_router)
     api.include_router(_executions.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
+    api.include_router(_stats.router)  # before /triggers/{...}
     api.include_router(_triggers.router)
+    api.include_router(_backfill_jobs.router)
+    api.include_router(_trigger_controls.router)
     api.include_router(_deadletters.router)
     api.include_router(_redrive.router)
-    api.include_router(_stats.router)
     app.include_router(api)
     app.include_router(_health.router)
     app.include_router(_ui.router)

@@ -7,19 +7,16 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from actors import FlowRevision
-<<<<<<< HEAD
-from flows import Flow, FlowError, Problem, flow_json_schema, parse_flow, validate_flow_text
-=======
 from flows import (
     ConflictError,
     Flow,
     FlowError,
     NotFoundError,
     Problem,
+    flow_json_schema,
     parse_flow,
     validate_flow_text,
 )
->>>>>>> main
 
 from .._runtime import Runtime
 from ._bodies import read_yaml
@@ -119,9 +116,12 @@ async def search_flows(
 ) -> FlowPage:
     """Live flows (current revisions), by namespace then id."""
     summaries = []
+    last = await runtime.store.last_execution_states(namespace)
     for revision in await runtime.store.list_flows(namespace):
         flow, problems = _load(revision)
         summary = flow_summary(flow, revision, problems)
+        state = last.get((revision.namespace, revision.flow_id))
+        summary.last_execution_state = None if state is None else state.value
         if q:
             text = " ".join((summary.id, summary.namespace, summary.description or "")).lower()
             if q.lower() not in text:

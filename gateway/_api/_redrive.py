@@ -14,9 +14,9 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from actors import TRIGGER_LABEL, DeadLetter
-from flows import Flow
+from flows import ConflictError, Flow, NotFoundError
 
-from .._runtime import ConflictError, NotFoundError, Runtime
+from .._runtime import Runtime
 from ._deps import RuntimeDep
 from ._models import DeadLetterBody, ErrorBody, ExecutionBody, dead_letter_body, detail_body
 

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from actors import DeadLetter
+from gateway import _backfills as backfills
 from tests.gateway._flows import deploy, schedule_flow, wait_state
 from tests.gateway.conftest import LiveServer
 from tests.polling import eventually
@@ -90,8 +91,17 @@ async def test_triggers_and_backfill(api: httpx.AsyncClient, namespace: str) -> 
     end = (hour - dt.timedelta(hours=1)).isoformat()
     body = {"namespace": namespace, "flowId": "scheduled", "start": start, "end": end}
     response = await api.put("/api/v1/triggers/backfill", json=body)
-    assert response.status_code == 200, response.text
-    ids = response.json()["executions"]
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["total"] == 2 and job["capped"] is False and job["cap"] == 10_000
+
+    async def finished() -> dict[str, Any]:
+        found = (await api.get(f"/api/v1/triggers/backfill/{job['id']}")).json()
+        return found if found["state"] != "RUNNING" else {}
+
+    done = await eventually(finished, what="backfill finished")
+    assert done["state"] == "SUCCESS" and done["done"] == done["total"] == 2
+    ids = done["executions"]
     assert len(ids) == 2
     for execution_id in ids:
         execution = await wait_state(api, execution_id)
@@ -172,3 +182,37 @@ async def test_metrics(api: httpx.AsyncClient, namespace: str) -> None:
         if line and not line.startswith("#"):
             _, value = line.rsplit(" ", 1)
             float(value)
+
+
+async def test_backfill_cap_is_stated_and_progress_shown(
+    api: httpx.AsyncClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backfills, "MAX_BACKFILL_TICKS", 3)
+    monkeypatch.setattr(backfills, "CHUNK_TICKS", 1)  # progress moves tick by tick
+    await deploy(api, schedule_flow(namespace))
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    body = {
+        "namespace": namespace,
+        "flowId": "scheduled",
+        "start": (hour - dt.timedelta(hours=10)).isoformat(),
+        "end": (hour - dt.timedelta(hours=5)).isoformat(),
+    }
+    started = await api.put("/api/v1/triggers/backfill", json=body)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert (job["total"], job["cap"], job["capped"]) == (3, 3, True)
+    assert job["coveredUntil"].startswith((hour - dt.timedelta(hours=8)).isoformat()[:19])
+    assert "more than 3 ticks" in job["message"] and "\n" not in job["message"]
+    seen: set[int] = set()
+
+    async def finished() -> dict[str, Any]:
+        found = (await api.get(f"/api/v1/triggers/backfill/{job['id']}")).json()
+        seen.add(found["done"])
+        return found if found["state"] != "RUNNING" else {}
+
+    done = await eventually(finished, what="backfill finished")
+    assert done["state"] == "SUCCESS" and done["done"] == 3 and len(done["executions"]) == 3
+    assert seen <= {0, 1, 2, 3}
+    missing = await api.get("/api/v1/triggers/backfill/nope")
+    assert missing.status_code == 404 and missing.json()["message"] == "backfill nope not found"
+    await api.delete(f"/api/v1/flows/{namespace}/scheduled")

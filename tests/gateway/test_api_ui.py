@@ -10,11 +10,10 @@ import httpx
 import pytest
 
 from actors import DeadLetter
-from flows import flow_json_schema
+from flows import ConflictError, flow_json_schema
 from gateway._api._redrive import decode_payload
 from gateway._api._stats import histogram, percentile
 from gateway._api._ui import DIST, asset_path
-from gateway._runtime import ConflictError
 from tests.gateway._flows import deploy, sleepy_flow, wait_state, webhook_flow
 from tests.gateway.conftest import LiveServer
 
