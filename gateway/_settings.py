@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     Attributes:
         db: ``postgresql://...``; None starts the embedded Postgres.
+        data_dir: Where the embedded Postgres keeps its data (``<data_dir>/postgres``);
+            None: the user's data directory.
+        keep_db: Leave the embedded Postgres running when the server stops.
         ray_address: A Ray cluster to join; None starts a local Ray.
         host: Interface to bind (loopback unless told otherwise).
         port: HTTP port.
@@ -44,6 +47,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
 
     db: str | None = None
+    data_dir: Path | None = None
+    keep_db: bool = False
     ray_address: str | None = None
     host: str = LOOPBACK
     port: int = Field(default=8080, ge=0, le=65535)
