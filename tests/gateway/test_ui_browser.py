@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.gateway._flows import deploy, sleepy_flow, wait_state
+from tests.gateway._flows import deploy, sleepy_flow, wait_state, webhook_flow
 from tests.gateway.conftest import LiveServer
 from tests.polling import eventually
 
@@ -230,7 +230,7 @@ tasks:
         description: Who approved it
   - id: after
     type: core.Log
-    message: resumed
+    message: "approved by {{{{ outputs.wait.onResume.approver }}}}"
 """
 
 
@@ -251,6 +251,9 @@ async def test_pause_then_resume_with_the_on_resume_form(
     await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
     await expect(page.locator(".resume-panel")).to_have_count(0)
     await expect(page.locator('.gantt-row[data-state="SUCCESS"]')).to_have_count(3)
+    # The value typed in the form reached the flow as the Pause task's onResume output.
+    await page.get_by_role("tab", name="Logs").click()
+    await expect(page.get_by_role("log")).to_contain_text("approved by dba-on-call")
 
 
 def nats_flow(namespace: str, nats_url: str, subject: str, serde: str) -> str:
@@ -349,3 +352,21 @@ async def test_dashboard_counts_and_rates(
     await shot(page, tmp_path, "dashboard")
     assert (await api.post(f"/api/v1/executions/{execution_id}/kill")).status_code == 200
     await expect(running_now).to_have_text(str(before - 1))
+
+
+async def test_disable_and_enable_a_trigger(
+    page: Page, api: httpx.AsyncClient, namespace: str, tmp_path: Path
+) -> None:
+    await deploy(api, webhook_flow(namespace, "ui-disable-key-123"))
+    hook = f"/api/v1/executions/webhook/{namespace}/hooked/ui-disable-key-123"
+    await page.goto("/ui/triggers")
+    row = page.locator(f'tr[data-trigger="{namespace}.hooked/hook"]')
+    await expect(row.get_by_test_id("trigger-status")).to_have_text("RUNNING")
+    await row.get_by_role("button", name="Disable").click()
+    await expect(row.get_by_test_id("trigger-status")).to_have_text("STOPPED")
+    await expect(row.get_by_role("button", name="Enable")).to_be_visible()
+    await shot(page, tmp_path, "trigger-disabled")
+    assert (await api.post(hook, json={"x": 1})).status_code == 404  # switched off
+    await row.get_by_role("button", name="Enable").click()
+    await expect(row.get_by_test_id("trigger-status")).to_have_text("RUNNING")
+    assert (await api.post(hook, json={"x": 1})).status_code == 200

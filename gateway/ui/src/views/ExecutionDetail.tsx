@@ -174,6 +174,7 @@ export function ExecutionDetail({ id }: { id: string }) {
         </div>
         <div className="toolbar">
           {!TERMINAL.has(state) && <button onClick={() => act(() => request("DELETE", `/executions/${id}/kill`))}>Kill</button>}
+          {state === "RUNNING" && <button onClick={() => act(() => request("POST", `/executions/${id}/pause`))}>Pause</button>}
           {TERMINAL.has(state) && <button onClick={() => act(async () => (await request("POST", `/executions/${id}/restart`), restarted()))}>Restart</button>}
           <button onClick={() => replay()}>Replay</button>
           <Link href={`/executions${query({ namespace: execution.namespace, flowId: execution.flowId })}`}>Other executions</Link>
