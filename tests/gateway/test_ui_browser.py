@@ -146,9 +146,39 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
 
     await editor_text(page, greeter(namespace))
     await expect(problem).to_have_count(0)
+    # Completion from the flow's JSON Schema (a top-level key).
+    await page.keyboard.press("ControlOrMeta+End")
+    await page.keyboard.type("descr")
+    completion = page.locator(".cm-tooltip-autocomplete")
+    await expect(completion).to_contain_text("description")
+    await page.keyboard.press("Escape")
+    for _ in range(5):
+        await page.keyboard.press("Backspace")
+    # Hover docs from the schema.
+    await page.locator(".cm-line").nth(1).get_by_text("namespace", exact=True).hover()
+    await expect(page.locator(".cm-tooltip-hover")).to_contain_text("string")
     await page.keyboard.press("ControlOrMeta+s")
     await expect(page).to_have_url(re.compile(rf"/ui/flows/{namespace}/greeter$"))
     await expect(page.get_by_test_id("save-status")).to_have_text("saved revision 1")
+
+    # A second revision (Ctrl/Cmd+S), then its diff with the first, and a restore.
+    await expect(page.locator(".cm-content")).to_contain_text("message: bye")
+    await editor_text(page, greeter(namespace).replace("message: bye", "message: farewell"))
+    await page.keyboard.press("ControlOrMeta+s")
+    await expect(page.get_by_test_id("save-status")).to_have_text("saved revision 2")
+    await page.get_by_role("tab", name="Revisions").click()
+    await expect(page.locator(".cm-mergeView")).to_contain_text("farewell")
+    await expect(page.locator(".cm-mergeView .cm-changedLine").first).to_be_visible()
+    await shot(page, tmp_path, "revisions")
+    await page.get_by_role("button", name="Restore revision 1").click()
+    await expect(page.get_by_test_id("save-status")).to_have_text("saved revision 3")
+    await expect(page.locator(".cm-content")).to_contain_text("message: bye")
+
+    # The flows list: the namespace tree and the search find it.
+    await page.goto("/ui/flows")
+    await page.get_by_label("search flows").fill("greeter")
+    await expect(page.locator(f'tr[data-flow="{namespace}/greeter"]')).to_contain_text("3")
+    await page.goto(f"/ui/flows/{namespace}/greeter")
 
     # Topology: every task and the start/end are drawn.
     await page.get_by_role("tab", name="Topology").click()

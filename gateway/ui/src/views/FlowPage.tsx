@@ -109,7 +109,10 @@ export default function FlowPage({ namespace, id }: { namespace: string; id: str
         setStatus(`saved revision ${f.revision}`);
         setError(undefined);
         if (isNew) navigate(`/flows/${f.namespace}/${f.id}`);
-        else setFlow(f);
+        else {
+          setFlow(f);
+          setSource(f.source);
+        }
       } catch (e) {
         setStatus("not saved");
         if (e instanceof ApiError && e.errors) setProblems(e.errors as unknown as Problem[]);
