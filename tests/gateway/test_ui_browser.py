@@ -119,6 +119,15 @@ tasks:
   - id: hello
     type: {task_type}
     message: "hello {{{{ inputs.name }}}} x{{{{ inputs.times }}}}"
+  - id: both
+    type: flow.Parallel
+    tasks:
+      - id: short-nap
+        type: flow.Sleep
+        duration: PT0.2S
+      - id: long-nap
+        type: flow.Sleep
+        duration: PT0.4S
   - id: warn
     type: core.Log
     level: WARN
@@ -182,7 +191,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
 
     # Topology: every task and the start/end are drawn.
     await page.get_by_role("tab", name="Topology").click()
-    for node in ("hello", "warn", "bye", "__start", "__end"):
+    for node in ("hello", "both", "both/short-nap", "both/long-nap", "warn", "bye", "__end"):
         await expect(page.locator(f'[data-node="{node}"]')).to_be_visible()
 
     # Run from the form generated from the inputs: a field error first, then a run.
@@ -200,7 +209,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
 
     # It finishes live (SSE), with its three task runs on the Gantt.
     await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
-    await expect(page.locator(".gantt-row")).to_have_count(3)
+    await expect(page.locator(".gantt-row")).to_have_count(6)
     await shot(page, tmp_path, "execution")
 
     # Logs, then the level filter.
@@ -400,3 +409,36 @@ async def test_disable_and_enable_a_trigger(
     await row.get_by_role("button", name="Enable").click()
     await expect(row.get_by_test_id("trigger-status")).to_have_text("RUNNING")
     assert (await api.post(hook, json={"x": 1})).status_code == 200
+
+
+def wide_flow(namespace: str, count: int) -> str:
+    return f"""id: wide
+namespace: {namespace}
+tasks:
+  - id: each
+    type: flow.ForEach
+    values: "{{{{ range({count}) | list }}}}"
+    concurrencyLimit: 0
+    tasks:
+      - id: item
+        type: core.Log
+        message: "item {{{{ taskrun.value }}}}"
+"""
+
+
+async def test_gantt_of_a_thousand_task_runs(
+    page: Page, api: httpx.AsyncClient, namespace: str, tmp_path: Path
+) -> None:
+    await deploy(api, wide_flow(namespace, 1000))
+    done = await api.post(f"/api/v1/executions/{namespace}/wide?wait=true", json={}, timeout=120)
+    body = done.json()
+    assert body["state"]["current"] == "SUCCESS", body["state"]
+    runs = len(body["taskRunList"])
+    assert runs >= 1000
+    await page.goto(f"/ui/executions/{body['id']}")
+    await expect(page.locator(".gantt")).to_have_attribute("data-rows", str(runs))
+    await expect(page.locator(".gantt-row")).to_have_count(runs)
+    # Still responsive: the logs tab opens and shows the last item's line.
+    await page.get_by_role("tab", name="Logs").click()
+    await expect(page.get_by_role("log")).to_contain_text("item 999")
+    await shot(page, tmp_path, "gantt-1000")
