@@ -149,6 +149,7 @@ export function ExecutionDetail({ id }: { id: string }) {
       navigate(`/executions/${created.id}`);
     });
   const state = execution.state.current;
+  const subflows = (execution.taskRunList ?? []).filter((r) => typeof r.outputs?.executionId === "string");
   return (
     <section className="execution">
       <header className="page-head">
@@ -172,6 +173,20 @@ export function ExecutionDetail({ id }: { id: string }) {
             </>
           )}
         </div>
+        {(execution.labels.length > 0 || subflows.length > 0) && (
+          <div className="meta">
+            {execution.labels.map((l) => (
+              <span key={l.key} className="chip">
+                {l.key}: {l.value}
+              </span>
+            ))}
+            {subflows.map((r) => (
+              <span key={r.id} className="chip">
+                subflow {r.taskId}: <Link href={`/executions/${String(r.outputs?.executionId)}`}>{String(r.outputs?.executionId)}</Link>
+              </span>
+            ))}
+          </div>
+        )}
         <div className="toolbar">
           {!TERMINAL.has(state) && <button onClick={() => act(() => request("DELETE", `/executions/${id}/kill`))}>Kill</button>}
           {state === "RUNNING" && <button onClick={() => act(() => request("POST", `/executions/${id}/pause`))}>Pause</button>}
