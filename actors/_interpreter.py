@@ -286,9 +286,7 @@ class ExecutionRun:
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
         now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
-        self._rec.execution_state(
-            state, now, self._mask_value(outputs) if outputs else outputs
-        )
+        self._rec.execution_state(state, now, self._mask_value(outputs) if outputs else outputs)
 
     def _flow_outputs(self) -> dict[str, Any] | None:
         if not self.flow.outputs:

@@ -17,6 +17,7 @@ from ._errors import (
     SerdeError,
     StaleLeaseError,
     StoreError,
+    StoreUnavailable,
     TaskError,
     UnavailableError,
 )
@@ -161,6 +162,7 @@ __all__ = [
     "StaleLeaseError",
     "State",
     "StoreError",
+    "StoreUnavailable",
     "Subflow",
     "Switch",
     "Task",

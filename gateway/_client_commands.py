@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ._client import DEFAULT_SERVER, ClientError, KestrelClient
 from ._human import human_duration
+from ._token import local_token
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -282,7 +283,8 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            with KestrelClient(args.server, args.api_token) as client:
+            token = args.api_token or local_token(args.server)
+            with KestrelClient(args.server, token) as client:
                 return handler(client, args, sys.stdout)
         except ClientError as exc:
             print(f"kestrel {args.command}: {exc.message}", file=sys.stderr)
@@ -301,7 +303,8 @@ def _connection_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--api-token",
         default=os.environ.get("KESTREL_API_TOKEN"),
-        help="the server's API token (env KESTREL_API_TOKEN)",
+        help="the server's API token (env KESTREL_API_TOKEN; for a server on this machine, "
+        "default: the token it generated in its data dir)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return common

@@ -69,6 +69,10 @@ RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
 """The states an execution may be restarted from (as in Kestra)."""
 
 
+STATE_SETTLE_S = 2.0
+"""How long a pause or resume answer waits for the owner's state write to land."""
+
+
 class Runtime(Service):
     """Kestrel's server-side runtime.
 
@@ -463,7 +467,16 @@ class Runtime(Service):
         )
         if not resumed:
             raise ConflictError(f"execution {execution_id} is not waiting to be resumed here")
-        return await self.execution(execution_id)
+        return await self._left(execution_id, State.PAUSED)
+
+    async def _left(self, execution_id: str, state: State) -> Execution:
+        """The execution once it left `state` (its owner writes behind), or after a while."""
+        deadline = time.monotonic() + STATE_SETTLE_S
+        while True:
+            execution = await self.execution(execution_id)
+            if execution.state is not state or time.monotonic() >= deadline:
+                return execution
+            await asyncio.sleep(0.01)
 
     async def _paused_task(self, execution: Execution) -> tuple[str | None, list[Input]]:
         """The paused `Pause` task run of an execution and its ``onResume`` inputs."""
@@ -494,7 +507,7 @@ class Runtime(Service):
             )
         if not await self._tell_owner(execution_id, "pause"):
             raise ConflictError(f"execution {execution_id} cannot be paused now")
-        return await self.execution(execution_id)
+        return await self._left(execution_id, State.RUNNING)
 
     async def restart(self, execution_id: str) -> Execution:
         """Re-run the failed task runs of an ended execution, in the same execution.

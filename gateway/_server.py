@@ -18,6 +18,7 @@ import uvicorn
 from ._runtime import Runtime
 from ._settings import Settings
 from ._sync import FlowFolderSync
+from ._token import load_or_create_token, token_path
 
 _log = logging.getLogger("kestrel.server")
 
@@ -104,6 +105,41 @@ def bind_api_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def secure_settings(settings: Settings) -> Settings:
+    """The settings with an API token: given, or generated in the data dir, unless no-auth.
+
+    Raises:
+        ValueError: Both ``--api-token`` and ``--no-auth``.
+        OSError: The generated token cannot be read or kept.
+    """
+    if settings.no_auth:
+        if settings.api_token:
+            raise ValueError("--no-auth and --api-token contradict each other: choose one")
+        _log.warning(
+            "authentication is OFF (--no-auth): any process that reaches http://%s:%d can "
+            "run flows",
+            settings.host,
+            settings.port,
+        )
+        return settings
+    if settings.api_token:
+        return settings
+    path = token_path(settings.data_dir)
+    token, created = load_or_create_token(path)
+    what = "generated a new API token" if created else "using the API token"
+    _log.warning(
+        "%s kept in %s (mode 0600); the kestrel CLI on this machine reads it by itself. "
+        'Call the API with: curl -H "Authorization: Bearer $(cat %s)" http://%s:%d/api/v1/... '
+        "(--api-token sets your own, --no-auth turns authentication off)",
+        what,
+        path,
+        path,
+        settings.host,
+        settings.port,
+    )
+    return settings.model_copy(update={"api_token": token})
+
+
 async def serve(settings: Settings) -> int:
     """Run the server until SIGTERM/SIGINT; then stop listeners, drain, and exit 0.
 
@@ -123,6 +159,11 @@ async def serve(settings: Settings) -> int:
         )
         return EXIT_USAGE
     with sock:
+        try:
+            settings = secure_settings(settings)
+        except (ValueError, OSError) as exc:
+            _log.error("cannot start: %s", exc)
+            return EXIT_USAGE
         return await _serve(settings, sock, create_app)
 
 

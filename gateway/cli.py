@@ -43,6 +43,21 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from ._token import token_path
+
+    path = token_path()
+    try:
+        print(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        print(
+            f"kestrel token: no token at {path} ({exc.strerror}); start the server first",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from ._run import run_command  # imports Ray and the store: only for this command
 
@@ -68,6 +83,7 @@ def _server(args: argparse.Namespace) -> int:
         "port": args.port,
         "flows": args.flows,
         "api_token": args.api_token,
+        "no_auth": args.no_auth,
         "log_level": args.log_level,
         "log_format": args.log_format,
     }
@@ -104,7 +120,16 @@ def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     server.add_argument("--port", type=int, help="HTTP port (env KESTREL_PORT; default 8080)")
     server.add_argument("--flows", help="flows folder to load and watch (env KESTREL_FLOWS)")
     server.add_argument(
-        "--api-token", help="require 'Authorization: Bearer TOKEN' (env KESTREL_API_TOKEN)"
+        "--api-token",
+        help="require 'Authorization: Bearer TOKEN' (env KESTREL_API_TOKEN; default: a "
+        "token generated at the first start and kept in the data dir)",
+    )
+    server.add_argument(
+        "--no-auth",
+        action="store_const",
+        const=True,
+        help="serve the API without any token (env KESTREL_NO_AUTH): any local process "
+        "can then run flows",
     )
     server.add_argument(
         "--log-level",
@@ -152,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_schema)
 
     _add_server_command(sub)
+    token = sub.add_parser(
+        "token", help="print the API token the local server generated (in its data dir)"
+    )
+    token.set_defaults(func=_token)
     add_client_commands(sub)
     return parser
 

@@ -38,13 +38,18 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
 
     Args:
         runtime: What every endpoint calls.
-        settings: The server settings (the API token, when set, protects every endpoint
-            but ``GET /health`` and webhook calls).
+        settings: The server settings: the API token protects every endpoint but
+            ``GET /health`` and webhook calls; ``no_auth`` serves it open.
 
     Returns:
         The ASGI application; OpenAPI documentation is served at ``/docs`` (assets
         included) and the spec at ``/openapi.json`` and ``/api/v1/openapi.json``.
+
+    Raises:
+        ValueError: Neither an API token nor ``no_auth``: an open API must be a choice.
     """
+    if not settings.api_token and not settings.no_auth:
+        raise ValueError("the API needs a token (api_token) or an explicit no_auth=True")
     # Swagger UI's assets come from the fastapi-offline package: /docs works offline.
     app = FastAPIOffline(
         title="Kestrel",
@@ -80,5 +85,6 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     app.include_router(_health.router)
     app.include_router(_ui.router)
     install_error_handlers(app)
-    app.add_middleware(AuthMiddleware, token=settings.api_token)  # outermost
+    token = None if settings.no_auth else settings.api_token
+    app.add_middleware(AuthMiddleware, token=token)  # outermost
     return app

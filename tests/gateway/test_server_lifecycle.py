@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -97,9 +98,7 @@ def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path,
     log = tmp_path / "server.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            _kestrel(
-                "server", "--port", str(port), "--data-dir", str(data), "--flows", str(flows)
-            ),
+            _kestrel("server", "--port", str(port), "--data-dir", str(data), "--flows", str(flows)),
             cwd=ROOT,
             env=_env(tmp_path),
             stdout=subprocess.DEVNULL,
@@ -196,3 +195,35 @@ def test_kestrel_run_uses_a_throwaway_store(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (kept / "postgres" / "data" / "PG_VERSION").exists()
     assert _postmaster_pid(kept) is None  # stopped with the run, its data kept
+
+
+@pytest.mark.parametrize(("flag", "kept"), [([], False), (["--keep-db"], True)])
+def test_keep_db_is_off_unless_asked(
+    flag: list[str], kept: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway import _server
+    from gateway.cli import main
+
+    seen: list[Any] = []
+
+    async def serve(settings: Any) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr(_server, "serve", serve)
+    monkeypatch.setattr(_server, "configure_logging", lambda settings: None)
+    assert main(["server", "--data-dir", str(tmp_path), *flag]) == 0
+    assert seen[0].keep_db is kept
+    assert seen[0].data_dir == tmp_path
+
+
+async def test_a_kept_embedded_postgres_outlives_its_last_user(tmp_path: Path) -> None:
+    from actors import EmbeddedPostgres
+
+    kept = EmbeddedPostgres(tmp_path / "postgres", keep_running=True)
+    async with kept:
+        pid = _postmaster_pid(tmp_path)
+    assert pid is not None and psutil.pid_exists(pid)
+    async with EmbeddedPostgres(tmp_path / "postgres") as again:  # finds it, then stops it
+        assert not again.started_server
+    eventually_sync(lambda: not psutil.pid_exists(pid), within=30, what="postgres stopped")

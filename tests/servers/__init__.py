@@ -1,4 +1,4 @@
-"""Real servers for tests (see DESIGN.md, "Real components in tests").
+"""Real servers for tests (README: the tests start their own servers on free ports).
 
 Each ``*_server()`` context manager yields an address: the matching ``KESTREL_TEST_*``
 environment variable when it is set (after checking the server answers), otherwise a
