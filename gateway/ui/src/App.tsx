@@ -34,7 +34,10 @@ function TokenPrompt({ onDone }: { onDone: () => void }) {
         }}
       >
         <h2>API token</h2>
-        <p>This server needs an API token. It is kept in this browser and sent as a bearer header.</p>
+        <p>
+          This server needs its API token: <code>kestrel token</code> prints the one it generated (or use the
+          token it was started with). It is kept in this browser and sent as a bearer header.
+        </p>
         <input aria-label="API token" type="password" value={token} onChange={(e) => setToken(e.target.value)} autoFocus />
         <button type="submit">Continue</button>
       </form>
