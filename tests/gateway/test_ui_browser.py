@@ -139,7 +139,7 @@ tasks:
 
 
 async def test_editor_validate_save_run_watch_logs_and_replay(
-    page: Page, namespace: str, tmp_path: Path
+    page: Page, api: httpx.AsyncClient, namespace: str, tmp_path: Path
 ) -> None:
     await page.goto("/ui/flows/new")
     await expect(page.locator(".cm-content")).to_be_visible()
@@ -221,6 +221,13 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await expect(logs.locator(".log-line")).to_have_count(1)
     await expect(logs).to_contain_text("careful")
 
+    # One task's logs: click its row on the Gantt.
+    await page.get_by_label("log level").select_option("")
+    await page.get_by_role("tab", name="Gantt").click()
+    await page.locator('.gantt-label:text-is("bye")').click()
+    await expect(logs.locator(".log-line")).to_have_count(1)
+    await expect(logs).to_contain_text("bye")
+
     # Replay from the "warn" task run: a new execution linked to the first.
     await page.get_by_role("tab", name="Gantt").click()
     await page.locator('.gantt-row:has(.gantt-label:text-is("warn")) button').click()
@@ -228,10 +235,22 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await expect(page.get_by_text("replay of")).to_be_visible()
     await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
 
-    # The executions list, filtered by a deep link, shows both.
+    # The executions list, filtered by a deep link, shows both, and new ones live.
     await page.goto(f"/ui/executions?namespace={namespace}")
-    await expect(page.locator("tr[data-execution]")).to_have_count(2)
+    rows = page.locator("tr[data-execution]")
+    await expect(rows).to_have_count(2)
+    started = await api.post(f"/api/v1/executions/{namespace}/greeter", json={"name": "Bo"})
+    assert started.status_code == 200, started.text
+    await expect(rows).to_have_count(3)
+    await expect(page.locator(f'tr[data-execution="{started.json()["id"]}"] .badge')).to_have_text(
+        "SUCCESS"
+    )
     await shot(page, tmp_path, "executions")
+    # Bulk: select all, replay them all.
+    await page.get_by_label("select all").check()
+    await page.get_by_role("button", name="Replay").click()
+    await expect(page.get_by_text("replay: 3 done")).to_be_visible()
+    await expect(rows).to_have_count(6)
 
 
 async def test_kv_entry_edited_with_type_and_ttl(
