@@ -18,7 +18,7 @@ import httpx
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
-from tests.gateway._flows import deploy, sleepy_flow, wait_state, webhook_flow
+from tests.gateway._flows import deploy, sleepy_flow, wait_state
 from tests.gateway.conftest import LiveServer
 from tests.polling import eventually
 
@@ -412,14 +412,40 @@ async def test_dashboard_counts_and_rates(
     await expect(running_now).to_have_text(str(before - 1))
 
 
-async def test_disable_and_enable_a_trigger(
+def kv_webhook_flow(namespace: str, key: str) -> str:
+    return f"""id: hooked
+namespace: {namespace}
+tasks:
+  - id: remember
+    type: kv.Set
+    key: last
+    value: "{{{{ trigger.body.x }}}}"
+triggers:
+  - id: hook
+    type: trigger.Webhook
+    key: {key}
+"""
+
+
+async def test_trigger_latency_then_disable_and_enable_it(
     page: Page, api: httpx.AsyncClient, namespace: str, tmp_path: Path
 ) -> None:
-    await deploy(api, webhook_flow(namespace, "ui-disable-key-123"))
+    await deploy(api, kv_webhook_flow(namespace, "ui-disable-key-123"))
     hook = f"/api/v1/executions/webhook/{namespace}/hooked/ui-disable-key-123"
+    for x in range(3):
+        fired = await api.post(hook, json={"x": x})
+        assert fired.status_code == 200, fired.text
+        await wait_state(api, fired.json()["id"])
     await page.goto("/ui/triggers")
     row = page.locator(f'tr[data-trigger="{namespace}.hooked/hook"]')
     await expect(row.get_by_test_id("trigger-status")).to_have_text("RUNNING")
+    # Event → first task latency: p50/p99 over the three events, and their histogram.
+    await expect(row.get_by_test_id("first-task-latency")).to_contain_text("(3)")
+    await expect(row.get_by_test_id("first-task-latency")).to_contain_text(re.compile(r"p50 \d"))
+    histogram = page.locator(f'tr[data-trigger-latency="{namespace}.hooked/hook"]')
+    await expect(histogram.get_by_role("img", name=re.compile("latency histogram"))).to_be_visible()
+    await expect(row.get_by_test_id("created-latency")).to_contain_text("p99")
+    await shot(page, tmp_path, "triggers-latency")
     await row.get_by_role("button", name="Disable").click()
     await expect(row.get_by_test_id("trigger-status")).to_have_text("STOPPED")
     await expect(row.get_by_role("button", name="Enable")).to_be_visible()

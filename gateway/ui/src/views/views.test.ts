@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import { perMinuteSeries } from "./Dashboard";
 import { namespaceTree } from "./Flows";
 import { kvBody } from "./KV";
+import { bucketLabel } from "./Triggers";
 
 describe("views' logic", () => {
   it("builds the namespace tree with counts", () => {
@@ -20,6 +21,11 @@ describe("views' logic", () => {
     expect(kvBody("STRING", "hi")).toEqual({ body: '"hi"', contentType: "application/json" });
     expect(kvBody("NUMBER", "25")).toEqual({ body: "25", contentType: "application/json" });
     expect(() => kvBody("JSON", "{")).toThrow();
+  });
+
+  it("labels latency buckets by their upper bound", () => {
+    const bounds = [0.001, 0.0025, 1.0];
+    expect([0, 1, 2, 3].map((i) => bucketLabel(bounds, i))).toEqual(["≤1ms", "≤2.5ms", "≤1s", "more"]);
   });
 
   it("puts per-minute counts on a fixed 60-minute axis", () => {
