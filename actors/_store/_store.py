@@ -643,10 +643,11 @@ class Store(Service):
                 """SELECT date_trunc('minute', created_at) AS minute, state, count(*) AS n
                     FROM executions
                     WHERE created_at >= $1
-                      AND ($2::text IS NULL OR namespace = $2 OR namespace LIKE $2 || '.%')
+                      AND ($2::text IS NULL OR namespace = $2 OR namespace LIKE $3)
                     GROUP BY 1, 2 ORDER BY 1, 2""",
                 since,
                 namespace,
+                None if namespace is None else _reads._like_below(namespace),
             )
         return [(row["minute"], State(row["state"]), int(row["n"])) for row in rows]
 
