@@ -409,7 +409,13 @@ async def test_dashboard_counts_and_rates(
     await expect(page.get_by_test_id("success-rate")).to_have_text(re.compile(r"\d+\.\d %"))
     await shot(page, tmp_path, "dashboard")
     assert (await api.post(f"/api/v1/executions/{execution_id}/kill")).status_code == 200
-    await expect(running_now).to_have_text(str(before - 1))
+
+    async def shows_the_running_count() -> bool:
+        stats = (await api.get("/api/v1/stats/executions")).json()
+        return await running_now.inner_text() == str(stats["running"])
+
+    # Live: the card follows the store (one fewer running, unless another one started).
+    await eventually(shows_the_running_count, what="the dashboard shows the running count")
 
 
 def kv_webhook_flow(namespace: str, key: str) -> str:
