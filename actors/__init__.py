@@ -9,6 +9,15 @@ from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
 from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
+from ._interceptors import (
+    AttemptFinished,
+    AttemptStarted,
+    ExecutionCreated,
+    ExecutionEnded,
+    FirstTaskLatency,
+    Interceptor,
+    Interceptors,
+)
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
 from ._listener_host import (
     CORE_LISTENERS,
@@ -66,6 +75,8 @@ __all__ = [
     "TRIGGER_LABEL",
     "ActorLoad",
     "Attempt",
+    "AttemptFinished",
+    "AttemptStarted",
     "Backoff",
     "CreateResult",
     "DeadLetter",
@@ -73,16 +84,21 @@ __all__ = [
     "EmbeddedPostgres",
     "Execution",
     "ExecutionActor",
+    "ExecutionCreated",
     "ExecutionDetail",
+    "ExecutionEnded",
     "ExecutionPool",
     "ExecutionRun",
     "ExecutionService",
     "ExecutionState",
     "ExecutionSummary",
+    "FirstTaskLatency",
     "FlowRevision",
     "FlowSaveResult",
     "FlowTriggerListener",
     "InProcessDispatcher",
+    "Interceptor",
+    "Interceptors",
     "KVEntry",
     "KVType",
     "Lease",

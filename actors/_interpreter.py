@@ -47,6 +47,7 @@ from flows import (
 )
 
 from ._failure import TaskFailure
+from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
@@ -83,6 +84,10 @@ class Recorder(Protocol):
         """Return once everything recorded so far is durable."""
 
 
+INLINE_WORKER = "inline"
+"""`TaskOutcome.worker` of trivial tasks (Log, Return) run in the execution's process."""
+
+
 class Dispatcher(Protocol):
     """Runs a runnable task attempt somewhere (a Ray task, a warm worker)."""
 
@@ -111,13 +116,11 @@ class RunOptions:
         restart: Re-run task runs that FAILED (and the flowable tasks around them).
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
-        on_first_task: Told when the first runnable task's body started (latency metrics).
     """
 
     restart: bool = False
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
-    on_first_task: Callable[[dt.datetime], None] | None = None
 
 
 @dataclass
@@ -146,6 +149,7 @@ class ExecutionRun:
         engine: The expression engine (shared per process).
         subflows: Starts child executions; None refuses `flow.Subflow`.
         options: Restart mode, DSN for KV, envs.
+        interceptors: Told when attempts start and finish (see `Interceptors`).
     """
 
     def __init__(
@@ -158,6 +162,7 @@ class ExecutionRun:
         *,
         subflows: SubflowLauncher | None = None,
         options: RunOptions | None = None,
+        interceptors: Interceptors | None = None,
     ) -> None:
         self.flow = flow
         self.state = state
@@ -166,6 +171,7 @@ class ExecutionRun:
         self._engine = engine
         self._subflows = subflows
         self._options = options or RunOptions()
+        self._interceptors = interceptors
         self._killed = False
         self._resume_events: dict[str, asyncio.Event] = {}
         self._main: asyncio.Task[Any] | None = None
@@ -249,9 +255,7 @@ class ExecutionRun:
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
         now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
-        self._rec.execution_state(
-            state, now, self._mask_value(outputs) if outputs else outputs
-        )
+        self._rec.execution_state(state, now, self._mask_value(outputs) if outputs else outputs)
 
     def _flow_outputs(self) -> dict[str, Any] | None:
         if not self.flow.outputs:
@@ -517,6 +521,9 @@ class ExecutionRun:
         attempt = Attempt(number=number, state=State.RUNNING, started_at=started)
         run.attempts.append(attempt)
         self._rec.attempt(run, attempt)
+        hooks = self._interceptors
+        if hooks is not None and hooks.wants("attempt_started"):
+            hooks.attempt_started(AttemptStarted(self.id, run.id, task.id, number))
         try:
             outcome = await self._execute(task, run, scope, number)
         except asyncio.CancelledError:
@@ -552,6 +559,10 @@ class ExecutionRun:
         )
         run.attempts[-1] = ended
         self._rec.attempt(run, ended)
+        if hooks is not None and hooks.wants("attempt_finished"):
+            on_worker = outcome.worker is not None and outcome.worker != INLINE_WORKER
+            finished = AttemptFinished(self.id, run.id, task.id, number, outcome, on_worker)
+            hooks.attempt_finished(finished)
         return outcome
 
     async def _execute(
@@ -592,11 +603,7 @@ class ExecutionRun:
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
-        outcome = await self._dispatch.run(invocation)
-        notify, self._options.on_first_task = self._options.on_first_task, None
-        if notify is not None and outcome.started_at is not None:
-            notify(outcome.started_at)
-        return outcome
+        return await self._dispatch.run(invocation)
 
     def _inline(
         self,
@@ -624,7 +631,7 @@ class ExecutionRun:
             outputs=outputs,
             logs=logs,
             error=None,
-            worker="inline",
+            worker=INLINE_WORKER,
             node=None,
             started_at=started,
             ended_at=utcnow(),

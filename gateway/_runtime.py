@@ -29,6 +29,7 @@ from actors import (
     Execution,
     ExecutionPool,
     ExecutionService,
+    FirstTaskLatency,
     PoolOptions,
     Store,
     TriggerInfo,
@@ -171,6 +172,7 @@ class Runtime(Service):
             self._workers.start(),
             *(h.ready.remote() for h in self._hosts),
         )
+        self._local.interceptors.add(FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL))
         await self._local.start()
         self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
@@ -232,6 +234,11 @@ class Runtime(Service):
                 continue
             if purged:
                 _log.debug("purged %d expired KV entries", purged)
+
+    def _webhook_stats_of(
+        self, namespace: str, flow_id: str, trigger_id: str
+    ) -> TriggerStats | None:
+        return self._webhook_stats.get(f"{namespace}.{flow_id}/{trigger_id}")
 
     # ---- flows ----
 
@@ -489,8 +496,10 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
-            self._switched_off
+        if (
+            trigger is None
+            or flow.disabled
+            or (flow.namespace, flow.id, trigger.id) in (self._switched_off)
         ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
@@ -512,11 +521,8 @@ class Runtime(Service):
             stats.created += 1
             return trigger, execution
 
-        def first_task(started: dt.datetime) -> None:
-            stats.observe_first_task(started.timestamp() - received)
-
         result = await self.local.create(
-            flow, trigger.inputs, trigger=variables, labels=labels, on_first_task=first_task
+            flow, trigger.inputs, trigger=variables, labels=labels, event_at=received
         )
         stats.observe_created(time.time() - received)
         stats.created += 1
