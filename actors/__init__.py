@@ -17,6 +17,7 @@ from ._interceptors import (
     FirstTaskLatency,
     Interceptor,
     Interceptors,
+    opentelemetry_interceptor,
 )
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
 from ._listener_host import (
@@ -144,6 +145,7 @@ __all__ = [
     "listener_host_class",
     "new_id",
     "next_tick",
+    "opentelemetry_interceptor",
     "remote_call",
     "run_task",
     "task_worker_class",

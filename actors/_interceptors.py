@@ -231,3 +231,23 @@ class FirstTaskLatency(Interceptor):
         """Forget an execution that ended before any task ran on a worker."""
         self._pending.pop(input.execution_id, None)
         next(input)
+
+
+def opentelemetry_interceptor(
+    endpoint: str | None = None, tracer_provider: Any | None = None
+) -> Interceptor:
+    """An interceptor that traces executions with OpenTelemetry (the ``otel`` extra).
+
+    Args:
+        endpoint: An OTLP/HTTP traces URL to export to (``http://host:4318/v1/traces``).
+        tracer_provider: A provider to use instead (tests give one with an in-memory
+            exporter); the global provider when neither is given.
+
+    Raises:
+        ImportError: ``opentelemetry-sdk`` is not installed (``pip install kestrel-flow[otel]``).
+    """
+    from ._otel import OpenTelemetryInterceptor, otlp_tracer_provider
+
+    if tracer_provider is None and endpoint:
+        tracer_provider = otlp_tracer_provider(endpoint)
+    return OpenTelemetryInterceptor(tracer_provider)

@@ -40,6 +40,7 @@ from actors import (
     host_index,
     listener_host_class,
     new_id,
+    opentelemetry_interceptor,
     remote_call,
 )
 from flows import (
@@ -146,12 +147,15 @@ class Runtime(Service):
                 min_actors=self.settings.execution_actors,
                 max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
                 name_prefix=f"{self._prefix}-exec",
+                tracing=self.settings.otel_endpoint,
             ),
         )
         host_cls = listener_host_class()
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
-            host_cls.options(name=name).remote(dsn, name, warm_workers=1)
+            host_cls.options(name=name).remote(
+                dsn, name, warm_workers=1, tracing=self.settings.otel_endpoint
+            )
             for name in self._host_names
         ]
         # Webhook executions run here: history written behind through its own store (a
@@ -173,6 +177,8 @@ class Runtime(Service):
             *(h.ready.remote() for h in self._hosts),
         )
         self._local.interceptors.add(FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL))
+        if self.settings.otel_endpoint:
+            self._local.interceptors.add(opentelemetry_interceptor(self.settings.otel_endpoint))
         await self._local.start()
         self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
