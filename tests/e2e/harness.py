@@ -71,8 +71,13 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
-    """Save `source`, start a listener host actor that deploys it, and keep it alive."""
+async def deployed(
+    dsn: str, source: str, *, host_dsn: str | None = None
+) -> AsyncIterator[Deployment]:
+    """Save `source`, start a listener host actor that deploys it, and keep it alive.
+
+    ``host_dsn``: where the host reaches the store (e.g. through a proxy a test cuts).
+    """
     flow = parse_flow(source)
     async with Store(dsn) as store:
         await store.save_flow(flow.namespace, flow.id, source)
@@ -80,7 +85,7 @@ async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
         host = (
             listener_host_class()
             .options(name=name)
-            .remote(dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
+            .remote(host_dsn or dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
         )
         await host.ready.remote()
         deployment = Deployment(store, host, flow.namespace, flow.id)
