@@ -615,7 +615,7 @@ class Runtime(Service):
     async def triggers(self) -> list[TriggerInfo]:
         """The status of every deployed trigger (webhooks too: the API serves those)."""
         found: list[list[TriggerInfo]] = await asyncio.gather(
-            *(h.triggers.remote() for h in self._hosts)
+            *(remote_call(h.triggers.remote()) for h in self._hosts)
         )
         return [info for infos in found for info in infos] + await self._webhooks()
 
@@ -683,7 +683,7 @@ class Runtime(Service):
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
         found: list[dict[str, list[float]]] = await asyncio.gather(
-            *(h.latencies.remote(kind) for h in self._hosts)
+            *(remote_call(h.latencies.remote(kind)) for h in self._hosts)
         )
         merged: dict[str, list[float]] = {}
         for one in found:
