@@ -9,6 +9,16 @@ from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
 from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
+from ._interceptors import (
+    AttemptFinished,
+    AttemptStarted,
+    ExecutionCreated,
+    ExecutionEnded,
+    FirstTaskLatency,
+    Interceptor,
+    Interceptors,
+    opentelemetry_interceptor,
+)
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
 from ._listener_host import (
     CORE_LISTENERS,
@@ -80,6 +90,8 @@ __all__ = [
     "TRIGGER_LEASE",
     "ActorLoad",
     "Attempt",
+    "AttemptFinished",
+    "AttemptStarted",
     "Backoff",
     "CreateResult",
     "DeadLetter",
@@ -87,18 +99,23 @@ __all__ = [
     "EmbeddedPostgres",
     "Execution",
     "ExecutionActor",
+    "ExecutionCreated",
     "ExecutionDetail",
+    "ExecutionEnded",
     "ExecutionPool",
     "ExecutionRun",
     "ExecutionService",
     "ExecutionState",
     "ExecutionSummary",
+    "FirstTaskLatency",
     "FlowChange",
     "FlowChanges",
     "FlowRevision",
     "FlowSaveResult",
     "FlowTriggerListener",
     "InProcessDispatcher",
+    "Interceptor",
+    "Interceptors",
     "KVEntry",
     "KVType",
     "Lease",
@@ -145,6 +162,7 @@ __all__ = [
     "listener_host_class",
     "new_id",
     "next_tick",
+    "opentelemetry_interceptor",
     "owner_actor",
     "owner_actor_name",
     "remote_call",

@@ -15,20 +15,32 @@ from typing import Any
 
 import ray
 
-from flows import Flow, FlowTrigger, KestrelError, Listener, Schedule, Service, Trigger
+from flows import (
+    Flow,
+    FlowTrigger,
+    KestrelError,
+    Listener,
+    RealtimeTrigger,
+    Schedule,
+    Service,
+    Trigger,
+)
 
 from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
+from ._interceptors import FirstTaskLatency
 from ._schedule import ScheduleListener
 from ._service import ExecutionService
 from ._store import new_id
 from ._trigger_lease import DEFAULT_TRIGGER_LEASE_S, LeasedRunner
 from ._triggers import (
+    TRIGGER_LABEL,
     Backoff,
     ListenerFactory,
     RunnerContext,
     TriggerInfo,
     TriggerRunner,
+    TriggerStats,
     TriggerStatus,
     default_listener_factory,
 )
@@ -63,6 +75,8 @@ class TriggerHost(Service):
             several gateways on one database run it once (see `LeasedRunner`); None runs
             every trigger deployed here without a lease.
         owner: This host's lease owner name (unique per process).
+        slots: Which of a trigger's ``parallelism`` listeners (slots) run here; all of
+            them by default.
     """
 
     def __init__(
@@ -73,6 +87,7 @@ class TriggerHost(Service):
         *,
         lease_ttl_s: float | None = None,
         owner: str | None = None,
+        slots: Callable[[Flow, Trigger], list[int]] | None = None,
     ) -> None:
         super().__init__()
         self._service = service
@@ -80,10 +95,17 @@ class TriggerHost(Service):
         self._backoff = backoff
         self._lease_ttl_s = lease_ttl_s
         self._owner = owner or f"trigger-host-{new_id()}"
+        self._slots = slots or _all_slots
         self._runners: dict[tuple[str, str, str], LeasedRunner] = {}
         # Triggers a user switched off (``PUT /triggers/...``): shown, not run.
         self._switched_off: dict[tuple[str, str, str], TriggerInfo] = {}
         self._lock = asyncio.Lock()
+        service.interceptors.add(FirstTaskLatency(self._stats_of, TRIGGER_LABEL))
+
+    def _stats_of(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerStats | None:
+        leased = self._runners.get((namespace, flow_id, trigger_id))
+        runner = None if leased is None else leased.runner
+        return None if runner is None else runner.stats
 
     async def _start(self) -> None:
         return None
@@ -96,7 +118,12 @@ class TriggerHost(Service):
     def _factory(self, trigger: Trigger) -> ListenerFactory:
         return self._factories.get(trigger.type, default_listener_factory)
 
-    def _runner_maker(self, flow: Flow, trigger: Trigger) -> Callable[[], TriggerRunner]:
+    def _runner_maker(
+        self, flow: Flow, trigger: Trigger, slot: int = 0
+    ) -> Callable[[], TriggerRunner]:
+        if slot and isinstance(trigger, RealtimeTrigger):
+            trigger = trigger.for_slot(slot, flow.namespace, flow.id)
+
         def make() -> TriggerRunner:
             return TriggerRunner(
                 flow, trigger, self._service, self._factory(trigger), self._backoff
@@ -127,26 +154,31 @@ class TriggerHost(Service):
             self._forget_switched_off(flow.namespace, flow.id)
             for key in switched_off:
                 trigger = wanted.pop(key[2], None)
-                if trigger is not None:
+                if trigger is not None and 0 in self._slots(flow, trigger):
                     self._switched_off[key] = switched_off_info(flow, trigger)
+            slots = {
+                slot_key(flow.namespace, flow.id, trigger.id, slot): (trigger, slot)
+                for trigger in wanted.values()
+                for slot in self._slots(flow, trigger)
+            }
             stale = [
                 key
                 for key, runner in self._runners.items()
                 if key[:2] == (flow.namespace, flow.id)
-                and (key[2] not in wanted or runner.flow.revision != flow.revision)
+                and (key not in slots or runner.flow.revision != flow.revision)
             ]
             await asyncio.gather(*(self._runners.pop(key).stop() for key in stale))
-            for trigger_id, trigger in wanted.items():
-                key = (flow.namespace, flow.id, trigger_id)
+            for key, (trigger, slot) in slots.items():
                 if key in self._runners:
                     continue
                 runner = LeasedRunner(
                     flow,
                     trigger,
-                    self._runner_maker(flow, trigger),
+                    self._runner_maker(flow, trigger, slot),
                     self._service.store,
                     self._owner,
                     self._lease_ttl_s,
+                    slot=slot,
                 )
                 await runner.start()
                 self._runners[key] = runner
@@ -185,6 +217,20 @@ class TriggerHost(Service):
         if kind == "first_task":
             return {r.name: list(r.stats.first_task_latency_s) for r in running}
         return {r.name: list(r.stats.created_latency_s) for r in running}
+
+
+def _all_slots(flow: Flow, trigger: Trigger) -> list[int]:
+    return list(range(parallelism(trigger)))
+
+
+def parallelism(trigger: Trigger) -> int:
+    """How many listeners a trigger runs at once (``parallelism``; 1 for most)."""
+    return int(getattr(trigger, "parallelism", 1))
+
+
+def slot_key(namespace: str, flow_id: str, trigger_id: str, slot: int) -> tuple[str, str, str]:
+    """A host's key for one listener of a trigger: the trigger's id, ``#slot`` after 0."""
+    return (namespace, flow_id, trigger_id if slot == 0 else f"{trigger_id}#{slot}")
 
 
 def switched_off_info(flow: Flow, trigger: Trigger) -> TriggerInfo:
@@ -253,7 +299,13 @@ class ListenerHost(ExecutionActor):
             # Stable across restarts: a host Ray restarts takes its triggers back at
             # once (the epoch goes up, so the dead incarnation is fenced all the same).
             owner=f"{name}-triggers",
+            slots=self._slots_here,
         )
+
+    def _slots_here(self, flow: Flow, trigger: Trigger) -> list[int]:
+        """Slot ``s`` of a trigger runs on host ``(host_index(flow) + s) % count``."""
+        first = host_index(flow.namespace, flow.id, self._count)
+        return [s for s in range(parallelism(trigger)) if (first + s) % self._count == self._index]
 
     async def _open(self) -> None:
         await super()._open()
@@ -263,8 +315,9 @@ class ListenerHost(ExecutionActor):
     async def _redeploy(self) -> None:
         """Deploy the stored flows this host is responsible for (after any (re)start)."""
         for revision in await self._store.list_flows():
-            if host_index(revision.namespace, revision.flow_id, self._count) != self._index:
-                continue
+            primary = host_index(revision.namespace, revision.flow_id, self._count) == self._index
+            if not primary and "parallelism" not in revision.source:
+                continue  # parse only the flows that may have a listener here
             try:
                 flow = await self._service.flow(
                     revision.namespace, revision.flow_id, revision.revision
@@ -274,7 +327,8 @@ class ListenerHost(ExecutionActor):
                     "flow %s.%s does not load: %s", revision.namespace, revision.flow_id, exc
                 )
                 continue
-            await self._host.deploy(flow)
+            if primary or any(self._slots_here(flow, t) for t in flow.triggers):
+                await self._host.deploy(flow)
 
     async def _triggers(self) -> TriggerHost:
         await self._ensure()

@@ -23,6 +23,7 @@ import ray
 
 from flows import Service, State, StoreError
 
+from ._autoscale import CapacityRequest
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
 from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
@@ -46,6 +47,9 @@ class PoolOptions:
             (0: every attempt is a Ray task, which may start worker processes under load).
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
+        tracing: An OTLP/HTTP traces URL the actors export OpenTelemetry spans to.
+        autoscale: At its largest and still saturated, ask Ray's autoscaler for one CPU
+            per running execution (`CapacityRequest`); withdraw it when not saturated.
     """
 
     min_actors: int = 1
@@ -57,6 +61,8 @@ class PoolOptions:
     warm_workers: int = 1
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
+    tracing: str | None = None
+    autoscale: bool = True
 
 
 @dataclass
@@ -85,6 +91,8 @@ class ExecutionPool(Service):
         self._growing: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
         self._drain_s = 0.0
+        self.capacity = CapacityRequest()
+        """The standing request to Ray's autoscaler."""
 
     # ---- lifecycle ----
 
@@ -106,9 +114,11 @@ class ExecutionPool(Service):
             await asyncio.gather(self._growing, return_exceptions=True)
         members, self._members = self._members, []
         await asyncio.gather(*(self._retire(m) for m in members), return_exceptions=True)
+        await self.capacity.ask(0)
 
     async def _add(self) -> _Member:
-        name = f"{self.options.name_prefix}-{next(self._serial)}"
+        serial = next(self._serial)
+        name = f"{self.options.name_prefix}-{serial}"
         actor_cls = execution_actor_class(**self.options.actor_options)
         handle = actor_cls.options(name=name, get_if_exists=True).remote(
             self._store.dsn,
@@ -116,6 +126,7 @@ class ExecutionPool(Service):
             lease_ttl_s=self.options.lease_ttl_s,
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
+            tracing=self.options.tracing,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
         member = _Member(name, handle)
@@ -279,8 +290,12 @@ class ExecutionPool(Service):
             if load.running or member.in_flight:
                 member.idle_since = now
         total = sum(m.load for m in self._members)
-        if total >= self.options.target_load * len(self._members) * 0.8:
+        saturated = total >= self.options.target_load * len(self._members) * 0.8
+        if saturated:
             self._grow_soon()
+        if self.options.autoscale:
+            largest = len(self._members) >= self.options.max_actors
+            await self.capacity.ask(total if saturated and largest else 0)
         extra = [
             m
             for m in self._members

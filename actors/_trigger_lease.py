@@ -54,6 +54,7 @@ class LeasedRunner(Service):
         owner: This host's lease owner name.
         ttl_s: The lease's time to live; None runs the trigger without a lease (one
             host only: tests and ``kestrel run``).
+        slot: Which of the trigger's ``parallelism`` listeners this is (its own lease).
     """
 
     def __init__(
@@ -64,6 +65,8 @@ class LeasedRunner(Service):
         store: Store,
         owner: str,
         ttl_s: float | None,
+        *,
+        slot: int = 0,
     ) -> None:
         super().__init__()
         self.flow = flow
@@ -76,13 +79,15 @@ class LeasedRunner(Service):
         self._ttl = None if ttl_s is None else dt.timedelta(seconds=ttl_s)
         self._lease: Lease | None = None
         self._task: asyncio.Task[None] | None = None
+        self.slot = slot
         self.takeovers = 0
         """How many times this owner took the lease."""
 
     @property
     def key(self) -> str:
-        """The trigger's lease key."""
-        return trigger_lease_key(self.flow.namespace, self.flow.id, self.trigger.id)
+        """The lease key of this listener of the trigger (``#slot`` after the first)."""
+        key = trigger_lease_key(self.flow.namespace, self.flow.id, self.trigger.id)
+        return key if self.slot == 0 else f"{key}#{self.slot}"
 
     async def _start(self) -> None:
         if self._ttl is None:

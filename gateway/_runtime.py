@@ -31,6 +31,7 @@ from actors import (
     Execution,
     ExecutionPool,
     ExecutionService,
+    FirstTaskLatency,
     FlowChange,
     FlowChanges,
     PoolOptions,
@@ -43,6 +44,7 @@ from actors import (
     host_index,
     listener_host_class,
     new_id,
+    opentelemetry_interceptor,
     owner_actor,
     remote_call,
 )
@@ -175,6 +177,7 @@ class Runtime(Service):
                 name_prefix=f"{self._prefix}-exec",
                 # Reachable by name from the other servers on this cluster.
                 actor_options={"namespace": RAY_NAMESPACE},
+                tracing=self.settings.otel_endpoint,
             ),
         )
         host_cls = listener_host_class()
@@ -187,6 +190,7 @@ class Runtime(Service):
                 count=len(self._host_names),
                 trigger_lease_s=self.settings.trigger_lease_s,
                 warm_workers=1,
+                tracing=self.settings.otel_endpoint,
             )
             for index, name in enumerate(self._host_names)
         ]
@@ -208,6 +212,9 @@ class Runtime(Service):
             self._workers.start(),
             *(h.ready.remote() for h in self._hosts),
         )
+        self._local.interceptors.add(FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL))
+        if self.settings.otel_endpoint:
+            self._local.interceptors.add(opentelemetry_interceptor(self.settings.otel_endpoint))
         await self._local.start()
         # Flows other servers on this database change reach us by LISTEN/NOTIFY.
         self._changes = FlowChanges(dsn, self._on_flow_change)
@@ -275,6 +282,11 @@ class Runtime(Service):
             if purged:
                 _log.debug("purged %d expired KV entries", purged)
 
+    def _webhook_stats_of(
+        self, namespace: str, flow_id: str, trigger_id: str
+    ) -> TriggerStats | None:
+        return self._webhook_stats.get(f"{namespace}.{flow_id}/{trigger_id}")
+
     # ---- flows ----
 
     def _host_for(self, namespace: str, flow_id: str) -> Any:
@@ -312,8 +324,19 @@ class Runtime(Service):
         return flow, saved.changed
 
     async def _deploy_triggers(self, flow: Flow) -> None:
-        host = self._host_for(flow.namespace, flow.id)
-        await remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
+        # Every host: each runs the listeners (slots) of the flow's triggers that fall to
+        # it (its primary host, the next ones for `parallelism`) and stops the others.
+        await asyncio.gather(
+            *(
+                remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
+                for host in self._hosts
+            )
+        )
+
+    async def _undeploy_triggers(self, namespace: str, flow_id: str) -> None:
+        await asyncio.gather(
+            *(remote_call(host.undeploy.remote(namespace, flow_id)) for host in self._hosts)
+        )
 
     async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
@@ -340,8 +363,7 @@ class Runtime(Service):
             self._current.pop((namespace, flow_id), None)
             if not deleted:
                 raise NotFoundError(f"flow {namespace}.{flow_id} not found")
-            host = self._host_for(namespace, flow_id)
-            await remote_call(host.undeploy.remote(namespace, flow_id))
+            await self._undeploy_triggers(namespace, flow_id)
             await self._tell_peers(namespace, flow_id)
         _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
 
@@ -367,12 +389,10 @@ class Runtime(Service):
             for namespace, flow_id in sorted(keys):
                 self._flow_writes += 1
                 self._current.pop((namespace, flow_id), None)
-                host = self._host_for(namespace, flow_id)
                 if await self.store.get_flow(namespace, flow_id) is None:
-                    await remote_call(host.undeploy.remote(namespace, flow_id))
+                    await self._undeploy_triggers(namespace, flow_id)
                     continue
-                flow = await self.flow(namespace, flow_id)
-                await remote_call(host.deploy.remote(namespace, flow_id, flow.revision))
+                await self._deploy_triggers(await self.flow(namespace, flow_id))
         _log.info("flows changed by another server: %s", ", ".join(f"{n}.{f}" for n, f in keys))
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
@@ -641,11 +661,8 @@ class Runtime(Service):
             stats.created += 1
             return trigger, execution
 
-        def first_task(started: dt.datetime) -> None:
-            stats.observe_first_task(started.timestamp() - received)
-
         result = await self.local.create(
-            flow, trigger.inputs, trigger=variables, labels=labels, on_first_task=first_task
+            flow, trigger.inputs, trigger=variables, labels=labels, event_at=received
         )
         stats.observe_created(time.time() - received)
         stats.created += 1
@@ -660,7 +677,7 @@ class Runtime(Service):
     async def triggers(self) -> list[TriggerInfo]:
         """The status of every deployed trigger (webhooks too: the API serves those)."""
         found: list[list[TriggerInfo]] = await asyncio.gather(
-            *(h.triggers.remote() for h in self._hosts)
+            *(remote_call(h.triggers.remote()) for h in self._hosts)
         )
         return [info for infos in found for info in infos] + await self._webhooks()
 
@@ -729,7 +746,7 @@ class Runtime(Service):
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
         found: list[dict[str, list[float]]] = await asyncio.gather(
-            *(h.latencies.remote(kind) for h in self._hosts)
+            *(remote_call(h.latencies.remote(kind)) for h in self._hosts)
         )
         merged: dict[str, list[float]] = {}
         for one in found:

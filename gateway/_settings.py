@@ -47,6 +47,8 @@ class Settings(BaseSettings):
         trigger_lease_s: TTL of the trigger leases: with several servers on one
             database, each trigger runs on one of them, and a dead server's triggers
             move to a live one within about ``4/3`` of this (see docs/architecture.md).
+        otel_endpoint: An OTLP/HTTP traces URL (``http://127.0.0.1:4318/v1/traces``):
+            trace every execution with OpenTelemetry (needs the ``otel`` extra).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     sync_interval_s: float = Field(default=0.25, gt=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
     trigger_lease_s: float = Field(default=10.0, gt=0)
+    otel_endpoint: str | None = None
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

@@ -151,6 +151,12 @@ class KafkaRealtimeTrigger(RealtimeTrigger):
             return value.replace(tzinfo=UTC)
         return value
 
+    def parallel_problem(self) -> str | None:
+        """Group members split the partitions; manual partitions would be read N times."""
+        if self.partitions is None:
+            return None
+        return "parallelism > 1 needs the consumer group: drop 'partitions'"
+
     @model_validator(mode="after")
     def _consistent(self) -> KafkaRealtimeTrigger:
         problems: list[tuple[str, str, Any]] = []

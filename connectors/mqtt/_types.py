@@ -206,6 +206,21 @@ class MqttRealtimeTrigger(RealtimeTrigger):
         expiry = self.session_expiry_interval or DEFAULT_SESSION_EXPIRY
         return min(int(expiry.total_seconds()), _V5_NEVER_EXPIRES)
 
+    def for_slot(self, slot: int, namespace: str, flow_id: str) -> MqttRealtimeTrigger:
+        """Listener `slot` > 0 gets its own client id (one id per connected client)."""
+        if slot == 0:
+            return self
+        from ._listener import default_client_id
+
+        base = self.client_id or default_client_id(namespace, flow_id, self.id)
+        return self.model_copy(update={"client_id": f"{base}-{slot}"})
+
+    def parallel_problem(self) -> str | None:
+        """Listeners share MQTT messages only through shared subscriptions (MQTT 5)."""
+        if all(t.startswith("$share/") for t in self.topics):
+            return None
+        return "parallelism > 1 on MQTT needs shared subscriptions: topic $share/<group>/<filter>"
+
     @model_validator(mode="after")
     def _consistent(self) -> MqttRealtimeTrigger:
         problems = _connection_problems(self.server, self.crt, self.username, self.password)

@@ -257,6 +257,12 @@ class NatsRealtimeTrigger(RealtimeTrigger):
         refuse(self, problems)
         return self
 
+    def parallel_problem(self) -> str | None:
+        """Core NATS shares messages between listeners only in a queue group."""
+        if self.jetstream or self.queue_group is not None:
+            return None
+        return "parallelism > 1 on core NATS needs a queueGroup (or JetStream)"
+
     def _start_problems(self) -> Problems:
         policy = self.deliver_policy
         if self.since is not None and "deliver_policy" not in self.model_fields_set:

@@ -190,6 +190,10 @@ class PostgresRealtimeTrigger(RealtimeTrigger):
 
         return NotifyListener(self, ctx)
 
+    def parallel_problem(self) -> str | None:
+        """A Postgres trigger keeps one cursor (and NOTIFY reaches every listener)."""
+        return "a Postgres trigger runs one listener: parallelism must be 1"
+
     @model_validator(mode="after")
     def _consistent(self) -> PostgresRealtimeTrigger:
         problems = _url_problems(self.url)

@@ -173,7 +173,9 @@ async def test_two_gateways_share_flows_executions_and_triggers(
         try:
             source = stream_flow(namespace, stream, nats_url)
             assert (await b.post("/api/v1/flows", content=source, headers=YAML)).status_code == 201
-            assert await _b_status(b, namespace) == "RUNNING"
+            await eventually(
+                lambda: _b_status_is(b, namespace, "RUNNING"), within=10, what="B runs it"
+            )
             await eventually(
                 lambda: _status_is(runtime_a, namespace, TriggerStatus.STANDBY),
                 within=10,
@@ -239,6 +241,10 @@ async def _b_status(b: httpx.AsyncClient, namespace: str) -> str | None:
         t["status"] for t in found if t["namespace"] == namespace and t["triggerId"] == "orders"
     ]
     return mine[0] if mine else None
+
+
+async def _b_status_is(b: httpx.AsyncClient, namespace: str, status: str) -> bool:
+    return await _b_status(b, namespace) == status
 
 
 async def _all_done(runtime: Runtime, namespace: str, count: int) -> list[Any] | None:
