@@ -493,3 +493,17 @@ async def test_gantt_of_a_thousand_task_runs(
     await page.get_by_role("tab", name="Logs").click()
     await expect(page.get_by_role("log")).to_contain_text("item 999")
     await shot(page, tmp_path, "gantt-1000")
+
+
+async def test_pause_a_running_execution_then_resume_it(
+    page: Page, api: httpx.AsyncClient, namespace: str
+) -> None:
+    await deploy(api, sleepy_flow(namespace, sleep="PT3S"))  # time to click Pause
+    started = await api.post(f"/api/v1/executions/{namespace}/sleepy", json={})
+    await page.goto(f"/ui/executions/{started.json()['id']}")
+    await expect(page.locator("h1 .badge")).to_have_text("RUNNING")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("h1 .badge")).to_have_text("PAUSED")
+    await page.locator(".resume-panel").get_by_role("button", name="Resume").click()
+    await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
+    await expect(page.locator('.gantt-row[data-state="SUCCESS"]')).to_have_count(3)
