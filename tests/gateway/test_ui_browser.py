@@ -186,7 +186,8 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     # The flows list: the namespace tree and the search find it.
     await page.goto("/ui/flows")
     await page.get_by_label("search flows").fill("greeter")
-    await expect(page.locator(f'tr[data-flow="{namespace}/greeter"]')).to_contain_text("3")
+    listed = page.locator(f'tr[data-flow="{namespace}/greeter"]')
+    await expect(listed).to_contain_text("3")  # the revision
     await page.goto(f"/ui/flows/{namespace}/greeter")
 
     # Topology: every task and the start/end are drawn.
@@ -246,6 +247,10 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
         "SUCCESS"
     )
     await shot(page, tmp_path, "executions")
+    await page.goto("/ui/flows")
+    await page.get_by_role("button", name=namespace.split(".")[0]).click()
+    await expect(listed.locator(".badge")).to_have_text("SUCCESS")  # its last execution
+    await page.goto(f"/ui/executions?namespace={namespace}")
     # Bulk: select all, replay them all.
     await page.get_by_label("select all").check()
     await page.get_by_role("button", name="Replay").click()

@@ -156,6 +156,7 @@ export interface FlowSummary {
   triggers: Array<{ id: string; type: string }>;
   updated: string;
   errors?: Problem[] | null;
+  lastExecutionState?: string | null;
 }
 export interface Problem {
   file: string;
