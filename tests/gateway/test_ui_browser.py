@@ -190,8 +190,13 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await expect(listed).to_contain_text("3")  # the revision
     await page.goto(f"/ui/flows/{namespace}/greeter")
 
-    # Topology: every task and the start/end are drawn.
+    # Topology: every task and the start/end are drawn, from the editor's text as it is
+    # (an unsaved task shows at once).
+    await expect(page.locator(".cm-content")).to_contain_text("message: bye")
+    unsaved = greeter(namespace) + "  - id: extra\n    type: core.Log\n    message: more\n"
+    await editor_text(page, unsaved)
     await page.get_by_role("tab", name="Topology").click()
+    await expect(page.locator('[data-node="extra"]')).to_be_visible()
     for node in ("hello", "both", "both/short-nap", "both/long-nap", "warn", "bye", "__end"):
         await expect(page.locator(f'[data-node="{node}"]')).to_be_visible()
 

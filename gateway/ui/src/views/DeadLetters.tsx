@@ -26,19 +26,20 @@ export function DeadLetters() {
   const params = new URLSearchParams(useSearch());
   const [namespace, setNamespace] = useState(params.get("namespace") ?? "");
   const [flowId, setFlowId] = useState(params.get("flowId") ?? "");
+  const [source, setSource] = useState(params.get("source") ?? "");
   const [letters, setLetters] = useState<DeadLetter[]>([]);
   const [open, setOpen] = useState<string | null>(null);
   const [redriven, setRedriven] = useState<Record<string, Execution>>({});
   const [error, setError] = useState<unknown>();
   const load = async () => {
     try {
-      const page = await get<Page<DeadLetter>>(`/deadletters${query({ namespace, flowId })}`);
+      const page = await get<Page<DeadLetter>>(`/deadletters${query({ namespace, flowId, source })}`);
       setLetters(page.results);
     } catch (e) {
       setError(e);
     }
   };
-  usePoll(load, 2000, [namespace, flowId]);
+  usePoll(load, 2000, [namespace, flowId, source]);
   const redrive = async (letter: DeadLetter) => {
     try {
       setError(undefined);
@@ -62,6 +63,7 @@ export function DeadLetters() {
       <div className="filters">
         <input placeholder="namespace" aria-label="namespace" value={namespace} onChange={(e) => setNamespace(e.target.value)} />
         <input placeholder="flow id" aria-label="flow id" value={flowId} onChange={(e) => setFlowId(e.target.value)} />
+        <input placeholder="source (exact)" aria-label="source" value={source} onChange={(e) => setSource(e.target.value)} />
       </div>
       <ErrorNote error={error} />
       <table className="grid">
