@@ -197,6 +197,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await editor_text(page, unsaved)
     await page.get_by_role("tab", name="Topology").click()
     await expect(page.locator('[data-node="extra"]')).to_be_visible()
+    await shot(page, tmp_path, "topology")
     for node in ("hello", "both", "both/short-nap", "both/long-nap", "warn", "bye", "__end"):
         await expect(page.locator(f'[data-node="{node}"]')).to_be_visible()
 
@@ -207,6 +208,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await expect(page.locator('[data-field="times"] .field-error')).to_have_text(
         "must be a whole number"
     )
+    await shot(page, tmp_path, "run-form")
     await page.get_by_label("times").fill("3")
     await page.get_by_label("name").fill("Ada")
     await page.get_by_role("button", name="Execute").click()
@@ -255,6 +257,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await page.goto("/ui/flows")
     await page.get_by_role("button", name=namespace.split(".")[0]).click()
     await expect(listed.locator(".badge")).to_have_text("SUCCESS")  # its last execution
+    await shot(page, tmp_path, "flows")
     await page.goto(f"/ui/executions?namespace={namespace}")
     # Bulk: select all, replay them all.
     await page.get_by_label("select all").check()
