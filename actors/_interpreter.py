@@ -822,7 +822,8 @@ class ExecutionRun:
             attempt=number,
             namespace=self.flow.namespace,
             flow_id=self.flow.id,
-            variables=context,
+            # The run-local helpers (bound methods) stay here: the invocation is pickled.
+            variables={k: v for k, v in context.items() if k not in (ERROR_LOGS, KV_LOOKUP)},
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
