@@ -397,6 +397,8 @@ async def test_poison_message_dead_letter_redriven_after_fixing_the_flow(
     await letter.get_by_role("button", name="Re-drive").click()
     link = page.get_by_test_id("redriven")
     await expect(link).to_be_visible()
+    await page.reload()  # kept by the server: still marked after a reload
+    await expect(link).to_contain_text("re-driven")
     await link.click()
     await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
     await page.get_by_role("tab", name="Logs").click()

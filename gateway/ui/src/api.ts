@@ -233,6 +233,7 @@ export interface DeadLetter {
   createdDate?: string | null;
   payload: string;
   payloadPreview: string;
+  redrivenExecutionId?: string | null;
 }
 export interface KVKey {
   key: string;

@@ -29,7 +29,6 @@ export function DeadLetters() {
   const [source, setSource] = useState(params.get("source") ?? "");
   const [letters, setLetters] = useState<DeadLetter[]>([]);
   const [open, setOpen] = useState<string | null>(null);
-  const [redriven, setRedriven] = useState<Record<string, Execution>>({});
   const [error, setError] = useState<unknown>();
   const load = async () => {
     try {
@@ -43,8 +42,8 @@ export function DeadLetters() {
   const redrive = async (letter: DeadLetter) => {
     try {
       setError(undefined);
-      const execution = await request<Execution>("POST", `/deadletters/${letter.id}/redrive`);
-      setRedriven((r) => ({ ...r, [letter.id]: execution }));
+      await request<Execution>("POST", `/deadletters/${letter.id}/redrive`);
+      await load();
     } catch (e) {
       setError(e);
     }
@@ -92,9 +91,9 @@ export function DeadLetters() {
                   <button onClick={() => setOpen(open === l.id ? null : l.id)}>Payload</button>
                   <button onClick={() => redrive(l)}>Re-drive</button>
                   <button onClick={() => remove(l)}>Delete</button>
-                  {redriven[l.id] && (
-                    <Link href={`/executions/${redriven[l.id].id}`} data-testid="redriven">
-                      execution {redriven[l.id].id}
+                  {l.redrivenExecutionId && (
+                    <Link href={`/executions/${l.redrivenExecutionId}`} data-testid="redriven">
+                      re-driven: execution {l.redrivenExecutionId}
                     </Link>
                   )}
                 </td>
