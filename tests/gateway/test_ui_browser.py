@@ -233,6 +233,10 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await page.get_by_label("log level").select_option("")
     await page.get_by_role("tab", name="Gantt").click()
     await page.locator('.gantt-label:text-is("bye")').click()
+    details = page.get_by_test_id("task-run")
+    await expect(details).to_contain_text("Task run bye")
+    await expect(details.locator("tbody tr")).to_have_count(1)  # one attempt
+    await details.get_by_role("button", name="Logs of this task").click()
     await expect(logs.locator(".log-line")).to_have_count(1)
     await expect(logs).to_contain_text("bye")
 

@@ -149,6 +149,7 @@ export function ExecutionDetail({ id }: { id: string }) {
       navigate(`/executions/${created.id}`);
     });
   const state = execution.state.current;
+  const selectedRun = execution.taskRunList?.find((r) => r.id === taskFilter) ?? null;
   const subflows = (execution.taskRunList ?? []).filter((r) => typeof r.outputs?.executionId === "string");
   return (
     <section className="execution">
@@ -199,16 +200,54 @@ export function ExecutionDetail({ id }: { id: string }) {
       {state === "PAUSED" && <ResumePanel execution={execution} onDone={refollow} />}
       <Tabs tabs={["Gantt", "Logs", "Inputs & outputs", "Trigger", "History"]} value={tab} onChange={setTab} />
       {tab === "Gantt" && (
-        <Gantt
-          runs={execution.taskRunList ?? []}
-          now={live ? now : Date.now()}
-          selected={taskFilter}
-          onSelect={(runId) => {
-            setTaskFilter(runId);
-            setTab("Logs");
-          }}
-          onReplay={TERMINAL.has(state) ? (runId) => replay(runId) : undefined}
-        />
+        <>
+          <Gantt
+            runs={execution.taskRunList ?? []}
+            now={live ? now : Date.now()}
+            selected={taskFilter}
+            onSelect={setTaskFilter}
+            onReplay={TERMINAL.has(state) ? (runId) => replay(runId) : undefined}
+          />
+          {selectedRun && (
+            <div className="panel task-run" data-testid="task-run">
+              <h3>
+                Task run {selectedRun.taskId}
+                {selectedRun.value ? ` [${selectedRun.value}]` : ""} <StateBadge state={selectedRun.state.current} />{" "}
+                <button className="small" onClick={() => setTab("Logs")}>
+                  Logs of this task
+                </button>
+              </h3>
+              <table className="grid">
+                <thead>
+                  <tr>
+                    <th>Attempt</th>
+                    <th>State</th>
+                    <th>Started</th>
+                    <th>Duration</th>
+                    <th>Worker</th>
+                    <th>Error</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {selectedRun.attempts.map((a) => (
+                    <tr key={a.number}>
+                      <td>{a.number}</td>
+                      <td>
+                        <StateBadge state={a.state.current} />
+                      </td>
+                      <td>{formatDate(a.state.startDate)}</td>
+                      <td>{a.state.duration ?? ""}</td>
+                      <td>{a.worker ?? ""}</td>
+                      <td>{a.error ? <JsonView value={a.error} open={false} /> : ""}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+              <h4>Outputs</h4>
+              <JsonView value={selectedRun.outputs ?? {}} />
+            </div>
+          )}
+        </>
       )}
       {tab === "Logs" && (
         <div className="logs-view">
