@@ -1,7 +1,7 @@
 """The flow language: models, YAML loading, validation, expressions and the type registry."""
 
 from ._checks import check_flow, referenced_outputs
-from ._conditions import Condition, condition_holds
+from ._conditions import Condition, condition_holds, event_conditions_hold
 from ._dsn import redact_dsn
 from ._durations import Duration, format_duration, parse_duration
 from ._errors import (
@@ -213,6 +213,7 @@ __all__ = [
     "declaration_problems",
     "default_secret_lookup",
     "environment_variables",
+    "event_conditions_hold",
     "expand_cron",
     "find_task",
     "flow_json_schema",

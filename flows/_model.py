@@ -303,6 +303,9 @@ TaskRef = Annotated[Task, _TaskRef]
 """A field type: any registered task, chosen by its ``type``."""
 
 
+_CONDITIONED = frozenset({"trigger.Flow", "trigger.Webhook", "trigger.Schedule"})
+
+
 class Trigger(KestrelModel):
     """Properties every trigger has."""
 
@@ -322,6 +325,14 @@ class Trigger(KestrelModel):
     @classmethod
     def _canonical_type(cls, value: str) -> str:
         return cls.type_name or value
+
+    @model_validator(mode="after")
+    def _conditions_apply(self) -> Trigger:
+        if self.conditions and self.type_name not in _CONDITIONED:
+            raise ValueError(
+                f"conditions are evaluated on {', '.join(sorted(_CONDITIONED))} triggers only"
+            )
+        return self
 
     @classmethod
     def __get_pydantic_json_schema__(

@@ -43,6 +43,7 @@ from actors import (
 )
 from flows import (
     ConflictError,
+    ExpressionEngine,
     Flow,
     Input,
     NotFoundError,
@@ -51,6 +52,8 @@ from flows import (
     Service,
     State,
     Webhook,
+    build_context,
+    event_conditions_hold,
     input_to_json,
     parse_flow,
     parse_inputs,
@@ -61,6 +64,8 @@ from flows import (
 from ._settings import Settings
 
 _log = logging.getLogger("kestrel.runtime")
+_CONDITIONS_ENGINE = ExpressionEngine()
+"""Evaluates webhook trigger conditions (the request is data in its context)."""
 
 SHUTDOWN_DRAIN_S = 30.0
 """Seconds a stopping server lets running executions end, all hosts together."""
@@ -561,14 +566,23 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
-            self._switched_off
+        if (
+            trigger is None
+            or flow.disabled
+            or (flow.namespace, flow.id, trigger.id) in (self._switched_off)
         ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
         stats.events += 1
         stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
+        if trigger.conditions and not event_conditions_hold(
+            trigger.conditions,
+            _CONDITIONS_ENGINE,
+            build_context(flow=flow, trigger=variables, envs={}),
+            dt.datetime.fromtimestamp(received, dt.UTC),
+        ):
+            raise NotFoundError("webhook conditions not met: no execution created")
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
             # Busy: the elastic pool takes the overflow (one more actor hop).

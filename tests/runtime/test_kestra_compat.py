@@ -260,3 +260,34 @@ tasks:
     )
     assert (await run_text(text)).state is State.SUCCESS
     assert (await run_text(text, inputs={"mode": "CANCEL"})).state is State.CANCELLED
+
+
+def test_schedule_conditions_decide_each_tick() -> None:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from actors._schedule import ScheduleListener
+    from flows import parse_flow
+
+    flow = parse_flow(
+        HEAD
+        + f"""
+tasks:
+  - {{id: t, type: {K}.log.Log, message: m}}
+triggers:
+  - id: weekdays
+    type: {K}.trigger.Schedule
+    cron: "0 9 * * *"
+    conditions:
+      - type: {K}.condition.Not
+        conditions: [{{type: {K}.condition.Weekend}}]
+      - type: {K}.condition.Expression
+        expression: "{{{{ trigger.date is defined and flow.id == 'f' }}}}"
+"""
+    )
+    ctx = SimpleNamespace(flow_id="f", namespace="tests.kestra")
+    listener = ScheduleListener(flow.triggers[0], ctx)  # type: ignore[arg-type]
+    monday = dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC)
+    saturday = dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)
+    assert listener._conditions_hold(monday, None)
+    assert not listener._conditions_hold(saturday, None)
