@@ -207,12 +207,12 @@ class ExecutionRun:
         history = state.execution.state_history
         self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
-        self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
-        self._waitfor_children = frozenset(
-            c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
-        )
+        self._task_types: dict[str, str] = flow.derived("task_types", _task_types)
+        self._waitfor_children: frozenset[str] = flow.derived("waitfor", _waitfor_children)
         self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
-        self._kv_namespaces = _kv_namespaces(flow) if self._options.kv_snapshot else ()
+        self._kv_namespaces = (
+            flow.derived("kv_namespaces", _kv_namespaces) if self._options.kv_snapshot else ()
+        )
         self._kv: dict[str, dict[str, Any]] = {}
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
@@ -1173,6 +1173,16 @@ def _json_list(text: str, task_id: str) -> list[Any]:
 
 
 _KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
+
+
+def _task_types(flow: Flow) -> dict[str, str]:
+    return {t.id: t.type for _, t in walk_tasks(flow)}
+
+
+def _waitfor_children(flow: Flow) -> frozenset[str]:
+    return frozenset(
+        c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
+    )
 
 
 def _kv_namespaces(flow: Flow) -> tuple[str, ...]:
