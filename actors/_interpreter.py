@@ -94,6 +94,9 @@ class Recorder(Protocol):
     def log(self, line: LogLine) -> None:
         """A log line (already masked)."""
 
+    def labels(self, labels: Mapping[str, str]) -> None:
+        """Labels merged into the execution's (execution.Labels, SLA labels)."""
+
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
     ) -> None:
@@ -332,7 +335,10 @@ class ExecutionRun:
             if held:
                 continue
             labels = sla.labels if isinstance(sla.labels, dict) else {}
-            self.state.execution.labels.update({str(k): _text(v) for k, v in labels.items()})
+            if labels:
+                added = {str(k): _text(v) for k, v in labels.items()}
+                self.state.execution.labels.update(added)
+                self._rec.labels(added)
             self._log(None, "WARN", f"SLA '{sla.id}' violated: {sla.assert_}")
             if sla.behavior == "FAIL":
                 return State.FAILED
@@ -876,7 +882,9 @@ class ExecutionRun:
         for key in value:
             if str(key).startswith("system."):
                 raise TaskError(f"label '{key}' is reserved by the system", retriable=False)
-        self.state.execution.labels.update({str(k): _text(v) for k, v in value.items()})
+        added = {str(k): _text(v) for k, v in value.items()}
+        self.state.execution.labels.update(added)
+        self._rec.labels(added)
 
     def _fetch_size(self, task: Fetch) -> int:
         floor = _LEVELS.index(task.level.value)

@@ -94,3 +94,23 @@ async def test_kv_function_reads_the_store_in_templates(service: ExecutionServic
     assert found is not None
     read = next(d for d in found.task_runs if d.task_run.task_id == "read")
     assert read.outputs == {"value": "Ada|none"}
+
+
+LABELS = """
+id: labelled
+namespace: tests.kestra
+labels: {team: data}
+tasks:
+  - id: tag
+    type: io.kestra.plugin.core.execution.Labels
+    labels: {stage: "{{ 'done' }}"}
+"""
+
+
+async def test_labels_task_writes_the_execution_labels(service: ExecutionService) -> None:
+    flow = await service.deploy(LABELS)
+    created = await service.create(flow, {})
+    assert (await service.wait(created.execution.id, within=20)).state is State.SUCCESS
+    stored = await service.store.get_execution(created.execution.id)
+    assert stored is not None
+    assert stored.labels.get("stage") == "done"
