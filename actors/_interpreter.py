@@ -65,6 +65,7 @@ from flows import (
 )
 
 from ._failure import TaskFailure
+from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
@@ -106,6 +107,10 @@ class Recorder(Protocol):
         """Return once everything recorded so far is durable."""
 
 
+INLINE_WORKER = "inline"
+"""`TaskOutcome.worker` of trivial tasks (Log, Return) run in the execution's process."""
+
+
 class Dispatcher(Protocol):
     """Runs a runnable task attempt somewhere (a Ray task, a warm worker)."""
 
@@ -140,13 +145,11 @@ class RunOptions:
         new_execution: Starts a new execution of the flow after a delay (seconds) with the
             given extra labels: retry ``behavior: CREATE_NEW_EXECUTION``. Without it, such
             a policy is not applied and the execution ends FAILED.
-        on_first_task: Told when the first runnable task's body started (latency metrics).
     """
 
     restart: bool = False
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
-    on_first_task: Callable[[dt.datetime], None] | None = None
     globals: Mapping[str, Any] | None = None
     new_execution: Callable[[float, dict[str, str]], None] | None = None
     kv_snapshot: Callable[[str], Awaitable[dict[str, Any]]] | None = None
@@ -178,6 +181,7 @@ class ExecutionRun:
         engine: The expression engine (shared per process).
         subflows: Starts child executions; None refuses `flow.Subflow`.
         options: Restart mode, DSN for KV, envs.
+        interceptors: Told when attempts start and finish (see `Interceptors`).
     """
 
     def __init__(
@@ -190,6 +194,7 @@ class ExecutionRun:
         *,
         subflows: SubflowLauncher | None = None,
         options: RunOptions | None = None,
+        interceptors: Interceptors | None = None,
     ) -> None:
         self.flow = flow
         self.state = state
@@ -198,6 +203,7 @@ class ExecutionRun:
         self._engine = engine
         self._subflows = subflows
         self._options = options or RunOptions()
+        self._interceptors = interceptors
         self._killed = False
         self._cancelled = False
         self._resume_events: dict[str, asyncio.Event] = {}
@@ -739,6 +745,9 @@ class ExecutionRun:
         attempt = Attempt(number=number, state=State.RUNNING, started_at=started)
         run.attempts.append(attempt)
         self._rec.attempt(run, attempt)
+        hooks = self._interceptors
+        if hooks is not None and hooks.wants("attempt_started"):
+            hooks.attempt_started(AttemptStarted(self.id, run.id, task.id, number))
         try:
             outcome = await self._execute(task, run, scope, number)
         except asyncio.CancelledError:
@@ -777,6 +786,10 @@ class ExecutionRun:
         )
         run.attempts[-1] = ended
         self._rec.attempt(run, ended)
+        if hooks is not None and hooks.wants("attempt_finished"):
+            on_worker = outcome.worker is not None and outcome.worker != INLINE_WORKER
+            finished = AttemptFinished(self.id, run.id, task.id, number, outcome, on_worker)
+            hooks.attempt_finished(finished)
         return outcome
 
     async def _execute(
@@ -819,11 +832,7 @@ class ExecutionRun:
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
-        outcome = await self._dispatch.run(invocation)
-        notify, self._options.on_first_task = self._options.on_first_task, None
-        if notify is not None and outcome.started_at is not None:
-            notify(outcome.started_at)
-        return outcome
+        return await self._dispatch.run(invocation)
 
     def _inline(
         self,
@@ -863,7 +872,7 @@ class ExecutionRun:
             outputs=outputs,
             logs=logs,
             error=None,
-            worker="inline",
+            worker=INLINE_WORKER,
             node=None,
             started_at=started,
             ended_at=utcnow(),

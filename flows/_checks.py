@@ -45,6 +45,8 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
     for path, task in tasks:
         if isinstance(task, Dag):
             _check_dag(path, task, report)
+        if isinstance(task, Pause):
+            _check_on_resume(path, task, report)
     for index, spec in enumerate(flow.inputs):
         for message in declaration_problems(spec):
             report(("inputs", index), f"input '{spec.id}': {message}")
@@ -54,6 +56,13 @@ def check_flow(flow: Flow, doc: PositionedDocument | None = None) -> list[Proble
         for message in template_problems(text, seen, inputs):
             report(path, message)
     return out
+
+
+def _check_on_resume(path: Path, pause: Pause, report: Report) -> None:
+    """``onResume`` inputs are declared (and checked) like flow inputs."""
+    for index, spec in enumerate(pause.on_resume):
+        for message in declaration_problems(spec):
+            report((*path, "onResume", index), f"input '{spec.id}': {message}")
 
 
 def _check_kestra_rules(flow: Flow, tasks: list[tuple[Path, Task]], report: Report) -> None:
