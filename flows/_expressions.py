@@ -28,7 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from . import _expression_functions as fn
 from . import _pebble_functions as pf
 from ._errors import ExpressionError
-from ._pebble import LOOKUP, PebbleParser, pebble_source, safe_lookup
+from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
 
 if TYPE_CHECKING:
     from ._model import Flow
@@ -486,7 +486,7 @@ def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
 _GLOBAL_NAMES = frozenset(
     {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
      "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
-     *pf.GLOBALS, LOOKUP}
+     *pf.GLOBALS, LOOKUP, HAS}
 )  # fmt: skip
 
 
@@ -543,6 +543,7 @@ class ExpressionEngine:
         )
         env.globals.update(pf.GLOBALS)
         env.globals[LOOKUP] = safe_lookup
+        env.globals[HAS] = has_path
         env.filters.update(fn.FILTERS)
         env.filters.update(pf.FILTERS)
         env.tests.update(fn.TESTS)

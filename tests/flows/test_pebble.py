@@ -85,3 +85,13 @@ def test_print_context_and_current_each_output(engine: ExpressionEngine) -> None
     )
     assert '"inputs": {"a": 1}' in engine.render("{{ printContext() }}", context)
     assert engine.evaluate("{{ currentEachOutput(outputs.t).value }}", context) == "in-y"
+
+
+def test_defined_and_null_tests_on_missing_paths_do_not_fail(engine: ExpressionEngine) -> None:
+    context = build_context(inputs={"a": None}, outputs={"t": {"v": 1}}, envs={})
+    assert engine.evaluate("{{ outputs.missing.value is defined }}", context) is False
+    assert engine.evaluate("{{ outputs.missing.value is not defined }}", context) is True
+    assert engine.evaluate("{{ outputs.t.v is defined }}", context) is True
+    assert engine.evaluate("{{ inputs.a is defined }}", context) is True  # null is defined
+    assert engine.evaluate("{{ outputs.missing.value is null }}", context) is True
+    assert engine.evaluate("{{ outputs.t.v is not null }}", context) is True
