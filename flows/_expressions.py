@@ -376,6 +376,21 @@ def _is_plain_lookup(node: nodes.Node) -> bool:
     return False
 
 
+def _texts(value: Any) -> set[str]:
+    """Every string inside a value (mappings and lists, recursively)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
 def _has_markup(text: str) -> bool:
     return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
 
@@ -552,13 +567,29 @@ class ExpressionEngine:
 
     @pass_context
     def _render_function(self, context: Context, value: Any, recursive: bool = True) -> Any:
-        """Kestra's ``render(x)``: render a flow-provided template held in a variable.
+        """Kestra's ``render(x)``: render a template the flow keeps in its ``vars``.
 
-        Only text that came from the flow (``vars``, task properties) should be passed;
-        the sandbox applies as everywhere. ``recursive`` re-renders up to 10 times.
+        Only text found among the flow's variables is rendered: trigger payloads, inputs
+        and outputs are data and stay data, whatever they contain. ``recursive``
+        re-renders (up to 10 times) while the result is again one of the flow's variables.
+
+        Raises:
+            ExpressionError: `value` is text that is not one of the flow's variables.
         """
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _has_markup(value):
             return value
+        authored = _texts(context.get("vars"))
+        if value not in authored:
+            raise ExpressionError(
+                "render() renders the flow's own variables only; event data, inputs and "
+                "outputs are never templates"
+            )
+        variables = context.get_all()
+        for _ in range(10 if recursive else 1):
+            value = self._env.from_string(value).render(variables)
+            if value not in authored or not _has_markup(value):
+                break  # only the flow's own text is rendered again, never data
+        return value
         variables = context.get_all()
         for _ in range(10 if recursive else 1):
             if not _has_markup(value):

@@ -76,6 +76,24 @@ def test_render_function_renders_flow_variables(engine: ExpressionEngine) -> Non
     assert engine.render("{{ render(vars.greeting) }}", context) == "hi Ada"
 
 
+def test_render_function_never_renders_event_data_or_inputs(engine: ExpressionEngine) -> None:
+    context = build_context(
+        inputs={"evil": "{{ 7 * 7 }}"}, trigger={"body": "{{ 6 * 7 }}"}, envs={}
+    )
+    for source in ("{{ render(trigger.body) }}", "{{ render(inputs.evil) }}"):
+        with pytest.raises(ExpressionError, match="never templates"):
+            engine.render(source, context)
+    assert engine.render("{{ render('plain text') }}", context) == "plain text"
+    chained = build_context(
+        variables={"a": "{{ vars.b }}", "b": "{{ trigger.body }}"},
+        trigger={"body": "{{ 6 * 7 }}"},
+        envs={},
+    )
+    # vars.a renders to vars.b's text (flow-authored: rendered again) and then to the
+    # payload's text, which is data: it is not rendered.
+    assert engine.render("{{ render(vars.a) }}", chained) == "{{ 6 * 7 }}"
+
+
 def test_print_context_and_current_each_output(engine: ExpressionEngine) -> None:
     context = build_context(
         inputs={"a": 1},
