@@ -514,6 +514,9 @@ class ExecutionService(Service):
         """Create (or find, when resumed) the child execution of a Subflow task run."""
         flow = await self.flow(task.namespace, task.flow_id, task.revision)
         labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
+        # Kestra's correlation id: every execution of a subflow chain carries the root's id.
+        root = parent.state.execution
+        labels["system.correlationId"] = root.labels.get("system.correlationId", root.id)
         try:
             result = await self.create(
                 flow,

@@ -43,6 +43,11 @@ async def test_subflow_outputs_are_rendered_in_the_child_and_flow_id_is_template
     assert found is not None
     use = next(d for d in found.task_runs if d.task_run.task_id == "use")
     assert use.outputs == {"value": "made it"}
+    call = next(d for d in found.task_runs if d.task_run.task_id == "call")
+    assert call.outputs is not None
+    child = await service.store.get_execution(call.outputs["executionId"])
+    assert child is not None
+    assert child.labels["system.correlationId"] == created.execution.id
 
 
 FLAKY = f"""
