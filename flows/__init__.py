@@ -30,6 +30,7 @@ from ._expressions import (
     build_context,
     default_secret_lookup,
     environment_variables,
+    global_variables,
     is_truthy,
     mask_secrets,
 )
@@ -219,6 +220,7 @@ __all__ = [
     "flow_json_schema",
     "format_duration",
     "format_path",
+    "global_variables",
     "input_to_json",
     "inputs_from_json",
     "is_truthy",

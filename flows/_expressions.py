@@ -10,6 +10,7 @@ import base64
 import binascii
 import difflib
 import functools
+import json
 import os
 import re
 import threading
@@ -43,6 +44,7 @@ __all__ = [
     "build_context",
     "default_secret_lookup",
     "environment_variables",
+    "global_variables",
     "is_truthy",
     "mask_secrets",
 ]
@@ -188,6 +190,24 @@ _TASKRUN_FIELDS = {
 def environment_variables() -> dict[str, str]:
     """Kestra's ``envs``: process env vars named ``ENV_*``, prefix stripped, keys lower-cased."""
     return {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_") and len(k) > 4}
+
+
+def global_variables() -> dict[str, Any]:
+    """Kestra's ``globals``: the JSON object in env var ``KESTREL_GLOBALS`` (empty without).
+
+    Raises:
+        ExpressionError: ``KESTREL_GLOBALS`` is not a JSON object.
+    """
+    raw = os.environ.get("KESTREL_GLOBALS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ExpressionError(f"KESTREL_GLOBALS is not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ExpressionError("KESTREL_GLOBALS must be a JSON object")
+    return value
 
 
 def build_context(

@@ -113,3 +113,15 @@ def test_defined_and_null_tests_on_missing_paths_do_not_fail(engine: ExpressionE
     assert engine.evaluate("{{ inputs.a is defined }}", context) is True  # null is defined
     assert engine.evaluate("{{ outputs.missing.value is null }}", context) is True
     assert engine.evaluate("{{ outputs.t.v is not null }}", context) is True
+
+
+def test_globals_come_from_kestrel_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows import global_variables
+
+    monkeypatch.setenv("KESTREL_GLOBALS", '{"region": "eu", "limits": {"n": 3}}')
+    assert global_variables() == {"region": "eu", "limits": {"n": 3}}
+    monkeypatch.setenv("KESTREL_GLOBALS", "[1]")
+    with pytest.raises(ExpressionError, match="JSON object"):
+        global_variables()
+    monkeypatch.delenv("KESTREL_GLOBALS")
+    assert global_variables() == {}
