@@ -291,3 +291,24 @@ triggers:
     saturday = dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)
     assert listener._conditions_hold(monday, None)
     assert not listener._conditions_hold(saturday, None)
+
+
+async def test_retry_on_a_flowable_reruns_its_failed_children() -> None:
+    ran = await run_text(
+        HEAD
+        + f"""
+tasks:
+  - id: block
+    type: {K}.flow.Sequential
+    retry: {{type: constant, interval: PT0.01S, maxAttempt: 3}}
+    tasks:
+      - {{id: fine, type: {K}.log.Log, message: once}}
+      - {{id: child, type: {K}.execution.Fail}}
+"""
+    )
+    assert ran.state is State.FAILED
+    runs = {r.task_id: r for r in ran.run.state.task_runs.values()}
+    assert len(runs["block"].attempts) == 3
+    child_runs = [e for e in runs["child"].history if e.state is State.RUNNING]
+    assert len(child_runs) == 3  # run again by each retry of its parent
+    assert ran.messages().count("once") == 1  # the child that succeeded is kept
