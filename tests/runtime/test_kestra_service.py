@@ -119,3 +119,27 @@ async def test_labels_task_writes_the_execution_labels(service: ExecutionService
     stored = await service.store.get_execution(created.execution.id)
     assert stored is not None
     assert stored.labels.get("stage") == "done"
+
+
+STATE = """
+id: stateful
+namespace: tests.kestra
+tasks:
+  - {id: set, type: io.kestra.plugin.core.state.Set, name: counts, data: {seen: "1"}}
+  - {id: more, type: io.kestra.plugin.core.state.Set, name: counts, data: {other: "2"}}
+  - {id: get, type: io.kestra.plugin.core.state.Get, name: counts}
+  - {id: delete, type: io.kestra.plugin.core.state.Delete, name: counts}
+  - {id: again, type: io.kestra.plugin.core.state.Get, name: counts}
+"""
+
+
+async def test_state_store_tasks_keep_a_document_per_flow(service: ExecutionService) -> None:
+    flow = await service.deploy(STATE)
+    created = await service.create(flow, {})
+    assert (await service.wait(created.execution.id, within=20)).state is State.SUCCESS
+    found = await service.store.execution_detail(created.execution.id)
+    assert found is not None
+    outputs = {d.task_run.task_id: d.outputs for d in found.task_runs}
+    assert outputs["get"] == {"count": 2, "data": {"seen": "1", "other": "2"}}
+    assert outputs["delete"] == {"deleted": True}
+    assert outputs["again"] == {"count": 0, "data": {}}
