@@ -1,9 +1,10 @@
 import { useEffect, useMemo, useState } from "react";
 import { Link, useLocation } from "wouter";
-import { follow, get, query, request, type Execution, type FlowJson, type InputSpec, type LogLine } from "../api";
+import { follow, get, query, request, type Execution, type LogLine } from "../api";
 import { ErrorNote, JsonView, StateBadge, Tabs } from "../components/common";
 import { Gantt } from "../components/Gantt";
-import { InputsForm } from "../components/InputsForm";
+import { ResumePanel } from "../components/ResumePanel";
+import { TaskRunPanel } from "../components/TaskRunPanel";
 import { formatDate, TERMINAL } from "../lib/format";
 
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
@@ -65,53 +66,6 @@ function useNow(live: boolean): number {
     return () => clearInterval(timer);
   }, [live]);
   return now;
-}
-
-function findTask(tasks: unknown, id: string): Record<string, unknown> | null {
-  if (!Array.isArray(tasks)) return null;
-  for (const t of tasks as Array<Record<string, unknown>>) {
-    if (t.id === id) return t;
-    for (const key of ["tasks", "then", "else", "errors", "finally"]) {
-      const found = findTask(t[key], id);
-      if (found) return found;
-    }
-  }
-  return null;
-}
-
-function ResumePanel({ execution, onDone }: { execution: Execution; onDone: () => void }) {
-  const [specs, setSpecs] = useState<InputSpec[] | null>(null);
-  const [error, setError] = useState<unknown>();
-  useEffect(() => {
-    const paused = execution.taskRunList?.find((r) => r.state.current === "PAUSED");
-    get<FlowJson>(`/flows/${execution.namespace}/${execution.flowId}${query({ revision: execution.flowRevision })}`)
-      .then((flow) => {
-        const task = paused ? findTask(flow.tasks, paused.taskId) : null;
-        setSpecs(((task?.onResume as InputSpec[] | undefined) ?? []) as InputSpec[]);
-      })
-      .catch(() => setSpecs([]));
-  }, [execution]);
-  if (specs === null) return null;
-  return (
-    <div className="panel resume-panel">
-      <h3>Resume</h3>
-      <InputsForm
-        specs={specs}
-        submitLabel="Resume"
-        onSubmit={async (values) => {
-          try {
-            await request("POST", `/executions/${execution.id}/resume`, values);
-            onDone();
-            return null;
-          } catch (e) {
-            setError(e);
-            throw e;
-          }
-        }}
-      />
-      <ErrorNote error={error} />
-    </div>
-  );
 }
 
 export function ExecutionDetail({ id }: { id: string }) {
@@ -208,45 +162,7 @@ export function ExecutionDetail({ id }: { id: string }) {
             onSelect={setTaskFilter}
             onReplay={TERMINAL.has(state) ? (runId) => replay(runId) : undefined}
           />
-          {selectedRun && (
-            <div className="panel task-run" data-testid="task-run">
-              <h3>
-                Task run {selectedRun.taskId}
-                {selectedRun.value ? ` [${selectedRun.value}]` : ""} <StateBadge state={selectedRun.state.current} />{" "}
-                <button className="small" onClick={() => setTab("Logs")}>
-                  Logs of this task
-                </button>
-              </h3>
-              <table className="grid">
-                <thead>
-                  <tr>
-                    <th>Attempt</th>
-                    <th>State</th>
-                    <th>Started</th>
-                    <th>Duration</th>
-                    <th>Worker</th>
-                    <th>Error</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {selectedRun.attempts.map((a) => (
-                    <tr key={a.number}>
-                      <td>{a.number}</td>
-                      <td>
-                        <StateBadge state={a.state.current} />
-                      </td>
-                      <td>{formatDate(a.state.startDate)}</td>
-                      <td>{a.state.duration ?? ""}</td>
-                      <td>{a.worker ?? ""}</td>
-                      <td>{a.error ? <JsonView value={a.error} open={false} /> : ""}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-              <h4>Outputs</h4>
-              <JsonView value={selectedRun.outputs ?? {}} />
-            </div>
-          )}
+          {selectedRun && <TaskRunPanel run={selectedRun} onLogs={() => setTab("Logs")} />}
         </>
       )}
       {tab === "Logs" && (
