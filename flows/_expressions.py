@@ -13,7 +13,7 @@ import functools
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Number
 from types import TracebackType
@@ -26,6 +26,7 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
+from . import _render_budget as _budget
 from ._errors import ExpressionError
 
 if TYPE_CHECKING:
@@ -278,7 +279,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     - ``*`` and ``**`` refuse results beyond `MAX_SEQUENCE` / `MAX_POWER_BITS`.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``__obj`` (sandboxed) unless it would build a string over the text budget."""
+        _budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed ``str.format``, refusing widths over the text budget."""
+        return _budget.guard_str_format(value, super().wrap_str_format(value))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
@@ -301,6 +311,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             _check_repeat(right, left)
         elif operator == "**":
             _check_power(left, right)
+        _budget.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -506,6 +517,7 @@ class ExpressionEngine:
             null=None,
         )
         env.filters.update(fn.FILTERS)
+        _budget.guard_filters(env.filters)
         env.tests.update(fn.TESTS)
         return env
 
@@ -580,7 +592,8 @@ class ExpressionEngine:
         if not _has_markup(template):
             return template
         try:
-            return self._template(template).render(context)
+            with _budget.rendering(template):
+                return _budget.check_output(self._template(template).render(context))
         except Exception as exc:
             raise self._error(exc, template, context, task, prop) from None
 
@@ -603,18 +616,22 @@ class ExpressionEngine:
         if not _has_markup(expression):
             return expression
         try:
-            native = self._native(expression)
-            if native is None:
-                return self._template(expression).render(context)
-            result = native.expression(context)
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            result = fn.materialize(result)
-            if not native.plain_lookup:
-                _fail_if_undefined(result)
-            return result
+            with _budget.rendering(expression):
+                return self._evaluate(expression, context)
         except Exception as exc:
             raise self._error(exc, expression, context, task, prop) from None
+
+    def _evaluate(self, expression: str, context: Mapping[str, Any]) -> Any:
+        native = self._native(expression)
+        if native is None:
+            return _budget.check_output(self._template(expression).render(context))
+        result = native.expression(context)
+        if isinstance(result, Undefined):
+            result._fail_with_undefined_error()
+        result = fn.materialize(result)
+        if not native.plain_lookup:
+            _fail_if_undefined(result)
+        return result
 
     def evaluate_condition(
         self, expression: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""
