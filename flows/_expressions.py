@@ -27,6 +27,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
 from . import _render_budget as _budget
+from . import _secret_guard
 from ._errors import ExpressionError
 
 if TYPE_CHECKING:
@@ -292,12 +293,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
+        _secret_guard.refuse_access(obj, f"the attribute {attribute!r}")
         if isinstance(obj, Mapping):
             try:
                 return obj[attribute]
             except (KeyError, TypeError):
                 pass
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """Read ``obj[argument]`` (sandboxed); never an item or slice of a secret."""
+        _secret_guard.refuse_access(obj, "an item or slice")
+        return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         """Refuse access to an unsafe attribute, immediately."""
@@ -518,6 +525,7 @@ class ExpressionEngine:
         )
         env.filters.update(fn.FILTERS)
         _budget.guard_filters(env.filters)
+        _secret_guard.guard(env.filters, env.globals)
         env.tests.update(fn.TESTS)
         return env
 

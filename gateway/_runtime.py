@@ -489,8 +489,10 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
-            self._switched_off
+        if (
+            trigger is None
+            or flow.disabled
+            or (flow.namespace, flow.id, trigger.id) in (self._switched_off)
         ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
