@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+from pathlib import Path
 from typing import Any
 
 import ray
+import ray.job_config
 
 from ._failure import TIMEOUT_ERROR
 from ._worker import (
@@ -58,22 +61,59 @@ async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True
         raise
 
 
+_AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+_AUTH_ON_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropTokenAuthNotice(logging.Filter):
+    """Drops Ray's warning that token auth is on (it is, and should be); keeps the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_AUTH_ON_NOTICE)
+
+
+def _quiet_token_auth_notice() -> None:
+    logger = logging.getLogger(_AUTH_SETUP_LOGGER)
+    if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenAuthNotice())
+
+
 def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray unless already connected: `address`, or a new local instance.
 
-    A local instance binds loopback only and has no dashboard.
+    A local instance binds loopback only, has no dashboard, and keeps Ray's token
+    authentication (Ray's default for a new instance), without Ray's warning about it.
     """
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            job_config=_job_config(),
+        )
     else:
+        _quiet_token_auth_notice()
         ray.init(
             address="local",
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
+            job_config=_job_config(),
         )
+
+
+def _job_config() -> ray.job_config.JobConfig:
+    """Workers find Kestrel's own packages whatever the driver's current directory holds.
+
+    Ray puts the driver's current directory on its workers' ``sys.path``. A user's
+    ``./flows`` folder of YAML files there is a namespace package named ``flows``, which
+    hides the real one when Kestrel is installed in editable mode (its import hook comes
+    after the path search). The folder holding Kestrel's packages on the path too makes the
+    real, regular package win.
+    """
+    return ray.job_config.JobConfig(_py_driver_sys_path=[str(Path(__file__).resolve().parents[1])])
 
 
 class RayTaskDispatcher:

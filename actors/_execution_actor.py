@@ -25,6 +25,7 @@ from flows import (
 )
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
+from ._interceptors import opentelemetry_interceptor
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
@@ -73,6 +74,8 @@ class ExecutionActor:
         colocate_tasks: Run runnable tasks without resources in this actor's own
             process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
+        tracing: An OTLP/HTTP traces URL: trace executions with OpenTelemetry (the
+            ``otel`` extra; see `opentelemetry_interceptor`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class ExecutionActor:
         warm_workers: int = 0,
         colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
+        tracing: str | None = None,
     ) -> None:
         self._name = name
         options = dict(store_options or {})
@@ -106,6 +110,8 @@ class ExecutionActor:
             recover_every=recover_every_s,
             history_store=self._history,
         )
+        if tracing:
+            self._service.interceptors.add(opentelemetry_interceptor(tracing))
         self._ready: asyncio.Task[None] | None = None
 
     async def _ensure(self) -> ExecutionService:
@@ -178,10 +184,20 @@ class ExecutionActor:
         service = await self._ensure()
         return service.kill(execution_id)
 
-    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
-        """Resume a paused execution running here."""
+    async def resume(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> bool:
+        """Resume a paused execution running here (with its `onResume` inputs)."""
         service = await self._ensure()
-        return service.resume(execution_id, task_run_id)
+        return service.resume(execution_id, task_run_id, inputs)
+
+    async def pause(self, execution_id: str) -> bool:
+        """Pause a RUNNING execution running here."""
+        service = await self._ensure()
+        return service.pause(execution_id)
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
         """Replay an execution from a task run; the new execution runs here."""

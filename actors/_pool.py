@@ -46,6 +46,7 @@ class PoolOptions:
             (0: every attempt is a Ray task, which may start worker processes under load).
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
+        tracing: An OTLP/HTTP traces URL the actors export OpenTelemetry spans to.
     """
 
     min_actors: int = 1
@@ -57,6 +58,7 @@ class PoolOptions:
     warm_workers: int = 1
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
+    tracing: str | None = None
 
 
 @dataclass
@@ -116,6 +118,7 @@ class ExecutionPool(Service):
             lease_ttl_s=self.options.lease_ttl_s,
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
+            tracing=self.options.tracing,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
         member = _Member(name, handle)
@@ -208,12 +211,17 @@ class ExecutionPool(Service):
         killed: bool = await remote_call(handle.kill.remote(execution_id))
         return killed
 
-    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
+    async def resume(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> bool:
         """Resume a paused execution wherever it runs in the pool."""
         handle = await self._owner_of(execution_id)
         if handle is None:
             return False
-        resumed: bool = await remote_call(handle.resume.remote(execution_id, task_run_id))
+        resumed: bool = await remote_call(handle.resume.remote(execution_id, task_run_id, inputs))
         return resumed
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:

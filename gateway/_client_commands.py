@@ -222,8 +222,22 @@ def _execution_kill(client: KestrelClient, args: argparse.Namespace, out: TextIO
     return _show(client.kill(args.id), args, out)
 
 
+def _resume_inputs(pairs: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ClientError(f"--input {pair!r}: expected NAME=VALUE")
+        inputs[name.strip()] = value
+    return inputs
+
+
 def _execution_resume(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    return _show(client.resume(args.id), args, out)
+    return _show(client.resume(args.id, _resume_inputs(args.input)), args, out)
+
+
+def _execution_pause(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
+    return _show(client.pause(args.id), args, out)
 
 
 # ---- triggers -------------------------------------------------------------------------
@@ -327,11 +341,15 @@ def add_client_commands(sub: Any) -> None:
         ("get", _execution_get, "an execution and its task runs"),
         ("restart", _execution_restart, "re-run the failed task runs of an ended execution"),
         ("kill", _execution_kill, "kill a running execution"),
+        ("pause", _execution_pause, "pause a running execution (no task starts until resumed)"),
         ("resume", _execution_resume, "resume a paused execution"),
     ):
         p = ex_sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("id", help="the execution id")
         p.set_defaults(func=_run(handler))
+    p.add_argument(  # resume: the Pause task's onResume inputs
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
+    )
     p = ex_sub.add_parser("logs", parents=[common], help="an execution's log lines")
     p.add_argument("id", help="the execution id")
     p.add_argument("--follow", "-f", action="store_true", help="stream until it ends")

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
 
     Attributes:
         db: ``postgresql://...``; None starts the embedded Postgres.
+        data_dir: Where the embedded Postgres keeps its data (``<data_dir>/postgres``) and
+            the generated API token is kept; None: the user's data directory.
+        keep_db: Leave the embedded Postgres running when the server stops.
         ray_address: A Ray cluster to join; None starts a local Ray.
         host: Interface to bind (loopback unless told otherwise).
         port: HTTP port.
@@ -31,8 +34,6 @@ class Settings(BaseSettings):
         api_token: Every endpoint but ``/health`` and webhooks needs ``Bearer <token>``.
             When not set, ``kestrel server`` uses the token it generated in `data_dir`.
         no_auth: Serve the API without a token (an explicit choice, logged at start).
-        data_dir: Where the generated API token is kept (``$KESTREL_DATA_DIR``, default
-            the user data dir).
         log_level: DEBUG, INFO, WARNING or ERROR.
         log_format: ``text`` or ``json``.
         execution_actors: Warm execution actors at start (the pool grows from there).
@@ -43,18 +44,21 @@ class Settings(BaseSettings):
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
         kv_purge_interval_s: How often expired KV entries are deleted.
+        otel_endpoint: An OTLP/HTTP traces URL (``http://127.0.0.1:4318/v1/traces``):
+            trace every execution with OpenTelemetry (needs the ``otel`` extra).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
 
     db: str | None = None
+    data_dir: Path | None = None
+    keep_db: bool = False
     ray_address: str | None = None
     host: str = LOOPBACK
     port: int = Field(default=8080, ge=0, le=65535)
     flows: Path | None = None
     api_token: str | None = None
     no_auth: bool = False
-    data_dir: Path | None = None
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     execution_actors: int = Field(default=1, ge=1)
@@ -64,6 +68,7 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
+    otel_endpoint: str | None = None
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

@@ -61,7 +61,9 @@ def _token(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from ._run import run_command  # imports Ray and the store: only for this command
 
-    return run_command(args.flow, args.input, args.db, args.ray_address, args.json)
+    return run_command(
+        args.flow, args.input, args.db, args.ray_address, args.json, data_dir=args.data_dir
+    )
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -74,6 +76,8 @@ def _server(args: argparse.Namespace) -> int:
 
     options = {
         "db": args.db,
+        "data_dir": args.data_dir,
+        "keep_db": args.keep_db or None,
         "ray_address": args.ray_address,
         "host": args.host,
         "port": args.port,
@@ -99,6 +103,16 @@ def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "server", help="run the server: runtime, flows-folder sync and the REST API"
     )
     server.add_argument("--db", help="postgresql://... (env KESTREL_DB; default: embedded)")
+    server.add_argument(
+        "--data-dir",
+        help="where the embedded Postgres keeps its data (env KESTREL_DATA_DIR; "
+        "default: the user's data directory)",
+    )
+    server.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="leave the embedded Postgres running after the server stops (env KESTREL_KEEP_DB)",
+    )
     server.add_argument(
         "--ray-address", help="Ray cluster to join (env KESTREL_RAY_ADDRESS; default: local)"
     )
@@ -145,7 +159,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
     )
-    run.add_argument("--db", default=None, help="postgresql://... (default: embedded Postgres)")
+    run.add_argument(
+        "--db", default=None, help="postgresql://... (default: a throwaway embedded Postgres)"
+    )
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep the run in the embedded Postgres of this data directory (as the server's "
+        "--data-dir) instead of a throwaway one",
+    )
     run.add_argument("--ray-address", default=None, help="Ray cluster (default: a local Ray)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.set_defaults(func=_run)
