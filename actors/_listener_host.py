@@ -15,8 +15,7 @@ from typing import Any
 
 import ray
 
-from flows import Flow, KestrelError, Listener, Service, Trigger
-from flows._triggers_core import FlowTrigger, Schedule
+from flows import Flow, FlowTrigger, KestrelError, Listener, Schedule, Service, Trigger
 
 from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
@@ -271,10 +270,12 @@ class ListenerHost(ExecutionActor):
         host = await self._triggers()
         return host.latencies(kind)
 
-    async def shutdown(self) -> None:
-        """Stop the listeners (unacked deliveries come again), then the executions."""
-        await self._host.stop()
-        await super().shutdown()
+    async def shutdown(self, drain_s: float = 0.0) -> None:
+        """Stop the listeners (unacked deliveries come again), then drain the executions."""
+        try:
+            await self._host.stop()
+        finally:
+            await super().shutdown(drain_s)
 
 
 def listener_host_class(**options: Any) -> Any:

@@ -22,6 +22,7 @@ from typing import Any
 from flows import (
     ConnectorError,
     Event,
+    ExpressionEngine,
     Flow,
     InputError,
     KestrelError,
@@ -29,9 +30,9 @@ from flows import (
     PoisonMessage,
     Service,
     Trigger,
+    build_context,
+    contains_template,
 )
-from flows._expressions import ExpressionEngine, build_context
-from flows._refuse import contains_template
 
 from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow

@@ -22,12 +22,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import ticks_between
-from actors._store._ids import new_id
-from flows import KestrelError
-from flows._triggers_core import Schedule
+from actors import new_id, ticks_between
+from flows import KestrelError, NotFoundError, Schedule
 
-from ._runtime import NotFoundError, Runtime
+from ._runtime import Runtime
 
 MAX_BACKFILL_TICKS = 10_000
 """The most ticks one backfill runs; a longer range is cut (and the answer says so)."""

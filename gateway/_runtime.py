@@ -32,35 +32,36 @@ from actors import (
     PoolOptions,
     Store,
     TriggerInfo,
+    TriggerStats,
     TriggerStatus,
     WorkerPoolDispatcher,
     ensure_ray,
+    host_index,
     listener_host_class,
+    new_id,
+    remote_call,
 )
-from actors._listener_host import host_index
-from actors._store._ids import new_id
-from actors._store._store import redact_dsn
-from actors._triggers import TriggerStats
 from flows import (
+    ConflictError,
     Flow,
+    NotFoundError,
+    NotStartedError,
     Service,
     State,
-    StoreError,
+    Webhook,
     parse_flow,
+    redact_dsn,
 )
-from flows._triggers_core import Webhook
 
 from ._settings import Settings
 
 _log = logging.getLogger("kestrel.runtime")
 
+SHUTDOWN_DRAIN_S = 30.0
+"""Seconds a stopping server lets running executions end, all hosts together."""
 
-class NotFoundError(StoreError):
-    """A flow, execution, trigger or key that does not exist (HTTP 404)."""
-
-
-class ConflictError(StoreError):
-    """A request that does not fit the current state (HTTP 409)."""
+RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
+"""The states an execution may be restarted from (as in Kestra)."""
 
 
 class Runtime(Service):
@@ -96,6 +97,7 @@ class Runtime(Service):
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
+        self._purging: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
 
@@ -103,21 +105,21 @@ class Runtime(Service):
     def store(self) -> Store:
         """The started store."""
         if self._store is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._store
 
     @property
     def pool(self) -> ExecutionPool:
         """The execution pool."""
         if self._pool is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._pool
 
     @property
     def local(self) -> ExecutionService:
         """The execution service of this process (it runs the webhook executions)."""
         if self._local is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._local
 
     async def _start(self) -> None:
@@ -170,6 +172,7 @@ class Runtime(Service):
             *(h.ready.remote() for h in self._hosts),
         )
         await self._local.start()
+        self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
             "%d execution actor(s), %d listener host(s) and %d webhook worker(s) warm",
             self._pool.size,
@@ -178,26 +181,57 @@ class Runtime(Service):
         )
 
     async def _stop(self) -> None:
+        """Stop taking work, drain everything in parallel within one deadline, then close.
+
+        Listener hosts stop their listeners first (unacknowledged deliveries come again);
+        then the hosts, the pool actors and this process's webhook executions all drain
+        together for at most `SHUTDOWN_DRAIN_S`. Whatever still runs is cancelled (its
+        lease lapses; it is resumed on the next start). Stores are closed whatever failed.
+        """
         _log.info("stopping listeners, then draining executions")
-        for handle in self._hosts:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(handle.shutdown.remote(), 30)
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-        self._hosts = []
+        await _cancelled(self._purging)
+        self._purging = None
+        hosts, self._hosts = self._hosts, []
+        drains: list[Any] = [_shutdown_host(h, SHUTDOWN_DRAIN_S) for h in hosts]
         if self._local is not None:
-            await self._local.stop()  # its leases lapse: the pool resumes those executions
-        if self._workers is not None:
-            await self._workers.stop()
+            drains.append(self._local.drain(SHUTDOWN_DRAIN_S))
         if self._pool is not None:
-            await self._pool.stop()
-        if self._history is not None:
-            await self._history.stop()
-        if self._store is not None:
-            await self._store.stop()
-        if self._embedded is not None:
-            await self._embedded.stop()
+            drains.append(self._pool.shutdown(SHUTDOWN_DRAIN_S))
+        try:
+            results = await asyncio.gather(*drains, return_exceptions=True)
+            for failed in (r for r in results if isinstance(r, BaseException)):
+                _log.warning("draining failed: %r", failed)
+        finally:
+            for handle in hosts:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+            for part in (
+                self._local,  # cancels what did not end: its leases lapse
+                self._workers,
+                self._pool,
+                self._history,
+                self._store,
+                self._embedded,
+            ):
+                if part is None:
+                    continue
+                try:
+                    await part.stop()
+                except Exception as exc:
+                    _log.warning("stopping %s failed: %r", type(part).__name__, exc)
         _log.info("stopped")
+
+    async def _purge_loop(self) -> None:
+        """Delete expired KV entries every `kv_purge_interval_s` (reads ignore them anyway)."""
+        while True:
+            await asyncio.sleep(self.settings.kv_purge_interval_s)
+            try:
+                purged = await self.store.kv_purge_expired()
+            except Exception as exc:
+                _log.warning("purging expired KV entries failed: %s", exc)
+                continue
+            if purged:
+                _log.debug("purged %d expired KV entries", purged)
 
     # ---- flows ----
 
@@ -236,7 +270,7 @@ class Runtime(Service):
 
     async def _deploy_triggers(self, flow: Flow) -> None:
         host = self._host_for(flow.namespace, flow.id)
-        await host.deploy.remote(flow.namespace, flow.id, flow.revision)
+        await remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
 
     async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
@@ -263,7 +297,8 @@ class Runtime(Service):
             self._current.pop((namespace, flow_id), None)
             if not deleted:
                 raise NotFoundError(f"flow {namespace}.{flow_id} not found")
-            await self._host_for(namespace, flow_id).undeploy.remote(namespace, flow_id)
+            host = self._host_for(namespace, flow_id)
+            await remote_call(host.undeploy.remote(namespace, flow_id))
         _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
@@ -365,7 +400,7 @@ class Runtime(Service):
             handle = self.pool.handle_for_owner(lease.owner)
         if handle is None:
             return False
-        answer: bool = await getattr(handle, action).remote(execution_id)
+        answer: bool = await remote_call(getattr(handle, action).remote(execution_id))
         return answer
 
     async def kill(self, execution_id: str) -> Execution:
@@ -407,11 +442,14 @@ class Runtime(Service):
 
         Raises:
             NotFoundError: No such execution.
-            ConflictError: It has not ended.
+            ConflictError: It is not FAILED, KILLED or WARNING.
         """
         execution = await self.execution(execution_id)
-        if not execution.state.terminal:
-            raise ConflictError(f"execution {execution_id} is still {execution.state.value}")
+        if execution.state not in RESTARTABLE_STATES:
+            raise ConflictError(
+                f"execution {execution_id} is {execution.state.value}; only FAILED, KILLED "
+                "and WARNING executions restart"
+            )
         if not await self.pool.submit(execution_id, restart=True):
             raise ConflictError(f"execution {execution_id} is held by another owner")
         return await self.execution(execution_id)
@@ -423,10 +461,7 @@ class Runtime(Service):
             NotFoundError: No such execution or task run.
         """
         await self.execution(execution_id)
-        try:
-            new_id_ = await self.pool.replay(execution_id, task_run_id)
-        except StoreError as exc:
-            raise NotFoundError(str(exc)) from exc
+        new_id_ = await self.pool.replay(execution_id, task_run_id)
         return await self.execution(new_id_)
 
     # ---- webhooks, triggers ----
@@ -590,13 +625,9 @@ class Runtime(Service):
             InputError: Invalid inputs.
         """
         await self.flow(namespace, flow_id)
-        try:
-            ids: list[str] = await self.pool.backfill(
-                namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
-            )
-        except StoreError as exc:
-            raise NotFoundError(str(exc)) from exc
-        return ids
+        return await self.pool.backfill(
+            namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
+        )
 
 
 def _matching_webhook(
@@ -619,3 +650,13 @@ def _matching_webhook(
                 continue
         return trigger
     return None
+
+
+async def _shutdown_host(handle: Any, drain_s: float) -> None:
+    await asyncio.wait_for(handle.shutdown.remote(drain_s), drain_s + 10)
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

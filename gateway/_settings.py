@@ -38,6 +38,7 @@ class Settings(BaseSettings):
             this many at once (no actor hop); beyond that, and with 0, on the pool.
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
+        kv_purge_interval_s: How often expired KV entries are deleted.
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -56,6 +57,7 @@ class Settings(BaseSettings):
     webhook_executions: int = Field(default=200, ge=0)
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
+    kv_purge_interval_s: float = Field(default=60.0, gt=0)
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

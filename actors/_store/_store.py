@@ -21,7 +21,7 @@ from typing import Any
 
 import asyncpg
 
-from flows import Service, State, StoreError
+from flows import Service, State, StoreError, redact_dsn
 
 from . import _concurrency, _controls, _flows, _latest, _leases, _reads, _rows
 from ._batcher import Batcher
@@ -618,13 +618,3 @@ class Store(Service):
                 limit,
             )
         return [_rows.dead_letter(row) for row in rows]
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN without its password."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"

@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from flows import Flow, InputError, InputType, State
+from flows import Flow, InputError, InputType, NotFoundError, State
 
-from .._runtime import NotFoundError, Runtime
+from .._runtime import Runtime
 from ._bodies import parse_labels, read_inputs
 from ._deps import RuntimeDep
 from ._errors import ApiError

@@ -7,9 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from actors import FlowRevision
-from flows import Flow, FlowError, Problem, parse_flow, validate_flow_text
+from flows import (
+    ConflictError,
+    Flow,
+    FlowError,
+    NotFoundError,
+    Problem,
+    parse_flow,
+    validate_flow_text,
+)
 
-from .._runtime import ConflictError, NotFoundError, Runtime
+from .._runtime import Runtime
 from ._bodies import read_yaml
 from ._deps import RuntimeDep
 from ._models import (

@@ -11,9 +11,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from flows import FlowError, parse_flow
+from flows import FlowError, NotFoundError, parse_flow
 
-from .._runtime import NotFoundError
 from ._deps import RuntimeDep
 from ._models import ApiModel, ErrorBody, FlowSummary, flow_summary
 

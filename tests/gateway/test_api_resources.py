@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
-import time
 from typing import Any
 
 import httpx
@@ -45,8 +43,11 @@ async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
     short = await api.put(f"{base}/brief", json="soon gone", params={"ttl": "PT0.2S"})
     assert short.json()["expirationDate"] is not None
     assert (await api.get(f"{base}/brief")).status_code == 200
-    await asyncio.sleep(0.4)
-    assert (await api.get(f"{base}/brief")).status_code == 404
+
+    async def expired() -> bool:
+        return (await api.get(f"{base}/brief")).status_code == 404
+
+    await eventually(expired, within=10, what="the KV entry to expire")
 
     assert (await api.delete(f"{base}/answer")).status_code == 204
     gone = await api.get(f"{base}/answer")
@@ -71,15 +72,13 @@ async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
 
 async def test_triggers_and_backfill(api: httpx.AsyncClient, namespace: str) -> None:
     await deploy(api, schedule_flow(namespace))
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def running() -> dict[str, Any] | None:
         found = (await api.get("/api/v1/triggers")).json()
         mine = [t for t in found["results"] if t["namespace"] == namespace]
-        if mine and mine[0]["status"] == "RUNNING":
-            break
-        assert time.monotonic() < deadline, mine
-        await asyncio.sleep(0.1)
-    trigger = mine[0]
+        return mine[0] if mine and mine[0]["status"] == "RUNNING" else None
+
+    trigger = await eventually(running, within=10, what="the trigger to run", interval=0.1)
     assert trigger["flowId"] == "scheduled" and trigger["triggerId"] == "every"
     assert trigger["type"] == "trigger.Schedule" and trigger["revision"] == 1
     assert {"events", "executionsCreated", "duplicates", "deadLetters", "reconnects"} <= set(
@@ -157,15 +156,15 @@ async def test_dead_letters(
 async def test_metrics(api: httpx.AsyncClient, namespace: str) -> None:
     await deploy(api, schedule_flow(namespace, "fast", cron="*/1 * * * * *", with_seconds=True))
     trigger = f"{namespace}.fast/every"
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def counted() -> httpx.Response | None:
         response = await api.get("/metrics")
         assert response.status_code == 200
-        text = response.text
-        if f'kestrel_event_to_execution_created_seconds_count{{trigger="{trigger}"}}' in text:
-            break
-        assert time.monotonic() < deadline, text
-        await asyncio.sleep(0.2)
+        count = f'kestrel_event_to_execution_created_seconds_count{{trigger="{trigger}"}}'
+        return response if count in response.text else None
+
+    response = await eventually(counted, within=10, what="the trigger's metrics", interval=0.2)
+    text = response.text
     await api.delete(f"/api/v1/flows/{namespace}/fast")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "# TYPE kestrel_event_to_execution_created_seconds histogram" in text
