@@ -239,7 +239,7 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
             t["flowId"],
             t["triggerId"],
             t["type"],
-            t["status"],
+            t["status"] + (" (disabled)" if t.get("disabled") else ""),
             t["events"],
             t["executionsCreated"],
             _time(t.get("lastEventDate")),

@@ -64,6 +64,9 @@ async def test_trigger_disable_enable_and_backfill_progress(
     assert ran.out.strip() == f"trigger {namespace}.scheduled/every disabled (STOPPED)"
     found = (await api.get("/api/v1/triggers")).json()["results"]
     assert [t["disabled"] for t in found if t["namespace"] == namespace] == [True]
+    ran = await kestrel(live_server, "trigger", "list")
+    mine = [line for line in ran.out.splitlines() if line.startswith(f"{namespace} ")]
+    assert len(mine) == 1 and "STOPPED (disabled)" in mine[0], ran.out
     ran = await kestrel(live_server, "trigger", "enable", namespace, "scheduled", "every")
     assert ran.code == 0 and "enabled" in ran.out, ran.err
     ran = await kestrel(live_server, "trigger", "enable", namespace, "scheduled", "nope")
