@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -45,11 +47,20 @@ def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(db: str | None) -> AsyncIterator[Store]:
-    """The store at `db`, or on the embedded Postgres (started once, then reused)."""
+async def open_store(db: str | None, data_dir: str | Path | None = None) -> AsyncIterator[Store]:
+    """The store at `db`; else on the embedded Postgres of `data_dir`; else a throwaway one.
+
+    The throwaway Postgres lives in a temporary folder, stopped and removed on exit, so a
+    run never writes into a server's store unless told to.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if db is None:
-            embedded = EmbeddedPostgres(keep_running=True)
+            if data_dir is None:
+                folder = Path(tempfile.mkdtemp(prefix="kestrel-run-"))
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            else:
+                folder = Path(data_dir)
+            embedded = EmbeddedPostgres(folder / "postgres")
             await stack.enter_async_context(embedded)
             db = embedded.dsn
         store = Store(db)
@@ -62,6 +73,7 @@ async def run_flow_file(
     raw_inputs: Mapping[str, Any],
     *,
     db: str | None = None,
+    data_dir: str | Path | None = None,
     ray_address: str | None = None,
     as_json: bool = False,
     out: TextIO = sys.stdout,
@@ -82,7 +94,7 @@ async def run_flow_file(
     except InputError as exc:
         print(f"invalid inputs: {exc}", file=err)
         return EXIT_INVALID
-    async with open_store(db) as store:
+    async with open_store(db, data_dir) as store:
         dispatcher = RayTaskDispatcher(connect=True, address=ray_address)
         async with ExecutionService(store, dispatcher) as service:
             deployed = await service.deploy(source, path)
@@ -162,7 +174,13 @@ def print_report(detail: ExecutionDetail, out: TextIO) -> None:
 
 
 def run_command(
-    path: str, inputs: Sequence[str], db: str | None, ray_address: str | None, as_json: bool
+    path: str,
+    inputs: Sequence[str],
+    db: str | None,
+    ray_address: str | None,
+    as_json: bool,
+    *,
+    data_dir: str | None = None,
 ) -> int:
     """The body of ``kestrel run``."""
     try:
@@ -172,7 +190,9 @@ def run_command(
         return EXIT_INVALID
     try:
         return asyncio.run(
-            run_flow_file(path, raw, db=db, ray_address=ray_address, as_json=as_json)
+            run_flow_file(
+                path, raw, db=db, data_dir=data_dir, ray_address=ray_address, as_json=as_json
+            )
         )
     except KestrelError as exc:
         print(f"kestrel run: {exc}", file=sys.stderr)
