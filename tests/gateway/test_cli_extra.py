@@ -49,7 +49,7 @@ async def test_flow_get_execution_start_and_people_durations(
     assert header.split()[4] == "STATUS" and row.split()[4] == "SUCCESS"
 
     ran = await kestrel(live_server, "execution", "start", namespace, "greet", "-i", "oops")
-    assert ran.code == 1 and "'oops' is not NAME=VALUE" in ran.err
+    assert ran.code == 1 and "--input 'oops': expected NAME=VALUE" in ran.err
     ran = await kestrel(live_server, "flow", "get", namespace, "nope")
     assert ran.code == 1 and "not found" in ran.err
 
