@@ -25,6 +25,7 @@ from flows import (
 )
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
+from ._interceptors import opentelemetry_interceptor
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
@@ -73,6 +74,8 @@ class ExecutionActor:
         colocate_tasks: Run runnable tasks without resources in this actor's own
             process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
+        tracing: An OTLP/HTTP traces URL: trace executions with OpenTelemetry (the
+            ``otel`` extra; see `opentelemetry_interceptor`).
     """
 
     def __init__(
@@ -85,6 +88,7 @@ class ExecutionActor:
         warm_workers: int = 0,
         colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
+        tracing: str | None = None,
     ) -> None:
         self._name = name
         options = dict(store_options or {})
@@ -106,6 +110,8 @@ class ExecutionActor:
             recover_every=recover_every_s,
             history_store=self._history,
         )
+        if tracing:
+            self._service.interceptors.add(opentelemetry_interceptor(tracing))
         self._ready: asyncio.Task[None] | None = None
 
     async def _ensure(self) -> ExecutionService:

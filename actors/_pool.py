@@ -46,6 +46,7 @@ class PoolOptions:
             (0: every attempt is a Ray task, which may start worker processes under load).
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
+        tracing: An OTLP/HTTP traces URL the actors export OpenTelemetry spans to.
     """
 
     min_actors: int = 1
@@ -57,6 +58,7 @@ class PoolOptions:
     warm_workers: int = 1
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
+    tracing: str | None = None
 
 
 @dataclass
@@ -116,6 +118,7 @@ class ExecutionPool(Service):
             lease_ttl_s=self.options.lease_ttl_s,
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
+            tracing=self.options.tracing,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
         member = _Member(name, handle)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
         kv_purge_interval_s: How often expired KV entries are deleted.
+        otel_endpoint: An OTLP/HTTP traces URL (``http://127.0.0.1:4318/v1/traces``):
+            trace every execution with OpenTelemetry (needs the ``otel`` extra).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -66,6 +68,7 @@ class Settings(BaseSettings):
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
+    otel_endpoint: str | None = None
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

@@ -612,7 +612,7 @@ def test_templated_values_skip_static_syntax_checks() -> None:
         trigger={"id": "n", "type": "nats.RealtimeTrigger", "url": "{{ envs.nats_url }}",
                  "subject": "{{ envs.subject_prefix }}.>"},
     )
-    task_of({"id": "p", "type": "kafka.Produce", "properties": {"bootstrap.servers": "{{ x }}"},
-             "topic": "{{ inputs.topic }}", "value": 1})
+    task_of({"id": "p", "type": "kafka.Produce", "properties": {"bootstrap.servers": "{{ vars.x }}"},
+             "topic": "{{ vars.topic }}", "value": 1})
     task_of({"id": "q", "type": "postgres.Query", "url": "{{ secret('PG_URL') }}",
-             "sql": "SELECT {{ inputs.columns }} FROM t WHERE id = $3", "parameters": [1]})
+             "sql": "SELECT {{ vars.columns }} FROM t WHERE id = $3", "parameters": [1]})
