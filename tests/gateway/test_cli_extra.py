@@ -101,7 +101,7 @@ async def test_kv_commands(live_server: LiveServer, namespace: str) -> None:
     assert ran.code == 1 and "no key 'answer'" in ran.err
 
 
-async def test_deadletters_list(live_server: LiveServer, namespace: str) -> None:
+async def test_deadletters_commands(live_server: LiveServer, namespace: str) -> None:
     letter = await live_server.runtime.store.write_dead_letter(
         DeadLetter(
             source=f"test:{namespace}",
@@ -117,3 +117,7 @@ async def test_deadletters_list(live_server: LiveServer, namespace: str) -> None
     assert ran.code == 0, ran.err
     row = ran.out.splitlines()[1]
     assert row.startswith(letter.id) and f"{namespace}.orders/src" in row and "cannot decode" in row
+    ran = await kestrel(live_server, "deadletters", "show", letter.id)
+    assert ran.code == 0, ran.err
+    assert "reason:   cannot decode the payload as JSON" in ran.out
+    assert ran.out.rstrip().endswith("not json {")
