@@ -244,6 +244,10 @@ class ExecutionRun:
         """The execution's id."""
         return self.state.id
 
+    async def flush(self) -> None:
+        """Wait until every change recorded so far is durable (write-behind caught up)."""
+        await self._rec.flush()
+
     def kill(self) -> None:
         """Kill the execution: running tasks are cancelled, their task runs end KILLED."""
         self._killed = True

@@ -107,13 +107,13 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
-        self._purging: asyncio.Task[None] | None = None
         # Triggers switched off through the API (webhooks are checked here, the others
         # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
         self._switched_off: set[tuple[str, str, str]] = set()
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
+        self._purging: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
 
