@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -143,8 +144,10 @@ triggers:
         assert deployed.status_code == 201, deployed.text
 
         def running() -> bool:
-            found = client.get("/api/v1/triggers").json()["results"]
-            mine = [t["status"] for t in found if t.get("flowId") == "streamed"]
+            answer = client.get("/api/v1/triggers")
+            if answer.status_code != 200:  # 503 while a host restarts after its node died
+                return False
+            mine = [t["status"] for t in answer.json()["results"] if t.get("flowId") == "streamed"]
             return mine == ["RUNNING", "RUNNING"]
 
         eventually_sync(running, within=30, what="two listeners running")
@@ -161,16 +164,25 @@ triggers:
 
         asyncio.run(publish(range(1, 11)))
         eventually_sync(lambda: done(10), within=60, what="10 executions")
+
+        def runtime_actors() -> list[dict[str, Any]]:
+            return [a for a in cluster.actors() if "-host-" in a["name"] or "-exec-" in a["name"]]
+
+        # Ray's SPREAD placement is best-effort: which of ours lived on the removed node.
+        moved = sorted(a["name"] for a in runtime_actors() if a["node"] == cluster.gpu_node)
         assert cluster.ask("remove-gpu-node")["removed"] == cluster.gpu_node
         removed_at = time.monotonic()
         asyncio.run(publish(range(11, 21)))
         numbers = eventually_sync(lambda: done(20), within=90, what="20 executions")
         assert numbers == list(range(1, 21))  # none lost, none twice
-        eventually_sync(running, within=60, what="both listeners running again")
-        print(f"listener back on a live node {time.monotonic() - removed_at:.1f}s after removal")
 
         def restarted_on_head() -> bool:
-            ours = [a for a in cluster.actors() if "-host-" in a["name"] or "-exec-" in a["name"]]
+            ours = runtime_actors()
             return all(a["state"] == "ALIVE" and a["node"] == cluster.head for a in ours)
 
         eventually_sync(restarted_on_head, within=60, what="hosts and pool actors on the head")
+        eventually_sync(running, within=60, what="both listeners running again")
+        print(
+            f"node removed: {moved} restarted on the head and both listeners RUNNING "
+            f"{time.monotonic() - removed_at:.1f}s after the removal"
+        )
