@@ -5,8 +5,10 @@ source, the source's way, and every event makes exactly one execution.
 - core NATS: the listeners are in one queue group;
 - MQTT 5: the listeners hold one shared subscription (``$share/<group>/<filter>``).
 
-(Kafka: the listeners are members of the trigger's consumer group, so the partitions
-are split between them; not exercised here. A Postgres trigger refuses parallelism > 1.)
+- Kafka: the listeners are members of the trigger's consumer group and split the
+  partitions (a rebalance mid-stream loses and repeats nothing).
+
+A Postgres trigger refuses parallelism > 1.
 """
 
 from __future__ import annotations
@@ -187,3 +189,63 @@ def _mqtt_publish(mqtt_url: str, topic: str, count: int) -> None:
     finally:
         client.loop_stop()
         client.disconnect()
+
+
+async def test_kafka_group_members_on_two_hosts_exactly_once_across_the_rebalance(
+    runtime: Runtime, kafka_bootstrap: str, kafka_group_options: dict[str, int]
+) -> None:
+    """Two group members on two hosts split a 2-partition topic. Events are published
+    while the second member joins (a rebalance mid-stream) and after: exactly once."""
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    namespace = f"scale.kpar{uuid.uuid4().hex[:8]}"
+    topic = f"par-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    props = {
+        "bootstrap.servers": kafka_bootstrap,
+        "fetch.max.wait.ms": "5",
+        "rebalance.timeout.ms": "2000",
+        "max.poll.interval.ms": "10000",
+    }
+    props |= {
+        k.replace("_ms", ".ms").replace("_", "."): str(v) for k, v in kafka_group_options.items()
+    }
+    source = (
+        f"id: kfan\nnamespace: {namespace}\n"
+        "tasks:\n  - {id: say, type: core.Log, message: hi}\n"
+        f"triggers:\n  - id: k\n    type: kafka.RealtimeTrigger\n    topic: {topic}\n"
+        f"    groupId: g-{topic}\n    valueDeserializer: JSON\n    parallelism: 2\n"
+        f"    properties: {json.dumps(props)}\n"
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+
+        async def publish(numbers: range) -> None:
+            for n in numbers:
+                await producer.send(topic, json.dumps({"n": n}).encode(), key=str(n).encode())
+            await producer.flush()
+
+        await runtime.deploy(source)
+        await publish(range(0, 10))  # while the members join and the group rebalances
+        hosts = runtime._hosts
+
+        async def one_per_host() -> bool:
+            found = await asyncio.gather(*(h.triggers.remote() for h in hosts))
+            return all(
+                [i.status for i in infos if i.namespace == namespace] == [TriggerStatus.RUNNING]
+                for infos in found
+            )
+
+        await eventually(one_per_host, within=30, what="one group member per host")
+        await publish(range(10, EVENTS))
+        executions = await eventually(lambda: _done(runtime, namespace, "k"), what="kafka")
+        assert sorted(int(e.trigger["value"]["n"]) for e in executions) == list(range(EVENTS))
+    finally:
+        await producer.stop()
