@@ -5,9 +5,9 @@
   revision and redeploys its triggers there);
 - an execution running on one is killed and replayed from the other (the owner actor is
   found by name in the shared Ray namespace);
-- a JetStream trigger runs on exactly one of them (trigger leases), and after
-  ``kill -9`` of its holder mid-stream the survivor takes it over once the lease expires:
-  exactly N executions for N events.
+- JetStream, Kafka and MQTT (QoS 1) triggers each run on exactly one of them (trigger
+  leases), and after ``kill -9`` of their holder mid-stream the survivor takes them over
+  once the leases expire: exactly N executions for N events on each.
 """
 
 from __future__ import annotations
@@ -19,10 +19,14 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import httpx
 import nats
+import paho.mqtt.client as mqtt
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from actors import TRIGGER_LABEL, TriggerStatus
 from flows import NotFoundError, State
@@ -54,22 +58,40 @@ def sleepy_flow(namespace: str) -> str:
     )
 
 
-def stream_flow(namespace: str, stream: str, nats_url: str) -> str:
+def stream_flow(namespace: str, stream: str, urls: dict[str, str], topic: str) -> str:
+    kafka = json.dumps(
+        {"bootstrap.servers": urls["kafka"], "fetch.max.wait.ms": "5", **urls["group"]}
+    )
     return f"""\
 id: ingest
 namespace: {namespace}
 tasks:
-  - {{id: say, type: core.Log, message: "got {{{{ trigger.data.n }}}}"}}
+  - {{id: say, type: core.Log, message: hi}}
 triggers:
   - id: orders
     type: nats.RealtimeTrigger
-    url: {nats_url}
+    url: {urls["nats"]}
     subject: "{stream.lower()}.>"
     stream: {stream}
     durableId: kestrel-{stream.lower()}
     deserializer: JSON
     ackWait: PT5S
+  - id: kafka
+    type: kafka.RealtimeTrigger
+    topic: {topic}
+    groupId: g-{topic}
+    valueDeserializer: JSON
+    properties: {kafka}
+  - id: mqtt
+    type: mqtt.RealtimeTrigger
+    server: {urls["mqtt"]}
+    topic: {topic}/readings
+    qos: 1
 """
+
+
+TRIGGERS = ("orders", "kafka", "mqtt")
+"""The durable sources of the takeover scenario: JetStream, Kafka, MQTT QoS 1."""
 
 
 @pytest.fixture
@@ -116,15 +138,20 @@ async def _status(runtime: Runtime, namespace: str, trigger_id: str) -> TriggerS
     return found[0].status if found else None
 
 
-async def _executions(runtime: Runtime, namespace: str) -> list[Any]:
+async def _executions(runtime: Runtime, namespace: str, trigger_id: str) -> list[Any]:
     page = await runtime.store.search_executions(
-        namespace=namespace, labels={TRIGGER_LABEL: "orders"}, limit=1000
+        namespace=namespace, labels={TRIGGER_LABEL: trigger_id}, limit=1000
     )
     return list(page.items)
 
 
 async def test_two_gateways_share_flows_executions_and_triggers(
-    runtime_a: Runtime, gateway_b: Gateway, nats_url: str
+    runtime_a: Runtime,
+    gateway_b: Gateway,
+    nats_url: str,
+    mqtt_url: str,
+    kafka_bootstrap: str,
+    kafka_group_options: dict[str, int],
 ) -> None:
     namespace = f"scale.gw{uuid.uuid4().hex[:8]}"
     async with httpx.AsyncClient(base_url=gateway_b.base_url, timeout=30) as b:
@@ -165,50 +192,96 @@ async def test_two_gateways_share_flows_executions_and_triggers(
         assert replayed.original_id == execution_id
         await runtime_a.kill(replayed.id)
 
-        # One JetStream trigger: run by exactly one gateway (B deployed it: B holds it).
+        # Durable triggers (JetStream, Kafka, MQTT QoS 1): each run by exactly one gateway
+        # (B deployed them: B holds them).
         stream = f"SCALE{uuid.uuid4().hex[:8].upper()}"
+        topic = f"scale-{uuid.uuid4().hex[:8]}"
         client = await nats.connect(nats_url)
         js = client.jetstream()
         await js.add_stream(name=stream, subjects=[f"{stream.lower()}.>"])
+        admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        await admin.start()
         try:
-            source = stream_flow(namespace, stream, nats_url)
+            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        await producer.start()
+        try:
+            group = {
+                k.replace("_ms", ".ms").replace("_", "."): str(v)
+                for k, v in kafka_group_options.items()
+            }
+            urls = {"nats": nats_url, "kafka": kafka_bootstrap, "mqtt": mqtt_url, "group": group}
+            source = stream_flow(namespace, stream, urls, topic)
             assert (await b.post("/api/v1/flows", content=source, headers=YAML)).status_code == 201
             await eventually(
-                lambda: _b_status_is(b, namespace, "RUNNING"), within=10, what="B runs it"
+                lambda: _b_statuses_are(b, namespace, "RUNNING"), within=20, what="B runs them"
             )
             await eventually(
-                lambda: _status_is(runtime_a, namespace, TriggerStatus.STANDBY),
+                lambda: _statuses_are(runtime_a, namespace, TriggerStatus.STANDBY),
                 within=10,
                 what="A stands by",
             )
 
             async def publish(numbers: range) -> None:
                 for n in numbers:
-                    await js.publish(f"{stream.lower()}.created", json.dumps({"n": n}).encode())
+                    body = json.dumps({"n": n}).encode()
+                    await js.publish(f"{stream.lower()}.created", body)
+                    await producer.send(topic, body, key=str(n).encode())
+                await producer.flush()
+                await asyncio.to_thread(_mqtt_publish, mqtt_url, f"{topic}/readings", numbers)
 
             await publish(range(0, 10))
-            await eventually(lambda: _all_done(runtime_a, namespace, 10), what="10 executions")
+            for trigger_id in TRIGGERS:
+                await eventually(
+                    lambda t=trigger_id: _all_done(runtime_a, namespace, t, 10), what=trigger_id
+                )
 
-            # kill -9 of the holder, mid-stream: A takes the trigger over.
+            # kill -9 of the holder, mid-stream: A takes the triggers over.
             await asyncio.to_thread(gateway_b.kill9)
             killed_at = time.monotonic()
             await publish(range(10, 20))
             await eventually(
-                lambda: _status_is(runtime_a, namespace, TriggerStatus.RUNNING),
+                lambda: _statuses_are(runtime_a, namespace, TriggerStatus.RUNNING),
                 within=30,
-                what="A takes the trigger over",
+                what="A takes the triggers over",
             )
             takeover_s = time.monotonic() - killed_at
             print(f"trigger takeover after kill -9: {takeover_s:.2f}s (lease TTL {LEASE_S:g}s)")
-            executions = await eventually(
-                lambda: _all_done(runtime_a, namespace, 20), what="20 executions"
-            )
-            numbers = sorted(e.trigger["data"]["n"] for e in executions)
-            assert numbers == list(range(20))  # exactly once each: none lost, none twice
-            assert len({e.dedupe_key for e in executions}) == 20
+            for trigger_id in TRIGGERS:
+                executions = await eventually(
+                    lambda t=trigger_id: _all_done(runtime_a, namespace, t, 20),
+                    within=60,
+                    what=f"{trigger_id}: 20 executions",
+                )
+                numbers = sorted(_number(e.trigger) for e in executions)
+                assert numbers == list(range(20)), trigger_id  # none lost, none twice
+                assert len({e.dedupe_key for e in executions}) == 20
         finally:
+            await producer.stop()
             await js.delete_stream(stream)
             await client.close()
+
+
+def _number(trigger: Any) -> int:
+    for key in ("data", "value", "payload"):
+        if key in trigger:
+            return int(trigger[key]["n"])
+    raise AssertionError(trigger)
+
+
+def _mqtt_publish(mqtt_url: str, topic: str, numbers: range) -> None:
+    url = urlparse(mqtt_url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}")
+    client.connect(url.hostname or "127.0.0.1", url.port or 1883)
+    client.loop_start()
+    try:
+        for info in [client.publish(topic, json.dumps({"n": n}), qos=1) for n in numbers]:
+            info.wait_for_publish(10)
+    finally:
+        client.loop_stop()
+        client.disconnect()
 
 
 async def _revision(runtime: Runtime, namespace: str) -> int | None:
@@ -231,24 +304,20 @@ async def _task_runs_are(runtime: Runtime, execution_id: str, states: list[State
     return detail is not None and [d.task_run.state for d in detail.task_runs] == states
 
 
-async def _status_is(runtime: Runtime, namespace: str, status: TriggerStatus) -> bool:
-    return await _status(runtime, namespace, "orders") is status
+async def _statuses_are(runtime: Runtime, namespace: str, status: TriggerStatus) -> bool:
+    return all([await _status(runtime, namespace, t) is status for t in TRIGGERS])
 
 
-async def _b_status(b: httpx.AsyncClient, namespace: str) -> str | None:
+async def _b_statuses_are(b: httpx.AsyncClient, namespace: str, status: str) -> bool:
     found = (await b.get("/api/v1/triggers")).json()["results"]
-    mine = [
-        t["status"] for t in found if t["namespace"] == namespace and t["triggerId"] == "orders"
-    ]
-    return mine[0] if mine else None
+    mine = {t["triggerId"]: t["status"] for t in found if t["namespace"] == namespace}
+    return mine == dict.fromkeys(TRIGGERS, status)
 
 
-async def _b_status_is(b: httpx.AsyncClient, namespace: str, status: str) -> bool:
-    return await _b_status(b, namespace) == status
-
-
-async def _all_done(runtime: Runtime, namespace: str, count: int) -> list[Any] | None:
-    executions = await _executions(runtime, namespace)
+async def _all_done(
+    runtime: Runtime, namespace: str, trigger_id: str, count: int
+) -> list[Any] | None:
+    executions = await _executions(runtime, namespace, trigger_id)
     assert len(executions) <= count, f"{len(executions)} executions for {count} events"
     if len(executions) == count and all(e.state is State.SUCCESS for e in executions):
         return executions
