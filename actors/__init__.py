@@ -16,6 +16,7 @@ from ._recorders import MemoryRecorder, StoreRecorder
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService, ExecutionSummary
+from ._storage import ObjectStorage, StorageConfig, default_storage_dir, open_storage
 from ._store import (
     EXECUTION_LEASE,
     Attempt,
@@ -82,6 +83,7 @@ __all__ = [
     "MemoryRecorder",
     "NewExecution",
     "NewTaskRun",
+    "ObjectStorage",
     "Page",
     "PoolOptions",
     "RayTaskDispatcher",
@@ -91,6 +93,7 @@ __all__ = [
     "ScheduleListener",
     "StartResult",
     "StateEntry",
+    "StorageConfig",
     "Store",
     "StoreRecorder",
     "SubflowLauncher",
@@ -109,12 +112,14 @@ __all__ = [
     "WorkerRunContext",
     "backfill",
     "default_data_dir",
+    "default_storage_dir",
     "ensure_ray",
     "execute",
     "execution_actor_class",
     "get_coordinator",
     "listener_host_class",
     "next_tick",
+    "open_storage",
     "run_task",
     "start_coordinator",
     "task_worker_class",
