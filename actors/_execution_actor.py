@@ -25,6 +25,7 @@ from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatc
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
+from ._storage import StorageConfig
 from ._store._ids import new_id
 from ._store._store import Store
 
@@ -72,6 +73,7 @@ class ExecutionActor:
         colocate_tasks: Run runnable tasks without resources in this actor's own
             process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
+        storage: The internal storage (the default local folder when None).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class ExecutionActor:
         warm_workers: int = 0,
         colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
+        storage: StorageConfig | None = None,
     ) -> None:
         self._name = name
         options = dict(store_options or {})
@@ -104,6 +107,7 @@ class ExecutionActor:
             lease_ttl=dt.timedelta(seconds=lease_ttl_s),
             recover_every=recover_every_s,
             history_store=self._history,
+            storage=storage,
         )
         self._ready: asyncio.Task[None] | None = None
 
@@ -145,6 +149,7 @@ class ExecutionActor:
         trigger: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         dedupe_key: str | None = None,
+        execution_id: str | None = None,
     ) -> StartResult:
         """Create an execution durably and start it here (the event path's one hop).
 
@@ -155,7 +160,12 @@ class ExecutionActor:
         service = await self._ensure()
         flow = await service.flow(namespace, flow_id, revision)
         result = await service.create(
-            flow, inputs, trigger=trigger, labels=labels, dedupe_key=dedupe_key
+            flow,
+            inputs,
+            trigger=trigger,
+            labels=labels,
+            dedupe_key=dedupe_key,
+            execution_id=execution_id,
         )
         return StartResult(result.execution.id, result.created, result.execution.state)
 

@@ -46,6 +46,7 @@ from flows._tasks_core import (
 )
 
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
+from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
@@ -110,12 +111,14 @@ class RunOptions:
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
         on_first_task: Told when the first runnable task's body started (latency metrics).
+        storage: The internal storage, handed to runnable tasks.
     """
 
     restart: bool = False
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
     on_first_task: Callable[[dt.datetime], None] | None = None
+    storage: StorageConfig | None = None
 
 
 @dataclass
@@ -569,6 +572,7 @@ class ExecutionRun:
             flow_id=self.flow.id,
             variables=context,
             dsn=self._options.dsn,
+            storage=self._options.storage,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
         outcome = await self._dispatch.run(invocation)

@@ -25,6 +25,7 @@ from flows import Service, State, StoreError
 
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
 from ._service import DEFAULT_LEASE_TTL
+from ._storage import StorageConfig
 from ._store._store import Store
 
 _log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class PoolOptions:
             (0: every attempt is a Ray task, which may start worker processes under load).
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
+        storage: The internal storage (the default local folder when None).
     """
 
     min_actors: int = 1
@@ -56,6 +58,7 @@ class PoolOptions:
     warm_workers: int = 1
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
+    storage: StorageConfig | None = None
 
 
 @dataclass
@@ -109,6 +112,7 @@ class ExecutionPool(Service):
             lease_ttl_s=self.options.lease_ttl_s,
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
+            storage=self.options.storage,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
         member = _Member(name, handle)

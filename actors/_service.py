@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping
@@ -32,9 +33,11 @@ from flows import (
 from flows._expressions import ExpressionEngine, environment_variables
 from flows._tasks_core import Subflow
 
+from ._input_files import needs_storing, store_input_files
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
 from ._recorders import StoreRecorder
 from ._runstate import ExecutionState, TaskRunState, derived_id
+from ._storage import StorageConfig, StorageFileReader, open_storage
 from ._store._ids import new_id
 from ._store._ops import ReleaseLeaseOp
 from ._store._records import (
@@ -96,12 +99,14 @@ class ExecutionService(Service):
         envs: Mapping[str, str] | None = None,
         recover_every: float | None = None,
         history_store: Store | None = None,
+        storage: StorageConfig | None = None,
     ) -> None:
         super().__init__()
         self.store = store
         self.owner = owner or f"service-{new_id()}"
         self._dispatcher = dispatcher
-        self._engine = engine or ExpressionEngine()
+        self.storage = storage or StorageConfig.local()
+        self._engine = engine or ExpressionEngine(file_reader=StorageFileReader(self.storage))
         self._lease_ttl = lease_ttl
         self._envs = envs if envs is not None else environment_variables()
         self._flows: dict[tuple[str, str, int], Flow] = {}
@@ -176,8 +181,12 @@ class ExecutionService(Service):
         parent: tuple[str, str] | None = None,
         start: bool = True,
         on_first_task: Callable[[dt.datetime], None] | None = None,
+        execution_id: str | None = None,
     ) -> CreateResult:
         """Create an execution durably (once per dedupe key) and start running it here.
+
+        FILE inputs given as bytes or local files are written to the internal storage
+        first; the execution keeps their URIs.
 
         Raises:
             InputError: Inputs are invalid; nothing is created.
@@ -185,6 +194,11 @@ class ExecutionService(Service):
         if flow.revision is None:
             raise StoreError(f"flow {flow.uid} must be deployed (saved) before it runs")
         inputs = parse_inputs(flow, raw_inputs or {})
+        if execution_id is None and needs_storing(flow, inputs):
+            execution_id = new_id()
+        if execution_id is not None:
+            storage = open_storage(self.storage)
+            inputs = await store_input_files(storage, flow, inputs, execution_id)
         new = NewExecution(
             namespace=flow.namespace,
             flow_id=flow.id,
@@ -196,6 +210,8 @@ class ExecutionService(Service):
             parent_id=parent[0] if parent else None,
             parent_task_run_id=parent[1] if parent else None,
         )
+        if execution_id is not None:
+            new = dataclasses.replace(new, id=execution_id)
         result = await self.store.create_execution(
             new, lease_owner=self.owner if start else None, lease_ttl=self._lease_ttl
         )
@@ -268,7 +284,11 @@ class ExecutionService(Service):
             self._engine,
             subflows=self,
             options=RunOptions(
-                restart=restart, dsn=self.store.dsn, envs=self._envs, on_first_task=on_first_task
+                restart=restart,
+                dsn=self.store.dsn,
+                envs=self._envs,
+                on_first_task=on_first_task,
+                storage=self.storage,
             ),
         )
         self._runs[execution_id] = run

@@ -35,7 +35,13 @@ from flows import (
     storage_uri,
 )
 
-__all__ = ["ObjectStorage", "StorageConfig", "default_storage_dir", "open_storage"]
+__all__ = [
+    "ObjectStorage",
+    "StorageConfig",
+    "StorageFileReader",
+    "default_storage_dir",
+    "open_storage",
+]
 
 _CHUNK = 1024 * 1024
 _AWS_ENV = {
@@ -271,6 +277,28 @@ class ObjectStorage:
             await self._call(prefix, obstore.delete_async(self._store, batch))
         return len(keys)
 
+    def read_sync(self, uri: str, limit: int) -> bytes:
+        """The whole file, blocking (expressions); `FileTooLargeError` beyond `limit`."""
+        key = self._key(uri)
+        try:
+            if int(obstore.head(self._store, key)["size"]) > limit:
+                raise FileTooLargeError(limit, uri=uri)
+            return bytes(obstore.get(self._store, key).bytes())
+        except (NotFoundError, FileNotFoundError):
+            raise StorageFileNotFoundError(f"no file at {uri}", uri=uri) from None
+        except ObstoreError as exc:
+            raise StorageError(f"storage failed on {uri}: {_first_line(exc)}", uri=uri) from exc
+
+    def size_sync(self, uri: str) -> int | None:
+        """The file's size, blocking; None when missing."""
+        key = self._key(uri)
+        try:
+            return int(obstore.head(self._store, key)["size"])
+        except (NotFoundError, FileNotFoundError):
+            return None
+        except ObstoreError as exc:
+            raise StorageError(f"storage failed on {uri}: {_first_line(exc)}", uri=uri) from exc
+
     async def _call(self, uri: str, call: Any) -> Any:
         try:
             return await call
@@ -282,6 +310,21 @@ class ObjectStorage:
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+class StorageFileReader:
+    """`flows.FileReader` over the storage of a config, opened on first use."""
+
+    def __init__(self, config: StorageConfig | None) -> None:
+        self._config = config
+
+    def read(self, uri: str, limit: int) -> bytes:
+        """The whole file (see `flows.FileReader.read`)."""
+        return open_storage(self._config).read_sync(uri, limit)
+
+    def size(self, uri: str) -> int | None:
+        """The file's size; None when missing."""
+        return open_storage(self._config).size_sync(uri)
 
 
 _OPEN: dict[tuple[str, tuple[tuple[str, str], ...]], ObjectStorage] = {}

@@ -27,6 +27,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
 from ._errors import ExpressionError
+from ._expression_files import file_functions
+from ._storage import FileReader
 
 if TYPE_CHECKING:
     from ._model import Flow
@@ -469,6 +471,8 @@ class ExpressionEngine:
         secret_lookup: Reads ``secret(NAME)``; defaults to `default_secret_lookup`
             (env var ``SECRET_<NAME>`` in base64, else ``KESTREL_SECRET_<NAME>``).
         cache_size: How many compiled templates to keep.
+        file_reader: Reads stored files for ``read()``, ``fileSize()``, ``fileExists()``;
+            without one, those fail.
     """
 
     def __init__(
@@ -477,7 +481,9 @@ class ExpressionEngine:
         secret_lookup: SecretLookup | None = None,
         *,
         cache_size: int = 2048,
+        file_reader: FileReader | None = None,
     ) -> None:
+        self._file_reader = file_reader
         self._kv_lookup: KvLookup = kv_lookup or _no_kv_store
         self._secret_lookup: SecretLookup = secret_lookup or default_secret_lookup
         self._secrets: set[str] = set()
@@ -505,6 +511,7 @@ class ExpressionEngine:
             fromJson=fn.from_json,
             null=None,
         )
+        env.globals.update(file_functions(self._file_reader))
         env.filters.update(fn.FILTERS)
         env.tests.update(fn.TESTS)
         return env

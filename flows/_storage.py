@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "KESTRA_SCHEME",
     "FileInfo",
+    "FileReader",
     "FileTooLargeError",
     "Storage",
     "StorageError",
@@ -150,6 +151,21 @@ class Storage(Protocol):
 
     async def delete_prefix(self, prefix: str) -> int:
         """Delete every file under a URI prefix; returns how many."""
+
+
+class FileReader(Protocol):
+    """Blocking reads of small stored files, for expressions (``read()``, ``fileSize()``)."""
+
+    def read(self, uri: str, limit: int) -> bytes:
+        """The whole file.
+
+        Raises:
+            StorageFileNotFoundError: No such file.
+            FileTooLargeError: Bigger than `limit` bytes.
+        """
+
+    def size(self, uri: str) -> int | None:
+        """The file's size; None when there is no such file."""
 
 
 def _segments(path: str, what: str) -> list[str]:

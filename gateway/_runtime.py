@@ -29,13 +29,16 @@ from actors import (
     Execution,
     ExecutionPool,
     ExecutionService,
+    ObjectStorage,
     PoolOptions,
+    StorageConfig,
     Store,
     TriggerInfo,
     TriggerStatus,
     WorkerPoolDispatcher,
     ensure_ray,
     listener_host_class,
+    open_storage,
 )
 from actors._listener_host import host_index
 from actors._store._ids import new_id
@@ -55,6 +58,11 @@ from ._settings import Settings
 _log = logging.getLogger("kestrel.runtime")
 
 
+def new_execution_id() -> str:
+    """A fresh execution id (files are stored under it before the execution is created)."""
+    return new_id()
+
+
 class NotFoundError(StoreError):
     """A flow, execution, trigger or key that does not exist (HTTP 404)."""
 
@@ -68,9 +76,10 @@ class Runtime(Service):
 
     Args:
         settings: Where the database and Ray are, and how big the pools are.
+        storage: The internal storage; from ``settings.storage`` when None.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, storage: StorageConfig | None = None) -> None:
         super().__init__()
         self.settings = settings
         self._embedded: EmbeddedPostgres | None = None
@@ -90,8 +99,14 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
+        self.storage_config = storage or StorageConfig.parse(settings.storage)
 
     # ---- lifecycle ----
+
+    @property
+    def storage(self) -> ObjectStorage:
+        """The internal storage."""
+        return open_storage(self.storage_config)
 
     @property
     def store(self) -> Store:
@@ -128,6 +143,7 @@ class Runtime(Service):
         self._store = Store(dsn)
         await self._store.start()
         _log.info("store ready: migrations applied")
+        _log.info("internal storage: %s", self.storage_config.describe())
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
         self._pool = ExecutionPool(
@@ -136,12 +152,15 @@ class Runtime(Service):
                 min_actors=self.settings.execution_actors,
                 max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
                 name_prefix=f"{self._prefix}-exec",
+                storage=self.storage_config,
             ),
         )
         host_cls = listener_host_class()
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
-            host_cls.options(name=name).remote(dsn, name, warm_workers=1)
+            host_cls.options(name=name).remote(
+                dsn, name, warm_workers=1, storage=self.storage_config
+            )
             for name in self._host_names
         ]
         # Webhook executions run here: history written behind through its own store (a
@@ -155,6 +174,7 @@ class Runtime(Service):
             owner=f"{self._prefix}-gateway-{new_id()}",
             lease_ttl=dt.timedelta(seconds=self._pool.options.lease_ttl_s),
             history_store=self._history,
+            storage=self.storage_config,
         )
         await asyncio.gather(
             self._pool.start(),
@@ -275,6 +295,7 @@ class Runtime(Service):
         wait: bool = False,
         within: float | None = None,
         flow: Flow | None = None,
+        execution_id: str | None = None,
     ) -> Execution:
         """Create an execution and start it (waiting for its end when `wait`).
 
@@ -287,6 +308,7 @@ class Runtime(Service):
             wait: Return only once the execution ended.
             within: Seconds to wait at most with `wait`.
             flow: The flow's current revision, when the caller has just read it.
+            execution_id: The new execution's id, when files were stored under it already.
 
         Raises:
             NotFoundError: No such flow.
@@ -302,6 +324,7 @@ class Runtime(Service):
             revision=flow.revision,
             labels=labels,
             trigger=trigger,
+            **({"execution_id": execution_id} if execution_id else {}),
         )
         if wait:
             await self.pool.wait(started.execution_id, within)

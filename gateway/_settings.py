@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows import DEFAULT_MAX_FILE_BYTES
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -38,6 +40,9 @@ class Settings(BaseSettings):
             this many at once (no actor hop); beyond that, and with 0, on the pool.
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
+        storage: Internal storage: a folder or ``s3://bucket/prefix`` (credentials from
+            the usual AWS environment variables); None is ``<data dir>/storage``.
+        max_file_bytes: The largest file accepted by an upload (HTTP 413 beyond).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -56,6 +61,8 @@ class Settings(BaseSettings):
     webhook_executions: int = Field(default=200, ge=0)
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
+    storage: str | None = None
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

@@ -61,6 +61,7 @@ def _server(args: argparse.Namespace) -> int:
         "api_token": args.api_token,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "storage": args.storage,
     }
     try:
         settings = Settings(**{k: v for k, v in options.items() if v is not None})
@@ -95,6 +96,11 @@ def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     server.add_argument(
         "--log-format", choices=["text", "json"], help="env KESTREL_LOG_FORMAT; default text"
+    )
+    server.add_argument(
+        "--storage",
+        help="internal storage: a folder or s3://bucket/prefix, with the usual AWS_* "
+        "variables (env KESTREL_STORAGE; default: the data dir's storage folder)",
     )
     server.set_defaults(func=_server)
 

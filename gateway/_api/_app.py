@@ -6,7 +6,18 @@ from fastapi import APIRouter, FastAPI
 
 from .._runtime import Runtime
 from .._settings import Settings
-from . import _deadletters, _executions, _flows, _health, _kv, _logs, _triggers, _webhooks
+from . import (
+    _deadletters,
+    _executions,
+    _files,
+    _flows,
+    _health,
+    _kv,
+    _logs,
+    _namespace_files,
+    _triggers,
+    _webhooks,
+)
 from ._auth import AuthMiddleware
 from ._errors import install_error_handlers
 
@@ -37,7 +48,9 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
+    api.include_router(_files.router)  # before /executions/{ns}/{id}
     api.include_router(_executions.router)
+    api.include_router(_namespace_files.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
     api.include_router(_triggers.router)

@@ -20,7 +20,14 @@ from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from flows import FlowError, InputError, KestrelError
+from flows import (
+    FileTooLargeError,
+    FlowError,
+    InputError,
+    KestrelError,
+    StorageError,
+    StorageFileNotFoundError,
+)
 
 from .._runtime import ConflictError, NotFoundError
 from ._models import problem_body
@@ -101,6 +108,12 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, InputError):
         errors = [{"field": name, "message": msg} for name, msg in exc.errors.items()]
         return error_response(422, f"invalid inputs: {exc}", next(iter(exc.errors), None), errors)
+    if isinstance(exc, FileTooLargeError):
+        return error_response(413, str(exc))
+    if isinstance(exc, StorageFileNotFoundError):
+        return error_response(404, str(exc))
+    if isinstance(exc, StorageError):
+        return error_response(400, str(exc), "path")
     if isinstance(exc, KestrelError):
         _log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error_response(500, str(exc) or type(exc).__name__)

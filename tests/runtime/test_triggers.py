@@ -301,7 +301,9 @@ async def test_redeploy_restarts_only_changed_flows(service: ExecutionService) -
         assert first is not None and first.status is TriggerStatus.STOPPED
 
 
-def test_trigger_properties_are_rendered_with_secrets_but_not_event_data(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_trigger_properties_are_rendered_with_secrets_but_not_event_data(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from actors._triggers import rendered_trigger
     from flows import ExpressionError, parse_flow
 
@@ -317,7 +319,7 @@ def test_trigger_properties_are_rendered_with_secrets_but_not_event_data(monkeyp
     assert trigger.url == "nats://127.0.0.1:4222"  # type: ignore[attr-defined]
     leaky = parse_flow(
         "id: g\nnamespace: tests.triggers\ntasks:\n  - {id: t, type: core.Log, message: x}\n"
-        "triggers:\n  - {id: src, type: nats.RealtimeTrigger, subject: orders, token: \"{{ trigger.value }}\"}\n"
+        'triggers:\n  - {id: src, type: nats.RealtimeTrigger, subject: orders, token: "{{ trigger.value }}"}\n'
     )
     with pytest.raises(ExpressionError, match="trigger"):
         rendered_trigger(leaky, leaky.triggers[0])

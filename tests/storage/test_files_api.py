@@ -1,0 +1,204 @@
+"""Files through a real server, on both backends: FILE inputs, task files, read(),
+downloads and previews, namespace files."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from flows import storage_key
+from tests.storage.conftest import MAX_FILE_BYTES, FilesServer, deploy
+
+pytestmark = pytest.mark.integration
+
+CSV = b"name,qty\nbolt,3\nnut,5\n"
+
+
+def _files_flow(namespace: str) -> str:
+    return f"""\
+id: files
+namespace: {namespace}
+inputs:
+  - {{id: report, type: FILE}}
+tasks:
+  - id: transform
+    type: scripts.Python
+    inputFiles:
+      data.csv: "{{{{ inputs.report }}}}"
+      note.txt: "hello from inputFiles"
+    outputFiles: ["out/*.csv", "*.txt"]
+    script: |
+      import csv
+      rows = list(csv.DictReader(open("data.csv")))
+      import os
+      os.makedirs("out", exist_ok=True)
+      with open("out/doubled.csv", "w") as f:
+          f.write("name,qty\\n")
+          for row in rows:
+              f.write(f"{{row['name']}},{{int(row['qty']) * 2}}\\n")
+      Kestrel.outputs({{"rows": len(rows), "note": open("note.txt").read()}})
+  - id: shell
+    type: scripts.Shell
+    inputFiles:
+      in.csv: "{{{{ outputs.transform.outputFiles['out/doubled.csv'] }}}}"
+    outputFiles: ["lines.txt"]
+    commands:
+      - wc -l < in.csv | tr -d ' ' > lines.txt
+  - id: show
+    type: core.Log
+    message: "{{{{ read(outputs.shell.outputFiles['lines.txt']) | trim }}}} lines, {{{{ fileSize(outputs.transform.outputFiles['out/doubled.csv']) }}}} bytes, {{{{ fileExists(inputs.report) }}}}"
+outputs:
+  - id: result
+    type: STRING
+    value: "{{{{ outputs.transform.outputFiles['out/doubled.csv'] }}}}"
+"""
+
+
+async def _run_with_upload(api: httpx.AsyncClient, namespace: str) -> dict[str, object]:
+    response = await api.post(
+        f"/api/v1/executions/{namespace}/files",
+        files={"report": ("report.csv", CSV, "text/csv")},
+        params={"wait": "true"},
+    )
+    assert response.status_code == 200, response.text
+    execution: dict[str, object] = response.json()
+    return execution
+
+
+async def test_file_input_scripts_read_and_download(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str
+) -> None:
+    await deploy(api, _files_flow(namespace))
+    execution = await _run_with_upload(api, namespace)
+    assert execution["state"]["current"] == "SUCCESS", execution  # type: ignore[index]
+    eid = execution["id"]
+    ns_path = namespace.replace(".", "/")
+    report = execution["inputs"]["report"]  # type: ignore[index]
+    assert report == f"kestra:///{ns_path}/files/executions/{eid}/inputs/report/report.csv"
+    assert await files_server.storage.read_bytes(report) == CSV
+
+    runs = {r["taskId"]: r for r in execution["taskRunList"]}  # type: ignore[attr-defined]
+    transform = runs["transform"]["outputs"]
+    assert transform["vars"] == {"rows": 2, "note": "hello from inputFiles"}
+    assert set(transform["outputFiles"]) == {"out/doubled.csv", "note.txt"}
+    doubled = transform["outputFiles"]["out/doubled.csv"]
+    assert doubled.startswith(f"kestra:///{ns_path}/files/executions/{eid}/tasks/transform/")
+    assert await files_server.storage.read_bytes(doubled) == b"name,qty\nbolt,6\nnut,10\n"
+    assert execution["outputs"] == {"result": doubled}
+
+    logs = await api.get(f"/api/v1/logs/{eid}")
+    messages = [line["message"] for line in logs.json()]
+    assert "3 lines, 23 bytes, true" in messages, messages
+
+    download = await api.get(f"/api/v1/executions/{eid}/file", params={"path": doubled})
+    assert download.status_code == 200
+    assert download.content == b"name,qty\nbolt,6\nnut,10\n"
+    assert 'filename="doubled.csv"' in download.headers["content-disposition"]
+
+    preview = await api.get(f"/api/v1/executions/{eid}/file/preview", params={"path": doubled})
+    assert preview.status_code == 200, preview.text
+    assert preview.json()["content"] == [["name", "qty"], ["bolt", "6"], ["nut", "10"]]
+
+
+async def test_downloads_are_limited_to_the_execution(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str
+) -> None:
+    await deploy(api, _files_flow(namespace))
+    first = await _run_with_upload(api, namespace)
+    second = await _run_with_upload(api, namespace)
+    theirs = first["inputs"]["report"]  # type: ignore[index]
+    refused = await api.get(f"/api/v1/executions/{second['id']}/file", params={"path": theirs})
+    assert refused.status_code == 403, refused.text
+    assert "is not a file of execution" in refused.json()["message"]
+    prefix = theirs.rsplit("/executions/", 1)[0] + f"/executions/{second['id']}/"
+    for bad in (
+        prefix + "../" + f"{first['id']}/inputs/report/report.csv",
+        prefix + "%2e%2e/%2e%2e/x",
+        prefix + "inputs%2F..%2F..%2Fx",
+        "/etc/passwd",
+        "file:///etc/passwd",
+    ):
+        answer = await api.get(f"/api/v1/executions/{second['id']}/file", params={"path": bad})
+        assert answer.status_code in (400, 403), (bad, answer.text)
+        assert "Traceback" not in answer.text
+    missing = await api.get(
+        f"/api/v1/executions/{second['id']}/file", params={"path": prefix + "nothing.txt"}
+    )
+    assert missing.status_code == 404
+
+
+async def test_an_upload_over_the_limit_is_413_and_nothing_runs(
+    api: httpx.AsyncClient, namespace: str
+) -> None:
+    await deploy(api, _files_flow(namespace))
+    big = b"x" * (MAX_FILE_BYTES + 1)
+    response = await api.post(
+        f"/api/v1/executions/{namespace}/files", files={"report": ("big.bin", big)}
+    )
+    assert response.status_code == 413, response.text
+    assert "larger than" in response.json()["message"]
+    found = await api.get("/api/v1/executions/search", params={"namespace": namespace})
+    assert found.json()["total"] == 0
+
+
+def _nsfiles_flow(namespace: str) -> str:
+    return f"""\
+id: nsfiles
+namespace: {namespace}
+tasks:
+  - id: use
+    type: scripts.Shell
+    namespaceFiles:
+      enabled: true
+      exclude: ["skip/*"]
+    commands:
+      - cat lib/greeting.txt
+      - test ! -e skip/ignored.txt
+  - id: reads
+    type: core.Log
+    message: "{{{{ read('lib/greeting.txt') }}}}"
+"""
+
+
+async def test_namespace_files_api_and_namespace_files_in_a_task(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str
+) -> None:
+    base = f"/api/v1/namespaces/{namespace}/files"
+    up = await api.post(
+        base,
+        params={"path": "/lib/greeting.txt"},
+        files={"fileContent": ("greeting.txt", b"hi from the namespace")},
+    )
+    assert up.status_code == 201, up.text
+    raw = await api.post(base, params={"path": "skip/ignored.txt"}, content=b"skip me")
+    assert raw.status_code == 201, raw.text
+
+    root = await api.get(f"{base}/directory", params={"path": "/"})
+    assert [(e["fileName"], e["type"]) for e in root.json()] == [
+        ("lib", "Directory"),
+        ("skip", "Directory"),
+    ]
+    lib = await api.get(f"{base}/directory", params={"path": "/lib"})
+    assert [(e["fileName"], e["size"]) for e in lib.json()] == [("greeting.txt", 21)]
+    got = await api.get(base, params={"path": "/lib/greeting.txt"})
+    assert got.status_code == 200 and got.content == b"hi from the namespace"
+
+    await deploy(api, _nsfiles_flow(namespace))
+    run = await api.post(f"/api/v1/executions/{namespace}/nsfiles", params={"wait": "true"})
+    execution = run.json()
+    assert execution["state"]["current"] == "SUCCESS", execution
+    logs = (await api.get(f"/api/v1/logs/{execution['id']}")).json()
+    messages = [line["message"] for line in logs]
+    assert messages.count("hi from the namespace") == 2, messages
+
+    for bad in ("../escape.txt", "a/%2e%2e/%2e%2e/b", "lib/..%2F..%2Fx"):
+        answer = await api.post(base, params={"path": bad}, content=b"x")
+        assert answer.status_code == 400, (bad, answer.text)
+    gone = await api.delete(base, params={"path": "/skip"})
+    assert gone.status_code == 204
+    assert not await files_server.storage.exists(
+        f"kestra:///{namespace.replace('.', '/')}/_files/skip/ignored.txt"
+    )
+    again = await api.delete(base, params={"path": "/skip"})
+    assert again.status_code == 404
+    assert storage_key(f"kestra:///{namespace.replace('.', '/')}/_files/lib/greeting.txt")
