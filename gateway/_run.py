@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from actors import StorageConfig
 from actors._dispatch import RayTaskDispatcher
 from actors._embedded_postgres import EmbeddedPostgres
 from actors._service import ExecutionService
@@ -23,7 +25,7 @@ EXIT_INVALID = 2
 
 
 def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
-    """``["k=v", ...]`` → ``{"k": "v"}``.
+    """``["k=v", ...]`` → ``{"k": "v"}``; ``k=@path`` gives the path (a FILE input's file).
 
     Raises:
         InputError: A pair has no ``=``.
@@ -35,7 +37,7 @@ def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
         if not sep or not key:
             bad[pair] = "expected --input NAME=VALUE"
             continue
-        out[key.strip()] = value
+        out[key.strip()] = str(Path(value[1:]).expanduser()) if value.startswith("@") else value
     if bad:
         raise InputError(bad)
     return out
@@ -79,9 +81,10 @@ async def run_flow_file(
     except InputError as exc:
         print(f"invalid inputs: {exc}", file=err)
         return EXIT_INVALID
+    storage = StorageConfig.parse(os.environ.get("KESTREL_STORAGE"))
     async with open_store(db) as store:
         dispatcher = RayTaskDispatcher(connect=True, address=ray_address)
-        async with ExecutionService(store, dispatcher) as service:
+        async with ExecutionService(store, dispatcher, storage=storage) as service:
             deployed = await service.deploy(source, path)
             created = await service.create(deployed, raw_inputs)
             summary = await service.wait(created.execution.id)

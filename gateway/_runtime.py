@@ -49,6 +49,7 @@ from flows import (
     Service,
     State,
     StoreError,
+    execution_prefix,
     parse_flow,
 )
 from flows._triggers_core import Webhook
@@ -329,6 +330,24 @@ class Runtime(Service):
         if wait:
             await self.pool.wait(started.execution_id, within)
         return await self.execution(started.execution_id)
+
+    async def purge(
+        self,
+        before: dt.datetime,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> tuple[int, int]:
+        """Delete ended executions created before `before`, with their logs and files.
+
+        Returns:
+            How many executions and how many files were deleted.
+        """
+        purged = await self.store.purge_executions(before, namespace=namespace, flow_id=flow_id)
+        files = 0
+        for execution_id, ns, flow in purged:
+            files += await self.storage.delete_prefix(execution_prefix(ns, flow, execution_id))
+        return len(purged), files
 
     async def execution(self, execution_id: str) -> Execution:
         """An execution.

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from flows import FlowError, Problem, iter_flow_files, load_flow
 from flows._schema import flow_json_schema
 
+from ._cli_files import add_file_commands
 from ._client_commands import add_client_commands
 
 Command = Callable[[argparse.Namespace], int]
@@ -49,6 +50,9 @@ def _server(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from actors import StorageConfig
+    from flows import StorageError
+
     from ._server import configure_logging, serve
     from ._settings import Settings
 
@@ -69,6 +73,11 @@ def _server(args: argparse.Namespace) -> int:
         for error in exc.errors(include_url=False):
             where = ".".join(str(p) for p in error["loc"])
             print(f"kestrel server: --{where.replace('_', '-')}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        StorageConfig.parse(settings.storage)
+    except StorageError as exc:
+        print(f"kestrel server: --storage: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
     return asyncio.run(serve(settings))
@@ -132,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_server_command(sub)
     add_client_commands(sub)
+    add_file_commands(sub)
     return parser
 
 

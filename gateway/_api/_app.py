@@ -15,6 +15,7 @@ from . import (
     _kv,
     _logs,
     _namespace_files,
+    _purge,
     _triggers,
     _webhooks,
 )
@@ -49,6 +50,7 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
     api.include_router(_files.router)  # before /executions/{ns}/{id}
+    api.include_router(_purge.router)
     api.include_router(_executions.router)
     api.include_router(_namespace_files.router)
     api.include_router(_logs.router)

@@ -124,9 +124,7 @@ async def test_create_with_form_and_file(api: httpx.AsyncClient, namespace: str)
     stored = execution["inputs"]["doc"]
     ns_path = namespace.replace(".", "/")
     assert stored == f"kestra:///{ns_path}/typed/executions/{execution['id']}/inputs/doc/data.bin"
-    download = await api.get(
-        f"/api/v1/executions/{execution['id']}/file", params={"path": stored}
-    )
+    download = await api.get(f"/api/v1/executions/{execution['id']}/file", params={"path": stored})
     assert download.status_code == 200 and download.content == content
 
     form = await api.post(

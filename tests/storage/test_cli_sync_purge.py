@@ -1,0 +1,154 @@
+"""Namespace files through the CLI and the flows-folder sync, FILE inputs through
+``kestrel run -i f=@path``, and purging old executions with their files."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import json
+import os
+import subprocess
+import sys
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import httpx
+import pytest
+
+from flows import execution_prefix, namespace_file_uri
+from gateway._sync import FlowFolderSync
+from gateway.cli import main
+from tests.storage.conftest import FilesServer, deploy
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    def call() -> tuple[int, str]:
+        out = io.StringIO()
+        with redirect_stdout(out):
+            code = main(list(args))
+        return code, out.getvalue()
+
+    return await asyncio.to_thread(call)
+
+
+async def test_namespace_files_cli(
+    files_server: FilesServer, namespace: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "lib"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.txt").write_text("A")
+    (folder / "sub" / "b.txt").write_text("BB")
+    server = ("--server", files_server.url)
+    code, out = await _cli("files", "upload", namespace, str(folder), "--path", "/lib", *server)
+    assert code == 0, out
+    code, out = await _cli("files", "list", namespace, "--path", "/lib", *server)
+    assert code == 0
+    assert [line.split()[:2] for line in out.splitlines()[1:]] == [
+        ["a.txt", "File"],
+        ["sub", "Directory"],
+    ]
+    target = tmp_path / "b-copy.txt"
+    code, _ = await _cli(
+        "files", "download", namespace, "/lib/sub/b.txt", "-o", str(target), *server
+    )
+    assert code == 0 and target.read_text() == "BB"
+    code, _ = await _cli("files", "delete", namespace, "/lib/sub", *server)
+    assert code == 0
+    assert not await files_server.storage.exists(namespace_file_uri(namespace, "lib/sub/b.txt"))
+    assert await files_server.storage.exists(namespace_file_uri(namespace, "lib/a.txt"))
+
+
+async def test_flows_folder_sync_publishes_files_folders(
+    files_server: FilesServer, namespace: str, tmp_path: Path
+) -> None:
+    flows = tmp_path / "flows"
+    files = flows / namespace / "_files"
+    (files / "conf").mkdir(parents=True)
+    (files / "conf" / "settings.yaml").write_text("not: a flow\n")
+    (files / "data.csv").write_text("x\n1\n")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("server secret")
+    os.symlink(secret, files / "link.txt")
+    sync = FlowFolderSync(files_server.runtime, flows)
+    assert await sync.scan() == 2
+    storage = files_server.storage
+    assert await storage.read_bytes(namespace_file_uri(namespace, "data.csv")) == b"x\n1\n"
+    assert await storage.exists(namespace_file_uri(namespace, "conf/settings.yaml"))
+    assert not await storage.exists(namespace_file_uri(namespace, "link.txt"))
+    (files / "data.csv").unlink()
+    assert await sync.scan() == 1
+    assert not await storage.exists(namespace_file_uri(namespace, "data.csv"))
+
+
+async def test_purge_deletes_rows_logs_and_files(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str
+) -> None:
+    await deploy(
+        api,
+        f"id: keep\nnamespace: {namespace}\ninputs:\n  - {{id: f, type: FILE}}\n"
+        "tasks:\n  - {id: hi, type: core.Log, message: hi}\n",
+    )
+    started = await api.post(
+        f"/api/v1/executions/{namespace}/keep",
+        files={"f": ("in.txt", b"payload")},
+        params={"wait": "true"},
+    )
+    execution = started.json()
+    eid = execution["id"]
+    prefix = execution_prefix(namespace, "keep", eid)
+    assert len(await files_server.storage.list(prefix)) == 1
+    past = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).isoformat()
+    code, out = await _cli(
+        "purge", "--before", past, "--namespace", namespace, "--server", files_server.url
+    )
+    assert code == 0 and "purged 0 execution(s)" in out
+    future = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)).isoformat()
+    code, out = await _cli(
+        "purge", "--before", future, "--namespace", namespace, "--server", files_server.url
+    )
+    assert code == 0 and "purged 1 execution(s) and 1 file(s)" in out, out
+    assert (await api.get(f"/api/v1/executions/{eid}")).status_code == 404
+    logs = await api.get(f"/api/v1/logs/{eid}")
+    assert logs.status_code == 404 or logs.json() == []
+    assert await files_server.storage.list(prefix) == []
+
+
+def test_kestrel_run_with_a_file_input(fresh_database: str, tmp_path: Path) -> None:
+    data = tmp_path / "numbers.txt"
+    data.write_text("1\n2\n3\n")
+    flow = tmp_path / "count.yaml"
+    flow.write_text(
+        "id: count\nnamespace: tests.cli.files\ninputs:\n  - {id: f, type: FILE}\n"
+        'tasks:\n  - {id: n, type: core.Return, value: "{{ read(inputs.f) | trim }}"}\n'
+    )
+    storage = tmp_path / "storage"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "run",
+            str(flow),
+            "--db",
+            fresh_database,
+            "-i",
+            f"f=@{data}",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=180,
+        env={**os.environ, "KESTREL_STORAGE": str(storage)},
+    )
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["taskRuns"][0]["outputs"] == {"value": "1\n2\n3"}
+    stored = list(storage.rglob("numbers.txt"))
+    assert len(stored) == 1 and stored[0].read_text() == "1\n2\n3\n"
+    assert f"/executions/{out['id']}/inputs/f/" in stored[0].as_posix()
