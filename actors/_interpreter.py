@@ -45,8 +45,9 @@ from flows._tasks_core import (
     Switch,
 )
 
+from ._large_outputs import DEFAULT_INLINE_OUTPUTS_BYTES, store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
-from ._storage import StorageConfig
+from ._storage import StorageConfig, open_storage
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
@@ -112,6 +113,7 @@ class RunOptions:
         envs: ``envs`` for templates; the process environment when None.
         on_first_task: Told when the first runnable task's body started (latency metrics).
         storage: The internal storage, handed to runnable tasks.
+        inline_outputs_bytes: Task outputs bigger than this (as JSON) go to storage.
     """
 
     restart: bool = False
@@ -119,6 +121,7 @@ class RunOptions:
     envs: Mapping[str, str] | None = None
     on_first_task: Callable[[dt.datetime], None] | None = None
     storage: StorageConfig | None = None
+    inline_outputs_bytes: int = DEFAULT_INLINE_OUTPUTS_BYTES
 
 
 @dataclass
@@ -374,6 +377,29 @@ class ExecutionRun:
         run.outputs = dict(masked)
         self._rec.outputs(run, masked)
 
+    async def _set_task_outputs(
+        self, task: Task, run: TaskRunState, outputs: Mapping[str, Any]
+    ) -> None:
+        """A task's outputs; large ones go to storage and the store keeps a reference."""
+        if not outputs:
+            self._set_outputs(run, outputs)
+            return
+        masked = dict(self._engine.mask_value(dict(outputs)))
+        reference = await store_if_large(
+            open_storage(self._options.storage),
+            self.state,
+            task.id,
+            run.id,
+            masked,
+            self._options.inline_outputs_bytes,
+        )
+        if reference is None:
+            run.outputs = masked
+            self._rec.outputs(run, masked)
+            return
+        run.outputs = masked
+        self._rec.outputs(run, reference)
+
     def _log(
         self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
     ) -> None:
@@ -459,7 +485,7 @@ class ExecutionRun:
             number = len(run.attempts) + 1
             outcome = await self._attempt(task, run, scope, number)
             if outcome.state is State.SUCCESS:
-                self._set_outputs(run, outcome.outputs)
+                await self._set_task_outputs(task, run, outcome.outputs)
                 retried = any(a.state is State.FAILED for a in run.attempts[:-1])
                 return (
                     State.WARNING
@@ -469,7 +495,7 @@ class ExecutionRun:
             delay = _next_delay(retry, run, first_start, outcome)
             if delay is None:
                 if outcome.outputs:
-                    self._set_outputs(run, outcome.outputs)
+                    await self._set_task_outputs(task, run, outcome.outputs)
                 return State.FAILED
             self._transition(run, State.RETRYING)
             await asyncio.sleep(delay)

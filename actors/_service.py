@@ -35,6 +35,7 @@ from flows._tasks_core import Subflow
 
 from ._input_files import needs_storing, store_input_files
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
+from ._large_outputs import resolve_outputs
 from ._recorders import StoreRecorder
 from ._runstate import ExecutionState, TaskRunState, derived_id
 from ._storage import StorageConfig, StorageFileReader, open_storage
@@ -270,6 +271,7 @@ class ExecutionService(Service):
             state.started_at = execution.created_at
         else:
             state = ExecutionState.from_detail(detail, _loop_ids(flow))
+            await resolve_outputs(open_storage(self.storage), state)
         if flow.concurrency is not None and not restart and state.state in _WAITING:
             admitted = await self._admit(flow, execution_id, lease)
             if admitted is not State.RUNNING:
@@ -434,6 +436,7 @@ class ExecutionService(Service):
         flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
         kept = _replayed_runs(detail, task_run_id)
         old = ExecutionState.from_detail(detail, _loop_ids(flow))
+        await resolve_outputs(open_storage(self.storage), old)
         new_id_ = new_id()
         renamed = {r.id: derived_id(new_id_, r.key) for r in old.task_runs.values()}
         new = NewExecution(

@@ -1,6 +1,7 @@
 """A real Kestrel server per storage backend (local folder, then the S3 server).
 
-Each test module that uses `files_server` runs its tests against both backends; every
+Every test that uses `files_server` runs against both backends (one server each for the
+package); every
 test works in its own namespace.
 """
 
@@ -33,7 +34,7 @@ class FilesServer:
     backend: str
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(scope="package", params=["local", "s3"])
 async def files_server(
     request: pytest.FixtureRequest,
     postgres_dsn: str,

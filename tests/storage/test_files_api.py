@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from flows import storage_key
+from tests.polling import eventually
 from tests.storage.conftest import MAX_FILE_BYTES, FilesServer, deploy
 
 pytestmark = pytest.mark.integration
@@ -202,3 +203,51 @@ async def test_namespace_files_api_and_namespace_files_in_a_task(
     again = await api.delete(base, params={"path": "/skip"})
     assert again.status_code == 404
     assert storage_key(f"kestra:///{namespace.replace('.', '/')}/_files/lib/greeting.txt")
+
+
+def _big_flow(namespace: str) -> str:
+    return f"""\
+id: big
+namespace: {namespace}
+tasks:
+  - id: make
+    type: scripts.Python
+    script: |
+      Kestrel.outputs({{"data": "x" * 300000, "small": 7}})
+  - id: use
+    type: core.Return
+    value: "{{{{ outputs.make.vars.data | length }}}} {{{{ outputs.make.vars.small }}}}"
+"""
+
+
+async def test_large_outputs_go_to_storage_transparently(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str
+) -> None:
+    await deploy(api, _big_flow(namespace))
+    run = await api.post(f"/api/v1/executions/{namespace}/big", params={"wait": "true"})
+    execution = run.json()
+    assert execution["state"]["current"] == "SUCCESS", execution
+    runs = {r["taskId"]: r for r in execution["taskRunList"]}
+    recorded = runs["make"]["outputs"]
+    assert set(recorded) == {"kestrelStoredOutputs", "size"}, recorded
+    assert recorded["size"] > 300_000
+    stored = await files_server.storage.read_bytes(recorded["kestrelStoredOutputs"])
+    assert b'"small":7' in stored
+    assert runs["use"]["outputs"] == {"value": "300000 7"}
+
+    # A replay from `use` rebuilds `make`'s outputs from the store: read back from storage.
+    replay = await api.post(
+        f"/api/v1/executions/{execution['id']}/replay", params={"taskRunId": runs["use"]["id"]}
+    )
+    assert replay.status_code == 200, replay.text
+    replay_id = replay.json()["id"]
+
+    async def ended() -> dict[str, object] | None:
+        body: dict[str, object] = (await api.get(f"/api/v1/executions/{replay_id}")).json()
+        done = body["state"]["current"] in ("SUCCESS", "FAILED")  # type: ignore[index]
+        return body if done else None
+
+    replayed = await eventually(ended, within=60, what="the replay ended")
+    assert replayed["state"]["current"] == "SUCCESS", replayed
+    again = {r["taskId"]: r for r in replayed["taskRunList"]}
+    assert again["use"]["outputs"] == {"value": "300000 7"}
