@@ -1,8 +1,7 @@
 """A real Kestrel server per storage backend (local folder, then the S3 server).
 
 Every test that uses `files_server` runs against both backends (one server each for the
-package); every
-test works in its own namespace.
+package); every test works in its own namespace.
 """
 
 from __future__ import annotations
