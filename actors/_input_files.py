@@ -65,6 +65,26 @@ def check_own_namespace(flow: Flow, uri: str) -> None:
         raise StorageError(f"{uri} is not a file of namespace '{flow.namespace}'", uri=uri)
 
 
+def check_file_inputs(flow: Flow, inputs: dict[str, Any]) -> None:
+    """Every stored URI among the FILE inputs is a file of the flow's namespace.
+
+    Raises:
+        InputError: Naming each input that points elsewhere.
+    """
+    errors: dict[str, str] = {}
+    for name in _file_inputs(flow):
+        value = inputs.get(name)
+        for item in value if isinstance(value, list) else [value]:
+            if not isinstance(item, str) or not is_storage_uri(item):
+                continue
+            try:
+                check_own_namespace(flow, item)
+            except StorageError as exc:
+                errors[name] = str(exc)
+    if errors:
+        raise InputError(errors)
+
+
 async def _store_one(
     storage: Storage, flow: Flow, execution_id: str, name: str, index: int | None, item: Any
 ) -> Any:
@@ -82,8 +102,6 @@ async def _store_one(
         finally:
             handle.close()
         return uri
-    if is_storage_uri(item):
-        check_own_namespace(flow, item)
     return item
 
 

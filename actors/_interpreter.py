@@ -33,6 +33,7 @@ from flows._tasks_core import (
     Dag,
     Fail,
     ForEach,
+    ForEachItem,
     If,
     Log,
     LoopUntil,
@@ -45,6 +46,7 @@ from flows._tasks_core import (
     Switch,
 )
 
+from ._foreach_item import run_foreach_item
 from ._large_outputs import DEFAULT_INLINE_OUTPUTS_BYTES, store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._storage import StorageConfig, open_storage
@@ -94,7 +96,13 @@ class SubflowLauncher(Protocol):
     """Starts a child execution for `flow.Subflow`."""
 
     async def launch(
-        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+        self,
+        parent: ExecutionRun,
+        run: TaskRunState,
+        task: Subflow,
+        inputs: dict[str, Any],
+        *,
+        key: str | None = None,
     ) -> tuple[str, State, dict[str, Any]]:
         """Create the child execution and, when ``task.wait``, wait for it to end.
 
@@ -823,6 +831,7 @@ _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Sleep: ExecutionRun._sleep,
     LoopUntil: ExecutionRun._loop_until,
     Fail: ExecutionRun._fail,
+    ForEachItem: run_foreach_item,
 }
 
 

@@ -33,7 +33,7 @@ from flows import (
 from flows._expressions import ExpressionEngine, environment_variables
 from flows._tasks_core import Subflow
 
-from ._input_files import needs_storing, store_input_files
+from ._input_files import check_file_inputs, needs_storing, store_input_files
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
 from ._large_outputs import resolve_outputs
 from ._recorders import StoreRecorder
@@ -197,6 +197,8 @@ class ExecutionService(Service):
         inputs = parse_inputs(flow, raw_inputs or {})
         if execution_id is None and needs_storing(flow, inputs):
             execution_id = new_id()
+        if parent is None:
+            check_file_inputs(flow, inputs)  # subflows may pass their parent's files
         if execution_id is not None:
             storage = open_storage(self.storage)
             inputs = await store_input_files(storage, flow, inputs, execution_id)
@@ -483,9 +485,18 @@ class ExecutionService(Service):
     # ---- subflows ----
 
     async def launch(
-        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+        self,
+        parent: ExecutionRun,
+        run: TaskRunState,
+        task: Subflow,
+        inputs: dict[str, Any],
+        *,
+        key: str | None = None,
     ) -> tuple[str, State, dict[str, Any]]:
-        """Create (or find, when resumed) the child execution of a Subflow task run."""
+        """Create (or find, when resumed) the child execution of a Subflow task run.
+
+        `key` tells apart the children of one task run (``ForEachItem`` batches).
+        """
         flow = await self.flow(task.namespace, task.flow_id, task.revision)
         labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
         try:
@@ -493,7 +504,7 @@ class ExecutionService(Service):
                 flow,
                 inputs,
                 labels=labels,
-                dedupe_key=f"subflow:{run.id}",
+                dedupe_key=f"subflow:{run.id}" + (f":{key}" if key is not None else ""),
                 parent=(parent.id, run.id),
             )
         except InputError as exc:
