@@ -19,6 +19,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check flows actors connectors gateway tests benchmarks
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

@@ -1,17 +1,24 @@
 """Ray actors and the runtime.
 
-Execution actors and their warm pool, the interpreter, runnable-task workers, the
-coordinator and its Postgres store.
+Execution actors and their warm pool, the interpreter, runnable-task workers, listener
+hosts, and the Postgres store every state change goes to.
 """
 
-from ._coordinator import COORDINATOR_NAME, Coordinator, get_coordinator, start_coordinator
 from ._dispatch import InProcessDispatcher, RayTaskDispatcher, WorkerPoolDispatcher, ensure_ray
 from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
+from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
-from ._listener_host import CORE_LISTENERS, ListenerHost, TriggerHost, listener_host_class
+from ._listener_host import (
+    CORE_LISTENERS,
+    ListenerHost,
+    TriggerHost,
+    host_index,
+    listener_host_class,
+)
 from ._pool import ExecutionPool, PoolOptions
+from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
@@ -38,6 +45,8 @@ from ._store import (
     TaskRun,
     TaskRunDetail,
     TriggerState,
+    encode_value,
+    new_id,
 )
 from ._triggers import (
     TRIGGER_LABEL,
@@ -45,20 +54,20 @@ from ._triggers import (
     RunnerContext,
     TriggerInfo,
     TriggerRunner,
+    TriggerStats,
     TriggerStatus,
 )
 from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task, task_worker_class
 from ._worker_context import WorkerRunContext
 
 __all__ = [
-    "COORDINATOR_NAME",
     "CORE_LISTENERS",
     "EXECUTION_LEASE",
+    "TIMEOUT_ERROR",
     "TRIGGER_LABEL",
     "ActorLoad",
     "Attempt",
     "Backoff",
-    "Coordinator",
     "CreateResult",
     "DeadLetter",
     "Dispatcher",
@@ -97,6 +106,7 @@ __all__ = [
     "Store",
     "StoreRecorder",
     "SubflowLauncher",
+    "TaskFailure",
     "TaskInvocation",
     "TaskOutcome",
     "TaskRun",
@@ -107,21 +117,25 @@ __all__ = [
     "TriggerInfo",
     "TriggerRunner",
     "TriggerState",
+    "TriggerStats",
     "TriggerStatus",
     "WorkerPoolDispatcher",
     "WorkerRunContext",
     "backfill",
     "default_data_dir",
     "default_storage_dir",
+    "encode_value",
     "ensure_ray",
     "execute",
     "execution_actor_class",
-    "get_coordinator",
+    "host_index",
     "listener_host_class",
+    "new_id",
     "next_tick",
     "open_storage",
+    "remote_call",
     "run_task",
-    "start_coordinator",
     "task_worker_class",
     "ticks_between",
+    "unwrap_ray_error",
 ]

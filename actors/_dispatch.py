@@ -14,8 +14,8 @@ from typing import Any
 
 import ray
 
+from ._failure import TIMEOUT_ERROR
 from ._worker import (
-    TIMEOUT_ERROR,
     TaskInvocation,
     TaskOutcome,
     execute,

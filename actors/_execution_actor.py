@@ -18,8 +18,11 @@ from typing import Any
 
 import ray
 
-from flows import State, StoreError
-from flows._triggers_core import Schedule
+from flows import (
+    NotFoundError,
+    Schedule,
+    State,
+)
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
 from ._interpreter import Dispatcher
@@ -28,8 +31,6 @@ from ._service import DEFAULT_LEASE_TTL, ExecutionService
 from ._storage import StorageConfig
 from ._store._ids import new_id
 from ._store._store import Store
-
-HEALTH_GROUP = "health"
 
 RUNTIME_ACTOR_OPTIONS: dict[str, Any] = {
     "max_restarts": -1,
@@ -155,7 +156,8 @@ class ExecutionActor:
 
         Raises:
             InputError: Invalid inputs; nothing is created.
-            StoreError: Unknown flow, or the store failed.
+            NotFoundError: Unknown flow.
+            StoreError: The store failed.
         """
         service = await self._ensure()
         flow = await service.flow(namespace, flow_id, revision)
@@ -208,7 +210,7 @@ class ExecutionActor:
         """Run a Schedule trigger's ticks in ``[start, end)`` here (once per tick).
 
         Raises:
-            StoreError: No such flow or Schedule trigger.
+            NotFoundError: No such flow or Schedule trigger.
         """
         service = await self._ensure()
         flow = await service.flow(namespace, flow_id)
@@ -219,7 +221,7 @@ class ExecutionActor:
         ]
         if not schedules:
             which = f" '{trigger_id}'" if trigger_id else ""
-            raise StoreError(f"flow {flow.uid} has no Schedule trigger{which}")
+            raise NotFoundError(f"flow {flow.uid} has no Schedule trigger{which}")
         return await backfill(service, flow, schedules[0], start, end, inputs=dict(inputs or {}))
 
     async def running_ids(self) -> list[str]:
@@ -227,13 +229,21 @@ class ExecutionActor:
         service = await self._ensure()
         return service.running_ids()
 
-    async def shutdown(self) -> None:
-        """Stop taking work and close the store; leases are left to expire."""
-        await self._service.stop()
-        if self._workers is not None:
-            await self._workers.stop()
-        await self._history.stop()
-        await self._store.stop()
+    async def shutdown(self, drain_s: float = 0.0) -> None:
+        """Let running executions end (`drain_s` seconds at most), then stop and close.
+
+        What is still running after `drain_s` is cancelled; its lease is left to expire,
+        so another actor resumes it. The stores are closed whatever happens.
+        """
+        try:
+            if drain_s > 0:
+                await self._service.drain(drain_s)
+            await self._service.stop()
+        finally:
+            if self._workers is not None:
+                await self._workers.stop()
+            await self._history.stop()
+            await self._store.stop()
 
 
 def execution_actor_class(**options: Any) -> Any:

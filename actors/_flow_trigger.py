@@ -14,8 +14,15 @@ from typing import Any
 
 import asyncpg
 
-from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, State
-from flows._triggers_core import FlowTrigger
+from flows import (
+    ConnectorError,
+    Delivery,
+    Event,
+    FlowTrigger,
+    Listener,
+    ListenerContext,
+    State,
+)
 
 _POLL_S = 0.25
 _BATCH = 200

@@ -19,8 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from flows import State, Storage, StorageError, TaskError, task_file_uri
-from flows._tasks_core import ForEachItem, Subflow
+from flows import ForEachItem, State, Storage, StorageError, Subflow, TaskError, task_file_uri
 
 from ._runstate import TaskRunState
 from ._storage import open_storage

@@ -17,21 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flows import (
-    ExpressionError,
-    Flow,
-    RunnableTask,
-    State,
-    Task,
-    TaskError,
-    walk_tasks,
-)
-from flows._expressions import ExpressionEngine, build_context
-from flows._model import Retry, RetryType
-from flows._refuse import contains_template
-from flows._tasks_core import (
     AllowFailure,
     Dag,
+    ExpressionEngine,
+    ExpressionError,
     Fail,
+    Flow,
     ForEach,
     ForEachItem,
     If,
@@ -39,13 +30,24 @@ from flows._tasks_core import (
     LoopUntil,
     Parallel,
     Pause,
+    Retry,
+    RetryType,
     Return,
+    RunnableTask,
+    SecretMask,
     Sequential,
     Sleep,
+    State,
     Subflow,
     Switch,
+    Task,
+    TaskError,
+    build_context,
+    contains_template,
+    walk_tasks,
 )
 
+from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
 from ._large_outputs import DEFAULT_INLINE_OUTPUTS_BYTES, store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
@@ -182,9 +184,23 @@ class ExecutionRun:
         self._resume_events: dict[str, asyncio.Event] = {}
         self._main: asyncio.Task[Any] | None = None
         self._by_key: dict[str, TaskRunState] = {}
+        # Every history stays in order even if the wall clock steps back: a new entry is
+        # never dated before the one it follows.
+        history = state.execution.state_history
+        self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
-        for secret in _secret_inputs(flow, state.execution.inputs):
-            engine.add_secret(secret)
+        # This execution's SECRET inputs are masked here only: the engine is shared by
+        # every execution of the process and would keep each value forever.
+        self._secrets = SecretMask(_secret_inputs(flow, state.execution.inputs))
+
+    def _mask(self, text: str) -> str:
+        """`text` with the engine's secrets and this execution's secret inputs masked."""
+        text = self._engine.mask(text)
+        return self._secrets.mask(text) if self._secrets else text
+
+    def _mask_value(self, value: Any) -> Any:
+        value = self._engine.mask_value(value)
+        return self._secrets.mask_value(value) if self._secrets else value
 
     # ---- control from outside ----
 
@@ -245,10 +261,10 @@ class ExecutionRun:
         return main
 
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
-        now = utcnow()
+        now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
         self._rec.execution_state(
-            state, now, self._engine.mask_value(outputs) if outputs else outputs
+            state, now, self._mask_value(outputs) if outputs else outputs
         )
 
     def _flow_outputs(self) -> dict[str, Any] | None:
@@ -320,6 +336,7 @@ class ExecutionRun:
             parent_id=scope.parent.id if scope.parent else None,
             values=scope.values,
             iteration=scope.iteration,
+            history=[StateEntry(State.CREATED, utcnow())],  # dated now, not when written
         )
         self.state.task_runs[run.id] = run
         self._by_key[key] = run
@@ -376,12 +393,14 @@ class ExecutionRun:
         if run.state is state and run.history:
             return
         now = utcnow()
+        if run.history and now < run.history[-1].date:
+            now = run.history[-1].date
         run.state = state
         run.history.append(StateEntry(state, now))
         self._rec.task_run_state(run, state, now)
 
     def _set_outputs(self, run: TaskRunState, outputs: Mapping[str, Any]) -> None:
-        masked = self._engine.mask_value(dict(outputs))
+        masked = self._mask_value(dict(outputs))
         run.outputs = dict(masked)
         self._rec.outputs(run, masked)
 
@@ -414,7 +433,7 @@ class ExecutionRun:
         self._rec.log(
             LogLine(
                 execution_id=self.id,
-                message=self._engine.mask(message),
+                message=self._mask(message),
                 level=level,
                 task_run_id=run.id if run else None,
                 attempt=attempt,
@@ -548,17 +567,17 @@ class ExecutionRun:
             self._rec.log(
                 LogLine(
                     execution_id=self.id,
-                    message=self._engine.mask(message),
+                    message=self._mask(message),
                     level=level,
                     task_run_id=run.id,
                     attempt=number,
                     at=at,
                 )
             )
-        error = outcome.error
-        if error is not None and "message" in error:
-            error = {**error, "message": self._engine.mask(str(error["message"]))}
-            self._log(run, "ERROR", str(error["message"]), number)
+        failure = outcome.error
+        if failure is not None:
+            failure = failure.masked(self._mask)
+            self._log(run, "ERROR", failure.message, number)
         ended = Attempt(
             number=number,
             state=outcome.state,
@@ -566,7 +585,7 @@ class ExecutionRun:
             ended_at=outcome.ended_at or utcnow(),
             worker=outcome.worker,
             node=outcome.node,
-            error=error,
+            error=None if failure is None else failure.to_json(),
         )
         run.attempts[-1] = ended
         self._rec.attempt(run, ended)
@@ -585,12 +604,14 @@ class ExecutionRun:
             context = self._context(run, scope)
             rendered = self._rendered_task(task, context)
         except (ExpressionError, TaskError) as exc:
-            retriable = exc.retriable if isinstance(exc, TaskError) else False
+            failure = TaskFailure.of(exc)
+            if isinstance(exc, ExpressionError):  # the same template fails every attempt
+                failure = TaskFailure(failure.message, failure.type, retriable=False)
             return TaskOutcome(
                 state=State.FAILED,
                 outputs={},
                 logs=[],
-                error={"message": str(exc), "type": type(exc).__name__, "retriable": retriable},
+                error=failure,
                 worker=None,
                 node=None,
                 started_at=started,
@@ -887,7 +908,7 @@ def _next_delay(
     """Seconds to wait before the next attempt, or None when no retry is left."""
     if retry is None:
         return None
-    if outcome.error is not None and outcome.error.get("retriable") is False:
+    if outcome.error is not None and not outcome.error.retriable:
         return None
     failures = sum(
         1

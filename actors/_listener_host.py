@@ -15,8 +15,7 @@ from typing import Any
 
 import ray
 
-from flows import Flow, KestrelError, Listener, Service, Trigger
-from flows._triggers_core import FlowTrigger, Schedule
+from flows import Flow, FlowTrigger, KestrelError, Listener, Schedule, Service, Trigger
 
 from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
@@ -28,6 +27,7 @@ from ._triggers import (
     RunnerContext,
     TriggerInfo,
     TriggerRunner,
+    TriggerStatus,
     default_listener_factory,
 )
 
@@ -70,6 +70,8 @@ class TriggerHost(Service):
         self._factories: dict[str, ListenerFactory] = {**CORE_LISTENERS, **(factories or {})}
         self._backoff = backoff
         self._runners: dict[tuple[str, str, str], TriggerRunner] = {}
+        # Triggers a user switched off (``PUT /triggers/...``): shown, not run.
+        self._switched_off: dict[tuple[str, str, str], TriggerInfo] = {}
         self._lock = asyncio.Lock()
 
     async def _start(self) -> None:
@@ -96,12 +98,18 @@ class TriggerHost(Service):
         Returns:
             The ids of the triggers now running for the flow.
         """
+        switched_off = await self._service.store.disabled_triggers(flow.namespace, flow.id)
         async with self._lock:
             wanted = {
                 t.id: t
                 for t in flow.triggers
                 if not t.disabled and not flow.disabled and self.listens_to(t)
             }
+            self._forget_switched_off(flow.namespace, flow.id)
+            for key in switched_off:
+                trigger = wanted.pop(key[2], None)
+                if trigger is not None:
+                    self._switched_off[key] = switched_off_info(flow, trigger)
             stale = [
                 key
                 for key, runner in self._runners.items()
@@ -123,14 +131,19 @@ class TriggerHost(Service):
     async def undeploy(self, namespace: str, flow_id: str) -> int:
         """Stop every trigger of a flow; how many were stopped."""
         async with self._lock:
+            self._forget_switched_off(namespace, flow_id)
             keys = [k for k in self._runners if k[:2] == (namespace, flow_id)]
             runners = [self._runners.pop(k) for k in keys]
         await asyncio.gather(*(r.stop() for r in runners))
         return len(runners)
 
+    def _forget_switched_off(self, namespace: str, flow_id: str) -> None:
+        for key in [k for k in self._switched_off if k[:2] == (namespace, flow_id)]:
+            del self._switched_off[key]
+
     def infos(self) -> list[TriggerInfo]:
-        """Status and counters of every trigger deployed here."""
-        return [r.info() for r in self._runners.values()]
+        """Status and counters of every trigger deployed here (switched-off ones too)."""
+        return [r.info() for r in self._runners.values()] + list(self._switched_off.values())
 
     def runner(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerRunner | None:
         """The runner of a deployed trigger."""
@@ -146,6 +159,26 @@ class TriggerHost(Service):
         if kind == "first_task":
             return {r.name: list(r.stats.first_task_latency_s) for r in self._runners.values()}
         return {r.name: list(r.stats.created_latency_s) for r in self._runners.values()}
+
+
+def switched_off_info(flow: Flow, trigger: Trigger) -> TriggerInfo:
+    """How a trigger a user disabled shows in the trigger list: STOPPED, disabled."""
+    return TriggerInfo(
+        namespace=flow.namespace,
+        flow_id=flow.id,
+        trigger_id=trigger.id,
+        type=trigger.type,
+        revision=flow.revision or 0,
+        status=TriggerStatus.STOPPED,
+        last_error=None,
+        last_event_at=None,
+        events=0,
+        created=0,
+        duplicates=0,
+        dead_letters=0,
+        reconnects=0,
+        disabled=True,
+    )
 
 
 def host_index(namespace: str, flow_id: str, count: int) -> int:
@@ -237,10 +270,12 @@ class ListenerHost(ExecutionActor):
         host = await self._triggers()
         return host.latencies(kind)
 
-    async def shutdown(self) -> None:
-        """Stop the listeners (unacked deliveries come again), then the executions."""
-        await self._host.stop()
-        await super().shutdown()
+    async def shutdown(self, drain_s: float = 0.0) -> None:
+        """Stop the listeners (unacked deliveries come again), then drain the executions."""
+        try:
+            await self._host.stop()
+        finally:
+            await super().shutdown(drain_s)
 
 
 def listener_host_class(**options: Any) -> Any:

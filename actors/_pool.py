@@ -24,6 +24,7 @@ import ray
 from flows import Service, State, StoreError
 
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
+from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
 from ._storage import StorageConfig
 from ._store._store import Store
@@ -86,12 +87,18 @@ class ExecutionPool(Service):
         self._serial = itertools.count()
         self._growing: asyncio.Task[None] | None = None
         self._loops: list[asyncio.Task[None]] = []
+        self._drain_s = 0.0
 
     # ---- lifecycle ----
 
     async def _start(self) -> None:
         await asyncio.gather(*(self._add() for _ in range(self.options.min_actors)))
         self._loops = [asyncio.create_task(self._scale_loop(), name="pool-scale")]
+
+    async def shutdown(self, drain_s: float) -> None:
+        """Stop the pool, letting each actor's executions end (`drain_s` s at most, together)."""
+        self._drain_s = drain_s
+        await self.stop()
 
     async def _stop(self) -> None:
         for loop in self._loops:
@@ -122,7 +129,7 @@ class ExecutionPool(Service):
 
     async def _retire(self, member: _Member) -> None:
         with contextlib.suppress(Exception):
-            await member.handle.shutdown.remote()
+            await asyncio.wait_for(member.handle.shutdown.remote(self._drain_s), self._drain_s + 10)
         with contextlib.suppress(Exception):
             ray.kill(member.handle, no_restart=True)
 
@@ -168,8 +175,8 @@ class ExecutionPool(Service):
         member = self._pick()
         member.in_flight += 1
         try:
-            result: StartResult = await member.handle.create.remote(
-                namespace, flow_id, inputs, **kwargs
+            result: StartResult = await remote_call(
+                member.handle.create.remote(namespace, flow_id, inputs, **kwargs)
             )
         finally:
             member.in_flight -= 1
@@ -179,7 +186,7 @@ class ExecutionPool(Service):
     async def submit(self, execution_id: str, *, restart: bool = False) -> bool:
         """Run (or resume) an existing execution on the least-loaded actor."""
         member = self._pick()
-        started: bool = await member.handle.submit.remote(execution_id, restart)
+        started: bool = await remote_call(member.handle.submit.remote(execution_id, restart))
         if started:
             member.load += 1
         return started
@@ -202,7 +209,7 @@ class ExecutionPool(Service):
         handle = await self._owner_of(execution_id)
         if handle is None:
             return False
-        killed: bool = await handle.kill.remote(execution_id)
+        killed: bool = await remote_call(handle.kill.remote(execution_id))
         return killed
 
     async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
@@ -210,12 +217,14 @@ class ExecutionPool(Service):
         handle = await self._owner_of(execution_id)
         if handle is None:
             return False
-        resumed: bool = await handle.resume.remote(execution_id, task_run_id)
+        resumed: bool = await remote_call(handle.resume.remote(execution_id, task_run_id))
         return resumed
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
         """Replay an execution from a task run on the least-loaded actor."""
-        new_id: str = await self._pick().handle.replay.remote(execution_id, task_run_id)
+        new_id: str = await remote_call(
+            self._pick().handle.replay.remote(execution_id, task_run_id)
+        )
         return new_id
 
     async def backfill(
@@ -228,8 +237,8 @@ class ExecutionPool(Service):
         inputs: Mapping[str, Any] | None = None,
     ) -> list[str]:
         """Run a Schedule trigger's ticks in ``[start, end)`` on the least-loaded actor."""
-        ids: list[str] = await self._pick().handle.backfill.remote(
-            namespace, flow_id, trigger_id, start, end, inputs
+        ids: list[str] = await remote_call(
+            self._pick().handle.backfill.remote(namespace, flow_id, trigger_id, start, end, inputs)
         )
         return ids
 

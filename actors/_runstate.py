@@ -89,6 +89,7 @@ class TaskRunState:
             value=self.value,
             iteration=self.iteration,
             state=self.state,
+            created_at=self.history[0].date if self.history else None,
         )
 
 

@@ -16,8 +16,17 @@ from typing import Any
 
 from croniter import croniter
 
-from flows import Delivery, Event, Flow, Listener, ListenerContext, State
-from flows._triggers_core import RecoverMissedSchedules, Schedule, expand_cron
+from flows import (
+    Delivery,
+    Event,
+    Flow,
+    Listener,
+    ListenerContext,
+    RecoverMissedSchedules,
+    Schedule,
+    State,
+    expand_cron,
+)
 
 from ._service import ExecutionService
 from ._triggers import TRIGGER_LABEL

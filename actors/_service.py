@@ -19,19 +19,21 @@ from typing import Any
 
 from flows import (
     ConcurrencyBehavior,
+    ExpressionEngine,
     Flow,
     InputError,
+    NotFoundError,
     Service,
     StaleLeaseError,
     State,
     StoreError,
+    Subflow,
+    environment_variables,
     input_to_json,
     parse_flow,
     parse_inputs,
     walk_tasks,
 )
-from flows._expressions import ExpressionEngine, environment_variables
-from flows._tasks_core import Subflow
 
 from ._input_files import check_file_inputs, needs_storing, store_input_files
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
@@ -142,7 +144,7 @@ class ExecutionService(Service):
         """A flow revision from the store, parsed once and cached.
 
         Raises:
-            StoreError: No such flow or revision.
+            NotFoundError: No such flow or revision.
         """
         if revision is not None:
             cached = self._flows.get((namespace, flow_id, revision))
@@ -151,7 +153,7 @@ class ExecutionService(Service):
         found = await self.store.get_flow(namespace, flow_id, revision, include_deleted=True)
         if found is None:
             at = f" revision {revision}" if revision is not None else ""
-            raise StoreError(f"flow {namespace}.{flow_id}{at} is not in the store")
+            raise NotFoundError(f"flow {namespace}.{flow_id}{at} is not in the store")
         flow = parse_flow(found.source, f"{namespace}.{flow_id}@{found.revision}")
         flow.revision = found.revision
         self._flows[(namespace, flow_id, found.revision)] = flow
@@ -249,7 +251,7 @@ class ExecutionService(Service):
             on_first_task: Told when its first runnable task's body started.
 
         Raises:
-            StoreError: Unknown execution or flow.
+            NotFoundError: Unknown execution or flow.
         """
         if execution_id in self._tasks and not self._tasks[execution_id].done():
             return True
@@ -264,7 +266,7 @@ class ExecutionService(Service):
             detail = await self.store.execution_detail(execution_id)
             if detail is None:
                 await self.store.release_lease(lease)
-                raise StoreError(f"execution {execution_id} does not exist")
+                raise NotFoundError(f"execution {execution_id} does not exist")
             execution = detail.execution
         if flow is None or flow.revision != execution.flow_revision:
             flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
@@ -370,6 +372,19 @@ class ExecutionService(Service):
         """Ids of the executions running here."""
         return list(self._runs)
 
+    async def drain(self, within: float) -> int:
+        """Let the executions running here end, waiting `within` seconds at most.
+
+        Nothing is cancelled (`stop` does that); leases keep being renewed meanwhile.
+
+        Returns:
+            How many executions are still running.
+        """
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        if tasks and within > 0:
+            await asyncio.wait(tasks, timeout=within)
+        return sum(1 for t in tasks if not t.done())
+
     def kill(self, execution_id: str) -> bool:
         """Kill an execution running here; False if it is not here."""
         run = self._runs.get(execution_id)
@@ -388,7 +403,7 @@ class ExecutionService(Service):
 
         Raises:
             TimeoutError: Not terminal within `within` seconds.
-            StoreError: Unknown execution.
+            NotFoundError: Unknown execution.
         """
 
         async def until_done() -> ExecutionSummary:
@@ -398,7 +413,7 @@ class ExecutionService(Service):
                     await event.wait()
                 found = await self.store.get_execution(execution_id)
                 if found is None:
-                    raise StoreError(f"execution {execution_id} does not exist")
+                    raise NotFoundError(f"execution {execution_id} does not exist")
                 if found.state.terminal:
                     return ExecutionSummary(found.id, found.state)
                 if execution_id not in self._tasks:
@@ -410,7 +425,7 @@ class ExecutionService(Service):
         """Re-run the failed task runs of a terminal execution, in the same execution."""
         found = await self.store.get_execution(execution_id)
         if found is None:
-            raise StoreError(f"execution {execution_id} does not exist")
+            raise NotFoundError(f"execution {execution_id} does not exist")
         if not found.state.terminal:
             return False
         if not await self.run_execution(execution_id, restart=True):
@@ -429,11 +444,11 @@ class ExecutionService(Service):
         recorded flow revision, trigger and inputs.
 
         Raises:
-            StoreError: Unknown execution or task run.
+            NotFoundError: Unknown execution or task run.
         """
         detail = await self.store.execution_detail(execution_id)
         if detail is None:
-            raise StoreError(f"execution {execution_id} does not exist")
+            raise NotFoundError(f"execution {execution_id} does not exist")
         source = detail.execution
         flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
         kept = _replayed_runs(detail, task_run_id)
@@ -553,7 +568,7 @@ class ExecutionService(Service):
                 if await self.run_execution(execution.id):
                     taken += 1
                     _log.warning("resumed execution %s after its owner was lost", execution.id)
-            except StoreError as exc:
+            except (StoreError, NotFoundError) as exc:
                 _log.warning("could not resume %s: %s", execution.id, exc)
         self.recovered += taken
         return taken
@@ -596,7 +611,7 @@ def _replayed_runs(detail: ExecutionDetail, task_run_id: str | None) -> list[Any
         return []
     index = next((i for i, d in enumerate(runs) if d.task_run.id == task_run_id), None)
     if index is None:
-        raise StoreError(f"task run {task_run_id} is not in execution {detail.execution.id}")
+        raise NotFoundError(f"task run {task_run_id} is not in execution {detail.execution.id}")
     by_id = {d.task_run.id: d for d in runs}
     ancestors: set[str] = set()
     parent = runs[index].task_run.parent_task_run_id

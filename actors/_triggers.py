@@ -22,6 +22,7 @@ from typing import Any
 from flows import (
     ConnectorError,
     Event,
+    ExpressionEngine,
     Flow,
     InputError,
     KestrelError,
@@ -29,9 +30,9 @@ from flows import (
     PoisonMessage,
     Service,
     Trigger,
+    build_context,
+    contains_template,
 )
-from flows._expressions import ExpressionEngine, build_context
-from flows._refuse import contains_template
 
 from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow
@@ -76,6 +77,7 @@ class TriggerStats:
     duplicates: int = 0
     dead_letters: int = 0
     reconnects: int = 0
+    last_event_at: dt.datetime | None = None
     created_latency_s: list[float] = field(default_factory=list)
     first_task_latency_s: list[float] = field(default_factory=list)
 
@@ -111,6 +113,7 @@ class TriggerInfo:
     duplicates: int
     dead_letters: int
     reconnects: int
+    disabled: bool = False
 
 
 class RunnerContext:

@@ -31,13 +31,11 @@ import ray
 
 from flows import RunnableTask, State, TaskError
 
+from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._storage import StorageConfig
 from ._store._json import dumps
 from ._store._records import utcnow
 from ._worker_context import WorkerRunContext, close_worker_stores
-
-TIMEOUT_ERROR = "timeout"
-"""``error["type"]`` of an attempt that ran out of time."""
 
 DEFAULT_WORKER_CONCURRENCY = 100
 HEALTH_GROUP = "health"
@@ -80,8 +78,7 @@ class TaskOutcome:
         state: SUCCESS or FAILED.
         outputs: The task's outputs (empty when it failed).
         logs: ``(time, level, message)`` lines, in order, unmasked.
-        error: For FAILED: ``{"message", "type", "retriable"}``; ``type`` is the
-            exception's class name, or ``"timeout"``.
+        error: For FAILED, why (`TaskFailure`); None for SUCCESS.
         worker: The Ray actor or worker id that ran it (``pid:N`` outside Ray).
         node: The Ray node id (the host name outside Ray).
         started_at: When the worker started the attempt (aware UTC).
@@ -91,7 +88,7 @@ class TaskOutcome:
     state: State
     outputs: dict[str, Any]
     logs: list[tuple[dt.datetime, str, str]]
-    error: dict[str, Any] | None
+    error: TaskFailure | None
     worker: str | None
     node: str | None
     started_at: dt.datetime
@@ -120,20 +117,20 @@ async def run_invocation(
         storage=invocation.storage,
     )
     outputs: dict[str, Any] = {}
-    error: dict[str, Any] | None = None
+    error: TaskFailure | None = None
     deadline = asyncio.timeout(invocation.timeout_s)
     try:
         async with deadline:
             outputs = _checked_outputs(await invocation.task.run(ctx))
     except TaskError as exc:
-        error = _error(str(exc), type(exc).__name__, exc.retriable)
+        error = TaskFailure.of(exc)
     except TimeoutError as exc:
         if not deadline.expired():
             error = _unexpected(exc, ctx)
         else:
             message = f"timed out after {invocation.timeout_s:g}s"
             ctx.log("ERROR", f"task {message}")
-            error = _error(message, TIMEOUT_ERROR, True)
+            error = TaskFailure(message, TIMEOUT_ERROR, True)
     except Exception as exc:
         error = _unexpected(exc, ctx)
     worker, node = _identity()
@@ -156,7 +153,7 @@ def failed_outcome(message: str, kind: str, *, retriable: bool = True) -> TaskOu
         state=State.FAILED,
         outputs={},
         logs=[],
-        error=_error(message, kind, retriable),
+        error=TaskFailure(message, kind, retriable),
         worker=None,
         node=None,
         started_at=now,
@@ -175,16 +172,12 @@ def _checked_outputs(outputs: Any) -> dict[str, Any]:
     return outputs
 
 
-def _error(message: str, kind: str, retriable: bool) -> dict[str, Any]:
-    return {"message": message, "type": kind, "retriable": retriable}
-
-
-def _unexpected(exc: BaseException, ctx: WorkerRunContext) -> dict[str, Any]:
+def _unexpected(exc: BaseException, ctx: WorkerRunContext) -> TaskFailure:
     """An exception the task did not turn into a TaskError: log its traceback."""
     ctx.log("ERROR", "".join(traceback.format_exception(exc)).rstrip())
     kind = type(exc).__name__
     text = str(exc)
-    return _error(f"{kind}: {text}" if text else kind, kind, True)
+    return TaskFailure(f"{kind}: {text}" if text else kind, kind, True)
 
 
 def _identity() -> tuple[str, str]:

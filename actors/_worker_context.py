@@ -213,7 +213,7 @@ _STORES: dict[_StoreKey, asyncio.Task[Store]] = {}
 async def worker_store(dsn: str) -> Store:
     """The started `Store` for ``dsn`` on the running loop, opened on first use.
 
-    It applies no migrations (the coordinator does) and keeps a small pool. Concurrent
+    It applies no migrations (the server does) and keeps a small pool. Concurrent
     first callers share one opening; a failed opening is forgotten, so the next call
     tries again.
 

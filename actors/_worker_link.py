@@ -30,7 +30,7 @@ from typing import Any
 from ._worker import TaskInvocation, TaskOutcome, failed_outcome
 
 WORKER_LOST = "WorkerLost"
-"""``error["type"]`` of an attempt lost with its worker."""
+"""`TaskFailure.type` of an attempt lost with its worker."""
 
 _COLLECT_RETRY_S = 0.05
 """Pause before asking again after a failed collect (the worker is being restarted)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 
 class KestrelError(Exception):
@@ -63,6 +64,12 @@ class ExpressionError(KestrelError):
         prefix = f"{where}: " if where else ""
         shown = f" in {expression!r}" if expression else ""
         super().__init__(f"{prefix}{message}{shown}")
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with the fields (errors cross the Ray boundary)."""
+        fields = {"expression": self.expression, "task": self.task, "prop": self.prop}
+        return (_rebuild, (type(self), (self.message,), fields))
 
 
 class TaskError(KestrelError):
@@ -76,18 +83,95 @@ class TaskError(KestrelError):
         self.retriable = retriable
         super().__init__(message)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with the retriable flag (errors cross the Ray boundary)."""
+        return (_rebuild, (type(self), self.args, {"retriable": self.retriable}))
+
 
 class ConnectorError(KestrelError):
     """An external system (broker, database, HTTP endpoint) refused or failed."""
+
+
+class SerdeError(ConnectorError):
+    """A payload does not fit its (de)serializer: bad UTF-8, bad JSON, bad base64, wrong size.
+
+    One class for every connector, so a listener tells a poison message from a broken
+    connection the same way whatever the source.
+    """
 
 
 class StoreError(KestrelError):
     """The state store could not perform an operation."""
 
 
+class NotFoundError(KestrelError):
+    """A flow, execution, task run, trigger or key that does not exist (HTTP 404)."""
+
+
+class ConflictError(KestrelError):
+    """A request that does not fit the current state, e.g. killing an ended execution (409)."""
+
+
+class NotStartedError(KestrelError):
+    """A long-lived service was used before its `start()` (or after its `stop()`)."""
+
+
+class UnavailableError(KestrelError):
+    """A part of the runtime (a Ray actor, a worker) died while serving a call (HTTP 503)."""
+
+
+class _LeaseLike(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def owner(self) -> str: ...
+    @property
+    def epoch(self) -> int: ...
+
+
 class StaleLeaseError(StoreError):
-    """A write was fenced: the writer's lease epoch is no longer current."""
+    """A write was fenced: the writer's lease epoch is no longer current.
+
+    Args:
+        lease: The stale lease the writer held (kind, key, owner, epoch).
+        holder: Who holds it now, or None when nobody does.
+        holder_epoch: The current epoch, or None when nobody holds it.
+        action: What was refused, e.g. ``"write refused"``.
+
+    Attributes:
+        lease: As given.
+        holder: As given.
+        holder_epoch: As given.
+    """
+
+    def __init__(
+        self,
+        lease: _LeaseLike,
+        holder: str | None = None,
+        holder_epoch: int | None = None,
+        action: str = "write refused",
+    ) -> None:
+        self.lease = lease
+        self.holder = holder
+        self.holder_epoch = holder_epoch
+        self.action = action
+        now = f"held by {holder!r} at epoch {holder_epoch}" if holder else "not held"
+        super().__init__(
+            f"lease {lease.kind}/{lease.key} epoch {lease.epoch} of {lease.owner!r} is stale "
+            f"(now {now}); {action}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle with the fields (errors cross the Ray boundary)."""
+        return (type(self), (self.lease, self.holder, self.holder_epoch, self.action))
 
 
 class RegistryError(KestrelError):
     """A type name is unknown or registered twice."""
+
+
+def _rebuild(cls: type[KestrelError], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Unpickle an error whose constructor takes keyword fields."""
+    return cls(*args, **kwargs)

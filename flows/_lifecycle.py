@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import logging
 from types import TracebackType
 from typing import Self
+
+_log = logging.getLogger("kestrel.lifecycle")
 
 
 class Service(abc.ABC):
@@ -26,11 +29,27 @@ class Service(abc.ABC):
         return self._started and not self._stopped
 
     async def start(self) -> None:
-        """Start the service; a second call does nothing."""
+        """Start the service; a second call does nothing.
+
+        A `_start` that fails is unwound at once: `_stop` runs (it must cope with a half
+        started service, as it releases only what exists), so nothing it opened leaks
+        and `start()` may be tried again. The error of `_start` is raised.
+        """
         async with self._lifecycle_lock:
             if self._started:
                 return
-            await self._start()
+            try:
+                await self._start()
+            except BaseException:
+                try:
+                    await self._stop()
+                except Exception as unwinding:
+                    _log.warning(
+                        "%s: unwinding a failed start failed too: %r",
+                        type(self).__name__,
+                        unwinding,
+                    )
+                raise
             self._started = True
 
     async def stop(self) -> None:

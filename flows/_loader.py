@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 from ._checks import check_flow
 from ._errors import FlowError, Problem
 from ._model import Flow, Path, _TypedRef, yaml_key
+from ._raw_checks import duplicate_ids
 from ._registry import REGISTRY
 from ._yaml_positions import PositionedDocument, read_yaml, yaml_error_problem
 
@@ -86,6 +87,8 @@ def _parse(text: str, file: str) -> tuple[Flow | None, list[Problem]]:
         flow = Flow.model_validate(data)
     except ValidationError as exc:
         problems.extend(_describe(err, doc) for err in exc.errors(include_url=False))
+        # No Flow to check, but duplicate ids are plain in the document: same pass.
+        problems.extend(doc.problem(path, message) for path, message in duplicate_ids(data))
         return None, _unique(problems)
     problems.extend(check_flow(flow, doc))
     return (flow if not problems else None), _unique(problems)

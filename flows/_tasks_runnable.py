@@ -192,7 +192,7 @@ class ShellCommands(RunnableTask, TaskFiles):
 
 
 class KVType(StrEnum):
-    """Types a KV value can be stored as."""
+    """The type a KV value is stored as, with Kestra's names (the store uses this one)."""
 
     STRING = "STRING"
     NUMBER = "NUMBER"

@@ -254,21 +254,3 @@ class KestrelClient:
         found = self._json("GET", f"{API}/triggers")
         results: list[dict[str, Any]] = found["results"]
         return results
-
-    def backfill(
-        self,
-        namespace: str,
-        flow_id: str,
-        start: str,
-        end: str | None = None,
-        trigger_id: str | None = None,
-    ) -> list[str]:
-        """Run a schedule's missed ticks in ``[start, end)``; the new execution ids."""
-        body: dict[str, Any] = {"namespace": namespace, "flowId": flow_id, "start": start}
-        if end:
-            body["end"] = end
-        if trigger_id:
-            body["triggerId"] = trigger_id
-        found = self._json("PUT", f"{API}/triggers/backfill", json=body)
-        executions: list[str] = found["executions"]
-        return executions

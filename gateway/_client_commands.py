@@ -1,8 +1,8 @@
 """The ``kestrel`` subcommands that talk to a running server through its REST API.
 
-``flow list|deploy|delete``, ``execution list|get|logs|replay|restart|kill|resume``,
-``trigger list`` and ``backfill``. Tables by default, ``--json`` for scripts; a failed
-request prints the server's message and exits 1.
+``flow list|deploy|delete``, ``execution list|get|logs|replay|restart|kill|resume`` and
+``trigger list`` (the others are in `_cli_extra`). Tables by default, ``--json`` for
+scripts; a failed request prints the server's message and exits 1.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ._client import DEFAULT_SERVER, ClientError, KestrelClient
+from ._human import human_duration
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -57,7 +58,7 @@ def _state(execution: dict[str, Any]) -> str:
 
 
 def _duration(item: dict[str, Any]) -> str:
-    return str(item.get("state", {}).get("duration") or "-")
+    return human_duration(item.get("state", {}).get("duration"))
 
 
 def _log_line(line: dict[str, Any]) -> str:
@@ -78,13 +79,22 @@ def _flow_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> 
             f["id"],
             f["revision"],
             ",".join(t["id"] for t in f.get("triggers", [])) or "-",
-            "disabled" if f.get("disabled") else ("invalid" if f.get("errors") else "-"),
+            _flow_status(f),
             _time(f.get("updated")),
         )
         for f in flows
     ]
     print(table(("NAMESPACE", "ID", "REVISION", "TRIGGERS", "STATUS", "UPDATED"), rows), file=out)
     return EXIT_OK
+
+
+def _flow_status(flow: dict[str, Any]) -> str:
+    """``disabled``, ``invalid``, else the state of its last execution (``-``: never ran)."""
+    if flow.get("disabled"):
+        return "disabled"
+    if flow.get("errors"):
+        return "invalid"
+    return str(flow.get("lastExecutionState") or "-")
 
 
 def _flow_deploy(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -252,17 +262,6 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
     return EXIT_OK
 
 
-def _backfill(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    ids = client.backfill(args.namespace, args.flow, args.start, args.end, args.trigger)
-    if args.json:
-        _print_json({"executions": ids}, out)
-        return EXIT_OK
-    for execution_id in ids:
-        print(execution_id, file=out)
-    print(f"{len(ids)} execution(s) created", file=out)
-    return EXIT_OK
-
-
 # ---- wiring ---------------------------------------------------------------------------
 
 
@@ -295,7 +294,9 @@ def _connection_options() -> argparse.ArgumentParser:
 
 
 def add_client_commands(sub: Any) -> None:
-    """Add ``flow``, ``execution``, ``trigger`` and ``backfill`` to a subparsers object."""
+    """Add ``flow``, ``execution``, ``trigger``, ``backfill``, ``kv`` and ``deadletters``."""
+    from ._cli_extra import add_extra_commands  # it imports this module
+
     common = _connection_options()
 
     flow = sub.add_parser("flow", help="list, deploy or delete flows on a server")
@@ -342,12 +343,4 @@ def add_client_commands(sub: Any) -> None:
     p = trigger_sub.add_parser("list", parents=[common], help="status of every trigger")
     p.set_defaults(func=_run(_trigger_list))
 
-    p = sub.add_parser(
-        "backfill", parents=[common], help="run a schedule's ticks between two dates"
-    )
-    p.add_argument("namespace")
-    p.add_argument("flow", metavar="FLOW")
-    p.add_argument("--start", required=True, help="ISO-8601 date-time")
-    p.add_argument("--end", help="ISO-8601 date-time (default: now)")
-    p.add_argument("--trigger", help="the Schedule trigger's id (default: the flow's one)")
-    p.set_defaults(func=_run(_backfill))
+    add_extra_commands(sub, flow_sub, ex_sub, trigger_sub, common)

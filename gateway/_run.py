@@ -11,12 +11,15 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from actors import StorageConfig
-from actors._dispatch import RayTaskDispatcher
-from actors._embedded_postgres import EmbeddedPostgres
-from actors._service import ExecutionService
-from actors._store._records import ExecutionDetail, TaskRunDetail
-from actors._store._store import Store
+from actors import (
+    EmbeddedPostgres,
+    ExecutionDetail,
+    ExecutionService,
+    RayTaskDispatcher,
+    StorageConfig,
+    Store,
+    TaskRunDetail,
+)
 from flows import FlowError, InputError, KestrelError, State, parse_flow, parse_inputs
 
 EXIT_OK = 0

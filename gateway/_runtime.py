@@ -34,42 +34,43 @@ from actors import (
     StorageConfig,
     Store,
     TriggerInfo,
+    TriggerStats,
     TriggerStatus,
     WorkerPoolDispatcher,
     ensure_ray,
+    host_index,
     listener_host_class,
+    new_id,
     open_storage,
+    remote_call,
 )
-from actors._listener_host import host_index
-from actors._store._ids import new_id
-from actors._store._store import redact_dsn
-from actors._triggers import TriggerStats
 from flows import (
+    ConflictError,
     Flow,
+    NotFoundError,
+    NotStartedError,
     Service,
     State,
-    StoreError,
+    Webhook,
     execution_prefix,
     parse_flow,
+    redact_dsn,
 )
-from flows._triggers_core import Webhook
 
 from ._settings import Settings
 
 _log = logging.getLogger("kestrel.runtime")
 
+SHUTDOWN_DRAIN_S = 30.0
+"""Seconds a stopping server lets running executions end, all hosts together."""
 
 def new_execution_id() -> str:
     """A fresh execution id (files are stored under it before the execution is created)."""
     return new_id()
 
 
-class NotFoundError(StoreError):
-    """A flow, execution, trigger or key that does not exist (HTTP 404)."""
-
-
-class ConflictError(StoreError):
-    """A request that does not fit the current state (HTTP 409)."""
+RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
+"""The states an execution may be restarted from (as in Kestra)."""
 
 
 class Runtime(Service):
@@ -100,6 +101,13 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
+        self._purging: asyncio.Task[None] | None = None
+        # Triggers switched off through the API (webhooks are checked here, the others
+        # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
+        self._switched_off: set[tuple[str, str, str]] = set()
+        self.folder_files: dict[tuple[str, str], str] = {}
+        """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
+        the folder sync): the API refuses to delete those, the file would bring it back."""
         self.storage_config = storage or StorageConfig.parse(settings.storage)
 
     # ---- lifecycle ----
@@ -113,21 +121,21 @@ class Runtime(Service):
     def store(self) -> Store:
         """The started store."""
         if self._store is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._store
 
     @property
     def pool(self) -> ExecutionPool:
         """The execution pool."""
         if self._pool is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._pool
 
     @property
     def local(self) -> ExecutionService:
         """The execution service of this process (it runs the webhook executions)."""
         if self._local is None:
-            raise StoreError("the runtime is not started")
+            raise NotStartedError("the runtime is not started")
         return self._local
 
     async def _start(self) -> None:
@@ -144,6 +152,7 @@ class Runtime(Service):
         self._store = Store(dsn)
         await self._store.start()
         _log.info("store ready: migrations applied")
+        self._switched_off = await self._store.disabled_triggers()
         _log.info("internal storage: %s", self.storage_config.describe())
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
@@ -184,6 +193,7 @@ class Runtime(Service):
             *(h.ready.remote() for h in self._hosts),
         )
         await self._local.start()
+        self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
             "%d execution actor(s), %d listener host(s) and %d webhook worker(s) warm",
             self._pool.size,
@@ -192,34 +202,72 @@ class Runtime(Service):
         )
 
     async def _stop(self) -> None:
+        """Stop taking work, drain everything in parallel within one deadline, then close.
+
+        Listener hosts stop their listeners first (unacknowledged deliveries come again);
+        then the hosts, the pool actors and this process's webhook executions all drain
+        together for at most `SHUTDOWN_DRAIN_S`. Whatever still runs is cancelled (its
+        lease lapses; it is resumed on the next start). Stores are closed whatever failed.
+        """
         _log.info("stopping listeners, then draining executions")
-        for handle in self._hosts:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(handle.shutdown.remote(), 30)
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=True)
-        self._hosts = []
+        await _cancelled(self._purging)
+        self._purging = None
+        hosts, self._hosts = self._hosts, []
+        drains: list[Any] = [_shutdown_host(h, SHUTDOWN_DRAIN_S) for h in hosts]
         if self._local is not None:
-            await self._local.stop()  # its leases lapse: the pool resumes those executions
-        if self._workers is not None:
-            await self._workers.stop()
+            drains.append(self._local.drain(SHUTDOWN_DRAIN_S))
         if self._pool is not None:
-            await self._pool.stop()
-        if self._history is not None:
-            await self._history.stop()
-        if self._store is not None:
-            await self._store.stop()
-        if self._embedded is not None:
-            await self._embedded.stop()
+            drains.append(self._pool.shutdown(SHUTDOWN_DRAIN_S))
+        try:
+            results = await asyncio.gather(*drains, return_exceptions=True)
+            for failed in (r for r in results if isinstance(r, BaseException)):
+                _log.warning("draining failed: %r", failed)
+        finally:
+            for handle in hosts:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=True)
+            for part in (
+                self._local,  # cancels what did not end: its leases lapse
+                self._workers,
+                self._pool,
+                self._history,
+                self._store,
+                self._embedded,
+            ):
+                if part is None:
+                    continue
+                try:
+                    await part.stop()
+                except Exception as exc:
+                    _log.warning("stopping %s failed: %r", type(part).__name__, exc)
         _log.info("stopped")
+
+    async def _purge_loop(self) -> None:
+        """Delete expired KV entries every `kv_purge_interval_s` (reads ignore them anyway)."""
+        while True:
+            await asyncio.sleep(self.settings.kv_purge_interval_s)
+            try:
+                purged = await self.store.kv_purge_expired()
+            except Exception as exc:
+                _log.warning("purging expired KV entries failed: %s", exc)
+                continue
+            if purged:
+                _log.debug("purged %d expired KV entries", purged)
 
     # ---- flows ----
 
     def _host_for(self, namespace: str, flow_id: str) -> Any:
         return self._hosts[host_index(namespace, flow_id, len(self._hosts))]
 
-    async def deploy(self, source: str, file: str = "<api>") -> tuple[Flow, bool]:
+    async def deploy(
+        self, source: str, file: str = "<api>", *, from_folder: bool = False
+    ) -> tuple[Flow, bool]:
         """Validate and save a flow; deploy its triggers when it changed.
+
+        Args:
+            source: The flow's YAML.
+            file: Where it comes from, for error positions.
+            from_folder: `file` is in the flows folder (the API will not delete the flow).
 
         Returns:
             The flow (with its revision) and whether a new revision was made.
@@ -228,6 +276,8 @@ class Runtime(Service):
             FlowError: The flow is invalid; nothing changes.
         """
         flow = parse_flow(source, file)
+        if from_folder:  # before the flow is visible: a DELETE never slips in between
+            self.folder_files[(flow.namespace, flow.id)] = file
         async with self._flow_lock:  # writes, cache updates and trigger pushes stay in order
             saved = await self.store.save_flow(flow.namespace, flow.id, source)
             flow.revision = saved.flow.revision
@@ -241,21 +291,35 @@ class Runtime(Service):
 
     async def _deploy_triggers(self, flow: Flow) -> None:
         host = self._host_for(flow.namespace, flow.id)
-        await host.deploy.remote(flow.namespace, flow.id, flow.revision)
+        await remote_call(host.deploy.remote(flow.namespace, flow.id, flow.revision))
 
-    async def delete_flow(self, namespace: str, flow_id: str) -> None:
+    async def delete_flow(self, namespace: str, flow_id: str, *, from_folder: bool = False) -> None:
         """Delete (disable) a flow: its triggers stop; its history stays.
+
+        Args:
+            namespace: The flow's namespace.
+            flow_id: The flow's id.
+            from_folder: The flows-folder sync deletes it (its file is gone).
 
         Raises:
             NotFoundError: No such flow.
+            ConflictError: The flow comes from a file of the flows folder (and would come
+                back from it on the next start): delete the file instead.
         """
+        file = self.folder_files.get((namespace, flow_id))
+        if file is not None and not from_folder:
+            raise ConflictError(
+                f"flow {namespace}.{flow_id} comes from the flows folder ({file}): "
+                "delete the file instead"
+            )
         async with self._flow_lock:
             deleted = await self.store.delete_flow(namespace, flow_id)
             self._flow_writes += 1
             self._current.pop((namespace, flow_id), None)
             if not deleted:
                 raise NotFoundError(f"flow {namespace}.{flow_id} not found")
-            await self._host_for(namespace, flow_id).undeploy.remote(namespace, flow_id)
+            host = self._host_for(namespace, flow_id)
+            await remote_call(host.undeploy.remote(namespace, flow_id))
         _log.info("flow %s.%s deleted; its triggers stopped", namespace, flow_id)
 
     async def flow(self, namespace: str, flow_id: str, revision: int | None = None) -> Flow:
@@ -378,7 +442,7 @@ class Runtime(Service):
             handle = self.pool.handle_for_owner(lease.owner)
         if handle is None:
             return False
-        answer: bool = await getattr(handle, action).remote(execution_id)
+        answer: bool = await remote_call(getattr(handle, action).remote(execution_id))
         return answer
 
     async def kill(self, execution_id: str) -> Execution:
@@ -420,11 +484,14 @@ class Runtime(Service):
 
         Raises:
             NotFoundError: No such execution.
-            ConflictError: It has not ended.
+            ConflictError: It is not FAILED, KILLED or WARNING.
         """
         execution = await self.execution(execution_id)
-        if not execution.state.terminal:
-            raise ConflictError(f"execution {execution_id} is still {execution.state.value}")
+        if execution.state not in RESTARTABLE_STATES:
+            raise ConflictError(
+                f"execution {execution_id} is {execution.state.value}; only FAILED, KILLED "
+                "and WARNING executions restart"
+            )
         if not await self.pool.submit(execution_id, restart=True):
             raise ConflictError(f"execution {execution_id} is held by another owner")
         return await self.execution(execution_id)
@@ -436,10 +503,7 @@ class Runtime(Service):
             NotFoundError: No such execution or task run.
         """
         await self.execution(execution_id)
-        try:
-            new_id_ = await self.pool.replay(execution_id, task_run_id)
-        except StoreError as exc:
-            raise NotFoundError(str(exc)) from exc
+        new_id_ = await self.pool.replay(execution_id, task_run_id)
         return await self.execution(new_id_)
 
     # ---- webhooks, triggers ----
@@ -467,10 +531,13 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled:
+        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
+            self._switched_off
+        ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
         stats.events += 1
+        stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
@@ -516,7 +583,8 @@ class Runtime(Service):
             flow = await self.flow(revision.namespace, revision.flow_id, revision.revision)
             for trigger in flow.triggers:
                 if isinstance(trigger, Webhook):
-                    disabled = trigger.disabled or flow.disabled
+                    switched_off = (flow.namespace, flow.id, trigger.id) in self._switched_off
+                    disabled = trigger.disabled or flow.disabled or switched_off
                     stats = self._webhook_stats.get(f"{flow.uid}/{trigger.id}", TriggerStats())
                     out.append(
                         TriggerInfo(
@@ -527,15 +595,48 @@ class Runtime(Service):
                             revision=revision.revision,
                             status=TriggerStatus.STOPPED if disabled else TriggerStatus.RUNNING,
                             last_error=None,
-                            last_event_at=None,
+                            last_event_at=stats.last_event_at,
                             events=stats.events,
                             created=stats.created,
                             duplicates=0,
                             dead_letters=0,
                             reconnects=0,
+                            disabled=switched_off,
                         )
                     )
         return out
+
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> TriggerInfo:
+        """Switch a trigger off (its listener stops) or on again (it starts); durable.
+
+        Raises:
+            NotFoundError: No such flow or trigger.
+            ConflictError: Enabling a trigger its flow's source disables.
+        """
+        flow = await self.flow(namespace, flow_id)
+        trigger = next((t for t in flow.triggers if t.id == trigger_id), None)
+        if trigger is None:
+            raise NotFoundError(f"flow {flow.uid} has no trigger '{trigger_id}'")
+        if not disabled and (trigger.disabled or flow.disabled):
+            raise ConflictError(
+                f"trigger '{trigger_id}' is disabled in the source of flow {flow.uid}"
+            )
+        key = (namespace, flow_id, trigger_id)
+        async with self._flow_lock:  # ordered with deploys of the same flow
+            await self.store.set_trigger_disabled(namespace, flow_id, trigger_id, disabled)
+            if disabled:
+                self._switched_off.add(key)
+            else:
+                self._switched_off.discard(key)
+            if not isinstance(trigger, Webhook):
+                await self._deploy_triggers(flow)
+        _log.info("trigger %s/%s %s", flow.uid, trigger_id, "disabled" if disabled else "enabled")
+        found = [i for i in await self.triggers() if (i.namespace, i.flow_id, i.trigger_id) == key]
+        if not found:
+            raise NotFoundError(f"trigger '{trigger_id}' of flow {flow.uid} is not deployed")
+        return found[0]
 
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
@@ -566,13 +667,9 @@ class Runtime(Service):
             InputError: Invalid inputs.
         """
         await self.flow(namespace, flow_id)
-        try:
-            ids: list[str] = await self.pool.backfill(
-                namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
-            )
-        except StoreError as exc:
-            raise NotFoundError(str(exc)) from exc
-        return ids
+        return await self.pool.backfill(
+            namespace, flow_id, trigger_id, start, end or dt.datetime.now(dt.UTC), inputs
+        )
 
 
 def _matching_webhook(
@@ -595,3 +692,13 @@ def _matching_webhook(
                 continue
         return trigger
     return None
+
+
+async def _shutdown_host(handle: Any, drain_s: float) -> None:
+    await asyncio.wait_for(handle.shutdown.remote(drain_s), drain_s + 10)
+
+
+async def _cancelled(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)

@@ -80,14 +80,15 @@ class FlowFolderSync(Service):
             changes += 1
             gone = self._known.pop(path)
             if gone.namespace and gone.flow_id:
+                self._runtime.folder_files.pop((gone.namespace, gone.flow_id), None)
                 with contextlib.suppress(KestrelError):
-                    await self._runtime.delete_flow(gone.namespace, gone.flow_id)
+                    await self._runtime.delete_flow(gone.namespace, gone.flow_id, from_folder=True)
                 _log.info("%s was removed: flow %s.%s disabled", path, gone.namespace, gone.flow_id)
         return changes + await self._files.scan()
 
     async def _apply(self, path: Path, text: str, digest: str, known: _Known | None) -> _Known:
         try:
-            flow, changed = await self._runtime.deploy(text, str(path))
+            flow, changed = await self._runtime.deploy(text, str(path), from_folder=True)
         except FlowError as exc:
             for problem in exc.problems:
                 _log.error("%s", problem)
@@ -100,6 +101,8 @@ class FlowFolderSync(Service):
             )
         if changed:
             _log.info("%s: flow %s now at revision %s", path, flow.uid, flow.revision)
+        if known is not None and (known.namespace, known.flow_id) != (flow.namespace, flow.id):
+            self._runtime.folder_files.pop((known.namespace or "", known.flow_id or ""), None)
         return _Known(digest, flow.namespace, flow.id)
 
     def _read_all(self) -> dict[Path, str]:

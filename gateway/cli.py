@@ -7,8 +7,13 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from flows import FlowError, Problem, iter_flow_files, load_flow
-from flows._schema import flow_json_schema
+from flows import (
+    FlowError,
+    Problem,
+    flow_json_schema,
+    iter_flow_files,
+    load_flow,
+)
 
 from ._cli_files import add_file_commands
 from ._client_commands import add_client_commands

@@ -1,13 +1,14 @@
 """Kestrel's Postgres store: schema and migrations, typed records, batched writes, reads.
 
-A plain async library (no Ray): the coordinator actor uses it, and so may any actor that
-wants to write without an extra hop.
+A plain async library (no Ray): every actor that writes state opens its own `Store`, so
+no write takes an extra hop.
 """
 
-from flows._durations import format_duration, parse_duration
+from flows import format_duration, parse_duration
 
 from ._batcher import Batcher
 from ._ids import new_id
+from ._kv import encode_value
 from ._migrations import Migration, apply_migrations, load_migrations
 from ._records import (
     EXECUTION_LEASE,
@@ -56,6 +57,7 @@ __all__ = [
     "TaskRunDetail",
     "TriggerState",
     "apply_migrations",
+    "encode_value",
     "format_duration",
     "load_migrations",
     "new_id",

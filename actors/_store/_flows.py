@@ -132,11 +132,12 @@ async def latest_all(conn: Connection, namespace: str | None) -> list[FlowRevisi
              AND ($1::text IS NULL OR f.namespace = $1 OR f.namespace LIKE $2)
            ORDER BY f.namespace, f.flow_id""",
         namespace,
-        None if namespace is None else _like_prefix(namespace),
+        None if namespace is None else like_prefix(namespace),
     )
     return [_rows.flow_revision(row) for row in rows]
 
 
-def _like_prefix(namespace: str) -> str:
+def like_prefix(namespace: str) -> str:
+    """A LIKE pattern matching the namespaces below `namespace`."""
     escaped = namespace.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + ".%"

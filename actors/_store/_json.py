@@ -17,7 +17,7 @@ from typing import Any
 
 import asyncpg
 
-from flows._durations import format_duration
+from flows import format_duration
 
 
 def _default(value: Any) -> Any:

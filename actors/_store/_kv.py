@@ -6,8 +6,7 @@ import datetime as dt
 import math
 from typing import Any
 
-from flows import StoreError
-from flows._durations import format_duration, parse_duration
+from flows import StoreError, format_duration, parse_duration
 
 from ._records import KVType
 

@@ -60,10 +60,7 @@ async def renew(conn: Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
         ttl,
     )
     if row is None:
-        raise StaleLeaseError(
-            f"lease {lease.kind}/{lease.key} epoch {lease.epoch} of {lease.owner!r} was "
-            "taken by another owner; cannot renew"
-        )
+        raise StaleLeaseError(lease, action="cannot renew")
     return _rows.lease(row)
 
 

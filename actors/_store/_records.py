@@ -7,10 +7,10 @@ datetimes; durations are `datetime.timedelta`. JSON-valued fields hold plain JSO
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from flows import KVType as KVType  # the one KV type enum, re-exported
 from flows import State
 
 from ._ids import new_id
@@ -346,18 +346,6 @@ class Page(Generic[T]):
     total: int
     limit: int
     offset: int
-
-
-class KVType(enum.StrEnum):
-    """The type of a KV value, with Kestra's names."""
-
-    STRING = "STRING"
-    NUMBER = "NUMBER"
-    BOOLEAN = "BOOLEAN"
-    DATETIME = "DATETIME"
-    DATE = "DATE"
-    DURATION = "DURATION"
-    JSON = "JSON"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -21,9 +21,9 @@ from typing import Any
 
 import asyncpg
 
-from flows import Service, State, StoreError
+from flows import Service, State, StoreError, redact_dsn
 
-from . import _concurrency, _flows, _leases, _purge, _reads, _rows
+from . import _concurrency, _controls, _flows, _latest, _leases, _purge, _reads, _rows
 from ._batcher import Batcher
 from ._db import DATABASE_ERRORS, Connection
 from ._json import dumps, init_connection
@@ -457,6 +457,13 @@ class Store(Service):
         async with self._conn() as conn, conn.transaction():
             return await _purge.purge(conn, before, namespace, flow_id)
 
+    async def last_execution_states(
+        self, namespace: str | None = None
+    ) -> dict[tuple[str, str], State]:
+        """``(namespace, flow_id)`` → the state of each live flow's newest execution."""
+        async with self._conn() as conn:
+            return await _latest.last_states(conn, namespace)
+
     # ---- KV -----------------------------------------------------------------------------
 
     async def kv_set(
@@ -567,6 +574,20 @@ class Store(Service):
             )
         return [_rows.trigger_state(row) for row in rows]
 
+    async def set_trigger_disabled(
+        self, namespace: str, flow_id: str, trigger_id: str, disabled: bool
+    ) -> None:
+        """Switch a trigger off (or on again) durably; its listener host acts on it."""
+        async with self._conn() as conn:
+            await _controls.set_disabled(conn, namespace, flow_id, trigger_id, disabled)
+
+    async def disabled_triggers(
+        self, namespace: str | None = None, flow_id: str | None = None
+    ) -> set[tuple[str, str, str]]:
+        """``(namespace, flow_id, trigger_id)`` of the triggers switched off by a user."""
+        async with self._conn() as conn:
+            return await _controls.disabled(conn, namespace, flow_id)
+
     # ---- dead letters -------------------------------------------------------------------
 
     async def write_dead_letter(self, letter: DeadLetter) -> DeadLetter:
@@ -612,13 +633,3 @@ class Store(Service):
                 limit,
             )
         return [_rows.dead_letter(row) for row in rows]
-
-
-def redact_dsn(dsn: str) -> str:
-    """The DSN without its password."""
-    if "@" not in dsn or "://" not in dsn:
-        return dsn
-    scheme, rest = dsn.split("://", 1)
-    credentials, host = rest.rsplit("@", 1)
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}@{host}"

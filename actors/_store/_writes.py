@@ -113,9 +113,7 @@ async def _check_fences(
             live.append(index)
             continue
         holder = current.get((lease.kind, lease.key))
-        now = f"held by {holder[0]!r} at epoch {holder[1]}" if holder else "not held"
         outcomes[index] = StaleLeaseError(
-            f"lease {lease.kind}/{lease.key} epoch {lease.epoch} of {lease.owner!r} is stale "
-            f"(now {now}); write refused"
+            lease, holder[0] if holder else None, holder[1] if holder else None
         )
     return live

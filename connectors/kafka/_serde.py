@@ -16,6 +16,8 @@ import struct
 import uuid
 from typing import Any
 
+from flows import SerdeError as SerdeError  # re-exported: the one serde error
+
 from ._types import KafkaSerde
 
 _NUMBERS: dict[KafkaSerde, struct.Struct] = {
@@ -27,10 +29,6 @@ _NUMBERS: dict[KafkaSerde, struct.Struct] = {
 }
 _BINARY = frozenset({KafkaSerde.BYTES, KafkaSerde.BYTE_ARRAY, KafkaSerde.BYTE_BUFFER})
 _FLOATS = frozenset({KafkaSerde.FLOAT, KafkaSerde.DOUBLE})
-
-
-class SerdeError(ValueError):
-    """A value that cannot be (de)serialized as configured; the message says why."""
 
 
 def deserialize(data: bytes | None, serde: KafkaSerde) -> Any:

@@ -29,9 +29,10 @@ from flows import (
     RealtimeTrigger,
     RunContext,
     RunnableTask,
+    refuse,
     register_type,
+    templated,
 )
-from flows._refuse import refuse, templated
 
 _K = "io.kestra.plugin.kafka"
 _TOPIC = re.compile(r"^[a-zA-Z0-9._-]{1,249}$")

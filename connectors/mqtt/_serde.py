@@ -7,11 +7,9 @@ import binascii
 import json
 from typing import Any
 
+from flows import SerdeError as SerdeError  # re-exported: the one serde error
+
 from ._types import MqttSerde
-
-
-class SerdeError(ValueError):
-    """A payload that cannot be (de)serialized as configured; the message says why."""
 
 
 def _no_constant(name: str) -> Any:

@@ -22,12 +22,14 @@ from flows import (
     Duration,
     Listener,
     ListenerContext,
+    Problems,
     RealtimeTrigger,
     RunContext,
     RunnableTask,
+    refuse,
     register_type,
+    templated,
 )
-from flows._refuse import Problems, refuse, templated
 
 _K = "io.kestra.plugin.mqtt"
 _SERVER = re.compile(r"^(tcp|ssl)://(\[[0-9a-fA-F:]+\]|[\w.\-]+):(\d{1,5})/?$")

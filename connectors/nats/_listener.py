@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Any
 from nats.aio.msg import Msg
 from nats.errors import SlowConsumerError
 
-from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
+from flows import (
+    ConnectorError,
+    Delivery,
+    Event,
+    Listener,
+    ListenerContext,
+    PoisonMessage,
+    SerdeError,
+)
 
 from ._connection import Endpoint, NatsClient, describe, open_connection, round_trip
 from ._serde import deserialize, sent_at
@@ -100,7 +108,7 @@ def build_delivery(
         }
     try:
         data = deserialize(trigger.deserializer, msg.data)
-    except ValueError as exc:
+    except SerdeError as exc:
         return PoisonMessage(
             reason=f"{trigger.deserializer.value} deserializer: {exc}",
             raw=msg.data,

@@ -8,6 +8,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from flows import SerdeError
+
 from ._types import NatsSerde
 
 SENT_AT_HEADER = "Kestrel-Sent-At"
@@ -15,7 +17,7 @@ SENT_AT_HEADER = "Kestrel-Sent-At"
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+    raise SerdeError(f"{name} is not JSON")
 
 
 def deserialize(serde: NatsSerde, raw: bytes) -> Any:
@@ -25,7 +27,7 @@ def deserialize(serde: NatsSerde, raw: bytes) -> Any:
     BYTES the base64 text of the raw bytes.
 
     Raises:
-        ValueError: The body cannot be read that way (bad UTF-8, bad JSON); the message
+        SerdeError: The body cannot be read that way (bad UTF-8, bad JSON); the message
             says why.
     """
     if serde is NatsSerde.BYTES:
@@ -33,15 +35,15 @@ def deserialize(serde: NatsSerde, raw: bytes) -> Any:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+        raise SerdeError(f"the body is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     if serde is NatsSerde.STRING:
         return text
     if not text.strip():
         return None
     try:
         return json.loads(text, parse_constant=_no_constant)
-    except ValueError as exc:
-        raise ValueError(f"the body is not JSON: {exc}") from exc
+    except ValueError as exc:  # json's errors, and SerdeError for NaN/Infinity
+        raise SerdeError(f"the body is not JSON: {exc}") from exc
 
 
 def sent_at(headers: Mapping[str, str]) -> dt.datetime | None:

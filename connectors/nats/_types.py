@@ -26,12 +26,14 @@ from flows import (
     KestrelModel,
     Listener,
     ListenerContext,
+    Problems,
     RealtimeTrigger,
     RunContext,
     RunnableTask,
+    refuse,
     register_type,
+    templated,
 )
-from flows._refuse import Problems, refuse, templated
 
 _K = "io.kestra.plugin.nats"
 _URL = re.compile(r"^(?:(?:nats|tls|ws|wss)://)?(?:[^@/\s]+@)?[\w.\-]+(?::\d{1,5})?/?$")

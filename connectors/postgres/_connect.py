@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import weakref
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
 
-from flows import ConnectorError
+from flows import ConnectorError, redact_dsn
 
 from ._serde import install_json_codecs
 
@@ -33,24 +32,8 @@ _CONNECT_ERRORS: tuple[type[Exception], ...] = (*DB_ERRORS, ValueError)
 PoolKey = tuple[str, str | None, str | None]
 
 
-def redact(dsn: str) -> str:
-    """The DSN without its password, for messages."""
-    try:
-        parts = urlsplit(dsn)
-        netloc = parts.netloc
-        if "@" in netloc:
-            user_info, host = netloc.rsplit("@", 1)
-            if ":" in user_info:
-                netloc = f"{user_info.split(':', 1)[0]}:***@{host}"
-        query = urlencode(
-            [
-                (k, "***" if k == "password" else v)
-                for k, v in parse_qsl(parts.query, keep_blank_values=True)
-            ]
-        )
-        return urlunsplit(parts._replace(netloc=netloc, query=query))
-    except ValueError:
-        return "<unparsable DSN>"
+redact = redact_dsn
+"""The DSN without its password, for messages (`flows.redact_dsn`)."""
 
 
 def describe(exc: BaseException) -> str:

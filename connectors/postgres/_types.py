@@ -18,13 +18,15 @@ from flows import (
     Duration,
     Listener,
     ListenerContext,
+    Problems,
     RealtimeTrigger,
     RunContext,
     RunnableTask,
     Trigger,
+    refuse,
     register_type,
+    templated,
 )
-from flows._refuse import Problems, refuse, templated
 
 from ._sql import named_placeholders
 

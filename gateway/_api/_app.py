@@ -7,6 +7,7 @@ from fastapi import APIRouter, FastAPI
 from .._runtime import Runtime
 from .._settings import Settings
 from . import (
+    _backfill_jobs,
     _deadletters,
     _executions,
     _files,
@@ -15,7 +16,9 @@ from . import (
     _kv,
     _logs,
     _namespace_files,
+    _namespaces,
     _purge,
+    _trigger_controls,
     _triggers,
     _webhooks,
 )
@@ -51,11 +54,15 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api.include_router(_flows.router)
     api.include_router(_files.router)  # before /executions/{ns}/{id}
     api.include_router(_purge.router)
+    api.include_router(_namespaces.flows_router)  # after /flows/search
+    api.include_router(_namespaces.namespaces_router)
     api.include_router(_executions.router)
     api.include_router(_namespace_files.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
     api.include_router(_triggers.router)
+    api.include_router(_backfill_jobs.router)
+    api.include_router(_trigger_controls.router)
     api.include_router(_deadletters.router)
     app.include_router(api)
     app.include_router(_health.router)

@@ -1,14 +1,18 @@
 """Errors as JSON ``{"message", "field"?, "errors"?}``: never a stack trace in a body.
 
 `NotFoundError` → 404, `ConflictError` → 409, `FlowError`/`InputError` → 422 (with every
-problem), request validation → 400 naming the fields, any other `KestrelError` → 500 with
-its message, anything else → 500 with a generic message (the traceback goes to the log).
-Errors raised inside a Ray actor arrive wrapped in a ``RayTaskError``; the cause is used.
+problem), `ExpressionError` → 422, request validation → 400 naming the fields (``body`` for
+a body that is not JSON), `UnavailableError`/`NotStartedError` → 503, any other
+`KestrelError` → 500 with its message, anything else → 500 with a generic message (the
+traceback goes to the log). Errors raised inside a Ray actor arrive wrapped by Ray; the
+cause is used (`actors.unwrap_ray_error`), and every message is one line without escape
+codes.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,20 +20,24 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from ray.exceptions import RayTaskError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from actors import unwrap_ray_error
 from flows import (
+    ConflictError,
+    ExpressionError,
     FileTooLargeError,
     FlowError,
     InputError,
     KestrelError,
+    NotFoundError,
+    NotStartedError,
     StorageError,
     StorageFileNotFoundError,
+    UnavailableError,
 )
 
-from .._runtime import ConflictError, NotFoundError
 from ._models import problem_body
 
 _log = logging.getLogger("kestrel.api")
@@ -84,23 +92,28 @@ def error_response(
     )
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """The error raised in a Ray actor, rather than Ray's wrapper (whose text is a traceback)."""
-    while isinstance(exc, RayTaskError):
-        cause = getattr(exc, "cause", None)
-        if not isinstance(cause, BaseException):
-            break
-        exc = cause
-    return exc
+    return unwrap_ray_error(exc)
+
+
+def one_sentence(text: str) -> str:
+    """`text` as one line for a person: no escape codes, no traceback below the first line."""
+    text = _ANSI.sub("", text)
+    head = text.strip().splitlines()[0] if text.strip() else ""
+    return head.strip()
 
 
 def kestrel_error_response(exc: BaseException) -> JSONResponse:
     """The answer for a Kestrel error (possibly wrapped by Ray)."""
     exc = unwrap(exc)
     if isinstance(exc, NotFoundError):
-        return error_response(404, str(exc))
+        return error_response(404, one_sentence(str(exc)))
     if isinstance(exc, ConflictError):
-        return error_response(409, str(exc))
+        return error_response(409, one_sentence(str(exc)))
     if isinstance(exc, FlowError):
         errors = [problem_body(p).model_dump() for p in exc.problems]
         first = exc.problems[0].path if exc.problems else None
@@ -108,20 +121,26 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, InputError):
         errors = [{"field": name, "message": msg} for name, msg in exc.errors.items()]
         return error_response(422, f"invalid inputs: {exc}", next(iter(exc.errors), None), errors)
+    if isinstance(exc, ExpressionError):
+        return error_response(422, one_sentence(str(exc)))
+    if isinstance(exc, UnavailableError | NotStartedError):
+        return error_response(503, one_sentence(str(exc)))
     if isinstance(exc, FileTooLargeError):
-        return error_response(413, str(exc))
+        return error_response(413, one_sentence(str(exc)))
     if isinstance(exc, StorageFileNotFoundError):
-        return error_response(404, str(exc))
+        return error_response(404, one_sentence(str(exc)))
     if isinstance(exc, StorageError):
-        return error_response(400, str(exc), "path")
+        return error_response(400, one_sentence(str(exc)), "path")
     if isinstance(exc, KestrelError):
         _log.error("request failed: %s: %s", type(exc).__name__, exc)
-        return error_response(500, str(exc) or type(exc).__name__)
+        return error_response(500, one_sentence(str(exc)) or type(exc).__name__)
     _log.error("request failed", exc_info=exc)
     return error_response(500, f"internal error ({type(exc).__name__}); see the server log")
 
 
-def _field_of(loc: Sequence[int | str]) -> str:
+def _field_of(loc: Sequence[int | str], kind: str = "") -> str:
+    if kind.startswith("json_"):
+        return "body"  # the body is not JSON; loc holds a character offset, not a field
     parts = [str(p) for p in loc]
     if parts and parts[0] in ("query", "path", "body", "header", "cookie"):
         parts = parts[1:]
@@ -131,7 +150,10 @@ def _field_of(loc: Sequence[int | str]) -> str:
 def validation_response(errors: Sequence[Any]) -> JSONResponse:
     """400 naming every invalid field (from pydantic/FastAPI error dicts)."""
     items = [
-        {"field": _field_of(err.get("loc", ())), "message": str(err.get("msg", "invalid"))}
+        {
+            "field": _field_of(err.get("loc", ()), str(err.get("type", ""))),
+            "message": str(err.get("msg", "invalid")),
+        }
         for err in errors
     ]
     message = "invalid request: " + "; ".join(f"{i['field']}: {i['message']}" for i in items)

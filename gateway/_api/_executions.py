@@ -12,9 +12,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
-from flows import Flow, InputError, InputType, State
+from flows import Flow, InputError, InputType, NotFoundError, State
 
-from .._runtime import NotFoundError, Runtime, new_execution_id
+from .._runtime import Runtime, new_execution_id
 from ._bodies import media_type, parse_labels, read_inputs
 from ._deps import RuntimeDep, SettingsDep
 from ._errors import ApiError

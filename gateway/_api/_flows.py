@@ -7,9 +7,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from actors import FlowRevision
-from flows import Flow, FlowError, Problem, parse_flow, validate_flow_text
+from flows import (
+    ConflictError,
+    Flow,
+    FlowError,
+    NotFoundError,
+    Problem,
+    parse_flow,
+    validate_flow_text,
+)
 
-from .._runtime import ConflictError, NotFoundError, Runtime
+from .._runtime import Runtime
 from ._bodies import read_yaml
 from ._deps import RuntimeDep
 from ._models import (
@@ -101,9 +109,12 @@ async def search_flows(
 ) -> FlowPage:
     """Live flows (current revisions), by namespace then id."""
     summaries = []
+    last = await runtime.store.last_execution_states(namespace)
     for revision in await runtime.store.list_flows(namespace):
         flow, problems = _load(revision)
         summary = flow_summary(flow, revision, problems)
+        state = last.get((revision.namespace, revision.flow_id))
+        summary.last_execution_state = None if state is None else state.value
         if q:
             text = " ".join((summary.id, summary.namespace, summary.description or "")).lower()
             if q.lower() not in text:

@@ -7,11 +7,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from actors import KVType
-from actors._store._kv import encode_value
-from flows import StoreError, parse_duration
+from actors import (
+    KVType,
+    encode_value,
+)
+from flows import NotFoundError, StoreError, parse_duration
 
-from .._runtime import NotFoundError
 from ._bodies import decode_text, is_json, media_type, parse_json, read_body
 from ._deps import RuntimeDep
 from ._errors import ApiError

@@ -172,6 +172,9 @@ class FlowSummary(ApiModel):
     errors: list[ProblemBody] | None = Field(
         default=None, description="set when the stored source no longer loads"
     )
+    last_execution_state: str | None = Field(
+        default=None, description="the state of the flow's newest execution, if any"
+    )
 
 
 class FlowPage(ApiModel):
@@ -236,6 +239,7 @@ class TriggerBody(ApiModel):
     duplicates: int
     dead_letters: int
     reconnects: int
+    disabled: bool = False
 
 
 class TriggerPage(ApiModel):
@@ -256,12 +260,6 @@ class BackfillRequest(ApiModel):
     start: dt.datetime
     end: dt.datetime | None = None
     inputs: dict[str, Any] | None = None
-
-
-class BackfillBody(ApiModel):
-    """The executions a backfill created."""
-
-    executions: list[str]
 
 
 class DeadLetterBody(ApiModel):
@@ -511,6 +509,7 @@ def trigger_body(info: TriggerInfo) -> TriggerBody:
         duplicates=info.duplicates,
         dead_letters=info.dead_letters,
         reconnects=info.reconnects,
+        disabled=info.disabled,
     )
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
+
+from tests.polling import eventually
 
 TERMINAL = {"SUCCESS", "WARNING", "FAILED", "KILLED", "CANCELLED"}
 
@@ -127,12 +127,12 @@ async def deploy(api: httpx.AsyncClient, source: str) -> dict[str, Any]:
 async def wait_state(
     api: httpx.AsyncClient, execution_id: str, states: set[str] = TERMINAL, within: float = 15
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+    async def reached() -> dict[str, Any] | None:
         response = await api.get(f"/api/v1/executions/{execution_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["state"]["current"] in states:
-            return body
-        assert time.monotonic() < deadline, f"execution stuck in {body['state']['current']}"
-        await asyncio.sleep(0.05)
+        return body if body["state"]["current"] in states else None
+
+    return await eventually(
+        reached, within, what=f"{execution_id} in {sorted(states)}", interval=0.05
+    )

@@ -18,6 +18,7 @@ from tests.gateway._flows import (
     typed_flow,
     wait_state,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -304,8 +305,7 @@ async def test_follow_stops_when_the_client_leaves(api: httpx.AsyncClient, names
     await deploy(api, sleepy_flow(namespace, sleep="PT30S"))
     execution = (await api.post(f"/api/v1/executions/{namespace}/sleepy", json={})).json()
     await wait_state(api, execution["id"], {"RUNNING"})
-    await asyncio.sleep(0.3)
-    baseline = len(asyncio.all_tasks())
+    before = asyncio.all_tasks()
     for path in (
         f"/api/v1/executions/{execution['id']}/follow",
         f"/api/v1/logs/{execution['id']}/follow",
@@ -317,8 +317,9 @@ async def test_follow_stops_when_the_client_leaves(api: httpx.AsyncClient, names
             async for line in response.aiter_lines():
                 if line.startswith("data:"):
                     break
-    deadline = time.monotonic() + 3
-    while len(asyncio.all_tasks()) > baseline:
-        assert time.monotonic() < deadline, "a stream kept running after its client left"
-        await asyncio.sleep(0.05)
+
+    def streams_left() -> bool:  # every task the two streams started has ended
+        return all(t.done() for t in asyncio.all_tasks() - before)
+
+    await eventually(streams_left, within=3, what="the streams to stop after their client left")
     await api.delete(f"/api/v1/executions/{execution['id']}/kill")

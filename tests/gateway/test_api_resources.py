@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
-import time
+from typing import Any
 
 import httpx
 import pytest
 
 from actors import DeadLetter
+from gateway import _backfills as backfills
 from tests.gateway._flows import deploy, schedule_flow, wait_state
 from tests.gateway.conftest import LiveServer
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +43,11 @@ async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
     short = await api.put(f"{base}/brief", json="soon gone", params={"ttl": "PT0.2S"})
     assert short.json()["expirationDate"] is not None
     assert (await api.get(f"{base}/brief")).status_code == 200
-    await asyncio.sleep(0.4)
-    assert (await api.get(f"{base}/brief")).status_code == 404
+
+    async def expired() -> bool:
+        return (await api.get(f"{base}/brief")).status_code == 404
+
+    await eventually(expired, within=10, what="the KV entry to expire")
 
     assert (await api.delete(f"{base}/answer")).status_code == 204
     gone = await api.get(f"{base}/answer")
@@ -68,15 +72,13 @@ async def test_kv(api: httpx.AsyncClient, namespace: str) -> None:
 
 async def test_triggers_and_backfill(api: httpx.AsyncClient, namespace: str) -> None:
     await deploy(api, schedule_flow(namespace))
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def running() -> dict[str, Any] | None:
         found = (await api.get("/api/v1/triggers")).json()
         mine = [t for t in found["results"] if t["namespace"] == namespace]
-        if mine and mine[0]["status"] == "RUNNING":
-            break
-        assert time.monotonic() < deadline, mine
-        await asyncio.sleep(0.1)
-    trigger = mine[0]
+        return mine[0] if mine and mine[0]["status"] == "RUNNING" else None
+
+    trigger = await eventually(running, within=10, what="the trigger to run", interval=0.1)
     assert trigger["flowId"] == "scheduled" and trigger["triggerId"] == "every"
     assert trigger["type"] == "trigger.Schedule" and trigger["revision"] == 1
     assert {"events", "executionsCreated", "duplicates", "deadLetters", "reconnects"} <= set(
@@ -89,8 +91,17 @@ async def test_triggers_and_backfill(api: httpx.AsyncClient, namespace: str) -> 
     end = (hour - dt.timedelta(hours=1)).isoformat()
     body = {"namespace": namespace, "flowId": "scheduled", "start": start, "end": end}
     response = await api.put("/api/v1/triggers/backfill", json=body)
-    assert response.status_code == 200, response.text
-    ids = response.json()["executions"]
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["total"] == 2 and job["capped"] is False and job["cap"] == 10_000
+
+    async def finished() -> dict[str, Any]:
+        found = (await api.get(f"/api/v1/triggers/backfill/{job['id']}")).json()
+        return found if found["state"] != "RUNNING" else {}
+
+    done = await eventually(finished, what="backfill finished")
+    assert done["state"] == "SUCCESS" and done["done"] == done["total"] == 2
+    ids = done["executions"]
     assert len(ids) == 2
     for execution_id in ids:
         execution = await wait_state(api, execution_id)
@@ -145,15 +156,15 @@ async def test_dead_letters(
 async def test_metrics(api: httpx.AsyncClient, namespace: str) -> None:
     await deploy(api, schedule_flow(namespace, "fast", cron="*/1 * * * * *", with_seconds=True))
     trigger = f"{namespace}.fast/every"
-    deadline = time.monotonic() + 10
-    while True:
+
+    async def counted() -> httpx.Response | None:
         response = await api.get("/metrics")
         assert response.status_code == 200
-        text = response.text
-        if f'kestrel_event_to_execution_created_seconds_count{{trigger="{trigger}"}}' in text:
-            break
-        assert time.monotonic() < deadline, text
-        await asyncio.sleep(0.2)
+        count = f'kestrel_event_to_execution_created_seconds_count{{trigger="{trigger}"}}'
+        return response if count in response.text else None
+
+    response = await eventually(counted, within=10, what="the trigger's metrics", interval=0.2)
+    text = response.text
     await api.delete(f"/api/v1/flows/{namespace}/fast")
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     assert "# TYPE kestrel_event_to_execution_created_seconds histogram" in text
@@ -171,3 +182,37 @@ async def test_metrics(api: httpx.AsyncClient, namespace: str) -> None:
         if line and not line.startswith("#"):
             _, value = line.rsplit(" ", 1)
             float(value)
+
+
+async def test_backfill_cap_is_stated_and_progress_shown(
+    api: httpx.AsyncClient, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backfills, "MAX_BACKFILL_TICKS", 3)
+    monkeypatch.setattr(backfills, "CHUNK_TICKS", 1)  # progress moves tick by tick
+    await deploy(api, schedule_flow(namespace))
+    hour = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
+    body = {
+        "namespace": namespace,
+        "flowId": "scheduled",
+        "start": (hour - dt.timedelta(hours=10)).isoformat(),
+        "end": (hour - dt.timedelta(hours=5)).isoformat(),
+    }
+    started = await api.put("/api/v1/triggers/backfill", json=body)
+    assert started.status_code == 202, started.text
+    job = started.json()
+    assert (job["total"], job["cap"], job["capped"]) == (3, 3, True)
+    assert job["coveredUntil"].startswith((hour - dt.timedelta(hours=8)).isoformat()[:19])
+    assert "more than 3 ticks" in job["message"] and "\n" not in job["message"]
+    seen: set[int] = set()
+
+    async def finished() -> dict[str, Any]:
+        found = (await api.get(f"/api/v1/triggers/backfill/{job['id']}")).json()
+        seen.add(found["done"])
+        return found if found["state"] != "RUNNING" else {}
+
+    done = await eventually(finished, what="backfill finished")
+    assert done["state"] == "SUCCESS" and done["done"] == 3 and len(done["executions"]) == 3
+    assert seen <= {0, 1, 2, 3}
+    missing = await api.get("/api/v1/triggers/backfill/nope")
+    assert missing.status_code == 404 and missing.json()["message"] == "backfill nope not found"
+    await api.delete(f"/api/v1/flows/{namespace}/scheduled")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from typing import Any
 
 import httpx
@@ -12,19 +10,18 @@ import pytest
 
 from tests.gateway._flows import sleepy_flow
 from tests.gateway.conftest import LiveServer
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
 
 async def _until(api: httpx.AsyncClient, path: str, check: Any, within: float) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
+    async def found() -> dict[str, Any] | None:
         response = await api.get(path)
-        if response.status_code == 200 and check(response.json()):
-            body: dict[str, Any] = response.json()
-            return body
-        assert time.monotonic() < deadline, response.text
-        await asyncio.sleep(0.05)
+        ok = response.status_code == 200 and check(response.json())
+        return dict(response.json()) if ok else None
+
+    return await eventually(found, within, what=f"GET {path}", interval=0.05)
 
 
 async def test_folder_edits_go_live(
@@ -46,12 +43,13 @@ async def test_folder_edits_go_live(
     caplog.set_level(logging.ERROR, logger="kestrel.sync")
     broken = sleepy_flow(namespace, sleep="PT0.1S").replace("type: flow.Sleep", "type: flow.Slep")
     path.write_text(broken, encoding="utf-8")
-    deadline = time.monotonic() + 2
-    while not any(
-        "flow.Slep" in r.getMessage() or str(path) in r.getMessage() for r in caplog.records
-    ):
-        assert time.monotonic() < deadline, "the broken file was not reported"
-        await asyncio.sleep(0.05)
+    await eventually(
+        lambda: any(
+            "flow.Slep" in r.getMessage() or str(path) in r.getMessage() for r in caplog.records
+        ),
+        within=2,
+        what="the broken file to be reported",
+    )
     still = (await api.get(url)).json()
     assert still["revision"] == 2 and "PT0.2S" in still["source"]
     problems = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"{path}:")]
@@ -60,7 +58,8 @@ async def test_folder_edits_go_live(
     assert int(line) == 15 and int(column) == 11  # the "type:" value of tasks[1]
 
     path.unlink()
-    deadline = time.monotonic() + 2
-    while (await api.get(url)).status_code != 404:
-        assert time.monotonic() < deadline, "the removed file's flow is still live"
-        await asyncio.sleep(0.05)
+
+    async def removed() -> bool:
+        return (await api.get(url)).status_code == 404
+
+    await eventually(removed, within=2, what="the removed file's flow to go")

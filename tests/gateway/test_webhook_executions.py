@@ -7,8 +7,6 @@ the flow it runs is always the current revision.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 import httpx
@@ -16,6 +14,7 @@ import pytest
 
 from tests.gateway._flows import TERMINAL, deploy, wait_state
 from tests.gateway.conftest import LiveServer
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -64,10 +63,7 @@ async def lease_owner(live_server: LiveServer, execution_id: str) -> str:
 
 
 async def until(check: Any, within: float = 20, what: str = "condition") -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"{what} not met within {within:.0f}s"
-        await asyncio.sleep(0.05)
+    await eventually(check, within, what=what, interval=0.05)
 
 
 async def test_webhook_execution_is_owned_by_the_server_and_killed_through_the_api(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from tests.polling import eventually
 
 
 async def until(
@@ -15,10 +15,4 @@ async def until(
 
     Fails the test when `within` seconds pass first.
     """
-    deadline = time.monotonic() + within
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(every)
+    return await eventually(check, within, interval=every)

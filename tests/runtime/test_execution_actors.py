@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ from actors._pool import ExecutionPool, PoolOptions
 from actors._store._records import ExecutionDetail
 from actors._store._store import Store
 from flows import State
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +79,11 @@ async def deploy(store: Store, source: str) -> None:
 async def detail_when(
     store: Store, execution_id: str, predicate: Any, within: float = 30
 ) -> ExecutionDetail:
-    deadline = time.monotonic() + within
-    while True:
+    async def check() -> ExecutionDetail | None:
         detail = await store.execution_detail(execution_id)
-        if detail is not None and predicate(detail):
-            return detail
-        assert time.monotonic() < deadline, f"condition not met for {execution_id}"
-        await asyncio.sleep(0.05)
+        return detail if detail is not None and predicate(detail) else None
+
+    return await eventually(check, within, what=f"condition for {execution_id}", interval=0.05)
 
 
 def run_of(detail: ExecutionDetail, task_id: str) -> Any:
@@ -167,18 +165,30 @@ async def test_killed_actor_execution_resumes_without_rerunning_finished_tasks(
     assert new_lease is not None and new_lease.epoch > lease.epoch
 
 
-def _ray_processes() -> set[int]:
-    """PIDs of Ray worker processes on this machine (actors and task workers)."""
+def _ray_processes(session_dir: str | None) -> set[int]:
+    """PIDs of this session's Ray worker processes (actors and task workers).
+
+    Other Ray instances on a shared machine are left out: a worker counts only when a
+    process it descends from names this session's directory (the raylet does).
+    """
     found = set()
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmdline = " ".join(proc.info.get("cmdline") or [])
-        if "default_worker.py" in cmdline or cmdline.startswith("ray::"):
+        worker = "default_worker.py" in cmdline or cmdline.startswith("ray::")
+        if worker and (session_dir is None or _descends_from(proc, session_dir)):
             found.add(proc.info["pid"])
     return found
 
 
+def _descends_from(proc: psutil.Process, session_dir: str) -> bool:
+    try:
+        return any(session_dir in " ".join(p.cmdline()) for p in proc.parents())
+    except psutil.Error:
+        return False
+
+
 async def test_event_path_starts_no_process_on_a_warm_pool(
-    store: Store, pool: ExecutionPool
+    store: Store, pool: ExecutionPool, ray_cluster: Any
 ) -> None:
     await deploy(store, QUICK_FLOW)
     # Warm up: the first runnable task may start the Ray task worker it reuses afterwards.
@@ -186,7 +196,7 @@ async def test_event_path_starts_no_process_on_a_warm_pool(
         warm = await pool.create("tests.actors", "quick", {"n": n})
         assert await pool.wait(warm.execution_id, within=60) is State.SUCCESS
     actors_before = len(ray.util.list_named_actors(all_namespaces=True))
-    processes_before = _ray_processes()
+    processes_before = _ray_processes(ray_cluster.session_dir)
     ids = []
     for n in range(200):
         started = await pool.create("tests.actors", "quick", {"n": n})
@@ -194,5 +204,5 @@ async def test_event_path_starts_no_process_on_a_warm_pool(
     states = await asyncio.gather(*(pool.wait(i, within=120) for i in ids))
     assert set(states) == {State.SUCCESS}
     assert len(ray.util.list_named_actors(all_namespaces=True)) == actors_before
-    assert _ray_processes() <= processes_before
+    assert _ray_processes(ray_cluster.session_dir) <= processes_before
     assert pool.size == 1

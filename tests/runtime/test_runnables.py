@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import ray
 
+from actors import TIMEOUT_ERROR, TaskFailure
 from actors._store import Store
 from actors._worker import (
-    TIMEOUT_ERROR,
     TaskInvocation,
     TaskOutcome,
     execute,
@@ -81,7 +81,7 @@ def succeeded(outcome: TaskOutcome) -> dict[str, Any]:
     return outcome.outputs
 
 
-def failed(outcome: TaskOutcome) -> dict[str, Any]:
+def failed(outcome: TaskOutcome) -> TaskFailure:
     assert outcome.state is State.FAILED, outcome.outputs
     assert outcome.error is not None
     assert outcome.outputs == {}
@@ -101,7 +101,7 @@ def test_outcome_records_times_and_where_it_ran() -> None:
 
 def test_outputs_that_cannot_be_stored_fail_for_good() -> None:
     error = failed(run({"type": "python.Function", "function": f"{FN}:unstorable"}))
-    assert "JSON" in error["message"] and error["retriable"] is False
+    assert "JSON" in error.message and error.retriable is False
 
 
 # ---- scripts.Python -----------------------------------------------------------------------
@@ -137,8 +137,8 @@ def test_script_exception_fails_with_its_line_and_logs_the_traceback() -> None:
     script = "x = 1\n\ndef half(v):\n    return v / 0\n\nhalf(x)\n"
     outcome = run({"type": "scripts.Python", "script": script})
     error = failed(outcome)
-    assert error["message"] == "ZeroDivisionError: division by zero (script line 4)"
-    assert error["retriable"] is True
+    assert error.message == "ZeroDivisionError: division by zero (script line 4)"
+    assert error.retriable is True
     (trace,) = messages(outcome, "ERROR")
     assert "return v / 0" in trace and "Traceback" in trace
     assert "_tasks_runnable" not in trace  # the runtime's own frames are left out
@@ -146,14 +146,14 @@ def test_script_exception_fails_with_its_line_and_logs_the_traceback() -> None:
 
 def test_script_syntax_error_is_not_retriable() -> None:
     error = failed(run({"type": "scripts.Python", "script": "x = 1\ny = (\n"}))
-    assert error["retriable"] is False
-    assert "SyntaxError" in error["message"] and "script line" in error["message"]
+    assert error.retriable is False
+    assert "SyntaxError" in error.message and "script line" in error.message
 
 
 def test_script_exit_codes() -> None:
     succeeded(run({"type": "scripts.Python", "script": "import sys\nsys.exit(0)"}))
     error = failed(run({"type": "scripts.Python", "script": "import sys\n\nsys.exit(3)"}))
-    assert error["message"] == "script exited with code 3 (script line 3)"
+    assert error.message == "script exited with code 3 (script line 3)"
 
 
 def test_script_before_commands_run_first() -> None:
@@ -170,7 +170,7 @@ def test_script_before_commands_run_first() -> None:
     error = failed(
         run({"type": "scripts.Python", "beforeCommands": ["exit 4"], "script": "print(1)"})
     )
-    assert error["message"] == "beforeCommands exited with code 4"
+    assert error.message == "beforeCommands exited with code 4"
 
 
 async def test_concurrent_scripts_keep_their_own_prints() -> None:
@@ -187,7 +187,7 @@ async def test_concurrent_scripts_keep_their_own_prints() -> None:
 def test_script_timeout_interrupts_its_thread() -> None:
     spec = {"type": "scripts.Python", "id": "spin", "script": "while True:\n    pass\n"}
     error = failed(run(spec, timeout_s=0.3))
-    assert error["type"] == TIMEOUT_ERROR and error["retriable"] is True
+    assert error.type == TIMEOUT_ERROR and error.retriable is True
     for thread in threading.enumerate():
         if thread.name == "kestrel-script-spin":
             thread.join(10)
@@ -227,21 +227,21 @@ def test_function_receives_the_context() -> None:
 )
 def test_function_that_cannot_load_is_not_retriable(function: str) -> None:
     error = failed(run({"type": "python.Function", "function": function}))
-    assert error["retriable"] is False
-    assert function in error["message"]
+    assert error.retriable is False
+    assert function in error.message
 
 
 def test_function_with_wrong_kwargs_is_not_retriable() -> None:
     spec = {"type": "python.Function", "function": f"{FN}:add", "kwargs": {"a": 1}}
     error = failed(run(spec))
-    assert error["retriable"] is False and "'b'" in error["message"]
+    assert error.retriable is False and "'b'" in error.message
 
 
 def test_function_exception_is_retriable_and_logged() -> None:
     spec = {"type": "python.Function", "function": f"{FN}:fail", "kwargs": {"message": "bad"}}
     outcome = run(spec)
     error = failed(outcome)
-    assert error == {"message": "ValueError: bad", "type": "ValueError", "retriable": True}
+    assert error == TaskFailure("ValueError: bad", "ValueError", retriable=True)
     (trace,) = messages(outcome, "ERROR")
     assert "raise ValueError(message)" in trace
 
@@ -249,7 +249,7 @@ def test_function_exception_is_retriable_and_logged() -> None:
 def test_function_timeout() -> None:
     spec = {"type": "python.Function", "function": f"{FN}:wait_forever"}
     error = failed(run(spec, timeout_s=0.2))
-    assert error == {"message": "timed out after 0.2s", "type": "timeout", "retriable": True}
+    assert error == TaskFailure("timed out after 0.2s", TIMEOUT_ERROR, retriable=True)
 
 
 # ---- scripts.Shell ------------------------------------------------------------------------
@@ -278,7 +278,7 @@ def test_shell_output_lines_set_vars() -> None:
 def test_shell_failure_stops_at_the_first_failing_command() -> None:
     outcome = run({"type": "scripts.Shell", "commands": ["echo no >&2; exit 3", "echo after"]})
     error = failed(outcome)
-    assert error["message"] == "commands exited with code 3: no"
+    assert error.message == "commands exited with code 3: no"
     assert "after" not in messages(outcome)
 
 
@@ -297,7 +297,7 @@ def test_shell_streams_lines_as_they_come() -> None:
 
 def test_shell_timeout_kills_the_process() -> None:
     outcome = run({"type": "scripts.Shell", "commands": ["echo $$", "sleep 30"]}, timeout_s=0.5)
-    assert failed(outcome)["type"] == TIMEOUT_ERROR
+    assert failed(outcome).type == TIMEOUT_ERROR
     pid = int(messages(outcome, "INFO")[0])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
@@ -305,7 +305,7 @@ def test_shell_timeout_kills_the_process() -> None:
 
 def test_shell_with_a_missing_interpreter_is_not_retriable() -> None:
     spec = {"type": "scripts.Shell", "interpreter": ["/no/such/shell"], "commands": ["true"]}
-    assert failed(run(spec))["retriable"] is False
+    assert failed(run(spec)).retriable is False
 
 
 # ---- http.Request -------------------------------------------------------------------------
@@ -392,9 +392,9 @@ def test_http_post_json_and_forms(http_base: str) -> None:
 
 def test_http_error_status_fails(http_base: str) -> None:
     error = failed(run({"type": "http.Request", "uri": f"{http_base}/missing"}))
-    assert "404" in error["message"] and error["retriable"] is False
+    assert "404" in error.message and error.retriable is False
     error = failed(run({"type": "http.Request", "uri": f"{http_base}/unavailable"}))
-    assert "503" in error["message"] and error["retriable"] is True
+    assert "503" in error.message and error.retriable is True
 
 
 def test_http_allow_failed(http_base: str) -> None:
@@ -408,7 +408,7 @@ def test_http_connection_refused_is_retriable() -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed again: nobody listens there
     error = failed(run({"type": "http.Request", "uri": f"http://127.0.0.1:{port}/"}))
-    assert error["retriable"] is True and error["type"] == "TaskError"
+    assert error.retriable is True and error.type == "TaskError"
 
 
 # ---- kv.* against the real store ----------------------------------------------------------
@@ -423,6 +423,7 @@ async def kv_dsn(fresh_database: str) -> AsyncIterator[str]:
     shutdown_worker_loop()
 
 
+@pytest.mark.integration
 async def test_kv_set_get_delete(kv_dsn: str) -> None:
     key = f"k-{uuid.uuid4().hex}"
     succeeded(run({"type": "kv.Set", "key": key, "value": {"a": 1}}, dsn=kv_dsn))
@@ -435,20 +436,22 @@ async def test_kv_set_get_delete(kv_dsn: str) -> None:
     assert succeeded(run({"type": "kv.Get", "key": key}, dsn=kv_dsn)) == {"value": None}
     assert succeeded(run({"type": "kv.Delete", "key": key}, dsn=kv_dsn)) == {"deleted": False}
     error = failed(run({"type": "kv.Get", "key": key, "errorOnMissing": True}, dsn=kv_dsn))
-    assert error["retriable"] is False
+    assert error.retriable is False
     spec = {"type": "kv.Delete", "key": key, "errorOnMissing": True}
-    assert failed(run(spec, dsn=kv_dsn))["retriable"] is False
+    assert failed(run(spec, dsn=kv_dsn)).retriable is False
 
 
+@pytest.mark.integration
 async def test_kv_overwrite_false_is_refused(kv_dsn: str) -> None:
     spec = {"type": "kv.Set", "key": "once", "value": 1, "overwrite": False, "namespace": "other"}
     succeeded(run(spec, dsn=kv_dsn))
     error = failed(run({**spec, "value": 2}, dsn=kv_dsn))
-    assert error["retriable"] is False and "already exists" in error["message"]
+    assert error.retriable is False and "already exists" in error.message
     got = run({"type": "kv.Get", "key": "once", "namespace": "other"}, dsn=kv_dsn)
     assert succeeded(got) == {"value": 1}
 
 
+@pytest.mark.integration
 async def test_kv_ttl_and_type(kv_dsn: str) -> None:
     succeeded(run({"type": "kv.Set", "key": "later", "value": "x", "ttl": "PT1H"}, dsn=kv_dsn))
     succeeded(run({"type": "kv.Set", "key": "gone", "value": "x", "ttl": "-PT1S"}, dsn=kv_dsn))
@@ -462,17 +465,18 @@ async def test_kv_ttl_and_type(kv_dsn: str) -> None:
     left = entry.expires_at - dt.datetime.now(dt.UTC)
     assert dt.timedelta(minutes=55) < left <= dt.timedelta(hours=1)
     error = failed(run({**typed, "value": "forty"}, dsn=kv_dsn))
-    assert error["retriable"] is False
+    assert error.retriable is False
 
 
 def test_kv_without_a_store_fails() -> None:
     error = failed(run({"type": "kv.Get", "key": "k"}))
-    assert error["message"] == "kv needs a store" and error["retriable"] is False
+    assert error.message == "kv needs a store" and error.retriable is False
 
 
 # ---- on Ray -------------------------------------------------------------------------------
 
 
+@pytest.mark.integration
 async def test_ray_task_runs_an_attempt(ray_cluster: RayCluster) -> None:
     spec = {"type": "python.Function", "function": "json:dumps", "kwargs": {"obj": [1, 2]}}
     outcome: TaskOutcome = await run_task.remote(invocation(spec))
@@ -481,6 +485,7 @@ async def test_ray_task_runs_an_attempt(ray_cluster: RayCluster) -> None:
     assert outcome.node == ray.get_runtime_context().get_node_id()
 
 
+@pytest.mark.integration
 async def test_task_worker_actor_round_trip(ray_cluster: RayCluster) -> None:
     worker = task_worker_class(num_cpus=0).remote()
     try:
@@ -495,7 +500,7 @@ async def test_task_worker_actor_round_trip(ray_cluster: RayCluster) -> None:
         timed_out: TaskOutcome = await worker.run.remote(
             invocation({"type": "scripts.Shell", "commands": ["sleep 30"]}, timeout_s=0.2)
         )
-        assert failed(timed_out)["type"] == TIMEOUT_ERROR
+        assert failed(timed_out).type == TIMEOUT_ERROR
         await worker.close.remote()
     finally:
         ray.kill(worker)

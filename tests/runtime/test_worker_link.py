@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from typing import Any
 
@@ -14,7 +13,11 @@ from actors._dispatch import WorkerPoolDispatcher
 from actors._worker import TaskInvocation, task_worker_class
 from actors._worker_link import WORKER_LOST, WorkerLink
 from flows import REGISTRY, RunnableTask, State
+from tests.polling import eventually
 from tests.servers import RayCluster
+
+pytestmark = pytest.mark.integration  # a real Ray
+
 
 FN = "tests.runtime.fixtures_functions"
 
@@ -31,13 +34,6 @@ def invocation(function: str, **kwargs: Any) -> TaskInvocation:
         namespace="tests.runtime",
         flow_id="link",
     )
-
-
-async def eventually(check: Any, within: float = 30.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -86,7 +82,7 @@ async def test_attempts_lost_with_their_worker_fail_retriably(worker: Any) -> No
     ray.kill(worker, no_restart=False)  # Ray restarts it (max_restarts=-1), empty
     outcome = await asyncio.wait_for(lost, 60)
     assert outcome.state is State.FAILED and outcome.error is not None
-    assert outcome.error["type"] == WORKER_LOST and outcome.error["retriable"] is True
+    assert outcome.error.type == WORKER_LOST and outcome.error.retriable is True
     _, after = link.submit(invocation("double", x=1))  # the restarted worker serves on
     assert (await asyncio.wait_for(after, 60)).outputs == {"double": 2}
     await link.close()

@@ -47,8 +47,13 @@ async def test_a_stale_epoch_cannot_write_and_a_new_owner_takes_an_expired_lease
         return_exceptions=True,
     )
     assert all(isinstance(w, StaleLeaseError) for w in writes), writes
-    with pytest.raises(StaleLeaseError):
+    for refused in writes:  # the error carries the stale lease and who holds it now
+        assert isinstance(refused, StaleLeaseError)
+        assert refused.lease == old and refused.holder == "actor-b"
+        assert refused.holder_epoch == 2
+    with pytest.raises(StaleLeaseError) as renewing:
         await store.renew_lease(old, MINUTE)
+    assert renewing.value.lease == old and "cannot renew" in str(renewing.value)
     assert not await store.release_lease(old)
 
     detail = await store.execution_detail(execution_id)

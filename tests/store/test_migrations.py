@@ -13,6 +13,7 @@ from flows import StoreError
 pytestmark = pytest.mark.integration
 
 TABLES = {
+    "disabled_triggers",
     "flows",
     "flow_revisions",
     "executions",
