@@ -152,3 +152,52 @@ def test_kestrel_run_with_a_file_input(fresh_database: str, tmp_path: Path) -> N
     stored = list(storage.rglob("numbers.txt"))
     assert len(stored) == 1 and stored[0].read_text() == "1\n2\n3\n"
     assert f"/executions/{out['id']}/inputs/f/" in stored[0].as_posix()
+
+
+async def test_execution_start_uploads_at_path_inputs(
+    api: httpx.AsyncClient, files_server: FilesServer, namespace: str, tmp_path: Path
+) -> None:
+    await deploy(
+        api,
+        f"id: upload\nnamespace: {namespace}\ninputs:\n  - {{id: report, type: FILE}}\n"
+        "  - {id: note, type: STRING}\n"
+        'tasks:\n  - {id: echo, type: core.Return, value: "{{ note }}: {{ read(inputs.report) }}"}\n'.replace(
+            "{{ note }}", "{{ inputs.note }}"
+        ),
+    )
+    report = tmp_path / "report.csv"
+    report.write_bytes(b"a,b\n1,2\n")
+    code, out = await _cli(
+        "execution",
+        "start",
+        namespace,
+        "upload",
+        "-i",
+        f"report=@{report}",
+        "-i",
+        "note=hi",
+        "--wait",
+        "--json",
+        "--server",
+        files_server.url,
+    )
+    assert code == 0, out
+    execution = json.loads(out)
+    uri = execution["inputs"]["report"]
+    assert uri.endswith(f"/executions/{execution['id']}/inputs/report/report.csv")
+    assert await files_server.storage.read_bytes(uri) == b"a,b\n1,2\n"
+    outputs = {r["taskId"]: r["outputs"] for r in execution["taskRunList"]}
+    assert outputs["echo"] == {"value": "hi: a,b\n1,2\n"}
+    code, _ = await _cli(
+        "execution",
+        "start",
+        namespace,
+        "upload",
+        "-i",
+        f"report=@{tmp_path / 'missing.csv'}",
+        "-i",
+        "note=x",
+        "--server",
+        files_server.url,
+    )
+    assert code == 1
