@@ -3,6 +3,9 @@ downloads and previews, namespace files."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -251,3 +254,43 @@ async def test_large_outputs_go_to_storage_transparently(
     assert replayed["state"]["current"] == "SUCCESS", replayed
     again = {r["taskId"]: r for r in replayed["taskRunList"]}
     assert again["use"]["outputs"] == {"value": "300000 7"}
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+async def test_the_csv_and_foreach_item_examples_run(
+    api: httpx.AsyncClient, files_server: FilesServer
+) -> None:
+    for name in ("csv-transform", "foreach-item", "foreach-item-batch"):
+        await deploy(api, (EXAMPLES / f"{name}.yaml").read_text())
+    ns = "kestrel.examples.files"
+    run = await api.post(
+        f"/api/v1/executions/{ns}/csv-transform",
+        files={"orders": ("orders.csv", (EXAMPLES / "data" / "orders.csv").read_bytes())},
+        params={"wait": "true"},
+    )
+    execution = run.json()
+    assert execution["state"]["current"] == "SUCCESS", execution
+    totals = execution["outputs"]["totals"]
+    got = await api.get(f"/api/v1/executions/{execution['id']}/file", params={"path": totals})
+    assert got.text.splitlines() == [
+        "customer,total",
+        "ada,19.75",
+        "grace,49.90",
+        "linus,3.10",
+    ]
+
+    events = "".join(json.dumps({"n": i}) + "\n" for i in range(2_500)).encode()
+    run = await api.post(
+        f"/api/v1/executions/{ns}/foreach-item",
+        files={"events": ("events.jsonl", events)},
+        params={"wait": "true"},
+    )
+    execution = run.json()
+    assert execution["state"]["current"] == "SUCCESS", execution
+    each = {r["taskId"]: r for r in execution["taskRunList"]}["batches"]["outputs"]
+    assert each["numberOfBatches"] == 3
+    merged = await files_server.storage.read_bytes(each["subflowOutputs"])
+    lines = [json.loads(line)["outputs"]["lines"] for line in merged.decode().splitlines()]
+    assert lines == [1000, 1000, 500]
