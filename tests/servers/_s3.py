@@ -114,7 +114,7 @@ def _command(binary: str, workdir: Path, ports: list[int], config: Path) -> list
         "-master.volumeSizeLimitMB=64",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
-        "-volume.max=20",
+        "-volume.max=100",
         "-volume.preStopSeconds=0",
         "-filer",
         f"-filer.port={filer}",
