@@ -411,7 +411,7 @@ class ExecutionRun:
         if not outputs:
             self._set_outputs(run, outputs)
             return
-        masked = dict(self._engine.mask_value(dict(outputs)))
+        masked = dict(self._mask_value(dict(outputs)))
         reference = await store_if_large(
             open_storage(self._options.storage),
             self.state,
@@ -420,12 +420,8 @@ class ExecutionRun:
             masked,
             self._options.inline_outputs_bytes,
         )
-        if reference is None:
-            run.outputs = masked
-            self._rec.outputs(run, masked)
-            return
         run.outputs = masked
-        self._rec.outputs(run, reference)
+        self._rec.outputs(run, masked if reference is None else reference)
 
     def _log(
         self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
