@@ -176,7 +176,22 @@ class ObjectStorage:
 
     def __init__(self, config: StorageConfig) -> None:
         self.config = config
-        self._store, self._root = _store_for(config)
+        try:
+            self._store, self._root = _store_for(config)
+        except (OSError, ObstoreError, ValueError) as exc:
+            raise StorageError(f"cannot open the storage {config.describe()}: {exc}") from exc
+
+    async def check(self) -> None:
+        """Fail now, with a clear message, when the storage cannot be reached or read.
+
+        Raises:
+            StorageError: The folder or bucket is not usable with these settings.
+        """
+        try:
+            await self.exists(storage_uri(".kestrel/probe"))
+        except StorageError as exc:
+            where = self.config.describe()
+            raise StorageError(f"the storage {where} is not usable: {exc}") from exc
 
     def __repr__(self) -> str:
         return f"ObjectStorage({self.config.describe()!r})"

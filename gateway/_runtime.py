@@ -153,6 +153,7 @@ class Runtime(Service):
         await self._store.start()
         _log.info("store ready: migrations applied")
         self._switched_off = await self._store.disabled_triggers()
+        await self.storage.check()
         _log.info("internal storage: %s", self.storage_config.describe())
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
