@@ -20,6 +20,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException
+from starlette.types import Message
 
 from flows import (
     Flow,
@@ -68,6 +69,36 @@ def _file_name(upload: UploadFile, fallback: str) -> str:
         return fallback
 
 
+FORM_OVERHEAD_BYTES = 1024 * 1024
+"""What a multipart body may carry beyond its files (fields, part headers)."""
+
+
+def limited_request(request: Request, limit: int) -> Request:
+    """The same request, whose body is refused with 413 once it passes `limit` bytes.
+
+    A declared ``Content-Length`` over the limit is refused at once; a chunked body is
+    counted as it arrives, so an upload without a length cannot fill the spool either.
+
+    Raises:
+        ApiError: 413 (from the check, or later while the body is read).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"request body larger than {limit} bytes")
+    received = 0
+
+    async def receive() -> Message:
+        nonlocal received
+        message = await request.receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise ApiError(413, f"request body larger than {limit} bytes")
+        return message
+
+    return Request(request.scope, receive)
+
+
 async def upload_chunks(upload: UploadFile) -> AsyncIterator[bytes]:
     while chunk := await upload.read(_CHUNK):
         yield chunk
@@ -81,11 +112,9 @@ async def read_upload_inputs(
     Raises:
         ApiError: 413 beyond `limit` bytes, 400 for a malformed body.
     """
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body larger than {limit} bytes")
+    limited = limited_request(request, limit + FORM_OVERHEAD_BYTES)
     try:
-        form = await request.form(max_files=1000, max_fields=1000)
+        form = await limited.form(max_files=1000, max_fields=1000)
     except MultiPartException as exc:
         raise ApiError(400, f"malformed multipart/form-data body: {exc.message}", "body") from None
     files = _file_input_ids(flow)

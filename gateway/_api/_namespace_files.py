@@ -22,7 +22,7 @@ from .._runtime import Runtime
 from ._bodies import media_type
 from ._deps import RuntimeDep, SettingsDep
 from ._errors import ApiError
-from ._files import upload_chunks
+from ._files import FORM_OVERHEAD_BYTES, limited_request, upload_chunks
 from ._models import ErrorBody
 
 router = APIRouter(prefix="/namespaces", tags=["namespace files"])
@@ -64,12 +64,10 @@ async def upload_namespace_file(
     """Upload a file: multipart with a ``fileContent`` part (Kestra's), or the raw body."""
     uri = namespace_file_uri(namespace, _relative(path))
     limit = settings.max_file_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, f"request body larger than {limit} bytes")
     if media_type(request) == "multipart/form-data":
+        limited = limited_request(request, limit + FORM_OVERHEAD_BYTES)
         try:
-            form = await request.form(max_files=1, max_fields=10)
+            form = await limited.form(max_files=1, max_fields=10)
         except MultiPartException as exc:
             raise ApiError(400, f"malformed multipart body: {exc.message}", "body") from None
         try:
@@ -80,7 +78,9 @@ async def upload_namespace_file(
         finally:
             await form.close()
     else:
-        size = await runtime.storage.put(uri, _chunks_of(request), limit=limit)
+        size = await runtime.storage.put(
+            uri, _chunks_of(limited_request(request, limit)), limit=limit
+        )
     return FileEntry(file_name=PurePosixPath(uri).name, type="File", size=size, uri=uri)
 
 

@@ -294,3 +294,40 @@ async def test_the_csv_and_foreach_item_examples_run(
     merged = await files_server.storage.read_bytes(each["subflowOutputs"])
     lines = [json.loads(line)["outputs"]["lines"] for line in merged.decode().splitlines()]
     assert lines == [1000, 1000, 500]
+
+
+async def test_chunked_uploads_without_a_length_are_cut_at_the_limit(
+    api: httpx.AsyncClient, namespace: str
+) -> None:
+    """No Content-Length: the body is counted as it comes and refused past the limit."""
+    await deploy(api, _files_flow(namespace))
+    boundary = "kestrelboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="report"; filename="big.csv"\r\n'
+        "Content-Type: text/csv\r\n\r\n"
+    ).encode()
+
+    async def body():  # type: ignore[no-untyped-def]
+        yield head
+        for _ in range(MAX_FILE_BYTES // 65536 + 40):
+            yield b"x" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = await api.post(
+        f"/api/v1/executions/{namespace}/files",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413, response.text
+    found = await api.get("/api/v1/executions/search", params={"namespace": namespace})
+    assert found.json()["total"] == 0
+
+    raw = await api.post(
+        f"/api/v1/namespaces/{namespace}/files",
+        params={"path": "big.bin"},
+        content=body(),
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert raw.status_code == 413, raw.text
+    listing = await api.get(f"/api/v1/namespaces/{namespace}/files/directory")
+    assert listing.json() == []
