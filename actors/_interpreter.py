@@ -49,7 +49,7 @@ from flows import (
 
 from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
-from ._large_outputs import DEFAULT_INLINE_OUTPUTS_BYTES, store_if_large
+from ._large_outputs import store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._storage import StorageConfig, open_storage
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
@@ -123,7 +123,6 @@ class RunOptions:
         envs: ``envs`` for templates; the process environment when None.
         on_first_task: Told when the first runnable task's body started (latency metrics).
         storage: The internal storage, handed to runnable tasks.
-        inline_outputs_bytes: Task outputs bigger than this (as JSON) go to storage.
     """
 
     restart: bool = False
@@ -131,7 +130,6 @@ class RunOptions:
     envs: Mapping[str, str] | None = None
     on_first_task: Callable[[dt.datetime], None] | None = None
     storage: StorageConfig | None = None
-    inline_outputs_bytes: int = DEFAULT_INLINE_OUTPUTS_BYTES
 
 
 @dataclass
@@ -412,13 +410,9 @@ class ExecutionRun:
             self._set_outputs(run, outputs)
             return
         masked = dict(self._mask_value(dict(outputs)))
+        config = self._options.storage or StorageConfig.local()
         reference = await store_if_large(
-            open_storage(self._options.storage),
-            self.state,
-            task.id,
-            run.id,
-            masked,
-            self._options.inline_outputs_bytes,
+            open_storage(config), self.state, task.id, run.id, masked, config.inline_outputs_bytes
         )
         run.outputs = masked
         self._rec.outputs(run, masked if reference is None else reference)

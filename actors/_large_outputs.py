@@ -17,9 +17,6 @@ from flows import Storage, StorageError, TaskError, task_file_uri
 
 from ._runstate import ExecutionState
 
-DEFAULT_INLINE_OUTPUTS_BYTES = 256 * 1024
-"""Outputs bigger than this (as JSON) go to the internal storage."""
-
 MARKER = "kestrelStoredOutputs"
 _NAME = "outputs.json"
 

@@ -55,6 +55,9 @@ _AWS_ENV = {
 }
 _SECRET_OPTIONS = {"secret_access_key", "token"}
 
+DEFAULT_INLINE_OUTPUTS_BYTES = 256 * 1024
+"""Task outputs bigger than this (as JSON) go to the storage by default."""
+
 
 def default_storage_dir() -> Path:
     """``<user data dir>/kestrel/storage``: the embedded default."""
@@ -69,14 +72,20 @@ class StorageConfig:
         url: ``file:///abs/path`` (a local folder) or ``s3://bucket/prefix``.
         options: S3 settings: ``endpoint``, ``region``, ``access_key_id``,
             ``secret_access_key``, ``token``.
+        inline_outputs_bytes: Task outputs bigger than this (as JSON) are written to the
+            storage; the store keeps a reference.
     """
 
     url: str
     options: Mapping[str, str] = field(default_factory=dict)
+    inline_outputs_bytes: int = DEFAULT_INLINE_OUTPUTS_BYTES
 
     def __repr__(self) -> str:
         shown = {k: ("******" if k in _SECRET_OPTIONS else v) for k, v in self.options.items()}
-        return f"StorageConfig(url={self.url!r}, options={shown!r})"
+        return (
+            f"StorageConfig(url={self.url!r}, options={shown!r}, "
+            f"inline_outputs_bytes={self.inline_outputs_bytes})"
+        )
 
     @classmethod
     def local(cls, folder: str | Path | None = None) -> StorageConfig:

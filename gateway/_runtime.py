@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -108,7 +109,10 @@ class Runtime(Service):
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
-        self.storage_config = storage or StorageConfig.parse(settings.storage)
+        self.storage_config = dataclasses.replace(
+            storage or StorageConfig.parse(settings.storage),
+            inline_outputs_bytes=settings.inline_outputs_bytes,
+        )
 
     # ---- lifecycle ----
 

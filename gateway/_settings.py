@@ -43,6 +43,7 @@ class Settings(BaseSettings):
         storage: Internal storage: a folder or ``s3://bucket/prefix`` (credentials from
             the usual AWS environment variables); None is ``<data dir>/storage``.
         max_file_bytes: The largest file accepted by an upload (HTTP 413 beyond).
+        inline_outputs_bytes: Task outputs bigger than this (as JSON) go to the storage.
         kv_purge_interval_s: How often expired KV entries are deleted.
     """
 
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     sync_interval_s: float = Field(default=0.25, gt=0)
     storage: str | None = None
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
+    inline_outputs_bytes: int = Field(default=256 * 1024, ge=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
 
     def flows_dir(self) -> Path:
