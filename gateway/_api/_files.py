@@ -181,6 +181,17 @@ async def download_file(
     )
 
 
+@router.get("/{execution_id}/file/metas", responses=_ERRORS)
+async def file_metas(
+    execution_id: str,
+    runtime: RuntimeDep,
+    path: Annotated[str, Query(description="a kestra:/// URI of this execution's files")],
+) -> dict[str, int]:
+    """A file's size in bytes (Kestra's ``file/metas``)."""
+    uri = await _execution_file(runtime, execution_id, path)
+    return {"size": await runtime.storage.size(uri)}
+
+
 def _preview(name: str, data: bytes, truncated: bool, max_rows: int) -> dict[str, Any]:
     text = data.decode("utf-8", errors="replace")
     suffix = PurePosixPath(name).suffix.lower()

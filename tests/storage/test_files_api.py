@@ -99,6 +99,9 @@ async def test_file_input_scripts_read_and_download(
     assert download.content == b"name,qty\nbolt,6\nnut,10\n"
     assert 'filename="doubled.csv"' in download.headers["content-disposition"]
 
+    metas = await api.get(f"/api/v1/executions/{eid}/file/metas", params={"path": doubled})
+    assert metas.json() == {"size": 23}
+
     preview = await api.get(f"/api/v1/executions/{eid}/file/preview", params={"path": doubled})
     assert preview.status_code == 200, preview.text
     assert preview.json()["content"] == [["name", "qty"], ["bolt", "6"], ["nut", "10"]]
