@@ -2,19 +2,32 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.kestrel-installed
+# Two installs: what running needs (`make run`), and that plus the dev extra (test
+# brokers, linters, type checker) for everything else. The dev one implies the other.
+RUN_STAMP := $(VENV)/.kestrel-run-installed
+STAMP     := $(VENV)/.kestrel-dev-installed
 
-.PHONY: setup run test lint typecheck unit bench clean
+.PHONY: setup deps run test lint typecheck unit bench clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 setup: $(STAMP)
 
-run: setup
+# The Debian packages the tests need (.ci/system-packages.txt): installed when missing.
+deps:
+	@.ci/deps
+
+run: $(RUN_STAMP)
 	$(BIN)/kestrel server --flows examples/quickstart
 
 lint: setup
@@ -27,7 +40,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest -q -m "not integration"
 
-test: lint typecheck
+test: deps lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
 BENCH_STAMP := $(VENV)/.kestrel-bench-installed

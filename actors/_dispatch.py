@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 
 import ray
@@ -58,16 +59,35 @@ async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True
         raise
 
 
+_AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
+_AUTH_ON_NOTICE = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropTokenAuthNotice(logging.Filter):
+    """Drops Ray's warning that token auth is on (it is, and should be); keeps the rest."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(_AUTH_ON_NOTICE)
+
+
+def _quiet_token_auth_notice() -> None:
+    logger = logging.getLogger(_AUTH_SETUP_LOGGER)
+    if not any(isinstance(f, _DropTokenAuthNotice) for f in logger.filters):
+        logger.addFilter(_DropTokenAuthNotice())
+
+
 def ensure_ray(address: str | None = None) -> None:
     """Connect to Ray unless already connected: `address`, or a new local instance.
 
-    A local instance binds loopback only and has no dashboard.
+    A local instance binds loopback only, has no dashboard, and keeps Ray's token
+    authentication (Ray's default for a new instance), without Ray's warning about it.
     """
     if ray.is_initialized():
         return
     if address:
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     else:
+        _quiet_token_auth_notice()
         ray.init(
             address="local",
             include_dashboard=False,

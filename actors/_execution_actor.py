@@ -188,10 +188,20 @@ class ExecutionActor:
         service = await self._ensure()
         return service.kill(execution_id)
 
-    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
-        """Resume a paused execution running here."""
+    async def resume(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> bool:
+        """Resume a paused execution running here (with its `onResume` inputs)."""
         service = await self._ensure()
-        return service.resume(execution_id, task_run_id)
+        return service.resume(execution_id, task_run_id, inputs)
+
+    async def pause(self, execution_id: str) -> bool:
+        """Pause a RUNNING execution running here."""
+        service = await self._ensure()
+        return service.pause(execution_id)
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:
         """Replay an execution from a task run; the new execution runs here."""

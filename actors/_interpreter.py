@@ -26,10 +26,12 @@ from flows import (
     ForEach,
     ForEachItem,
     If,
+    InputError,
     Log,
     LoopUntil,
     Parallel,
     Pause,
+    PauseBehavior,
     Retry,
     RetryType,
     Return,
@@ -44,6 +46,8 @@ from flows import (
     TaskError,
     build_context,
     contains_template,
+    input_to_json,
+    parse_inputs,
     walk_tasks,
 )
 
@@ -179,7 +183,10 @@ class ExecutionRun:
         self._subflows = subflows
         self._options = options or RunOptions()
         self._killed = False
+        self._cancelled = False
         self._resume_events: dict[str, asyncio.Event] = {}
+        self._resume_inputs: dict[str, Mapping[str, Any]] = {}
+        self._hold: asyncio.Event | None = None  # set while paused from outside
         self._main: asyncio.Task[Any] | None = None
         self._by_key: dict[str, TaskRunState] = {}
         # Every history stays in order even if the wall clock steps back: a new entry is
@@ -213,8 +220,33 @@ class ExecutionRun:
         if self._main is not None and not self._main.done():
             self._main.cancel()
 
-    def resume(self, task_run_id: str | None = None) -> bool:
-        """Resume a paused task run (the only paused one when None); False if none waits."""
+    def pause(self) -> bool:
+        """Pause a RUNNING execution: running tasks finish, no task starts until `resume`.
+
+        Returns:
+            False when it is not RUNNING (already paused, or ended).
+        """
+        if self._hold is not None or self.state.state is not State.RUNNING:
+            return False
+        self._hold = asyncio.Event()
+        self._set_execution(State.PAUSED)
+        return True
+
+    def resume(
+        self, task_run_id: str | None = None, inputs: Mapping[str, Any] | None = None
+    ) -> bool:
+        """Resume the execution; False if nothing waits.
+
+        Args:
+            task_run_id: The paused `Pause` task run (the only one when None). An
+                execution paused from outside (`pause`) is released first.
+            inputs: The ``onResume`` values, already validated, for the `Pause` outputs.
+        """
+        if self._hold is not None and task_run_id is None:
+            hold, self._hold = self._hold, None
+            self._set_execution(State.RUNNING)
+            hold.set()
+            return True
         if task_run_id is None:
             waiting = [k for k, e in self._resume_events.items() if not e.is_set()]
             if not waiting:
@@ -223,6 +255,8 @@ class ExecutionRun:
         event = self._resume_events.get(task_run_id)
         if event is None:
             return False
+        if inputs is not None:
+            self._resume_inputs[task_run_id] = dict(inputs)
         event.set()
         return True
 
@@ -241,6 +275,8 @@ class ExecutionRun:
             if not self._killed:
                 raise
             final = State.KILLED
+        if self._cancelled:
+            final = State.CANCELLED
         outputs = self._flow_outputs() if final in _DONE else None
         if outputs is None and final is not State.KILLED and self.flow.outputs:
             final = final if final is not State.SUCCESS else State.FAILED
@@ -252,7 +288,8 @@ class ExecutionRun:
 
     async def _run_body(self) -> State:
         main = await self._run_list(self.flow.tasks, _Scope())
-        if main in (State.FAILED, State.KILLED) and self.flow.errors and not self._killed:
+        stopped = self._killed or self._cancelled
+        if main in (State.FAILED, State.KILLED) and self.flow.errors and not stopped:
             await self._run_list(self.flow.errors, _Scope())
         if self.flow.finally_:
             await self._run_list(self.flow.finally_, _Scope())
@@ -261,9 +298,7 @@ class ExecutionRun:
     def _set_execution(self, state: State, outputs: Mapping[str, Any] | None = None) -> None:
         now = self._execution_at = max(utcnow(), self._execution_at)
         self.state.state = state
-        self._rec.execution_state(
-            state, now, self._mask_value(outputs) if outputs else outputs
-        )
+        self._rec.execution_state(state, now, self._mask_value(outputs) if outputs else outputs)
 
     def _flow_outputs(self) -> dict[str, Any] | None:
         if not self.flow.outputs:
@@ -290,7 +325,7 @@ class ExecutionRun:
                 continue
             state = await self._run_task(task, scope)
             states.append(state)
-            if state in (State.FAILED, State.KILLED):
+            if state in (State.FAILED, State.KILLED, State.CANCELLED) or self._cancelled:
                 break
         return successful(states)
 
@@ -347,6 +382,8 @@ class ExecutionRun:
         return run.state is State.FAILED and not self._options.restart
 
     async def _run_task(self, task: Task, scope: _Scope) -> State:
+        while self._hold is not None:  # paused from outside: start nothing new
+            await self._hold.wait()
         run, _ = self._task_run(task, scope)
         if self._reusable(run):
             return run.state
@@ -771,21 +808,45 @@ class ExecutionRun:
             self._transition(run, State.PAUSED)
             self._set_execution(State.PAUSED)
         event = self._resume_events.setdefault(run.id, asyncio.Event())
-        wait_s = _remaining(paused_at, task.delay or task.timeout)
+        duration = task.duration
+        wait_s = _remaining(paused_at, duration or task.timeout)
+        resumed = True
         try:
             if wait_s is None:
                 await event.wait()
             else:
                 await asyncio.wait_for(event.wait(), wait_s)
         except TimeoutError:
-            if task.delay is None:
-                self._log(run, "ERROR", f"pause timed out after {task.timeout}")
-                return State.FAILED
+            resumed = False
         finally:
             self._resume_events.pop(run.id, None)
+        inputs = self._resume_inputs.pop(run.id, None)
+        if not resumed and duration is None:
+            self._log(run, "ERROR", f"pause timed out after {task.timeout}")
+            return State.FAILED
+        if resumed or task.behavior is PauseBehavior.RESUME:
+            state = State.SUCCESS
+        else:
+            state = self._pause_elapsed(task, run)
+        if task.on_resume:
+            self._set_outputs(run, {"onResume": _on_resume_values(task, inputs)})
+        if state is State.CANCELLED:
+            return state
         self._transition(run, State.RUNNING)
         self._set_execution(State.RUNNING)
-        return State.SUCCESS
+        return state
+
+    def _pause_elapsed(self, task: Pause, run: TaskRunState) -> State:
+        """The state `behavior` gives a pause whose duration passed (WARN, FAIL, CANCEL)."""
+        message = f"no resume within {task.duration}: {task.behavior.value}"
+        if task.behavior is PauseBehavior.WARN:
+            self._log(run, "WARN", message)
+            return State.WARNING
+        self._log(run, "ERROR", message)
+        if task.behavior is PauseBehavior.CANCEL:
+            self._cancelled = True
+            return State.CANCELLED
+        return State.FAILED
 
     async def _sleep(self, task: Sleep, run: TaskRunState, scope: _Scope) -> State:
         started = _entered(run, State.RUNNING) or utcnow()
@@ -876,6 +937,16 @@ def _json_list(text: str, task_id: str) -> list[Any]:
             f"values must render to a list, got {text!r}", task=task_id, prop="values"
         )
     return value
+
+
+def _on_resume_values(task: Pause, given: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``onResume`` outputs: the values given to the resume, else the defaults."""
+    if given is not None:
+        return dict(given)
+    try:  # no resume (the duration passed): each input's default, where it has one
+        return dict(input_to_json(parse_inputs(task.on_resume, {})))
+    except InputError:
+        return {spec.id: input_to_json(spec.defaults) for spec in task.on_resume}
 
 
 def _entered(run: TaskRunState, state: State) -> dt.datetime | None:

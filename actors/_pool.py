@@ -212,12 +212,17 @@ class ExecutionPool(Service):
         killed: bool = await remote_call(handle.kill.remote(execution_id))
         return killed
 
-    async def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
+    async def resume(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: dict[str, Any] | None = None,
+    ) -> bool:
         """Resume a paused execution wherever it runs in the pool."""
         handle = await self._owner_of(execution_id)
         if handle is None:
             return False
-        resumed: bool = await remote_call(handle.resume.remote(execution_id, task_run_id))
+        resumed: bool = await remote_call(handle.resume.remote(execution_id, task_run_id, inputs))
         return resumed
 
     async def replay(self, execution_id: str, task_run_id: str | None = None) -> str:

@@ -393,10 +393,20 @@ class ExecutionService(Service):
         run.kill()
         return True
 
-    def resume(self, execution_id: str, task_run_id: str | None = None) -> bool:
-        """Resume a paused task run of an execution running here."""
+    def resume(
+        self,
+        execution_id: str,
+        task_run_id: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Resume an execution running here (its paused task run, with `onResume` inputs)."""
         run = self._runs.get(execution_id)
-        return run.resume(task_run_id) if run is not None else False
+        return run.resume(task_run_id, inputs) if run is not None else False
+
+    def pause(self, execution_id: str) -> bool:
+        """Pause a RUNNING execution running here: no task starts until it is resumed."""
+        run = self._runs.get(execution_id)
+        return run.pause() if run is not None else False
 
     async def wait(self, execution_id: str, within: float | None = None) -> ExecutionSummary:
         """Wait until an execution is terminal (polling the store if it runs elsewhere).

@@ -5,6 +5,11 @@ A runner connects its trigger's `Listener`, turns every delivery into a durable 
 and starts the execution in this process. A failing connection is retried with capped
 exponential backoff; a poison message, or one whose execution cannot be created after
 ``deadLetterAfter`` attempts, goes to the dead letters and never blocks the ones after it.
+
+The store being unreachable (`StoreUnavailable`) is not the message's fault: the delivery
+is neither dead-lettered nor acknowledged; the runner stops pulling from the source, the
+deliveries in hand retry with capped backoff, and everything resumes, in order and
+exactly once (dedupe keys), when the store answers again.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ import datetime as dt
 import enum
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from flows import (
     ConnectorError,
@@ -29,6 +34,7 @@ from flows import (
     Listener,
     PoisonMessage,
     Service,
+    StoreUnavailable,
     Trigger,
     build_context,
     contains_template,
@@ -38,6 +44,7 @@ from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 TRIGGER_LABEL = "kestrel.trigger"
 """The label every execution a trigger creates carries: the trigger's id."""
@@ -218,6 +225,8 @@ class TriggerRunner(Service):
         self._slots = asyncio.Semaphore(int(getattr(trigger, "max_in_flight", 100)))
         self._handlers: set[asyncio.Task[None]] = set()
         self._dead_letter_after = int(getattr(trigger, "dead_letter_after", 3))
+        self._store_up = asyncio.Event()  # cleared while the store is unreachable
+        self._store_up.set()
 
     @property
     def name(self) -> str:
@@ -265,6 +274,11 @@ class TriggerRunner(Service):
         # Deliveries being recorded finish (they are durable soon); their acks still go out.
         if self._handlers:
             await asyncio.wait(list(self._handlers), timeout=10)
+        # Those still waiting (for a store that is down) stay unacknowledged: redelivered.
+        for handler in list(self._handlers):
+            handler.cancel()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=5)
         await self._close_listener()
         self.status = TriggerStatus.STOPPED
         with contextlib.suppress(KestrelError):
@@ -307,6 +321,7 @@ class TriggerRunner(Service):
 
     async def _consume(self, listener: Listener) -> None:
         async for delivery in listener.events():
+            await self._store_up.wait()  # pull nothing more while the store is unreachable
             await self._slots.acquire()  # backpressure: stop pulling while full
             handler = asyncio.create_task(self._handle(listener, delivery))
             self._handlers.add(handler)
@@ -360,21 +375,27 @@ class TriggerRunner(Service):
         def first_task(started: dt.datetime) -> None:
             self.stats.observe_first_task(started.timestamp() - event_at)
 
-        for attempt in range(1, self._dead_letter_after + 1):
+        attempt = 0
+        while True:
             try:
-                result = await self.service.create(
-                    self.flow,
-                    self.trigger.inputs,
-                    trigger=event.variables,
-                    labels={**self.trigger.labels, TRIGGER_LABEL: self.trigger.id},
-                    dedupe_key=dedupe,
-                    on_first_task=first_task,
+                result = await self._when_store_up(
+                    lambda: self.service.create(
+                        self.flow,
+                        self.trigger.inputs,
+                        trigger=event.variables,
+                        labels={**self.trigger.labels, TRIGGER_LABEL: self.trigger.id},
+                        dedupe_key=dedupe,
+                        on_first_task=first_task,
+                    )
                 )
             except InputError as exc:
                 reason = f"the trigger's inputs are invalid: {exc}"
                 break  # the same inputs will not get better
             except KestrelError as exc:
                 reason = f"could not create the execution: {exc}"
+                attempt += 1
+                if attempt >= self._dead_letter_after:
+                    break
                 await asyncio.sleep(min(1.0, 0.05 * 2**attempt))
                 continue
             self.stats.observe_created(time.time() - event_at)
@@ -384,30 +405,70 @@ class TriggerRunner(Service):
                 self.stats.duplicates += 1
             self.state = replace(self.state, last_event_at=utcnow())
             return
-        await self._dead_letter(
-            reason, event.raw, event.source, event.metadata, self._dead_letter_after
+        await self._dead_letter(reason, event.raw, event.source, event.metadata, max(1, attempt))
+
+    async def _when_store_up(self, write: Callable[[], Awaitable[_T]]) -> _T:
+        """Run ``write``; while the store is unreachable, hold the source and try again.
+
+        Raises:
+            KestrelError: Any other failure of ``write`` (the store answered).
+        """
+        outages = 0
+        while True:
+            try:
+                result = await write()
+            except StoreUnavailable as exc:
+                outages += 1
+                self._store_lost(exc)
+                await asyncio.sleep(_STORE_RETRY.delay(outages))
+                continue
+            except Exception:
+                self._store_back()  # the store answered (with another error)
+                raise
+            self._store_back()
+            return result
+
+    def _store_lost(self, exc: StoreUnavailable) -> None:
+        if not self._store_up.is_set():
+            return
+        self._store_up.clear()
+        self.status = TriggerStatus.RECONNECTING
+        self.state = replace(
+            self.state, status=self.status.value, last_error=f"waiting for the store: {exc}"
         )
+        _log.warning("trigger %s: the store is unreachable, holding the source: %s", self.name, exc)
+
+    def _store_back(self) -> None:
+        if self._store_up.is_set():
+            return
+        self._store_up.set()
+        _log.warning("trigger %s: the store answers again, resuming", self.name)
+        if self.status is TriggerStatus.RECONNECTING and self._task is not None:
+            task = asyncio.create_task(self._set_status(TriggerStatus.RUNNING, None))
+            self._handlers.add(task)
+            task.add_done_callback(self._handlers.discard)
 
     async def _dead_letter(
         self, reason: str, raw: bytes, source: str, metadata: dict[str, Any], attempts: int
     ) -> None:
-        await self.service.store.write_dead_letter(
-            DeadLetter(
-                source=source or self.trigger.type,
-                payload=raw,
-                reason=reason,
-                attempts=attempts,
-                metadata=metadata,
-                namespace=self.flow.namespace,
-                flow_id=self.flow.id,
-                trigger_id=self.trigger.id,
-            )
+        letter = DeadLetter(
+            source=source or self.trigger.type,
+            payload=raw,
+            reason=reason,
+            attempts=attempts,
+            metadata=metadata,
+            namespace=self.flow.namespace,
+            flow_id=self.flow.id,
+            trigger_id=self.trigger.id,
         )
+        await self._when_store_up(lambda: self.service.store.write_dead_letter(letter))
         self.stats.dead_letters += 1
         _log.warning("trigger %s: dead letter from %s: %s", self.name, source, reason)
 
 
 _ENGINE = ExpressionEngine()
+_STORE_RETRY = Backoff(initial_s=0.1, factor=2.0, max_s=2.0)
+"""How often a delivery tries the store again while it is unreachable."""
 
 
 def rendered_trigger(flow: Flow, trigger: Trigger) -> Trigger:

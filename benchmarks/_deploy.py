@@ -131,7 +131,12 @@ async def on_api_server(
     from tests.servers import free_port
 
     settings = Settings(
-        db=dsn, host="127.0.0.1", port=free_port(), listener_hosts=1, execution_actors=1
+        db=dsn,
+        host="127.0.0.1",
+        port=free_port(),
+        listener_hosts=1,
+        execution_actors=1,
+        no_auth=True,  # loopback only, for the length of a benchmark run
     )
     runtime = Runtime(settings)
     await runtime.start()

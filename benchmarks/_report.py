@@ -1,4 +1,4 @@
-"""Tables: our figure | same-run baseline | DESIGN.md target, as text and as Markdown."""
+"""Tables: our figure | same-run baseline | target, as text and as Markdown."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _mark(ok: bool | None) -> str:
 
 
 def _latency_target(key: str, result: dict[str, Any]) -> tuple[str, bool | None]:
-    """The DESIGN.md target that applies, with a mark per bound."""
+    """The target that applies (docs/architecture.md), with a mark per bound."""
     ours = result["event_to_first_task"]
     p50, p99 = ours["p50"], ours["p99"]
     if key in LOW_LATENCY and p50 is not None and p99 is not None:
@@ -40,7 +40,7 @@ def _latency_target(key: str, result: dict[str, Any]) -> tuple[str, bool | None]
             return "p50 ≤ raw + 5", None
         limit = raw + TARGET_KAFKA_ABOVE_RAW_MS
         return f"p50 ≤ raw + 5 = {limit:.1f}", p50 <= limit
-    return "— (not in DESIGN.md)", None
+    return "— (no target)", None
 
 
 def latency_rows(report: dict[str, Any]) -> list[list[str]]:

@@ -2,9 +2,10 @@
 
 Brokers and Ray come from ``tests.servers`` (private servers on free loopback ports, or
 the ``KESTREL_TEST_*`` addresses when set). Postgres is different on purpose: the tests'
-server runs with ``fsync=off``, and DESIGN.md's targets are "Postgres durability on", so
-the benchmarks start an `EmbeddedPostgres` (real PostgreSQL, PostgreSQL's defaults:
-``fsync=on``, ``synchronous_commit=on``) in a temporary directory.
+server runs with ``fsync=off``, and the targets (docs/architecture.md, "Performance
+targets") hold with Postgres durability on, so the benchmarks start an `EmbeddedPostgres`
+(real PostgreSQL, PostgreSQL's defaults: ``fsync=on``, ``synchronous_commit=on``) in a
+temporary directory.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from ._servers import Brokers, Postgres
 from ._sources import TASKS
 
 NAMESPACE = "bench.scale"
-SERVER_NAMES = ("nats-server", "mosquitto", "tansu", "postgres", "amqtt")
+SERVER_NAMES = ("nats-server", "mosquitto", "tansu", "postgres")
 PG_NOTIFY_MAX = 50
 
 
@@ -190,7 +190,7 @@ def server_processes() -> dict[int, psutil.Process]:
     for proc in _ours():
         with contextlib.suppress(psutil.Error):
             name, line = proc.name(), _cmdline(proc)
-            if any(n in name or line.startswith(n) for n in SERVER_NAMES) or "amqtt" in line:
+            if any(n in name or line.startswith(n) for n in SERVER_NAMES):
                 found[proc.pid] = proc
     return found
 

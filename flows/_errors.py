@@ -120,6 +120,22 @@ class UnavailableError(KestrelError):
     """A part of the runtime (a Ray actor, a worker) died while serving a call (HTTP 503)."""
 
 
+class StoreUnavailable(StoreError, UnavailableError):
+    """The store cannot be reached right now (connection refused or lost, server restarting).
+
+    An infrastructure fault, not a fault of the data being written: callers wait and try
+    again (a listener stops acknowledging its source, an API answers 503), and never
+    treat the message or request as bad.
+
+    Attributes:
+        retry_after_s: A hint, in seconds, for when to try again.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
 class _LeaseLike(Protocol):
     @property
     def kind(self) -> str: ...

@@ -61,6 +61,7 @@ import yaml
 from ._durations import format_duration, parse_duration
 from ._errors import InputError
 from ._model import Flow, Input, InputType
+from ._yaml_positions import safe_load
 
 __all__ = [
     "SecretValue",
@@ -272,7 +273,7 @@ def _yaml(spec: Input, raw: Any, ctx: _Ctx) -> Any:
     if ctx.stored:
         return raw
     try:
-        return yaml.safe_load(raw)
+        return safe_load(raw)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         mark = getattr(exc, "problem_mark", None)

@@ -24,7 +24,7 @@ class Event:
             ``kafka:orders:3:1234`` or ``nats:ORDERS:987``); a redelivery carries the same
             key, so it never creates a second execution. None for sources without one
             (core NATS: at most once).
-        variables: The ``trigger.*`` variables, as DESIGN.md's table names them.
+        variables: The ``trigger.*`` variables, with Kestra's names (README, "A flow").
         raw: The payload as received, kept for dead letters.
         source: A readable position for logs and dead letters.
         metadata: Anything else worth keeping with a dead letter (headers, key...).

@@ -12,7 +12,16 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from ._durations import Duration
-from ._model import FlowableTask, KestrelModel, Path, Task, TaskId, TaskRef, branch
+from ._model import (
+    FlowableTask,
+    Input,
+    KestrelModel,
+    Path,
+    Task,
+    TaskId,
+    TaskRef,
+    branch,
+)
 from ._registry import register_type
 
 _K = "io.kestra.plugin.core"
@@ -164,16 +173,44 @@ class Subflow(FlowableTask):
     inherit_labels: bool = False
 
 
-@register_type("flow.Pause", aliases=(f"{_K}.flow.Pause",))
-class Pause(FlowableTask):
-    """Pause the execution until resumed (API/CLI) or until ``delay`` has passed.
+class PauseBehavior(StrEnum):
+    """What a `Pause` does when its ``pauseDuration`` passes without a resume (Kestra's)."""
 
-    With ``timeout`` and no resume in time the task fails.
+    RESUME = "RESUME"
+    """The pause succeeds and the execution goes on."""
+    WARN = "WARN"
+    """The pause ends WARNING and the execution goes on."""
+    FAIL = "FAIL"
+    """The pause fails."""
+    CANCEL = "CANCEL"
+    """The execution is cancelled."""
+
+
+@register_type("flow.Pause", aliases=(f"{_K}.flow.Pause", "io.kestra.core.tasks.flows.Pause"))
+class Pause(FlowableTask):
+    """Pause the execution until it is resumed (API/CLI) or ``pauseDuration`` has passed.
+
+    A resume before the duration always succeeds, with the ``onResume`` inputs given to it
+    (validated like flow inputs, then ``outputs.<id>.onResume.<input>``). When the
+    duration passes, ``behavior`` decides (RESUME, WARN, FAIL, CANCEL). ``timeout``
+    without a duration: the pause fails when no resume came in time. ``delay`` is
+    Kestra's deprecated name of ``pauseDuration``.
     """
 
-    delay: Duration | None = None
-    timeout: Duration | None = None
-    on_resume: list[dict[str, Any]] = Field(default_factory=list)
+    pause_duration: Duration | None = None
+    delay: Duration | None = Field(default=None, description="deprecated: use pauseDuration")
+    behavior: PauseBehavior = PauseBehavior.RESUME
+    on_resume: list[Input] = Field(default_factory=list)
+
+    @field_validator("behavior", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @property
+    def duration(self) -> Duration | None:
+        """How long the pause lasts without a resume (``pauseDuration``, else ``delay``)."""
+        return self.pause_duration if self.pause_duration is not None else self.delay
 
 
 @register_type("flow.Sleep", aliases=(f"{_K}.flow.Sleep",))

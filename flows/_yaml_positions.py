@@ -1,4 +1,10 @@
-"""Safe YAML reading that remembers where every key and value stands in the file."""
+"""Safe YAML reading that remembers where every key and value stands in the file.
+
+Reading is bounded, so a small hostile file cannot exhaust memory or the stack: nesting
+deeper than `MAX_DEPTH`, a document that aliases expand beyond `MAX_NODES` values (a
+"billion laughs"), or an alias to itself is refused with a `YamlLimitError` at once,
+before anything is expanded.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +64,109 @@ class PositionedDocument:
         return Position(1, 1)
 
 
+MAX_DEPTH = 100
+"""Deepest nesting of mappings and sequences accepted (flows need a few dozen at most)."""
+MAX_NODES = 100_000
+"""Most values a document may hold once its aliases are expanded."""
+MAX_ALIASES = 1_000
+"""Most aliases (``*name``) a document may use."""
+
+
+class YamlLimitError(yaml.MarkedYAMLError):
+    """A document refused for its shape (too deep, too many aliases or values)."""
+
+    def __init__(self, problem: str, mark: yaml.Mark | None) -> None:
+        super().__init__(problem=problem, problem_mark=mark)
+
+
+class BoundedSafeLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses documents too deep or using too many aliases."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        """Compose one node, counting depth and aliases."""
+        alias = self.check_event(yaml.AliasEvent)
+        if alias:
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                self._refuse(f"more than {MAX_ALIASES} aliases in one document")
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                self._refuse(f"nested deeper than {MAX_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _refuse(self, problem: str) -> None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        raise YamlLimitError(problem, event.start_mark)
+
+
+def check_expansion(root: yaml.Node) -> None:
+    """Refuse a node graph that aliases expand beyond `MAX_NODES` values, or that cycles.
+
+    Counts each distinct node once, with memoised sizes, so it costs no more than the
+    document's own size however large the expansion would be.
+
+    Raises:
+        YamlLimitError: Too large once expanded, or an alias refers to its own ancestor.
+    """
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise YamlLimitError("an alias refers to a value that contains it", node.start_mark)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                total += size(key_node) + size(value_node)
+                if total > MAX_NODES:
+                    break
+        elif isinstance(node, yaml.SequenceNode):
+            for item in node.value:
+                total += size(item)
+                if total > MAX_NODES:
+                    break
+        active.discard(key)
+        if total > MAX_NODES:
+            raise YamlLimitError(
+                f"the document expands to more than {MAX_NODES} values through its aliases",
+                node.start_mark,
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+def safe_load(text: str) -> Any:
+    """`yaml.safe_load` with the same bounds as `read_yaml`.
+
+    Raises:
+        yaml.YAMLError: Bad YAML, or a `YamlLimitError`.
+    """
+    loader = BoundedSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        check_expansion(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def _pos(mark: yaml.Mark) -> Position:
     return Position(mark.line + 1, mark.column + 1)
 
@@ -66,11 +175,14 @@ def read_yaml(text: str, file: str = "<string>") -> PositionedDocument:
     """Read one YAML document with the safe loader, keeping positions.
 
     Raises:
-        yaml.YAMLError: On a syntax error (the caller turns it into a `Problem`).
+        yaml.YAMLError: On a syntax error, or a `YamlLimitError` (the caller turns either
+            into a `Problem`).
     """
-    loader = yaml.SafeLoader(text)
+    loader = BoundedSafeLoader(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            check_expansion(node)
         data = loader.construct_document(node) if node is not None else None
     finally:
         loader.dispose()

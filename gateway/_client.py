@@ -242,9 +242,14 @@ class KestrelClient:
         result: dict[str, Any] = self._action("DELETE", execution_id, "kill")
         return result
 
-    def resume(self, execution_id: str) -> dict[str, Any]:
-        """Resume a paused execution."""
-        result: dict[str, Any] = self._action("POST", execution_id, "resume")
+    def resume(self, execution_id: str, inputs: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Resume a paused execution, with its Pause task's ``onResume`` inputs."""
+        result: dict[str, Any] = self._action("POST", execution_id, "resume", json=inputs or {})
+        return result
+
+    def pause(self, execution_id: str) -> dict[str, Any]:
+        """Pause a running execution."""
+        result: dict[str, Any] = self._action("POST", execution_id, "pause")
         return result
 
     # ---- triggers ----

@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 from ._client import DEFAULT_SERVER, ClientError, KestrelClient
 from ._human import human_duration
+from ._token import local_token
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -221,8 +222,22 @@ def _execution_kill(client: KestrelClient, args: argparse.Namespace, out: TextIO
     return _show(client.kill(args.id), args, out)
 
 
+def _resume_inputs(pairs: list[str]) -> dict[str, str]:
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ClientError(f"--input {pair!r}: expected NAME=VALUE")
+        inputs[name.strip()] = value
+    return inputs
+
+
 def _execution_resume(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    return _show(client.resume(args.id), args, out)
+    return _show(client.resume(args.id, _resume_inputs(args.input)), args, out)
+
+
+def _execution_pause(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
+    return _show(client.pause(args.id), args, out)
 
 
 # ---- triggers -------------------------------------------------------------------------
@@ -268,7 +283,8 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
 def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         try:
-            with KestrelClient(args.server, args.api_token) as client:
+            token = args.api_token or local_token(args.server)
+            with KestrelClient(args.server, token) as client:
                 return handler(client, args, sys.stdout)
         except ClientError as exc:
             print(f"kestrel {args.command}: {exc.message}", file=sys.stderr)
@@ -287,7 +303,8 @@ def _connection_options() -> argparse.ArgumentParser:
     common.add_argument(
         "--api-token",
         default=os.environ.get("KESTREL_API_TOKEN"),
-        help="the server's API token (env KESTREL_API_TOKEN)",
+        help="the server's API token (env KESTREL_API_TOKEN; for a server on this machine, "
+        "default: the token it generated in its data dir)",
     )
     common.add_argument("--json", action="store_true", help="print JSON instead of tables")
     return common
@@ -324,11 +341,15 @@ def add_client_commands(sub: Any) -> None:
         ("get", _execution_get, "an execution and its task runs"),
         ("restart", _execution_restart, "re-run the failed task runs of an ended execution"),
         ("kill", _execution_kill, "kill a running execution"),
+        ("pause", _execution_pause, "pause a running execution (no task starts until resumed)"),
         ("resume", _execution_resume, "resume a paused execution"),
     ):
         p = ex_sub.add_parser(name, parents=[common], help=help_text)
         p.add_argument("id", help="the execution id")
         p.set_defaults(func=_run(handler))
+    p.add_argument(  # resume: the Pause task's onResume inputs
+        "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
+    )
     p = ex_sub.add_parser("logs", parents=[common], help="an execution's log lines")
     p.add_argument("id", help="the execution id")
     p.add_argument("--follow", "-f", action="store_true", help="stream until it ends")

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -47,11 +49,20 @@ def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def open_store(db: str | None) -> AsyncIterator[Store]:
-    """The store at `db`, or on the embedded Postgres (started once, then reused)."""
+async def open_store(db: str | None, data_dir: str | Path | None = None) -> AsyncIterator[Store]:
+    """The store at `db`; else on the embedded Postgres of `data_dir`; else a throwaway one.
+
+    The throwaway Postgres lives in a temporary folder, stopped and removed on exit, so a
+    run never writes into a server's store unless told to.
+    """
     async with contextlib.AsyncExitStack() as stack:
         if db is None:
-            embedded = EmbeddedPostgres(keep_running=True)
+            if data_dir is None:
+                folder = Path(tempfile.mkdtemp(prefix="kestrel-run-"))
+                stack.callback(shutil.rmtree, folder, ignore_errors=True)
+            else:
+                folder = Path(data_dir)
+            embedded = EmbeddedPostgres(folder / "postgres")
             await stack.enter_async_context(embedded)
             db = embedded.dsn
         store = Store(db)
@@ -59,11 +70,26 @@ async def open_store(db: str | None) -> AsyncIterator[Store]:
         yield store
 
 
+def _run_storage(data_dir: str | Path | None, stack: contextlib.AsyncExitStack) -> StorageConfig:
+    """``KESTREL_STORAGE``; else ``<data_dir>/storage``; else a folder removed at exit.
+
+    Like the store, a run writes into a server's storage only when told to.
+    """
+    if os.environ.get("KESTREL_STORAGE"):
+        return StorageConfig.parse(os.environ["KESTREL_STORAGE"])
+    if data_dir is not None:
+        return StorageConfig.local(Path(data_dir) / "storage")
+    folder = Path(tempfile.mkdtemp(prefix="kestrel-run-storage-"))
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    return StorageConfig.local(folder)
+
+
 async def run_flow_file(
     path: str,
     raw_inputs: Mapping[str, Any],
     *,
     db: str | None = None,
+    data_dir: str | Path | None = None,
     ray_address: str | None = None,
     as_json: bool = False,
     out: TextIO = sys.stdout,
@@ -84,14 +110,17 @@ async def run_flow_file(
     except InputError as exc:
         print(f"invalid inputs: {exc}", file=err)
         return EXIT_INVALID
-    storage = StorageConfig.parse(os.environ.get("KESTREL_STORAGE"))
-    async with open_store(db) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        storage = _run_storage(data_dir, stack)  # removed last, once the run has stopped
+        store = await stack.enter_async_context(open_store(db, data_dir))
         dispatcher = RayTaskDispatcher(connect=True, address=ray_address)
-        async with ExecutionService(store, dispatcher, storage=storage) as service:
-            deployed = await service.deploy(source, path)
-            created = await service.create(deployed, raw_inputs)
-            summary = await service.wait(created.execution.id)
-            detail = await store.execution_detail(summary.id)
+        service = await stack.enter_async_context(
+            ExecutionService(store, dispatcher, storage=storage)
+        )
+        deployed = await service.deploy(source, path)
+        created = await service.create(deployed, raw_inputs)
+        summary = await service.wait(created.execution.id)
+        detail = await store.execution_detail(summary.id)
     assert detail is not None
     if as_json:
         print(json.dumps(execution_json(detail), default=str, indent=2), file=out)
@@ -165,7 +194,13 @@ def print_report(detail: ExecutionDetail, out: TextIO) -> None:
 
 
 def run_command(
-    path: str, inputs: Sequence[str], db: str | None, ray_address: str | None, as_json: bool
+    path: str,
+    inputs: Sequence[str],
+    db: str | None,
+    ray_address: str | None,
+    as_json: bool,
+    *,
+    data_dir: str | None = None,
 ) -> int:
     """The body of ``kestrel run``."""
     try:
@@ -175,7 +210,9 @@ def run_command(
         return EXIT_INVALID
     try:
         return asyncio.run(
-            run_flow_file(path, raw, db=db, ray_address=ray_address, as_json=as_json)
+            run_flow_file(
+                path, raw, db=db, data_dir=data_dir, ray_address=ray_address, as_json=as_json
+            )
         )
     except KestrelError as exc:
         print(f"kestrel run: {exc}", file=sys.stderr)

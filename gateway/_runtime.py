@@ -48,14 +48,19 @@ from actors import (
 from flows import (
     ConflictError,
     Flow,
+    Input,
     NotFoundError,
     NotStartedError,
+    Pause,
     Service,
     State,
     Webhook,
     execution_prefix,
+    input_to_json,
     parse_flow,
+    parse_inputs,
     redact_dsn,
+    walk_tasks,
 )
 
 from ._settings import Settings
@@ -72,6 +77,10 @@ def new_execution_id() -> str:
 
 RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
 """The states an execution may be restarted from (as in Kestra)."""
+
+
+STATE_SETTLE_S = 2.0
+"""How long a pause or resume answer waits for the owner's state write to land."""
 
 
 class Runtime(Service):
@@ -109,6 +118,8 @@ class Runtime(Service):
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
+        if storage is None and settings.storage is None and settings.data_dir is not None:
+            storage = StorageConfig.local(settings.data_dir / "storage")
         self.storage_config = dataclasses.replace(
             storage or StorageConfig.parse(settings.storage),
             inline_outputs_bytes=settings.inline_outputs_bytes,
@@ -143,9 +154,21 @@ class Runtime(Service):
         return self._local
 
     async def _start(self) -> None:
+        try:
+            await self._start_parts()
+        except BaseException:
+            # Leave nothing behind: stop whatever did start (the embedded Postgres above all).
+            await self._stop()
+            raise
+
+    async def _start_parts(self) -> None:
         dsn = self.settings.db
         if dsn is None:
-            self._embedded = EmbeddedPostgres(keep_running=True)
+            data_dir = self.settings.data_dir
+            self._embedded = EmbeddedPostgres(
+                None if data_dir is None else data_dir / "postgres",
+                keep_running=self.settings.keep_db,
+            )
             await self._embedded.start()
             dsn = self._embedded.dsn
             _log.info(
@@ -429,8 +452,10 @@ class Runtime(Service):
             raise NotFoundError(f"execution {execution_id} not found")
         return found
 
-    async def _tell_owner(self, execution_id: str, action: Literal["kill", "resume"]) -> bool:
-        """Ask the live owner of an execution's lease to `kill` or `resume` it.
+    async def _tell_owner(
+        self, execution_id: str, action: Literal["kill", "resume", "pause"], *args: Any
+    ) -> bool:
+        """Ask the live owner of an execution's lease to `kill`, `resume` or `pause` it.
 
         Returns:
             What the owner answered; False when no live owner is known here.
@@ -439,15 +464,15 @@ class Runtime(Service):
         if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
             return False
         if self._local is not None and lease.owner == self._local.owner:
-            local = self._local
-            return local.kill(execution_id) if action == "kill" else local.resume(execution_id)
+            local_answer: bool = getattr(self._local, action)(execution_id, *args)
+            return local_answer
         hosts = zip(self._host_names, self._hosts, strict=True)
         handle = next((host for name, host in hosts if lease.owner.startswith(f"{name}-")), None)
         if handle is None:
             handle = self.pool.handle_for_owner(lease.owner)
         if handle is None:
             return False
-        answer: bool = await remote_call(getattr(handle, action).remote(execution_id))
+        answer: bool = await remote_call(getattr(handle, action).remote(execution_id, *args))
         return answer
 
     async def kill(self, execution_id: str) -> Execution:
@@ -470,19 +495,68 @@ class Runtime(Service):
             await self.pool.wait(execution_id, within)
         return await self.execution(execution_id)
 
-    async def resume(self, execution_id: str) -> Execution:
-        """Resume a paused execution.
+    async def resume(self, execution_id: str, inputs: Mapping[str, Any] | None = None) -> Execution:
+        """Resume a paused execution, with the ``onResume`` inputs of its `Pause` task.
+
+        The inputs are validated exactly like flow inputs; an execution paused through
+        `pause` (no `Pause` task) takes none.
 
         Raises:
             NotFoundError: No such execution.
             ConflictError: It is not paused.
+            InputError: Invalid inputs, each named; nothing is resumed.
         """
         execution = await self.execution(execution_id)
         if execution.state is not State.PAUSED:
             raise ConflictError(f"execution {execution_id} is {execution.state.value}, not PAUSED")
-        if not await self._tell_owner(execution_id, "resume"):
+        task_run_id, declared = await self._paused_task(execution)
+        values = input_to_json(parse_inputs(declared, dict(inputs or {})))
+        resumed = await self._tell_owner(
+            execution_id, "resume", task_run_id, values if task_run_id else None
+        )
+        if not resumed:
             raise ConflictError(f"execution {execution_id} is not waiting to be resumed here")
-        return await self.execution(execution_id)
+        return await self._left(execution_id, State.PAUSED)
+
+    async def _left(self, execution_id: str, state: State) -> Execution:
+        """The execution once it left `state` (its owner writes behind), or after a while."""
+        deadline = time.monotonic() + STATE_SETTLE_S
+        while True:
+            execution = await self.execution(execution_id)
+            if execution.state is not state or time.monotonic() >= deadline:
+                return execution
+            await asyncio.sleep(0.01)
+
+    async def _paused_task(self, execution: Execution) -> tuple[str | None, list[Input]]:
+        """The paused `Pause` task run of an execution and its ``onResume`` inputs."""
+        detail = await self.store.execution_detail(execution.id)
+        paused = [
+            d.task_run
+            for d in (detail.task_runs if detail else [])
+            if d.task_run.state is State.PAUSED
+        ]
+        if not paused:
+            return None, []  # paused from outside
+        flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
+        tasks = {task.id: task for _, task in walk_tasks(flow)}
+        task = tasks.get(paused[0].task_id)
+        return paused[0].id, list(task.on_resume) if isinstance(task, Pause) else []
+
+    async def pause(self, execution_id: str) -> Execution:
+        """Pause a RUNNING execution: its running tasks finish, no task starts until resumed.
+
+        Raises:
+            NotFoundError: No such execution.
+            ConflictError: It is not RUNNING, or runs nowhere this server can reach.
+        """
+        execution = await self.execution(execution_id)
+        if execution.state is not State.RUNNING:
+            raise ConflictError(
+                f"execution {execution_id} is {execution.state.value}; only a RUNNING one pauses"
+            )
+        if not await self._tell_owner(execution_id, "pause"):
+            raise ConflictError(f"execution {execution_id} cannot be paused now")
+        return await self._left(execution_id, State.RUNNING)
 
     async def restart(self, execution_id: str) -> Execution:
         """Re-run the failed task runs of an ended execution, in the same execution.

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +18,7 @@ import uvicorn
 from ._runtime import Runtime
 from ._settings import Settings
 from ._sync import FlowFolderSync
+from ._token import load_or_create_token, token_path
 
 _log = logging.getLogger("kestrel.server")
 
@@ -81,24 +84,105 @@ async def api_serving(app: Any, settings: Settings, **config: Any) -> AsyncItera
         await serving
 
 
+EXIT_USAGE = 2
+"""Exit code when the server cannot start as configured (e.g. its port is taken)."""
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound now (as uvicorn would bind it).
+
+    Raises:
+        OSError: The address is in use or cannot be bound.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def secure_settings(settings: Settings) -> Settings:
+    """The settings with an API token: given, or generated in the data dir, unless no-auth.
+
+    Raises:
+        ValueError: Both ``--api-token`` and ``--no-auth``.
+        OSError: The generated token cannot be read or kept.
+    """
+    if settings.no_auth:
+        if settings.api_token:
+            raise ValueError("--no-auth and --api-token contradict each other: choose one")
+        _log.warning(
+            "authentication is OFF (--no-auth): any process that reaches http://%s:%d can "
+            "run flows",
+            settings.host,
+            settings.port,
+        )
+        return settings
+    if settings.api_token:
+        return settings
+    path = token_path(settings.data_dir)
+    token, created = load_or_create_token(path)
+    what = "generated a new API token" if created else "using the API token"
+    _log.warning(
+        "%s kept in %s (mode 0600); the kestrel CLI on this machine reads it by itself. "
+        'Call the API with: curl -H "Authorization: Bearer $(cat %s)" http://%s:%d/api/v1/... '
+        "(--api-token sets your own, --no-auth turns authentication off)",
+        what,
+        path,
+        path,
+        settings.host,
+        settings.port,
+    )
+    return settings.model_copy(update={"api_token": token})
+
+
 async def serve(settings: Settings) -> int:
-    """Run the server until SIGTERM/SIGINT; then stop listeners, drain, and exit 0."""
+    """Run the server until SIGTERM/SIGINT; then stop listeners, drain, and exit 0.
+
+    The API's port is bound first: when it is taken, one line says so and the server
+    exits with `EXIT_USAGE` before starting Postgres or Ray.
+    """
     from ._api import create_app
 
+    try:
+        sock = bind_api_socket(settings.host, settings.port)
+    except OSError as exc:
+        reason = "is already in use" if exc.errno == errno.EADDRINUSE else f"fails: {exc.strerror}"
+        print(
+            f"kestrel server: listening on {settings.host}:{settings.port} {reason} "
+            "(choose another port with --port or KESTREL_PORT)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    with sock:
+        try:
+            settings = secure_settings(settings)
+        except (ValueError, OSError) as exc:
+            _log.error("cannot start: %s", exc)
+            return EXIT_USAGE
+        return await _serve(settings, sock, create_app)
+
+
+async def _serve(settings: Settings, sock: socket.socket, create_app: Any) -> int:
+    port = sock.getsockname()[1]
     folder = settings.flows_dir()
     _log.info("starting Kestrel (flows from %s)", folder)
     runtime = Runtime(settings)
     await runtime.start()
     sync = FlowFolderSync(runtime, folder, settings.sync_interval_s)
     await sync.start()
-    # Our own handlers below run the ordered shutdown.
-    server = api_server(create_app(runtime, settings), settings, timeout_graceful_shutdown=5)
+    # Our own handlers run the ordered shutdown (installed after Ray's, which they replace).
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    serving = asyncio.create_task(server.serve())
-    _log.info("API on http://%s:%d (OpenAPI at /docs)", settings.host, settings.port)
+    server = api_server(create_app(runtime, settings), settings, timeout_graceful_shutdown=5)
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    _log.info("API on http://%s:%d (OpenAPI at /docs)", settings.host, port)
     waiter = asyncio.create_task(stop.wait())
     await asyncio.wait({serving, waiter}, return_when=asyncio.FIRST_COMPLETED)
     _log.info(

@@ -26,11 +26,16 @@ class Settings(BaseSettings):
 
     Attributes:
         db: ``postgresql://...``; None starts the embedded Postgres.
+        data_dir: Where the embedded Postgres keeps its data (``<data_dir>/postgres``) and
+            the generated API token is kept; None: the user's data directory.
+        keep_db: Leave the embedded Postgres running when the server stops.
         ray_address: A Ray cluster to join; None starts a local Ray.
         host: Interface to bind (loopback unless told otherwise).
         port: HTTP port.
         flows: Folder of flow files to load and watch.
-        api_token: When set, every endpoint but ``/health`` needs ``Bearer <token>``.
+        api_token: Every endpoint but ``/health`` and webhooks needs ``Bearer <token>``.
+            When not set, ``kestrel server`` uses the token it generated in `data_dir`.
+        no_auth: Serve the API without a token (an explicit choice, logged at start).
         log_level: DEBUG, INFO, WARNING or ERROR.
         log_format: ``text`` or ``json``.
         execution_actors: Warm execution actors at start (the pool grows from there).
@@ -50,11 +55,14 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
 
     db: str | None = None
+    data_dir: Path | None = None
+    keep_db: bool = False
     ray_address: str | None = None
     host: str = LOOPBACK
     port: int = Field(default=8080, ge=0, le=65535)
     flows: Path | None = None
     api_token: str | None = None
+    no_auth: bool = False
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["text", "json"] = "text"
     execution_actors: int = Field(default=1, ge=1)

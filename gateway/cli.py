@@ -44,10 +44,27 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token(args: argparse.Namespace) -> int:
+    from ._token import token_path
+
+    path = token_path()
+    try:
+        print(path.read_text(encoding="utf-8").strip())
+    except OSError as exc:
+        print(
+            f"kestrel token: no token at {path} ({exc.strerror}); start the server first",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from ._run import run_command  # imports Ray and the store: only for this command
 
-    return run_command(args.flow, args.input, args.db, args.ray_address, args.json)
+    return run_command(
+        args.flow, args.input, args.db, args.ray_address, args.json, data_dir=args.data_dir
+    )
 
 
 def _server(args: argparse.Namespace) -> int:
@@ -63,11 +80,14 @@ def _server(args: argparse.Namespace) -> int:
 
     options = {
         "db": args.db,
+        "data_dir": args.data_dir,
+        "keep_db": args.keep_db or None,
         "ray_address": args.ray_address,
         "host": args.host,
         "port": args.port,
         "flows": args.flows,
         "api_token": args.api_token,
+        "no_auth": args.no_auth,
         "log_level": args.log_level,
         "log_format": args.log_format,
         "storage": args.storage,
@@ -94,13 +114,32 @@ def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     server.add_argument("--db", help="postgresql://... (env KESTREL_DB; default: embedded)")
     server.add_argument(
+        "--data-dir",
+        help="where the embedded Postgres keeps its data (env KESTREL_DATA_DIR; "
+        "default: the user's data directory)",
+    )
+    server.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="leave the embedded Postgres running after the server stops (env KESTREL_KEEP_DB)",
+    )
+    server.add_argument(
         "--ray-address", help="Ray cluster to join (env KESTREL_RAY_ADDRESS; default: local)"
     )
     server.add_argument("--host", help="interface to bind (env KESTREL_HOST; default 127.0.0.1)")
     server.add_argument("--port", type=int, help="HTTP port (env KESTREL_PORT; default 8080)")
     server.add_argument("--flows", help="flows folder to load and watch (env KESTREL_FLOWS)")
     server.add_argument(
-        "--api-token", help="require 'Authorization: Bearer TOKEN' (env KESTREL_API_TOKEN)"
+        "--api-token",
+        help="require 'Authorization: Bearer TOKEN' (env KESTREL_API_TOKEN; default: a "
+        "token generated at the first start and kept in the data dir)",
+    )
+    server.add_argument(
+        "--no-auth",
+        action="store_const",
+        const=True,
+        help="serve the API without any token (env KESTREL_NO_AUTH): any local process "
+        "can then run flows",
     )
     server.add_argument(
         "--log-level",
@@ -135,7 +174,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--input", "-i", action="append", default=[], metavar="NAME=VALUE", help="an input"
     )
-    run.add_argument("--db", default=None, help="postgresql://... (default: embedded Postgres)")
+    run.add_argument(
+        "--db", default=None, help="postgresql://... (default: a throwaway embedded Postgres)"
+    )
+    run.add_argument(
+        "--data-dir",
+        default=None,
+        help="keep the run in the embedded Postgres of this data directory (as the server's "
+        "--data-dir) instead of a throwaway one",
+    )
     run.add_argument("--ray-address", default=None, help="Ray cluster (default: a local Ray)")
     run.add_argument("--json", action="store_true", help="print one JSON object")
     run.set_defaults(func=_run)
@@ -145,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=_schema)
 
     _add_server_command(sub)
+    token = sub.add_parser(
+        "token", help="print the API token the local server generated (in its data dir)"
+    )
+    token.set_defaults(func=_token)
     add_client_commands(sub)
     add_file_commands(sub)
     return parser

@@ -77,7 +77,7 @@ def nats_url() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def mqtt_url() -> Iterator[str]:
-    """``tcp://127.0.0.1:PORT`` of the session's MQTT broker (mosquitto or amqtt)."""
+    """``tcp://127.0.0.1:PORT`` of the session's MQTT broker (mosquitto)."""
     with mqtt_server() as url:
         yield url
 

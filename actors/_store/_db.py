@@ -30,3 +30,17 @@ DATABASE_ERRORS: tuple[type[BaseException], ...] = (
     InternalClientError,
 )
 """Anything the database or the driver raises."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` means the database cannot be reached, not that a statement is bad.
+
+    The connection failed or was refused, or the server is shutting down, starting up or
+    out of connection slots (SQLSTATE classes 08 and 57P, and 53300).
+    """
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        code = str(getattr(exc, "sqlstate", "") or "")
+        return code.startswith(("08", "57P")) or code == "53300"
+    return False

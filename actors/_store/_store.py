@@ -21,11 +21,11 @@ from typing import Any
 
 import asyncpg
 
-from flows import Service, State, StoreError, redact_dsn
+from flows import Service, State, StoreError, StoreUnavailable, redact_dsn
 
 from . import _concurrency, _controls, _flows, _latest, _leases, _purge, _reads, _rows
 from ._batcher import Batcher
-from ._db import DATABASE_ERRORS, Connection
+from ._db import DATABASE_ERRORS, Connection, unavailable
 from ._json import dumps, init_connection
 from ._kv import encode_value
 from ._migrations import apply_migrations
@@ -123,7 +123,8 @@ class Store(Service):
                 self._dsn, min_size=self._min, max_size=self._max, init=init_connection
             )
         except DATABASE_ERRORS as exc:
-            raise StoreError(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
+            kind = StoreUnavailable if unavailable(exc) else StoreError
+            raise kind(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
         await self._batcher.start()
 
     async def _stop(self) -> None:
@@ -140,6 +141,8 @@ class Store(Service):
             async with self._pool.acquire() as conn:
                 yield conn
         except DATABASE_ERRORS as exc:
+            if unavailable(exc):
+                raise StoreUnavailable(f"the database is unreachable: {exc!r}") from exc
             raise StoreError(f"store operation failed: {exc}") from exc
 
     async def _flush(self, ops: Sequence[WriteOp]) -> list[Outcome]:

@@ -19,10 +19,10 @@ from typing import Any
 
 import asyncpg
 
-from flows import StaleLeaseError, StoreError
+from flows import StaleLeaseError, StoreError, StoreUnavailable
 
 from . import _creates, _leases, _updates
-from ._db import CONNECTION_ERRORS, Connection
+from ._db import CONNECTION_ERRORS, Connection, unavailable
 from ._ops import (
     AddTaskRunsOp,
     AttemptOp,
@@ -44,8 +44,9 @@ async def write_batch(pool: asyncpg.Pool, ops: Sequence[WriteOp]) -> list[Outcom
 
     When the batch fails on a database error, each op is retried alone so that one bad
     write only fails its own caller. When the connection fails, every op fails with a
-    `StoreError` (the outcome of the COMMIT is unknown; creates are safe to retry: they
-    are idempotent on dedupe key and execution id).
+    `StoreUnavailable` (the outcome of the COMMIT is unknown; creates are safe to retry:
+    they are idempotent on dedupe key and execution id), as when the server refuses
+    connections (shutting down, starting up, out of slots).
     """
     try:
         async with pool.acquire() as conn:
@@ -54,8 +55,11 @@ async def write_batch(pool: asyncpg.Pool, ops: Sequence[WriteOp]) -> list[Outcom
                     return await apply_ops(conn, ops)
             return await apply_ops(conn, ops)
     except CONNECTION_ERRORS as exc:
-        return [StoreError(f"database connection failed during a write: {exc!r}") for _ in ops]
+        message = f"database connection failed during a write: {exc!r}"
+        return [StoreUnavailable(message) for _ in ops]
     except asyncpg.PostgresError as exc:
+        if unavailable(exc):
+            return [StoreUnavailable(f"the database is unavailable: {exc}") for _ in ops]
         if len(ops) == 1:
             return [StoreError(f"write refused by the database: {exc}")]
     return [(await write_batch(pool, [op]))[0] for op in ops]

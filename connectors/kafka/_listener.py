@@ -455,7 +455,8 @@ def to_delivery(
         token: The listener's ack handle.
 
     Returns:
-        An event with DESIGN.md's Kafka trigger variables, or a poison message.
+        An event with Kestra's Kafka trigger variables (key, value, topic, partition, offset,
+            timestamp, headers), or a poison message.
     """
     headers = _headers(record.headers)
     stamp = _record_time(record.timestamp)

@@ -22,17 +22,27 @@ instead, which is stable everywhere. QoS 0 deliveries (never redelivered) have n
 
 Backpressure: deliveries read but not yet acked by the host are counted; at
 ``maxInFlight`` the socket is no longer read (the broker stops sending when its TCP window
-fills; nothing is dropped). With MQTT 5 the CONNECT also asks the broker for at most
-``maxInFlight`` unacknowledged QoS>0 deliveries (Receive Maximum). Brokers have their own
-limit too (mosquitto ``max_inflight_messages``, 20 by default), which can be lower.
+fills; nothing is dropped). Not while connecting: a resumed session's queued messages
+(up to Receive Maximum) come before the SUBACK, so reading goes on until it arrives.
+
+Key recovery after a crash (redeliveries whose keys were lost) reads the trigger's recent
+executions once into an index and looks each redelivery up there, reading again only
+when a look-up misses and the index is more than a second old.
+
+With MQTT 5 the CONNECT also asks the broker for at most ``maxInFlight`` unacknowledged
+QoS>0 deliveries (Receive Maximum). Brokers have their own limit too (mosquitto
+``max_inflight_messages``, 20 by default), which can be lower.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hashlib
+import json
 import secrets
+import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -78,6 +88,14 @@ def subscription_qos(qos: int) -> int:
 
 
 _RECOVERY_MARGIN = 100
+_RECOVERY_REFRESH_S = 1.0
+"""A look-up that misses reads the recent executions again if the index is older."""
+
+
+def _recovery_key(variables: dict[str, Any]) -> str:
+    """What identifies a message among recent executions: packet id, topic, payload."""
+    wanted = [variables.get("id"), variables.get("topic"), variables.get("payload")]
+    return json.dumps(wanted, sort_keys=True, default=str)
 
 
 def _unknown_redelivery(delivery: Delivery) -> bool:
@@ -196,6 +214,9 @@ class MqttListener(Listener):
         self._open: dict[int, _Open] = {}
         self._cursor: dict[str, Any] | None = None
         self._saved: dict[str, Any] = {}
+        self._connecting = False
+        self._recent: dict[str, str] | None = None  # recovery index: message → key
+        self._recent_at = 0.0
 
     @property
     def client_id(self) -> str:
@@ -244,6 +265,8 @@ class MqttListener(Listener):
             self._options, on_message=self._on_message, on_lost=self._on_lost, manual_ack=True
         )
         self._client = client
+        self._recent = None
+        self._connecting = True  # read on at maxInFlight: the SUBACK is behind the backlog
         try:
             session_present = await client.connect()
             if not session_present:
@@ -253,8 +276,16 @@ class MqttListener(Listener):
             # for a later listener (their packet ids may be reused by then).
             await self._save_cursor(with_open=False)
         except BaseException:
+            self._connecting = False
             await self._discard()
+            # Keys given to deliveries read while connecting must reach the next listener.
+            with contextlib.suppress(ConnectorError):
+                if self._cursor is not None:
+                    await self._save_cursor(with_open=True)
             raise
+        self._connecting = False
+        if len(self._unacked) >= self._trigger.max_in_flight:
+            client.pause_reading()
 
     async def _subscribe(self, client: AioMqttClient, session_present: bool) -> None:
         """Subscribe what the session lacks; drop subscriptions the flow no longer has."""
@@ -324,7 +355,8 @@ class MqttListener(Listener):
         self._ready.append(delivery)
         self._unacked.add(token.seq)
         client = self._client
-        if client is not None and len(self._unacked) >= self._trigger.max_in_flight:
+        full = len(self._unacked) >= self._trigger.max_in_flight
+        if client is not None and full and not self._connecting:
             client.pause_reading()
         self._wakeup.set()
 
@@ -421,19 +453,29 @@ class MqttListener(Listener):
         payload. Packet ids are reused only after 65,535 others, so a match there is the
         same message. No match: the first delivery was never recorded, so a fresh key.
         """
-        window = self._trigger.max_in_flight + _RECOVERY_MARGIN
         wanted = {k: event.variables[k] for k in ("id", "topic", "payload")}
-        found = None
-        for key, variables in await self._ctx.recent_events(window):
-            if key is not None and {k: variables.get(k) for k in wanted} == wanted:
-                found = key
-                break
+        lookup = _recovery_key(wanted)
+        found = (await self._recovery_index(refresh=False)).get(lookup)
+        if found is None and time.monotonic() - self._recent_at > _RECOVERY_REFRESH_S:
+            found = (await self._recovery_index(refresh=True)).get(lookup)
         token = event.token
         seq = token.seq if isinstance(token, _Token) else self._seq
         key = found or f"mqtt:{self._epoch}:{seq}"
         if isinstance(token, _Token):
             self._open[token.mid] = _Open(key, wanted["topic"], _digest(event.raw))
         return replace(event, dedupe_key=key, metadata={**event.metadata, "dedupeKey": key})
+
+    async def _recovery_index(self, *, refresh: bool) -> dict[str, str]:
+        """Recent executions' keys by message (newest wins), read once per connection."""
+        if self._recent is None or refresh:
+            window = self._trigger.max_in_flight + _RECOVERY_MARGIN
+            index: dict[str, str] = {}
+            for key, variables in await self._ctx.recent_events(window):
+                if key is not None:
+                    index.setdefault(_recovery_key(variables), key)
+            self._recent = index
+            self._recent_at = time.monotonic()
+        return self._recent
 
     async def ack(self, delivery: Delivery) -> None:
         """PUBACK the delivery (QoS 1); forget its dedupe key; read again if paused.

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, FastAPI
+from fastapi_offline import FastAPIOffline
 
 from .._runtime import Runtime
 from .._settings import Settings
@@ -26,6 +29,8 @@ from ._auth import AuthMiddleware
 from ._errors import install_error_handlers
 
 API_PREFIX = "/api/v1"
+DOCS_ASSETS = "/docs-assets"
+"""Where the Swagger UI files of ``/docs`` are served from."""
 
 
 def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
@@ -33,20 +38,33 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
 
     Args:
         runtime: What every endpoint calls.
-        settings: The server settings (the API token, when set, protects every endpoint
-            but ``GET /health`` and webhook calls).
+        settings: The server settings: the API token protects every endpoint but
+            ``GET /health`` and webhook calls; ``no_auth`` serves it open.
 
     Returns:
-        The ASGI application; OpenAPI documentation is served at ``/docs``.
+        The ASGI application; OpenAPI documentation is served at ``/docs`` (assets
+        included) and the spec at ``/openapi.json`` and ``/api/v1/openapi.json``.
+
+    Raises:
+        ValueError: Neither an API token nor ``no_auth``: an open API must be a choice.
     """
-    app = FastAPI(
+    if not settings.api_token and not settings.no_auth:
+        raise ValueError("the API needs a token (api_token) or an explicit no_auth=True")
+    # Swagger UI's assets come from the fastapi-offline package: /docs works offline.
+    app = FastAPIOffline(
         title="Kestrel",
         summary="Real-time event-trigger gateway: Kestra-shaped flows on Ray.",
         version="0.1.0",
         docs_url="/docs",
         redoc_url=None,
-        openapi_url="/api/v1/openapi.json",
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        static_url=DOCS_ASSETS,
     )
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def root_openapi() -> dict[str, Any]:
+        return app.openapi()
+
     app.state.runtime = runtime
     app.state.settings = settings
     api = APIRouter(prefix=API_PREFIX)
@@ -67,5 +85,6 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     app.include_router(api)
     app.include_router(_health.router)
     install_error_handlers(app)
-    app.add_middleware(AuthMiddleware, token=settings.api_token)  # outermost
+    token = None if settings.no_auth else settings.api_token
+    app.add_middleware(AuthMiddleware, token=token)  # outermost
     return app

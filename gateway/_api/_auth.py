@@ -5,9 +5,12 @@ slash or backslash, a backslash or a NUL byte is refused with 400, so no path ca
 thing to this check and another to the router.
 
 When a token is configured, every request needs ``Authorization: Bearer <token>``,
-except exactly ``GET /health`` (the raw path, byte for byte) and webhook calls, exactly
+except exactly ``GET /health`` (the raw path, byte for byte), webhook calls, exactly
 ``/api/v1/executions/webhook/{namespace}/{flowId}/{key}`` (whose key is their secret, as
-in Kestra).
+in Kestra), and ``GET`` of what holds no data: the OpenAPI document, the Swagger UI page
+and its assets, and the web UI's static shell (which then asks for the token and sends it
+with every API call). A browser cannot put a bearer header on the page it opens, so
+these must load without one.
 """
 
 from __future__ import annotations
@@ -18,6 +21,12 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 HEALTH_PATH = b"/health"
+PUBLIC_PATHS = frozenset(
+    {b"/", b"/docs", b"/docs/oauth2-redirect", b"/openapi.json", b"/api/v1/openapi.json", b"/ui"}
+)
+"""Exact paths any ``GET`` may read without the token: they hold no data."""
+PUBLIC_PREFIXES = ("/docs-assets/", "/ui/")
+"""Static files (the Swagger UI's and the web UI's) any ``GET`` may read without the token."""
 WEBHOOK_PREFIX = "/api/v1/executions/webhook/"
 
 _FORBIDDEN_RAW = (b"%2f", b"%5c", b"\\", b"%00", b"\x00")
@@ -95,9 +104,19 @@ class AuthMiddleware:
     def _exempt(scope: Scope, raw_path: bytes, path: str) -> bool:
         if scope["type"] != "http":
             return False
-        if scope.get("method") == "GET" and raw_path == HEALTH_PATH:
+        if scope.get("method") == "GET" and (
+            raw_path in PUBLIC_PATHS or raw_path == HEALTH_PATH or is_public_static(raw_path, path)
+        ):
             return True
         return is_webhook_path(raw_path, path)
+
+
+def is_public_static(raw_path: bytes, path: str) -> bool:
+    """A static file of the Swagger UI or of the web UI (both the raw and the routed path)."""
+    return any(
+        path.startswith(prefix) and raw_path.startswith(prefix.encode())
+        for prefix in PUBLIC_PREFIXES
+    )
 
 
 def is_webhook_path(raw_path: bytes, path: str) -> bool:

@@ -2,16 +2,17 @@
 
 `NotFoundError` → 404, `ConflictError` → 409, `FlowError`/`InputError` → 422 (with every
 problem), `ExpressionError` → 422, request validation → 400 naming the fields (``body`` for
-a body that is not JSON), `UnavailableError`/`NotStartedError` → 503, any other
-`KestrelError` → 500 with its message, anything else → 500 with a generic message (the
-traceback goes to the log). Errors raised inside a Ray actor arrive wrapped by Ray; the
-cause is used (`actors.unwrap_ray_error`), and every message is one line without escape
-codes.
+a body that is not JSON), `UnavailableError`/`NotStartedError` → 503 (with ``Retry-After``
+when the database is unreachable: `StoreUnavailable`), any other `KestrelError` → 500 with
+its message, anything else → 500 with a generic message (the traceback goes to the log).
+Errors raised inside a Ray actor arrive wrapped by Ray; the cause is used
+(`actors.unwrap_ray_error`), and every message is one line without escape codes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ from flows import (
     NotStartedError,
     StorageError,
     StorageFileNotFoundError,
+    StoreUnavailable,
     UnavailableError,
 )
 
@@ -121,6 +123,14 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, InputError):
         errors = [{"field": name, "message": msg} for name, msg in exc.errors.items()]
         return error_response(422, f"invalid inputs: {exc}", next(iter(exc.errors), None), errors)
+    if isinstance(exc, StoreUnavailable):
+        retry = max(1, math.ceil(exc.retry_after_s))
+        _log.warning("request refused, the database is unreachable: %s", exc)
+        return error_response(
+            503,
+            f"the database is unreachable; try again in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
     if isinstance(exc, ExpressionError):
         return error_response(422, one_sentence(str(exc)))
     if isinstance(exc, UnavailableError | NotStartedError):

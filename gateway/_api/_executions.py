@@ -58,6 +58,14 @@ _INPUTS_BODY: dict[str, Any] = {
     }
 }
 
+_RESUME_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": False,
+        "description": "The Pause task's onResume inputs: a JSON object, or form fields.",
+        "content": _INPUTS_BODY["requestBody"]["content"],
+    }
+}
+
 LabelsQuery = Annotated[
     list[str] | None, Query(description="key:value, repeatable", examples=["team:data"])
 ]
@@ -170,10 +178,24 @@ async def kill_execution_post(execution_id: str, runtime: RuntimeDep) -> Executi
     return await kill_execution(execution_id, runtime)
 
 
-@router.post("/{execution_id}/resume", responses=_ERRORS)
-async def resume_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody:
-    """Resume a paused execution; 409 when it is not paused."""
-    await runtime.resume(execution_id)
+@router.post("/{execution_id}/resume", openapi_extra=_RESUME_BODY, responses=_ERRORS)
+async def resume_execution(
+    execution_id: str, request: Request, runtime: RuntimeDep
+) -> ExecutionBody:
+    """Resume a paused execution with its Pause task's ``onResume`` inputs; 409 when not paused.
+
+    The inputs are validated like flow inputs (422 naming each bad one) and readable as
+    ``outputs.<pauseId>.onResume.<input>``.
+    """
+    inputs = await read_inputs(request)
+    await runtime.resume(execution_id, inputs)
+    return await _detail(runtime, execution_id)
+
+
+@router.post("/{execution_id}/pause", responses=_ERRORS)
+async def pause_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody:
+    """Pause a RUNNING execution: running tasks finish, none starts until it is resumed."""
+    await runtime.pause(execution_id)
     return await _detail(runtime, execution_id)
 
 

@@ -26,6 +26,7 @@ from connectors.kafka import (
 )
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
 from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
+from tests.polling import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -302,10 +303,12 @@ async def test_rebalance_hands_over_from_the_last_contiguous_ack(
         for partition in (0, 1):
             await _send(producer, topic, [b"m4"], partition)
         # Revoked: partition 1 is committed up to 2, so whoever owns it reads 2, 3, 4 again.
-        deadline = time.monotonic() + TIMEOUT
-        while len(first_pump.items) + len(second_pump.items) < 8 + 4:
-            assert time.monotonic() < deadline, (first_pump.items[8:], second_pump.items)
-            await asyncio.sleep(0.05)
+        pumps = (first_pump, second_pump)
+        await eventually(
+            lambda: len(pumps[0].items) + len(pumps[1].items) >= 8 + 4,
+            TIMEOUT,
+            what="the revoked partition to be read again",
+        )
         after = first_pump.items[8:] + second_pump.items
     finally:
         await first_pump.stop()
@@ -624,11 +627,7 @@ async def test_transactional_produce_works_or_says_how_to_opt_out(
 
 
 async def _until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await eventually(condition, timeout, what=what)
 
 
 def _covered(listener: KafkaListener) -> bool:

@@ -28,6 +28,7 @@ from connectors.nats import (
 from connectors.nats._connection import Endpoint, round_trip, shared_connection
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
 from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
+from tests.polling import eventually
 from tests.servers._process import (
     LOOPBACK,
     ServerSpec,
@@ -249,15 +250,20 @@ async def test_core_queue_group_shares(harness: Harness, nc: Client) -> None:
     for i in range(40):
         await nc.publish(subject, str(i).encode())
     await nc.flush()
-    seen: list[str] = []
-    async with asyncio.timeout(10):
-        while len(seen) < 40:
-            for listener, pump in ((a, pump_a), (b, pump_b)):
-                for delivery in map(event, pump.drain()):
-                    seen.append(delivery.variables["data"])
-                    await listener.ack(delivery)
-            await asyncio.sleep(0.01)
-    assert sorted(seen, key=int) == [str(i) for i in range(40)]
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+
+    async def all_received() -> bool:
+        for name, listener, pump in (("a", a, pump_a), ("b", b, pump_b)):
+            for delivery in map(event, pump.drain()):
+                seen[name].append(delivery.variables["data"])
+                await listener.ack(delivery)
+        return len(seen["a"]) + len(seen["b"]) >= 40
+
+    await eventually(all_received, 10, what="the 40 messages")
+    # Each message went to exactly one member, and the group shared them: both members got
+    # some (all 40 on one member has odds of 2 in 2**40 with NATS's random choice).
+    assert sorted(seen["a"] + seen["b"], key=int) == [str(i) for i in range(40)]
+    assert seen["a"] and seen["b"], seen
     assert await pump_a.quiet(0.2) == []
     assert await pump_b.quiet(0.2) == []
 
@@ -301,9 +307,11 @@ async def test_jetstream_variables_default_durable(
     assert info.config.durable_name == durable
     assert info.config.max_ack_pending == 1000
     assert info.config.filter_subject == f"{prefix}.*"
-    async with asyncio.timeout(5):
-        while (await js.consumer_info(name, durable)).num_ack_pending:
-            await asyncio.sleep(0.02)
+
+    async def acked() -> bool:
+        return not (await js.consumer_info(name, durable)).num_ack_pending
+
+    await eventually(acked, 5, what="the ack to reach JetStream")
 
 
 async def test_jetstream_unacked_come_again_after_close(
@@ -447,9 +455,11 @@ async def test_jetstream_in_progress_keeps_held_messages(
     info = await js.consumer_info(name, durable)
     assert info.num_redelivered == 0 and info.num_ack_pending == 1
     await listener.ack(held)
-    async with asyncio.timeout(5):
-        while (await js.consumer_info(name, durable)).num_ack_pending:
-            await asyncio.sleep(0.02)
+
+    async def acked() -> bool:
+        return not (await js.consumer_info(name, durable)).num_ack_pending
+
+    await eventually(acked, 5, what="the ack to reach JetStream")
 
 
 async def test_jetstream_expired_pulls_are_renewed(
@@ -462,10 +472,12 @@ async def test_jetstream_expired_pulls_are_renewed(
     )
     assert isinstance(listener, JetStreamListener)
     js = nc.jetstream()
-    async with asyncio.timeout(5):  # requests expire (408) and are renewed, one at a time
-        while listener.pull_requests < 4:
-            assert (await js.consumer_info(name, listener.durable)).num_waiting <= 1
-            await asyncio.sleep(0.05)
+
+    async def renewed() -> bool:  # requests expire (408) and are renewed, one at a time
+        assert (await js.consumer_info(name, listener.durable)).num_waiting <= 1
+        return listener.pull_requests >= 4
+
+    await eventually(renewed, 5, what="4 pull requests", interval=0.05)
     await js.publish(f"{prefix}.e", b"late")
     assert event(await pump.get()).variables["data"] == "late"
     info = await js.consumer_info(name, listener.durable)

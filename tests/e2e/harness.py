@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ import ray
 
 from actors import Store, listener_host_class
 from flows import State, parse_flow
+from tests.polling import eventually
 
 HOST_OPTIONS: dict[str, Any] = {}
 CHEAP_TASKS = "tasks:\n  - {id: seen, type: core.Return, value: ok}\n"
@@ -41,35 +41,29 @@ class Deployment:
         return page.total
 
     async def wait_for_count(self, n: int, within: float = 120) -> list[Any]:
-        deadline = time.monotonic() + within
-        while True:
-            found = await self.count()
-            if found >= n:
-                return await self.executions()
-            assert time.monotonic() < deadline, f"only {found} of {n} executions after {within}s"
-            await asyncio.sleep(0.1)
+        async def enough() -> bool:
+            return await self.count() >= n
+
+        await eventually(enough, within, what=f"{n} executions", interval=0.1)
+        return await self.executions()
 
     async def wait_all_ended(self, within: float = 120) -> None:
-        deadline = time.monotonic() + within
-        while True:
+        async def ended() -> list[Any] | None:
             items = await self.executions()
-            if all(e.state.terminal for e in items):
-                assert {e.state for e in items} <= {State.SUCCESS}, {e.state for e in items}
-                return
-            assert time.monotonic() < deadline, "executions did not end"
-            await asyncio.sleep(0.1)
+            return items if all(e.state.terminal for e in items) else None
+
+        items = await eventually(ended, within, what="every execution to end", interval=0.1)
+        assert {e.state for e in items} <= {State.SUCCESS}, {e.state for e in items}
 
     async def trigger_status(self) -> str:
         infos = await self.host.triggers.remote()
         return str(infos[0].status) if infos else "NONE"
 
     async def wait_running(self, within: float = 60) -> None:
-        deadline = time.monotonic() + within
-        while await self.trigger_status() != "RUNNING":
-            assert time.monotonic() < deadline, (
-                f"trigger not running: {await self.trigger_status()}"
-            )
-            await asyncio.sleep(0.05)
+        async def running() -> bool:
+            return await self.trigger_status() == "RUNNING"
+
+        await eventually(running, within, what="the trigger to run", interval=0.05)
 
     async def kill_host(self) -> None:
         """Kill the host process; Ray restarts it and it redeploys from the store."""
@@ -77,8 +71,13 @@ class Deployment:
 
 
 @contextlib.asynccontextmanager
-async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
-    """Save `source`, start a listener host actor that deploys it, and keep it alive."""
+async def deployed(
+    dsn: str, source: str, *, host_dsn: str | None = None
+) -> AsyncIterator[Deployment]:
+    """Save `source`, start a listener host actor that deploys it, and keep it alive.
+
+    ``host_dsn``: where the host reaches the store (e.g. through a proxy a test cuts).
+    """
     flow = parse_flow(source)
     async with Store(dsn) as store:
         await store.save_flow(flow.namespace, flow.id, source)
@@ -86,7 +85,7 @@ async def deployed(dsn: str, source: str) -> AsyncIterator[Deployment]:
         host = (
             listener_host_class()
             .options(name=name)
-            .remote(dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
+            .remote(host_dsn or dsn, name, **{"warm_workers": 0, **HOST_OPTIONS})
         )
         await host.ready.remote()
         deployment = Deployment(store, host, flow.namespace, flow.id)

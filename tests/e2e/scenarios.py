@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from tests.polling import eventually
+
 from .harness import Deployment, assert_exactly_once
 from .proxy import TcpProxy
 
@@ -77,11 +79,11 @@ async def poison_is_dead_lettered(
     await publish_poison()
     await publish(range(5, 10))
     await dep.wait_for_count(10)
-    deadline = asyncio.get_running_loop().time() + 30
-    while not (letters := await dep.store.list_dead_letters(flow_id=dep.flow_id)):
-        assert asyncio.get_running_loop().time() < deadline, "no dead letter"
-        await asyncio.sleep(0.05)
-    (letter,) = letters
+
+    async def dead_letters() -> list[Any]:
+        return list(await dep.store.list_dead_letters(flow_id=dep.flow_id))
+
+    (letter,) = await eventually(dead_letters, 30, what="a dead letter", interval=0.05)
     assert letter.reason and letter.payload
     assert_exactly_once(await dep.executions(), set(range(10)), key)
 

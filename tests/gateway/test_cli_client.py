@@ -44,6 +44,7 @@ async def kestrel(
     live_server: LiveServer | None, *args: str, token: bool = True, server: str | None = None
 ) -> Ran:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KESTREL_")}
+    env["KESTREL_DATA_DIR"] = os.devnull  # no generated token of this machine's server
     if live_server is not None:
         env["KESTREL_SERVER"] = live_server.url
         if token:

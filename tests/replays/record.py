@@ -86,7 +86,34 @@ async def record(name: str, source: dict[str, Any]) -> dict[str, Any]:
         "trigger": source["trigger"],
         "state": ran.state.value,
         "taskRuns": sequence(ran),
+        "executionId": ran.run.id,
+        "writes": writes(ran),
     }
+
+
+def writes(ran: Any) -> list[list[Any]]:
+    """What the run wrote, in order, as the store received it (see `stored.detail_after`).
+
+    ``[created, id, taskId, parentId, value, iteration]``, ``[state, id, state]``,
+    ``[attempt, id, number, state]``, ``[outputs, id, outputs]``, ``[execution, state]``.
+    """
+    runs = ran.run.state.task_runs
+    out: list[list[Any]] = []
+    for event in ran.recorder.events:
+        run = runs.get(event.task_run_id) if event.task_run_id else None
+        if event.kind == "created":
+            out.append(["created", run.id, run.task_id, run.parent_id, run.value, run.iteration])
+        elif event.kind == "state":
+            out.append(["state", event.task_run_id, event.detail[1].value])
+        elif event.kind == "attempt":
+            out.append(
+                ["attempt", event.task_run_id, event.detail.number, event.detail.state.value]
+            )
+        elif event.kind == "outputs":
+            out.append(["outputs", event.task_run_id, event.detail])
+        elif event.kind == "execution":
+            out.append(["execution", event.detail[0].value])
+    return out
 
 
 def sequence(ran: Any) -> list[list[Any]]:

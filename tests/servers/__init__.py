@@ -1,4 +1,4 @@
-"""Real servers for tests (see DESIGN.md, "Real components in tests").
+"""Real servers for tests (README: the tests start their own servers on free ports).
 
 Each ``*_server()`` context manager yields an address: the matching ``KESTREL_TEST_*``
 environment variable when it is set (after checking the server answers), otherwise a
@@ -13,9 +13,8 @@ from tests.servers._kafka import (
     kafka_server,
     kafka_server_advertising,
 )
-from tests.servers._mqtt import ENV_BROKER as MQTT_BROKER_ENV
 from tests.servers._mqtt import ENV_URL as MQTT_ENV
-from tests.servers._mqtt import check_mqtt, mqtt_server, parse_mqtt_url
+from tests.servers._mqtt import check_mqtt, find_mosquitto, mqtt_server, parse_mqtt_url
 from tests.servers._nats import ENV_URL as NATS_ENV
 from tests.servers._nats import check_nats, nats_server
 from tests.servers._postgres import ENV_DSN as POSTGRES_ENV
@@ -41,7 +40,6 @@ from tests.servers._s3 import S3Server, check_s3, s3_server
 
 __all__ = [
     "KAFKA_ENV",
-    "MQTT_BROKER_ENV",
     "MQTT_ENV",
     "NATS_ENV",
     "POSTGRES_ENV",
@@ -60,6 +58,7 @@ __all__ = [
     "create_database",
     "drop_database",
     "dsn_with_database",
+    "find_mosquitto",
     "free_port",
     "kafka_server",
     "kafka_server_advertising",

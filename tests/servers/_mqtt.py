@@ -1,4 +1,4 @@
-"""MQTT for tests: ``KESTREL_TEST_MQTT_URL``, else a private mosquitto, else amqtt."""
+"""MQTT for tests: ``KESTREL_TEST_MQTT_URL``, else a private mosquitto (Debian package)."""
 
 from __future__ import annotations
 
@@ -15,13 +15,10 @@ from tests.servers._process import (
     LOOPBACK,
     ServerSpec,
     ServerStartError,
-    find_executable,
     run_server,
 )
 
 ENV_URL = "KESTREL_TEST_MQTT_URL"
-# Force a broker implementation ("mosquitto" or "amqtt"); default: mosquitto if installed.
-ENV_BROKER = "KESTREL_TEST_MQTT_BROKER"
 
 
 def parse_mqtt_url(url: str) -> tuple[str, int]:
@@ -85,49 +82,27 @@ def _mosquitto_spec(binary: str) -> ServerSpec:
     )
 
 
-def _amqtt_spec(binary: str) -> ServerSpec:
-    def command(port: int, workdir: Path) -> list[str]:
-        config = workdir / f"amqtt-{port}.yaml"
-        config.write_text(
-            "listeners:\n"
-            "  default:\n"
-            "    type: tcp\n"
-            f"    bind: {LOOPBACK}:{port}\n"
-            "plugins:\n"
-            # Not amqtt's AnonymousAuthPlugin: see _amqtt_auth.py (persistent sessions).
-            "  _amqtt_auth.AcceptAllAuthPlugin:\n"
-        )
-        return [binary, "-c", str(config)]
+MOSQUITTO_PATHS = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+"""Where Debian puts mosquitto (``/usr/sbin`` is not on a normal user's PATH)."""
+INSTALL_HINT = "run `make deps` (or `apt-get install -y mosquitto` as root)"
 
-    python_path = os.pathsep.join(
-        p for p in (str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")) if p
-    )
-    return ServerSpec(
-        name="mqtt-amqtt",
-        env={"PYTHONPATH": python_path},
-        command=command,
-        probe=lambda port, _workdir: check_mqtt(f"tcp://{LOOPBACK}:{port}", timeout=2.0),
-        startup_timeout=60.0,
-    )
+
+def find_mosquitto() -> str | None:
+    """The mosquitto binary: on PATH, else where Debian installs it; None if absent."""
+    found = shutil.which("mosquitto")
+    if found is not None:
+        return found
+    return next((p for p in MOSQUITTO_PATHS if os.access(p, os.X_OK)), None)
 
 
 def _spec() -> ServerSpec:
-    wanted = os.environ.get(ENV_BROKER, "").strip().lower()
-    if wanted not in ("", "mosquitto", "amqtt"):
-        raise ServerStartError(f"{ENV_BROKER} must be 'mosquitto' or 'amqtt', got {wanted!r}")
-    if wanted in ("", "mosquitto"):
-        mosquitto = shutil.which("mosquitto")
-        if mosquitto is not None:
-            return _mosquitto_spec(mosquitto)
-        if wanted == "mosquitto":
-            raise ServerStartError(f"{ENV_BROKER}=mosquitto but mosquitto is not on PATH")
-    amqtt = find_executable("amqtt")
-    if amqtt is None:
+    mosquitto = find_mosquitto()
+    if mosquitto is None:
         raise ServerStartError(
-            "no MQTT broker: neither mosquitto on PATH nor the amqtt console script "
-            f"(install the amqtt package or set {ENV_URL})"
+            f"the MQTT tests need Debian's mosquitto, which is not installed: {INSTALL_HINT}, "
+            f"or point {ENV_URL} at a running MQTT 5 broker"
         )
-    return _amqtt_spec(amqtt)
+    return _mosquitto_spec(mosquitto)
 
 
 @contextlib.contextmanager

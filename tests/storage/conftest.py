@@ -53,6 +53,7 @@ async def files_server(
         port=free_port(),
         flows=Path(tmp_path_factory.mktemp("flows")),
         max_file_bytes=MAX_FILE_BYTES,
+        no_auth=True,  # these tests are about files; auth has its own
     )
     runtime = Runtime(settings, storage=config)
     await runtime.start()
