@@ -22,7 +22,7 @@ import fnmatch
 import os
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -182,7 +182,7 @@ async def current_directory(workdir: Path) -> AsyncIterator[None]:
 async def run_with_files(
     ctx: RunContext,
     files: TaskFiles,
-    body: Any,
+    body: Callable[[Path], Awaitable[dict[str, Any]]],
 ) -> dict[str, Any]:
     """Prepare a working directory, run ``await body(workdir)``, collect output files.
 

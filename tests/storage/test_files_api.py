@@ -334,3 +334,23 @@ async def test_chunked_uploads_without_a_length_are_cut_at_the_limit(
     assert raw.status_code == 413, raw.text
     listing = await api.get(f"/api/v1/namespaces/{namespace}/files/directory")
     assert listing.json() == []
+
+
+async def test_stored_uris_from_another_namespace_are_refused(
+    api: httpx.AsyncClient, namespace: str
+) -> None:
+    """An API caller cannot hand a flow another namespace's file, nor read one with read()."""
+    await deploy(api, _files_flow(namespace))
+    other = "kestra:///someone/else/flow/executions/x/inputs/report/secret.csv"
+    response = await api.post(f"/api/v1/executions/{namespace}/files", json={"report": other})
+    assert response.status_code == 422, response.text
+    assert response.json()["field"] == "report"
+    await deploy(
+        api,
+        f"id: peek\nnamespace: {namespace}\n"
+        f'tasks:\n  - {{id: r, type: core.Return, value: "{{{{ read(\'{other}\') }}}}"}}\n',
+    )
+    run = await api.post(f"/api/v1/executions/{namespace}/peek", params={"wait": "true"})
+    assert run.json()["state"]["current"] == "FAILED"
+    logs = (await api.get(f"/api/v1/logs/{run.json()['id']}")).json()
+    assert any("is not a file of namespace" in line["message"] for line in logs), logs
