@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import httpx
@@ -95,3 +96,14 @@ async def test_every_line_is_processed_exactly_once(
         "/api/v1/executions/search", params={"namespace": namespace, "flowId": "batch"}
     )
     assert children.json()["total"] == LINES // ROWS
+    # concurrencyLimit: 3 -> never more than three children alive at one instant.
+    events = sorted(
+        [(c["state"]["startDate"], 1) for c in children.json()["results"]]
+        + [(c["state"]["endDate"], -1) for c in children.json()["results"]],
+        key=lambda e: (dt.datetime.fromisoformat(e[0]), e[1]),
+    )
+    alive = peak = 0
+    for _, step in events:
+        alive += step
+        peak = max(peak, alive)
+    assert 1 <= peak <= 3
