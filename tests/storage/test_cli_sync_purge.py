@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from actors import StorageConfig, open_storage
 from flows import execution_prefix, namespace_file_uri
 from gateway._sync import FlowFolderSync
 from gateway.cli import main
@@ -118,7 +119,9 @@ async def test_purge_deletes_rows_logs_and_files(
     assert await files_server.storage.list(prefix) == []
 
 
-def test_kestrel_run_with_a_file_input(fresh_database: str, tmp_path: Path) -> None:
+async def test_kestrel_run_with_a_file_input(
+    fresh_database: str, tmp_path: Path, storage_config: StorageConfig
+) -> None:
     data = tmp_path / "numbers.txt"
     data.write_text("1\n2\n3\n")
     flow = tmp_path / "count.yaml"
@@ -126,32 +129,32 @@ def test_kestrel_run_with_a_file_input(fresh_database: str, tmp_path: Path) -> N
         "id: count\nnamespace: tests.cli.files\ninputs:\n  - {id: f, type: FILE}\n"
         'tasks:\n  - {id: n, type: core.Return, value: "{{ read(inputs.f) | trim }}"}\n'
     )
-    storage = tmp_path / "storage"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway.cli",
-            "run",
-            str(flow),
-            "--db",
-            fresh_database,
-            "-i",
-            f"f=@{data}",
-            "--json",
-        ],
+    env = {**os.environ, "KESTREL_STORAGE": storage_config.url}
+    if not storage_config.is_local:
+        options = storage_config.options
+        env.update(
+            AWS_ENDPOINT_URL=options["endpoint"],
+            AWS_ACCESS_KEY_ID=options["access_key_id"],
+            AWS_SECRET_ACCESS_KEY=options["secret_access_key"],
+            AWS_REGION=options["region"],
+        )
+    argv = [sys.executable, "-m", "gateway.cli", "run", str(flow), "--db", fresh_database]
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [*argv, "-i", f"f=@{data}", "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=180,
-        env={**os.environ, "KESTREL_STORAGE": str(storage)},
+        env=env,
     )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["taskRuns"][0]["outputs"] == {"value": "1\n2\n3"}
-    stored = list(storage.rglob("numbers.txt"))
-    assert len(stored) == 1 and stored[0].read_text() == "1\n2\n3\n"
-    assert f"/executions/{out['id']}/inputs/f/" in stored[0].as_posix()
+    prefix = execution_prefix("tests.cli.files", "count", out["id"])
+    stored = await open_storage(storage_config).list(prefix)
+    assert [f.uri[len(prefix) :] for f in stored] == ["inputs/f/numbers.txt"]
+    assert await open_storage(storage_config).read_bytes(stored[0].uri) == b"1\n2\n3\n"
 
 
 async def test_execution_start_uploads_at_path_inputs(

@@ -348,7 +348,7 @@ async def test_stored_uris_from_another_namespace_are_refused(
     await deploy(
         api,
         f"id: peek\nnamespace: {namespace}\n"
-        f'tasks:\n  - {{id: r, type: core.Return, value: "{{{{ read(\'{other}\') }}}}"}}\n',
+        f"tasks:\n  - {{id: r, type: core.Return, value: \"{{{{ read('{other}') }}}}\"}}\n",
     )
     run = await api.post(f"/api/v1/executions/{namespace}/peek", params={"wait": "true"})
     assert run.json()["state"]["current"] == "FAILED"
