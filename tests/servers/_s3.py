@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import tempfile
 import time
 import urllib.error
@@ -149,8 +150,12 @@ def _seaweedfs() -> Iterator[S3Server]:
         }
         config.write_text(json.dumps({"identities": [identity]}))
         ports = _ports(10)
+        # SIGKILL: a graceful stop takes weed ~15 s, and its data is thrown away anyway.
         process = start_process(
-            "seaweedfs", _command(binary, workdir, ports, config), log_path=workdir / "weed.log"
+            "seaweedfs",
+            _command(binary, workdir, ports, config),
+            log_path=workdir / "weed.log",
+            stop_signal=signal.SIGKILL,
         )
         server = S3Server(f"http://{LOOPBACK}:{ports[6]}", ACCESS_KEY, SECRET_KEY)
         try:
