@@ -55,7 +55,7 @@ from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
 from ._large_outputs import store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
-from ._storage import StorageConfig, open_storage
+from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
@@ -448,9 +448,7 @@ class ExecutionRun:
             return
         masked = dict(self._mask_value(dict(outputs)))
         config = self._options.storage or StorageConfig.local()
-        reference = await store_if_large(
-            open_storage(config), self.state, task.id, run.id, masked, config.inline_outputs_bytes
-        )
+        reference = await store_if_large(config, self.state, task.id, run.id, masked)
         run.outputs = masked
         self._rec.outputs(run, masked if reference is None else reference)
 

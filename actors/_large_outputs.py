@@ -13,9 +13,10 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from flows import Storage, StorageError, TaskError, task_file_uri
+from flows import StorageError, TaskError, task_file_uri
 
 from ._runstate import ExecutionState
+from ._storage import StorageConfig, open_storage
 
 MARKER = "kestrelStoredOutputs"
 _NAME = "outputs.json"
@@ -31,21 +32,23 @@ def is_stored(outputs: Mapping[str, Any] | None) -> bool:
 
 
 async def store_if_large(
-    storage: Storage,
+    config: StorageConfig,
     state: ExecutionState,
     task_id: str,
     task_run_id: str,
     outputs: Mapping[str, Any],
-    threshold: int,
 ) -> dict[str, Any] | None:
-    """Write outputs bigger than `threshold` to storage; the reference to record, or None.
+    """Write outputs bigger than the config's threshold to storage; the reference, or None.
+
+    The storage is opened only for large outputs.
 
     Raises:
         TaskError: The storage failed (retriable).
     """
     body = _encoded(outputs)
-    if len(body) <= threshold:
+    if len(body) <= config.inline_outputs_bytes:
         return None
+    storage = open_storage(config)
     execution = state.execution
     uri = task_file_uri(
         execution.namespace, execution.flow_id, execution.id, task_id, task_run_id, _NAME
@@ -57,9 +60,9 @@ async def store_if_large(
     return {MARKER: uri, "size": len(body)}
 
 
-async def resolve_outputs(storage: Storage, state: ExecutionState) -> None:
+async def resolve_outputs(config: StorageConfig, state: ExecutionState) -> None:
     """Read back the stored outputs of every task run of a state rebuilt from the store."""
     for run in state.task_runs.values():
         if is_stored(run.outputs):
-            data = await storage.read_bytes(str(run.outputs[MARKER]))
+            data = await open_storage(config).read_bytes(str(run.outputs[MARKER]))
             run.outputs = json.loads(data)

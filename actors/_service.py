@@ -275,7 +275,7 @@ class ExecutionService(Service):
             state.started_at = execution.created_at
         else:
             state = ExecutionState.from_detail(detail, _loop_ids(flow))
-            await resolve_outputs(open_storage(self.storage), state)
+            await resolve_outputs(self.storage, state)
         if flow.concurrency is not None and not restart and state.state in _WAITING:
             admitted = await self._admit(flow, execution_id, lease)
             if admitted is not State.RUNNING:
@@ -463,7 +463,7 @@ class ExecutionService(Service):
         flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
         kept = _replayed_runs(detail, task_run_id)
         old = ExecutionState.from_detail(detail, _loop_ids(flow))
-        await resolve_outputs(open_storage(self.storage), old)
+        await resolve_outputs(self.storage, old)
         new_id_ = new_id()
         renamed = {r.id: derived_id(new_id_, r.key) for r in old.task_runs.values()}
         new = NewExecution(
