@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.kestrel-run-installed
 STAMP     := $(VENV)/.kestrel-dev-installed
 
-.PHONY: setup deps run test lint typecheck unit bench clean
+.PHONY: setup deps run test lint typecheck unit bench clean ui ui-check ui-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ typecheck: setup
 unit: setup
 	$(BIN)/python -m pytest -q -m "not integration"
 
-test: deps lint typecheck
+test: deps lint typecheck ui-check ui-test
 	$(BIN)/python -m pytest -q -ra
 
 BENCH_STAMP := $(VENV)/.kestrel-bench-installed
@@ -55,3 +55,24 @@ bench: $(BENCH_STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The web UI (gateway/ui): `make ui` rebuilds the committed assets in gateway/ui/dist;
+# `make ui-check` rebuilds into a temporary folder and fails if that differs from them.
+UI := gateway/ui
+UI_DEPS := $(UI)/node_modules/.package-lock.json
+
+$(UI_DEPS): $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund --loglevel=error
+	touch $(UI_DEPS)
+
+ui: $(UI_DEPS)
+	cd $(UI) && npm run build
+
+ui-check: $(UI_DEPS)
+	cd $(UI) && npx tsc --noEmit
+	tmp=$$(mktemp -d) && (cd $(UI) && npx vite build --outDir "$$tmp" --emptyOutDir --logLevel warn) \
+	  && diff -r "$$tmp" $(UI)/dist && rm -rf "$$tmp" \
+	  || { echo "gateway/ui/dist does not match its sources: run 'make ui' and commit"; exit 1; }
+
+ui-test: $(UI_DEPS)
+	cd $(UI) && npx vitest run

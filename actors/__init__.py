@@ -9,6 +9,16 @@ from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
 from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
+from ._interceptors import (
+    AttemptFinished,
+    AttemptStarted,
+    ExecutionCreated,
+    ExecutionEnded,
+    FirstTaskLatency,
+    Interceptor,
+    Interceptors,
+    opentelemetry_interceptor,
+)
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
 from ._listener_host import (
     CORE_LISTENERS,
@@ -67,6 +77,8 @@ __all__ = [
     "TRIGGER_LABEL",
     "ActorLoad",
     "Attempt",
+    "AttemptFinished",
+    "AttemptStarted",
     "Backoff",
     "CreateResult",
     "DeadLetter",
@@ -74,16 +86,21 @@ __all__ = [
     "EmbeddedPostgres",
     "Execution",
     "ExecutionActor",
+    "ExecutionCreated",
     "ExecutionDetail",
+    "ExecutionEnded",
     "ExecutionPool",
     "ExecutionRun",
     "ExecutionService",
     "ExecutionState",
     "ExecutionSummary",
+    "FirstTaskLatency",
     "FlowRevision",
     "FlowSaveResult",
     "FlowTriggerListener",
     "InProcessDispatcher",
+    "Interceptor",
+    "Interceptors",
     "KVEntry",
     "KVType",
     "Lease",
@@ -133,6 +150,7 @@ __all__ = [
     "new_id",
     "next_tick",
     "open_storage",
+    "opentelemetry_interceptor",
     "remote_call",
     "run_task",
     "task_worker_class",

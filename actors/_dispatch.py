@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any
 
 import ray
+import ray.job_config
 
 from ._failure import TIMEOUT_ERROR
 from ._worker import (
@@ -85,7 +87,12 @@ def ensure_ray(address: str | None = None) -> None:
     if ray.is_initialized():
         return
     if address:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            log_to_driver=False,
+            job_config=_job_config(),
+        )
     else:
         _quiet_token_auth_notice()
         ray.init(
@@ -93,7 +100,20 @@ def ensure_ray(address: str | None = None) -> None:
             include_dashboard=False,
             log_to_driver=False,
             _node_ip_address="127.0.0.1",
+            job_config=_job_config(),
         )
+
+
+def _job_config() -> ray.job_config.JobConfig:
+    """Workers find Kestrel's own packages whatever the driver's current directory holds.
+
+    Ray puts the driver's current directory on its workers' ``sys.path``. A user's
+    ``./flows`` folder of YAML files there is a namespace package named ``flows``, which
+    hides the real one when Kestrel is installed in editable mode (its import hook comes
+    after the path search). The folder holding Kestrel's packages on the path too makes the
+    real, regular package win.
+    """
+    return ray.job_config.JobConfig(_py_driver_sys_path=[str(Path(__file__).resolve().parents[1])])
 
 
 class RayTaskDispatcher:

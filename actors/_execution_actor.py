@@ -25,6 +25,7 @@ from flows import (
 )
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
+from ._interceptors import opentelemetry_interceptor
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
@@ -75,6 +76,8 @@ class ExecutionActor:
             process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
         storage: The internal storage (the default local folder when None).
+        tracing: An OTLP/HTTP traces URL: trace executions with OpenTelemetry (the
+            ``otel`` extra; see `opentelemetry_interceptor`).
     """
 
     def __init__(
@@ -88,6 +91,7 @@ class ExecutionActor:
         colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
         storage: StorageConfig | None = None,
+        tracing: str | None = None,
     ) -> None:
         self._name = name
         options = dict(store_options or {})
@@ -110,6 +114,8 @@ class ExecutionActor:
             history_store=self._history,
             storage=storage,
         )
+        if tracing:
+            self._service.interceptors.add(opentelemetry_interceptor(tracing))
         self._ready: asyncio.Task[None] | None = None
 
     async def _ensure(self) -> ExecutionService:

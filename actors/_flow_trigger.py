@@ -22,6 +22,7 @@ from flows import (
     Listener,
     ListenerContext,
     State,
+    condition_holds,
 )
 
 _POLL_S = 0.25
@@ -31,7 +32,8 @@ _BATCH = 200
 def matches(trigger: FlowTrigger, namespace: str, flow_id: str, state: State) -> bool:
     """True when an execution of ``namespace.flow_id`` ending in `state` triggers the flow.
 
-    A namespace filter matches itself and its children. Kestra's ``preconditions.flows``
+    Kestra's ``conditions`` (ExecutionStatus, ExecutionFlow, ExecutionNamespace, ...) must
+    all hold. A namespace filter matches itself and its children. Kestra's ``preconditions.flows``
     are each a way in: the end of any listed flow in one of its states triggers.
     """
     if trigger.preconditions is not None and trigger.preconditions.flows:
@@ -44,6 +46,8 @@ def matches(trigger: FlowTrigger, namespace: str, flow_id: str, state: State) ->
     if trigger.namespace is not None and not _under(namespace, trigger.namespace):
         return False
     if trigger.flow_id is not None and trigger.flow_id != flow_id:
+        return False
+    if not all(condition_holds(c, namespace, flow_id, state.value) for c in trigger.conditions):
         return False
     return state in trigger.states
 

@@ -12,23 +12,34 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from flows import (
+    ERROR_LOGS,
+    KV_LOOKUP,
     AllowFailure,
     Dag,
+    EachParallel,
+    EachSequential,
+    Echo,
     ExpressionEngine,
     ExpressionError,
     Fail,
+    Fetch,
     Flow,
+    FlowableTask,
     ForEach,
     ForEachItem,
     If,
     InputError,
+    Labels,
     Log,
     LoopUntil,
+    NotFoundError,
+    OutputValues,
     Parallel,
     Pause,
     PauseBehavior,
@@ -44,22 +55,28 @@ from flows import (
     Switch,
     Task,
     TaskError,
+    WaitFor,
+    WorkingDirectory,
     build_context,
     contains_template,
     input_to_json,
+    parse_duration,
     parse_inputs,
     walk_tasks,
 )
 
 from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
+from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
 from ._large_outputs import store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
-LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil)
+LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil, EachSequential, EachParallel)
+_INLINE: tuple[type[Task], ...] = (Log, Return, Echo, OutputValues, Labels, Fetch)
+_LEVELS = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR")
 _DONE = frozenset({State.SUCCESS, State.WARNING, State.SKIPPED})
 _INTERRUPTED = "interrupted"
 
@@ -89,6 +106,10 @@ class Recorder(Protocol):
 
     async def flush(self) -> None:
         """Return once everything recorded so far is durable."""
+
+
+INLINE_WORKER = "inline"
+"""`TaskOutcome.worker` of trivial tasks (Log, Return) run in the execution's process."""
 
 
 class Dispatcher(Protocol):
@@ -125,14 +146,21 @@ class RunOptions:
         restart: Re-run task runs that FAILED (and the flowable tasks around them).
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
-        on_first_task: Told when the first runnable task's body started (latency metrics).
         storage: The internal storage, handed to runnable tasks.
+        globals: Kestra's ``globals`` for templates (empty when None).
+        kv_snapshot: Reads a KV namespace (key -> value) for ``kv()`` in templates; it is
+            read before each task of a flow whose templates call ``kv(``, never otherwise.
+        new_execution: Starts a new execution of the flow after a delay (seconds) with the
+            given extra labels: retry ``behavior: CREATE_NEW_EXECUTION``. Without it, such
+            a policy is not applied and the execution ends FAILED.
     """
 
     restart: bool = False
     dsn: str | None = None
     envs: Mapping[str, str] | None = None
-    on_first_task: Callable[[dt.datetime], None] | None = None
+    globals: Mapping[str, Any] | None = None
+    new_execution: Callable[[float, dict[str, str]], None] | None = None
+    kv_snapshot: Callable[[str], Awaitable[dict[str, Any]]] | None = None
     storage: StorageConfig | None = None
 
 
@@ -162,6 +190,7 @@ class ExecutionRun:
         engine: The expression engine (shared per process).
         subflows: Starts child executions; None refuses `flow.Subflow`.
         options: Restart mode, DSN for KV, envs.
+        interceptors: Told when attempts start and finish (see `Interceptors`).
     """
 
     def __init__(
@@ -174,6 +203,7 @@ class ExecutionRun:
         *,
         subflows: SubflowLauncher | None = None,
         options: RunOptions | None = None,
+        interceptors: Interceptors | None = None,
     ) -> None:
         self.flow = flow
         self.state = state
@@ -182,6 +212,7 @@ class ExecutionRun:
         self._engine = engine
         self._subflows = subflows
         self._options = options or RunOptions()
+        self._interceptors = interceptors
         self._killed = False
         self._cancelled = False
         self._resume_events: dict[str, asyncio.Event] = {}
@@ -194,6 +225,13 @@ class ExecutionRun:
         history = state.execution.state_history
         self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
+        self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
+        self._waitfor_children = frozenset(
+            c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
+        )
+        self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
+        self._kv_namespaces = _kv_namespaces(flow) if self._options.kv_snapshot else ()
+        self._kv: dict[str, dict[str, Any]] = {}
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
         self._secrets = SecretMask(_secret_inputs(flow, state.execution.inputs))
@@ -270,7 +308,7 @@ class ExecutionRun:
         if self.state.state is not State.RUNNING or self._options.restart:
             self._set_execution(State.RUNNING)
         try:
-            final = await self._run_body()
+            final = await self._run_with_sla()
         except asyncio.CancelledError:
             if not self._killed:
                 raise
@@ -280,11 +318,80 @@ class ExecutionRun:
         outputs = self._flow_outputs() if final in _DONE else None
         if outputs is None and final is not State.KILLED and self.flow.outputs:
             final = final if final is not State.SUCCESS else State.FAILED
+        if final in _DONE and self.flow.sla:
+            final = self._assertions(final)
+        again = self._new_execution() if final is State.FAILED and not self._killed else None
+        if again is not None:
+            final = State.RETRIED
+            self._log(None, "WARN", f"failed: a new execution starts in {again[0]:.3g} s")
         self._set_execution(final, outputs)
         if self.flow.after_execution and not self._killed:
             await self._run_list(self.flow.after_execution, _Scope())
         await self._rec.flush()
+        if again is not None and self._options.new_execution is not None:
+            self._options.new_execution(*again)
         return final
+
+    def _assertions(self, final: State) -> State:
+        """Kestra's EXECUTION_ASSERTION SLAs, checked when the execution ends.
+
+        A false assertion adds its labels and, by its behavior, fails (FAIL) or cancels
+        (CANCEL) the execution; NONE only labels it.
+        """
+        context = self._context(None, _Scope())
+        for sla in self.flow.sla:
+            if sla.type != "EXECUTION_ASSERTION" or sla.assert_ is None:
+                continue
+            try:
+                held = self._engine.evaluate_condition(sla.assert_, context, prop=f"sla.{sla.id}")
+            except ExpressionError as exc:
+                self._log(None, "ERROR", str(exc))
+                held = False
+            if held:
+                continue
+            labels = sla.labels if isinstance(sla.labels, dict) else {}
+            self.state.execution.labels.update({str(k): _text(v) for k, v in labels.items()})
+            self._log(None, "WARN", f"SLA '{sla.id}' violated: {sla.assert_}")
+            if sla.behavior == "FAIL":
+                return State.FAILED
+            if sla.behavior == "CANCEL":
+                return State.CANCELLED
+        return final
+
+    def _new_execution(self) -> tuple[float, dict[str, str]] | None:
+        """Delay and labels of the next execution when a CREATE_NEW_EXECUTION retry applies."""
+        if self._options.new_execution is None:
+            return None
+        retry = _create_new_execution_policy(self.flow, self.state)
+        if retry is None:
+            return None
+        execution = self.state.execution
+        attempt = int(execution.labels.get(ATTEMPT_LABEL, "1"))
+        started = execution.labels.get(RETRY_START_LABEL) or execution.created_at.isoformat()
+        if retry.max_attempts is not None and attempt >= retry.max_attempts:
+            return None
+        delay = _base_delay(retry, attempt)
+        elapsed = utcnow() + dt.timedelta(seconds=delay) - dt.datetime.fromisoformat(started)
+        if retry.max_duration is not None and elapsed > retry.max_duration:
+            return None
+        correlation = execution.labels.get("system.correlationId", execution.id)
+        return delay, {
+            ATTEMPT_LABEL: str(attempt + 1),
+            RETRY_START_LABEL: started,
+            "system.correlationId": correlation,
+        }
+
+    async def _run_with_sla(self) -> State:
+        """The body, bounded by the flow's MAX_DURATION SLA (FAIL or CANCEL) when it has one."""
+        sla = next((s for s in self.flow.sla if s.type == "MAX_DURATION" and s.duration), None)
+        if sla is None or sla.behavior == "NONE" or sla.duration is None:
+            return await self._run_body()
+        left = _remaining(self.state.execution.created_at, sla.duration) or 0.0
+        try:
+            return await asyncio.wait_for(self._run_body(), left)
+        except TimeoutError:
+            self._log(None, "ERROR", f"SLA '{sla.id}' missed: ran longer than {sla.duration}")
+            return State.FAILED if sla.behavior == "FAIL" else State.CANCELLED
 
     async def _run_body(self) -> State:
         main = await self._run_list(self.flow.tasks, _Scope())
@@ -388,6 +495,8 @@ class ExecutionRun:
         if self._reusable(run):
             return run.state
         self._transition(run, State.RUNNING)
+        if self._kv_namespaces:
+            await self._refresh_kv()
         try:
             if task.run_if is not None and not self._condition(
                 task.run_if, task, run, scope, "runIf"
@@ -420,9 +529,41 @@ class ExecutionRun:
 
     async def _body(self, task: Task, run: TaskRunState, scope: _Scope) -> State:
         handler = _FLOWABLE.get(type(task))
-        if handler is not None:
-            return await handler(self, task, run, scope)
-        return await self._attempts(task, run, scope)
+        if handler is None:
+            return await self._attempts(task, run, scope)
+        if isinstance(task, Fail) and (task.retry or self.flow.retry):
+            state = await self._retried(task, run, scope, handler)
+        else:
+            state = await handler(self, task, run, scope)
+        if state is State.FAILED and isinstance(task, FlowableTask) and task.errors:
+            await self._run_list(task.errors, self._child_scope(run, scope))
+        return state
+
+    async def _retried(
+        self, task: Task, run: TaskRunState, scope: _Scope, handler: FlowableHandler
+    ) -> State:
+        """A flowable task without children (Fail) retried by its policy, one attempt each."""
+        retry = task.retry or self.flow.retry
+        first_start = utcnow()
+        while True:
+            started = utcnow()
+            attempt = Attempt(number=len(run.attempts) + 1, state=State.RUNNING, started_at=started)
+            run.attempts.append(attempt)
+            self._rec.attempt(run, attempt)
+            state = await handler(self, task, run, scope)
+            ended = Attempt(
+                number=attempt.number, state=state, started_at=started, ended_at=utcnow()
+            )
+            run.attempts[-1] = ended
+            self._rec.attempt(run, ended)
+            if state is not State.FAILED:
+                return state
+            delay = _next_delay(retry, run, first_start, None)
+            if delay is None:
+                return state
+            self._transition(run, State.RETRYING)
+            await asyncio.sleep(delay)
+            self._transition(run, State.RUNNING)
 
     def _transition(self, run: TaskRunState, state: State) -> None:
         if run.state is state and run.history:
@@ -455,6 +596,7 @@ class ExecutionRun:
     def _log(
         self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
     ) -> None:
+        self._logs.append((run.task_id if run else None, level, message))
         self._rec.log(
             LogLine(
                 execution_id=self.id,
@@ -471,13 +613,19 @@ class ExecutionRun:
         execution = self.state.execution
         taskrun = None
         if run is not None:
+            started = _entered(run, State.RUNNING)
             taskrun = {
                 "id": run.id,
+                "taskId": run.task_id,
                 "value": run.value,
                 "iteration": run.iteration,
-                "attemptsCount": len(run.attempts),
+                "attemptsCount": sum(1 for a in run.attempts if a.state.terminal),
+                "startDate": started or utcnow(),
+                "parentId": run.parent_id,
             }
-        return build_context(
+        labels = {**self.flow.label_dict(), **execution.labels}
+        system = {"correlationId": execution.labels.get("system.correlationId", execution.id)}
+        context = build_context(
             flow={
                 "id": self.flow.id,
                 "namespace": self.flow.namespace,
@@ -492,13 +640,50 @@ class ExecutionRun:
                 "originalId": execution.original_id or execution.id,
             },
             inputs=execution.inputs,
-            outputs=self.state.outputs_tree(),
-            labels={**self.flow.label_dict(), **execution.labels},
+            outputs=self._outputs(),
+            labels={**labels, "system": system},
             trigger=execution.trigger,
             taskrun=taskrun,
             parent=scope.parents[-1] if scope.parents else None,
             envs=self._options.envs,
         )
+        if taskrun is not None:
+            context["taskrun"].update(taskrun)
+            context["task"] = {
+                "id": run.task_id if run else None,
+                "type": self._task_types.get(run.task_id if run else "", None),
+            }
+        context["parents"] = list(reversed(scope.parents))
+        context["globals"] = dict(self._options.globals or {})
+        context[ERROR_LOGS] = self._error_logs
+        if self._kv_namespaces:
+            context[KV_LOOKUP] = self._kv_lookup
+        return context
+
+    async def _refresh_kv(self) -> None:
+        """Read the KV namespaces the flow's ``kv()`` calls name (see `RunOptions`)."""
+        assert self._options.kv_snapshot is not None
+        for namespace in self._kv_namespaces:
+            self._kv[namespace] = await self._options.kv_snapshot(namespace)
+
+    def _kv_lookup(self, key: str, namespace: str | None) -> Any:
+        return self._kv.get(namespace or self.flow.namespace, {}).get(key)
+
+    def _outputs(self) -> dict[str, Any]:
+        """Kestra's ``outputs``; a WaitFor child's are those of its last iteration."""
+        tree = self.state.outputs_tree()
+        for task_id in self._waitfor_children & tree.keys():
+            node = tree[task_id]
+            if isinstance(node, dict) and node and all(str(k).isdigit() for k in node):
+                tree[task_id] = node[max(node, key=int)]
+        return tree
+
+    def _error_logs(self) -> list[dict[str, Any]]:
+        return [
+            {"taskId": task_id, "level": level, "message": message}
+            for task_id, level, message in self._logs
+            if level == "ERROR"
+        ]
 
     def _condition(
         self, expression: str | bool, task: Task, run: TaskRunState, scope: _Scope, prop: str
@@ -579,6 +764,9 @@ class ExecutionRun:
         attempt = Attempt(number=number, state=State.RUNNING, started_at=started)
         run.attempts.append(attempt)
         self._rec.attempt(run, attempt)
+        hooks = self._interceptors
+        if hooks is not None and hooks.wants("attempt_started"):
+            hooks.attempt_started(AttemptStarted(self.id, run.id, task.id, number))
         try:
             outcome = await self._execute(task, run, scope, number)
         except asyncio.CancelledError:
@@ -589,6 +777,9 @@ class ExecutionRun:
             self._rec.attempt(run, killed)
             raise
         for at, level, message in outcome.logs:
+            if not _kept(task, level):
+                continue
+            self._logs.append((task.id, level, message))
             self._rec.log(
                 LogLine(
                     execution_id=self.id,
@@ -614,6 +805,10 @@ class ExecutionRun:
         )
         run.attempts[-1] = ended
         self._rec.attempt(run, ended)
+        if hooks is not None and hooks.wants("attempt_finished"):
+            on_worker = outcome.worker is not None and outcome.worker != INLINE_WORKER
+            finished = AttemptFinished(self.id, run.id, task.id, number, outcome, on_worker)
+            hooks.attempt_finished(finished)
         return outcome
 
     async def _execute(
@@ -622,7 +817,7 @@ class ExecutionRun:
         """One attempt: inline for trivial tasks, else through the dispatcher."""
         started = utcnow()
         try:
-            if isinstance(task, Log | Return):
+            if isinstance(task, _INLINE):
                 return self._inline(task, run, scope, number, started)
             if not isinstance(task, RunnableTask):
                 raise TaskError(f"'{task.type}' cannot run", retriable=False)
@@ -630,7 +825,9 @@ class ExecutionRun:
             rendered = self._rendered_task(task, context)
         except (ExpressionError, TaskError) as exc:
             failure = TaskFailure.of(exc)
-            if isinstance(exc, ExpressionError):  # the same template fails every attempt
+            if isinstance(exc, ExpressionError) and task.retry is None:
+                # The same template fails every attempt, unless the task's own retry says
+                # otherwise (Kestra retries it: a template may read taskrun.attemptsCount).
                 failure = TaskFailure(failure.message, failure.type, retriable=False)
             return TaskOutcome(
                 state=State.FAILED,
@@ -650,20 +847,17 @@ class ExecutionRun:
             attempt=number,
             namespace=self.flow.namespace,
             flow_id=self.flow.id,
-            variables=context,
+            # The template-only callables (bound to this run) stay here: they do not pickle.
+            variables={k: v for k, v in context.items() if k not in _LOCAL_ONLY},
             dsn=self._options.dsn,
             storage=self._options.storage,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
-        outcome = await self._dispatch.run(invocation)
-        notify, self._options.on_first_task = self._options.on_first_task, None
-        if notify is not None and outcome.started_at is not None:
-            notify(outcome.started_at)
-        return outcome
+        return await self._dispatch.run(invocation)
 
     def _inline(
         self,
-        task: Log | Return,
+        task: Task,
         run: TaskRunState,
         scope: _Scope,
         number: int,
@@ -678,7 +872,19 @@ class ExecutionRun:
                 prop = "message" if isinstance(task.message, str) else f"message[{index}]"
                 text = self._engine.render(message, context, task=task.id, prop=prop)
                 logs.append((utcnow(), task.level.value, text))
+        elif isinstance(task, Echo):
+            text = self._engine.render(task.format, context, task=task.id, prop="format")
+            logs.append((utcnow(), task.level.value, text))
+        elif isinstance(task, OutputValues):
+            outputs["values"] = _as_text(
+                self._engine.render_value(task.values, context, task=task.id, prop="values")
+            )
+        elif isinstance(task, Labels):
+            self._set_labels(task, context)
+        elif isinstance(task, Fetch):
+            outputs["size"] = self._fetch_size(task)
         else:
+            assert isinstance(task, Return)
             outputs["value"] = self._engine.render_value(
                 task.value, context, task=task.id, prop="value"
             )
@@ -687,10 +893,35 @@ class ExecutionRun:
             outputs=outputs,
             logs=logs,
             error=None,
-            worker="inline",
+            worker=INLINE_WORKER,
             node=None,
             started_at=started,
             ended_at=utcnow(),
+        )
+
+    def _set_labels(self, task: Labels, context: Mapping[str, Any]) -> None:
+        value = self._engine.render_value(task.labels, context, task=task.id, prop="labels")
+        if isinstance(value, str):
+            value = _json_value(value, task.id, "labels")
+        if isinstance(value, list):
+            value = {
+                str(item.get("key")): item.get("value") for item in value if isinstance(item, dict)
+            }
+        if not isinstance(value, dict):
+            raise ExpressionError("labels must be a map or a list of key/value", task=task.id)
+        for key in value:
+            if str(key).startswith("system."):
+                raise TaskError(f"label '{key}' is reserved by the system", retriable=False)
+        self.state.execution.labels.update({str(k): _text(v) for k, v in value.items()})
+
+    def _fetch_size(self, task: Fetch) -> int:
+        floor = _LEVELS.index(task.level.value)
+        return sum(
+            1
+            for task_id, level, _ in self._logs
+            if level in _LEVELS
+            and _LEVELS.index(level) >= floor
+            and (not task.tasks_id or task_id in task.tasks_id)
         )
 
     # ---- flowable tasks ----
@@ -709,11 +940,11 @@ class ExecutionRun:
             values=(*scope.values, value),
             iteration=index,
             value_here=value,
-            parents=(*scope.parents, parent_taskrun) if run.value is not None else scope.parents,
+            parents=(*scope.parents, parent_taskrun),
         )
 
     async def _sequential(
-        self, task: Sequential | AllowFailure, run: TaskRunState, scope: _Scope
+        self, task: Sequential | AllowFailure | WorkingDirectory, run: TaskRunState, scope: _Scope
     ) -> State:
         state = await self._run_list(task.tasks, self._child_scope(run, scope))
         if isinstance(task, AllowFailure) and state is State.FAILED:
@@ -747,19 +978,29 @@ class ExecutionRun:
             branch if branch is not None else task.defaults, self._child_scope(run, scope)
         )
 
-    async def _foreach(self, task: ForEach, run: TaskRunState, scope: _Scope) -> State:
-        values = self._render(task.values, task, run, scope, "values")
+    async def _foreach(
+        self, task: ForEach | EachSequential | EachParallel, run: TaskRunState, scope: _Scope
+    ) -> State:
+        source = task.values if isinstance(task, ForEach) else task.value
+        values = self._render(source, task, run, scope, "values")
+        if values is None or values == "":
+            raise ExpressionError("values rendered to null", task=task.id, prop="values")
         if isinstance(values, str):
             values = _json_list(values, task.id)
         if not isinstance(values, list):
             raise ExpressionError(
                 f"values must be a list, got {type(values).__name__}", task=task.id, prop="values"
             )
+        if any(v is None for v in values):
+            raise ExpressionError("values holds a null item", task=task.id, prop="values")
         jobs = [
             _bind(self._run_list, task.tasks, self._iteration_scope(run, scope, _text(v), i))
             for i, v in enumerate(values)
         ]
-        return await self._run_concurrently(jobs, task.concurrency_limit)
+        if isinstance(task, EachParallel):
+            return await self._run_concurrently(jobs, task.concurrent)
+        limit = task.concurrency_limit if isinstance(task, ForEach) else 1
+        return await self._run_concurrently(jobs, limit)
 
     async def _dag(self, task: Dag, run: TaskRunState, scope: _Scope) -> State:
         inner = self._child_scope(run, scope)
@@ -790,7 +1031,19 @@ class ExecutionRun:
         if self._subflows is None:
             raise TaskError("flow.Subflow needs a subflow launcher", retriable=False)
         inputs = self._render(task.inputs, task, run, scope, "inputs")
-        child_id, child_state, child_outputs = await self._subflows.launch(self, run, task, inputs)
+        names = self._render(
+            {"namespace": task.namespace, "flowId": task.flow_id}, task, run, scope, "flowId"
+        )
+        if (names["namespace"], names["flowId"]) != (task.namespace, task.flow_id):
+            task = task.model_copy(
+                update={"namespace": str(names["namespace"]), "flow_id": str(names["flowId"])}
+            )
+        try:
+            launched = await self._subflows.launch(self, run, task, inputs)
+        except (NotFoundError, TaskError) as exc:
+            self._log(run, "ERROR", f"subflow {task.namespace}.{task.flow_id}: {exc}")
+            return State.FAILED
+        child_id, child_state, child_outputs = launched
         self._set_outputs(
             run, {"executionId": child_id, "state": child_state.value, "outputs": child_outputs}
         )
@@ -807,6 +1060,16 @@ class ExecutionRun:
             self._set_execution(State.PAUSED)
         event = self._resume_events.setdefault(run.id, asyncio.Event())
         duration = task.duration
+        if isinstance(duration, str):
+            rendered = self._render(duration, task, run, scope, "pauseDuration")
+            try:
+                duration = (
+                    rendered
+                    if isinstance(rendered, dt.timedelta)
+                    else parse_duration(str(rendered))
+                )
+            except ValueError as exc:
+                raise ExpressionError(str(exc), task=task.id, prop="pauseDuration") from None
         wait_s = _remaining(paused_at, duration or task.timeout)
         resumed = True
         try:
@@ -832,6 +1095,8 @@ class ExecutionRun:
             return state
         self._transition(run, State.RUNNING)
         self._set_execution(State.RUNNING)
+        if task.tasks and state is State.SUCCESS:
+            return await self._run_list(task.tasks, self._child_scope(run, scope))
         return state
 
     def _pause_elapsed(self, task: Pause, run: TaskRunState) -> State:
@@ -859,6 +1124,7 @@ class ExecutionRun:
         max_iterations = check.max_iterations or 100
         started = _entered(run, State.RUNNING) or utcnow()
         for index in range(max_iterations):
+            self._set_outputs(run, {"iterationCount": index + 1})
             state = await self._run_list(
                 task.tasks, self._iteration_scope(run, scope, str(index), index)
             )
@@ -874,7 +1140,9 @@ class ExecutionRun:
             "WARN" if not task.fail_on_max_reached else "ERROR",
             f"'{task.id}' reached its limit before its condition held",
         )
-        return State.FAILED if task.fail_on_max_reached else State.WARNING
+        if task.fail_on_max_reached:
+            return State.FAILED
+        return State.SUCCESS if isinstance(task, WaitFor) else State.WARNING  # Kestra's rules
 
     async def _fail(self, task: Fail, run: TaskRunState, scope: _Scope) -> State:
         if task.condition is None or self._condition(task.condition, task, run, scope, "condition"):
@@ -888,6 +1156,9 @@ class ExecutionRun:
 
 FlowableHandler = Callable[[ExecutionRun, Any, TaskRunState, _Scope], Awaitable[State]]
 
+_LOCAL_ONLY = frozenset({ERROR_LOGS, KV_LOOKUP})
+"""Context entries that never travel to a worker (callables bound to the run)."""
+
 _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Sequential: ExecutionRun._sequential,
     AllowFailure: ExecutionRun._sequential,
@@ -900,8 +1171,12 @@ _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Pause: ExecutionRun._pause,
     Sleep: ExecutionRun._sleep,
     LoopUntil: ExecutionRun._loop_until,
+    WaitFor: ExecutionRun._loop_until,
     Fail: ExecutionRun._fail,
     ForEachItem: run_foreach_item,
+    WorkingDirectory: ExecutionRun._sequential,
+    EachSequential: ExecutionRun._foreach,
+    EachParallel: ExecutionRun._foreach,
 }
 
 
@@ -937,6 +1212,76 @@ def _json_list(text: str, task_id: str) -> list[Any]:
     return value
 
 
+_KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
+
+
+def _kv_namespaces(flow: Flow) -> tuple[str, ...]:
+    """Namespaces a flow's ``kv(...)`` calls read: its own, and any named literally."""
+    text = flow.model_dump_json()
+    found = [m.group(1) for m in _KV_CALL.finditer(text)]
+    if not found:
+        return ()
+    return tuple(dict.fromkeys([flow.namespace, *(n for n in found if n)]))
+
+
+def _as_text(value: Any) -> Any:
+    """Kestra renders OutputValues to text: every rendered leaf becomes a string."""
+    if isinstance(value, dict):
+        return {k: _as_text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_text(v) for v in value]
+    return value if value is None else _text(value)
+
+
+ATTEMPT_LABEL = "system.attemptNumber"
+RETRY_START_LABEL = "system.retryStart"
+
+
+def _create_new_execution_policy(flow: Flow, state: ExecutionState) -> Retry | None:
+    """The CREATE_NEW_EXECUTION retry of a failed task run, else of the flow, if any."""
+    tasks = {t.id: t for _, t in walk_tasks(flow)}
+    for run in state.task_runs.values():
+        task = tasks.get(run.task_id)
+        retry = task.retry if task is not None else None
+        if run.state is State.FAILED and retry and retry.behavior == "CREATE_NEW_EXECUTION":
+            return retry
+    if flow.retry is not None and flow.retry.behavior == "CREATE_NEW_EXECUTION":
+        return flow.retry
+    return None
+
+
+def _base_delay(retry: Retry, failures: int) -> float:
+    """The policy's delay after `failures` failures (no jitter bound by maxDuration)."""
+    if retry.type is RetryType.RANDOM:
+        low = retry.min_interval.total_seconds() if retry.min_interval else 0.0
+        high = retry.max_interval.total_seconds() if retry.max_interval else low
+        return random.uniform(low, high)  # noqa: S311 - jitter, not cryptography
+    base = retry.interval.total_seconds() if retry.interval else 0.0
+    if retry.type is RetryType.EXPONENTIAL:
+        base *= (retry.delay_factor or 2.0) ** (failures - 1)
+    if retry.max_interval is not None:
+        base = min(base, retry.max_interval.total_seconds())
+    return base
+
+
+def _kept(task: Task, level: str) -> bool:
+    """Whether a log line at `level` passes the task's ``logLevel``."""
+    if task.log_level is None or level not in _LEVELS:
+        return True
+    return _LEVELS.index(level) >= _LEVELS.index(task.log_level)
+
+
+def _json_value(text: str, task_id: str, prop: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise ExpressionError(
+            f"{prop} must be JSON, got {text!r}", task=task_id, prop=prop
+        ) from None
+
+
 def _on_resume_values(task: Pause, given: Mapping[str, Any] | None) -> dict[str, Any]:
     """The ``onResume`` outputs: the values given to the resume, else the defaults."""
     if given is not None:
@@ -962,12 +1307,12 @@ def _remaining(since: dt.datetime, duration: dt.timedelta | None) -> float | Non
 
 
 def _next_delay(
-    retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome
+    retry: Retry | None, run: TaskRunState, first_start: dt.datetime, outcome: TaskOutcome | None
 ) -> float | None:
     """Seconds to wait before the next attempt, or None when no retry is left."""
-    if retry is None:
+    if retry is None or retry.behavior == "CREATE_NEW_EXECUTION":
         return None
-    if outcome.error is not None and not outcome.error.retriable:
+    if outcome is not None and outcome.error is not None and not outcome.error.retriable:
         return None
     failures = sum(
         1

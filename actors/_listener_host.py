@@ -19,14 +19,17 @@ from flows import Flow, FlowTrigger, KestrelError, Listener, Schedule, Service, 
 
 from ._execution_actor import RUNTIME_ACTOR_OPTIONS, ExecutionActor
 from ._flow_trigger import FlowTriggerListener
+from ._interceptors import FirstTaskLatency
 from ._schedule import ScheduleListener
 from ._service import ExecutionService
 from ._triggers import (
+    TRIGGER_LABEL,
     Backoff,
     ListenerFactory,
     RunnerContext,
     TriggerInfo,
     TriggerRunner,
+    TriggerStats,
     TriggerStatus,
     default_listener_factory,
 )
@@ -73,6 +76,11 @@ class TriggerHost(Service):
         # Triggers a user switched off (``PUT /triggers/...``): shown, not run.
         self._switched_off: dict[tuple[str, str, str], TriggerInfo] = {}
         self._lock = asyncio.Lock()
+        service.interceptors.add(FirstTaskLatency(self._stats_of, TRIGGER_LABEL))
+
+    def _stats_of(self, namespace: str, flow_id: str, trigger_id: str) -> TriggerStats | None:
+        runner = self._runners.get((namespace, flow_id, trigger_id))
+        return None if runner is None else runner.stats
 
     async def _start(self) -> None:
         return None

@@ -48,6 +48,7 @@ class PoolOptions:
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
         storage: The internal storage (the default local folder when None).
+        tracing: An OTLP/HTTP traces URL the actors export OpenTelemetry spans to.
     """
 
     min_actors: int = 1
@@ -60,6 +61,7 @@ class PoolOptions:
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
     storage: StorageConfig | None = None
+    tracing: str | None = None
 
 
 @dataclass
@@ -120,6 +122,7 @@ class ExecutionPool(Service):
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
             storage=self.options.storage,
+            tracing=self.options.tracing,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it
         member = _Member(name, handle)

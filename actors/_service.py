@@ -13,7 +13,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from flows import (
     State,
     StoreError,
     Subflow,
+    build_context,
     environment_variables,
     input_to_json,
     parse_flow,
@@ -36,6 +37,7 @@ from flows import (
 )
 
 from ._input_files import check_file_inputs, needs_storing, store_input_files
+from ._interceptors import ExecutionCreated, ExecutionEnded, Interceptor, Interceptors
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
 from ._large_outputs import resolve_outputs
 from ._recorders import StoreRecorder
@@ -89,6 +91,8 @@ class ExecutionService(Service):
         history_store: A second, started store (same database) for the write-behind
             history of running executions, so that new executions' creates never queue
             behind it; the main store when None.
+        interceptors: Hooked into every execution created and run here (more may be
+            added to `interceptors` before executions start).
     """
 
     def __init__(
@@ -103,8 +107,10 @@ class ExecutionService(Service):
         recover_every: float | None = None,
         history_store: Store | None = None,
         storage: StorageConfig | None = None,
+        interceptors: Sequence[Interceptor] = (),
     ) -> None:
         super().__init__()
+        self.interceptors = Interceptors(interceptors)
         self.store = store
         self.owner = owner or f"service-{new_id()}"
         self._dispatcher = dispatcher
@@ -121,6 +127,7 @@ class ExecutionService(Service):
         self._recover_every = recover_every
         self._history_store = history_store
         self._loops: list[asyncio.Task[None]] = []
+        self._retries: set[asyncio.Task[None]] = set()
         self.recovered = 0
 
     async def _start(self) -> None:
@@ -132,7 +139,7 @@ class ExecutionService(Service):
         for loop in self._loops:
             loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
-        tasks = list(self._tasks.values())
+        tasks = [*self._tasks.values(), *self._retries]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -183,13 +190,25 @@ class ExecutionService(Service):
         dedupe_key: str | None = None,
         parent: tuple[str, str] | None = None,
         start: bool = True,
-        on_first_task: Callable[[dt.datetime], None] | None = None,
+        event_at: float | None = None,
         execution_id: str | None = None,
     ) -> CreateResult:
         """Create an execution durably (once per dedupe key) and start running it here.
 
         FILE inputs given as bytes or local files are written to the internal storage
         first; the execution keeps their URIs.
+
+        Args:
+            flow: The flow revision to run (saved: it has a revision).
+            raw_inputs: Inputs as given; validated here.
+            trigger: The ``trigger.*`` variables.
+            labels: Labels besides the flow's.
+            dedupe_key: The source position: a second create with it finds the first.
+            parent: ``(execution id, task run id)`` of a Subflow task that starts it.
+            start: Run it here once created (else it only gets its row).
+            event_at: When the source event happened (epoch seconds), for interceptors
+                that measure latency.
+            execution_id: The id to create it under (its input files are stored there).
 
         Raises:
             InputError: Inputs are invalid; nothing is created.
@@ -220,13 +239,13 @@ class ExecutionService(Service):
         result = await self.store.create_execution(
             new, lease_owner=self.owner if start else None, lease_ttl=self._lease_ttl
         )
+        if self.interceptors.wants("execution_created"):
+            self.interceptors.execution_created(
+                ExecutionCreated(flow, result.execution, result.created, event_at)
+            )
         if start and result.created and result.lease is not None:
             await self.run_execution(
-                result.execution.id,
-                lease=result.lease,
-                flow=flow,
-                fresh=result.execution,
-                on_first_task=on_first_task,
+                result.execution.id, lease=result.lease, flow=flow, fresh=result.execution
             )
         return result
 
@@ -238,7 +257,6 @@ class ExecutionService(Service):
         flow: Flow | None = None,
         restart: bool = False,
         fresh: Execution | None = None,
-        on_first_task: Callable[[dt.datetime], None] | None = None,
     ) -> bool:
         """Run (or resume) an execution here; False if another owner holds it.
 
@@ -248,7 +266,6 @@ class ExecutionService(Service):
             flow: Its flow revision, if at hand.
             restart: Re-run its failed task runs.
             fresh: The execution as just created (no task runs yet): saves a read.
-            on_first_task: Told when its first runnable task's body started.
 
         Raises:
             NotFoundError: Unknown execution or flow.
@@ -293,9 +310,11 @@ class ExecutionService(Service):
                 restart=restart,
                 dsn=self.store.dsn,
                 envs=self._envs,
-                on_first_task=on_first_task,
                 storage=self.storage,
+                new_execution=self._retry_later(flow, execution),
+                kv_snapshot=self._kv_snapshot,
             ),
+            interceptors=self.interceptors,
         )
         self._runs[execution_id] = run
         self._leases[execution_id] = lease
@@ -347,6 +366,9 @@ class ExecutionService(Service):
                 )
             return State.FAILED
         finally:
+            if self.interceptors.wants("execution_ended"):
+                ended = ExecutionEnded(run.flow, execution_id, run.state.state)
+                self.interceptors.execution_ended(ended)
             lease = self._leases.pop(execution_id, None)
             self._runs.pop(execution_id, None)
             self._recorders.pop(execution_id, None)
@@ -546,7 +568,51 @@ class ExecutionService(Service):
             raise
         ended = await self.store.get_execution(child.id)
         outputs = dict(ended.outputs or {}) if ended else {}
+        if task.outputs:
+            outputs.update(await self._subflow_outputs(flow, child.id, task))
         return child.id, summary.state, outputs
+
+    async def _subflow_outputs(self, flow: Flow, child_id: str, task: Subflow) -> dict[str, Any]:
+        """A Subflow's ``outputs``, rendered in the ended child execution's context."""
+        detail = await self.store.execution_detail(child_id)
+        if detail is None:
+            return {}
+        state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        context = build_context(
+            flow=flow,
+            execution={"id": child_id, "state": detail.execution.state.value},
+            inputs=detail.execution.inputs,
+            outputs=state.outputs_tree(),
+            envs={},
+        )
+        rendered = self._engine.render_value(task.outputs, context, task=task.id, prop="outputs")
+        return dict(rendered)
+
+    async def _kv_snapshot(self, namespace: str) -> dict[str, Any]:
+        """The live KV entries of a namespace, for ``kv()`` in templates."""
+        return {entry.key: entry.value for entry in await self.store.kv_list(namespace)}
+
+    def _retry_later(
+        self, flow: Flow, execution: Execution
+    ) -> Callable[[float, dict[str, str]], None]:
+        """Retry ``behavior: CREATE_NEW_EXECUTION``: the same run again, as a new execution."""
+
+        def start(delay: float, labels: dict[str, str]) -> None:
+            async def later() -> None:
+                await asyncio.sleep(delay)
+                await self.create(
+                    flow,
+                    execution.inputs,
+                    trigger=execution.trigger,
+                    labels={**execution.labels, **labels},
+                    dedupe_key=f"retry:{execution.id}",
+                )
+
+            task = asyncio.create_task(later(), name=f"retry-{execution.id}")
+            self._retries.add(task)
+            task.add_done_callback(self._retries.discard)
+
+        return start
 
     # ---- recovery ----
 

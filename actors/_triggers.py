@@ -371,10 +371,6 @@ class TriggerRunner(Service):
             dedupe = f"{self.dedupe_prefix}{event.dedupe_key}"
         reason = ""
         event_at = (event.published_at or event.received_at).timestamp()
-
-        def first_task(started: dt.datetime) -> None:
-            self.stats.observe_first_task(started.timestamp() - event_at)
-
         attempt = 0
         while True:
             try:
@@ -385,7 +381,7 @@ class TriggerRunner(Service):
                         trigger=event.variables,
                         labels={**self.trigger.labels, TRIGGER_LABEL: self.trigger.id},
                         dedupe_key=dedupe,
-                        on_first_task=first_task,
+                        event_at=event_at,  # the first-task latency: `FirstTaskLatency`
                     )
                 )
             except InputError as exc:

@@ -1,6 +1,7 @@
 """The flow language: models, YAML loading, validation, expressions and the type registry."""
 
 from ._checks import check_flow, referenced_outputs
+from ._conditions import Condition, condition_holds
 from ._dsn import redact_dsn
 from ._durations import Duration, format_duration, parse_duration
 from ._errors import (
@@ -22,6 +23,7 @@ from ._errors import (
     UnavailableError,
 )
 from ._expressions import (
+    KV_LOOKUP,
     ExpressionEngine,
     KvLookup,
     SecretLookup,
@@ -72,6 +74,7 @@ from ._model import (
     format_path,
     walk_tasks,
 )
+from ._pebble_functions import ERROR_LOGS
 from ._refuse import Problems, contains_template, refuse, templated
 from ._registry import ENTRY_POINT_GROUP, REGISTRY, TypeInfo, TypeRegistry, register_type
 from ._run_context import RunContext
@@ -114,6 +117,19 @@ from ._tasks_core import (
     Sleep,
     Subflow,
     Switch,
+    WaitFor,
+)
+from ._tasks_kestra import (
+    EachParallel,
+    EachSequential,
+    Echo,
+    Fetch,
+    Labels,
+    OutputValues,
+    StateDelete,
+    StateGet,
+    StateSet,
+    WorkingDirectory,
 )
 from ._tasks_runnable import KVType
 from ._triggers_core import FlowTrigger, RecoverMissedSchedules, Schedule, Webhook, expand_cron
@@ -121,21 +137,28 @@ from ._triggers_core import FlowTrigger, RecoverMissedSchedules, Schedule, Webho
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "ENTRY_POINT_GROUP",
+    "ERROR_LOGS",
     "KESTRA_SCHEME",
+    "KV_LOOKUP",
     "REGISTRY",
     "TERMINAL_STATES",
     "AllowFailure",
     "Concurrency",
     "ConcurrencyBehavior",
+    "Condition",
     "ConflictError",
     "ConnectorError",
     "Dag",
     "Delivery",
     "Duration",
+    "EachParallel",
+    "EachSequential",
+    "Echo",
     "Event",
     "ExpressionEngine",
     "ExpressionError",
     "Fail",
+    "Fetch",
     "FileInfo",
     "FileReader",
     "FileTooLargeError",
@@ -154,12 +177,14 @@ __all__ = [
     "KestrelError",
     "KestrelModel",
     "KvLookup",
+    "Labels",
     "Listener",
     "ListenerContext",
     "Log",
     "LoopUntil",
     "NotFoundError",
     "NotStartedError",
+    "OutputValues",
     "Parallel",
     "Path",
     "Pause",
@@ -187,6 +212,9 @@ __all__ = [
     "Sleep",
     "StaleLeaseError",
     "State",
+    "StateDelete",
+    "StateGet",
+    "StateSet",
     "Storage",
     "StorageError",
     "StorageFileNotFoundError",
@@ -202,11 +230,14 @@ __all__ = [
     "TypeInfo",
     "TypeRegistry",
     "UnavailableError",
+    "WaitFor",
     "Webhook",
+    "WorkingDirectory",
     "apply_plugin_defaults",
     "branch",
     "build_context",
     "check_flow",
+    "condition_holds",
     "contains_template",
     "declaration_problems",
     "default_secret_lookup",

@@ -25,6 +25,9 @@ from ._storage import (
     storage_key,
 )
 
+FILE_FUNCTION_NAMES = ("read", "fileSize", "fileExists", "isFileEmpty")
+"""The names `file_functions` defines (known to the load-time template checks)."""
+
 READ_LIMIT = 16 * 1024 * 1024
 """The largest file ``read()`` returns (bigger files belong in a task)."""
 

@@ -26,14 +26,17 @@ from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
+from . import _pebble_functions as pf
 from ._errors import ExpressionError
-from ._expression_files import file_functions
+from ._expression_files import FILE_FUNCTION_NAMES, file_functions
+from ._pebble import LOOKUP, PebbleParser, pebble_source, safe_lookup
 from ._storage import FileReader
 
 if TYPE_CHECKING:
     from ._model import Flow
 
 __all__ = [
+    "KV_LOOKUP",
     "MAX_POWER_BITS",
     "MAX_SEQUENCE",
     "ExpressionEngine",
@@ -53,6 +56,9 @@ MAX_SEQUENCE = 10_000_000
 
 MAX_POWER_BITS = 100_000
 """Largest integer (in bits) that ``**`` may build inside a template."""
+
+KV_LOOKUP = "__kv"
+"""Context key under which a runtime may put its own `KvLookup` (read before the engine's)."""
 
 _EXCERPT = 200
 _FALSE_TEXT = frozenset({"", "false", "0", "null"})
@@ -282,6 +288,13 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     intercepted_binops = frozenset({"*", "**"})
 
+    def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
+        """Rewrite Pebble's ``?:`` and ``??`` for `PebbleParser` (see `flows._pebble`)."""
+        return pebble_source(super().preprocess(source, name, filename))
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return PebbleParser(self, source, name, filename).parse()
+
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
         if isinstance(obj, Mapping):
@@ -457,6 +470,28 @@ def _describe(exc: BaseException, source: str, names: list[str]) -> str:
 # --------------------------------------------------------------------------- engine
 
 
+@functools.cache
+def _parse_only() -> _Sandbox:
+    env = _Sandbox(undefined=_Undefined, autoescape=False, keep_trailing_newline=True)
+    return env
+
+
+def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
+    """The syntax tree of a template (Pebble and Jinja spellings) and the known globals.
+
+    Raises:
+        jinja2.TemplateSyntaxError: When the template does not parse.
+    """
+    return _parse_only().parse(source), _GLOBAL_NAMES
+
+
+_GLOBAL_NAMES = frozenset(
+    {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
+     "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
+     *pf.GLOBALS, LOOKUP, *FILE_FUNCTION_NAMES}
+)  # fmt: skip
+
+
 class ExpressionEngine:
     """Renders Kestra-style templates in a Jinja sandbox; one per process is enough.
 
@@ -510,11 +545,32 @@ class ExpressionEngine:
             kv=self._kv,
             fromJson=fn.from_json,
             null=None,
+            render=self._render_function,
         )
         env.globals.update(file_functions(self._file_reader))
+        env.globals.update(pf.GLOBALS)
+        env.globals[LOOKUP] = safe_lookup
         env.filters.update(fn.FILTERS)
+        env.filters.update(pf.FILTERS)
         env.tests.update(fn.TESTS)
+        env.tests.update(pf.TESTS)
         return env
+
+    @pass_context
+    def _render_function(self, context: Context, value: Any, recursive: bool = True) -> Any:
+        """Kestra's ``render(x)``: render a flow-provided template held in a variable.
+
+        Only text that came from the flow (``vars``, task properties) should be passed;
+        the sandbox applies as everywhere. ``recursive`` re-renders up to 10 times.
+        """
+        if not isinstance(value, str):
+            return value
+        variables = context.get_all()
+        for _ in range(10 if recursive else 1):
+            if not _has_markup(value):
+                break
+            value = self._env.from_string(value).render(variables)
+        return value
 
     # ---- functions with engine state
 
@@ -539,7 +595,8 @@ class ExpressionEngine:
             flow = context.get("flow")
             if isinstance(flow, Mapping) and isinstance(flow.get("namespace"), str):
                 namespace = flow["namespace"]
-        value = self._kv_lookup(key, namespace)
+        per_run = context.get(KV_LOOKUP)
+        value = per_run(key, namespace) if callable(per_run) else self._kv_lookup(key, namespace)
         if value is None and errorOnMissing:
             where = f" in namespace '{namespace}'" if namespace else ""
             raise ExpressionError(f"kv key '{key}' does not exist{where}")

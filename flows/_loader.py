@@ -127,7 +127,7 @@ def apply_plugin_defaults(data: dict[str, Any]) -> dict[str, Any]:
     A default applies to a type when its ``type`` equals the task's type (short or Kestra
     name) or is a dotted prefix of it. Values set on the task win unless ``forced``.
     """
-    defaults = data.get("pluginDefaults")
+    defaults = data.get("pluginDefaults") or data.get("taskDefaults")
     if not isinstance(defaults, list) or not defaults:
         return data
     usable = [d for d in defaults if _is_default(d)]

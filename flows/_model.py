@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, core_schema
 
+from ._conditions import Condition
 from ._durations import Duration
 from ._errors import ConnectorError, TaskError
 from ._listener import Listener, ListenerContext
@@ -127,11 +128,25 @@ class RetryType(StrEnum):
     RANDOM = "random"
 
 
+def _kestra_retry_spelling(schema: dict[str, Any]) -> None:
+    schema.setdefault("properties", {})["maxAttempt"] = {
+        "type": "integer",
+        "minimum": 1,
+        "description": "Kestra's spelling of maxAttempts",
+    }
+
+
 class Retry(KestrelModel):
     """Kestra's retry policy: ``constant``, ``exponential`` or ``random``."""
 
+    model_config = ConfigDict(**KestrelModel.model_config, json_schema_extra=_kestra_retry_spelling)
+
     type: RetryType
-    max_attempts: Annotated[int, Field(ge=1)] | None = None
+    max_attempts: Annotated[int, Field(ge=1)] | None = Field(
+        default=None,
+        validation_alias=AliasChoices("maxAttempts", "maxAttempt"),
+        description="how many attempts in all (Kestra spells it maxAttempt)",
+    )
     max_duration: Duration | None = None
     interval: Duration | None = None
     max_interval: Duration | None = None
@@ -233,6 +248,10 @@ class Task(KestrelModel):
     allow_failure: bool = False
     allow_warning: bool = False
     disabled: bool = False
+    log_level: Literal["TRACE", "DEBUG", "INFO", "WARN", "ERROR"] | None = Field(
+        default=None, description="the lowest level of this task's logs that is kept"
+    )
+    log_to_file: bool = Field(default=False, description="accepted for Kestra; logs stay logs")
 
     @field_validator("type")
     @classmethod
@@ -268,7 +287,16 @@ class RunnableTask(Task):
 
 
 class FlowableTask(Task):
-    """A task that orchestrates other tasks; it runs inside the execution actor."""
+    """A task that orchestrates other tasks; it runs inside the execution actor.
+
+    Its ``errors`` run when its own tasks failed; the task stays FAILED (Kestra's rule).
+    """
+
+    errors: list[TaskRef] = Field(default_factory=list)
+
+    def error_children(self) -> Iterator[tuple[Path, Task]]:
+        """The ``errors`` branch."""
+        return branch(("errors",), self.errors)
 
 
 TaskRef = Annotated[Task, _TaskRef]
@@ -288,6 +316,7 @@ class Trigger(KestrelModel):
     disabled: bool = False
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: dict[str, str] = Field(default_factory=dict)
+    conditions: list[Condition] = Field(default_factory=list)
 
     @field_validator("type")
     @classmethod
@@ -350,13 +379,16 @@ class InputType(StrEnum):
     YAML = "YAML"
 
 
+_DATED = {InputType.DATETIME, InputType.DATE, InputType.TIME}
 _NEEDS_VALUES = {InputType.ENUM, InputType.SELECT, InputType.MULTISELECT}
 
 
 class Input(KestrelModel):
     """One declared flow input."""
 
-    id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")]
+    id: Annotated[str, Field(pattern=r"^[a-zA-Z0-9][.a-zA-Z0-9_-]*$")] = Field(
+        validation_alias=AliasChoices("id", "name"), description="Kestra's old spelling: name"
+    )
     type: InputType = InputType.STRING
     description: str | None = None
     display_name: str | None = None
@@ -369,6 +401,8 @@ class Input(KestrelModel):
     item_type: InputType | None = None
     allow_custom_value: bool = False
     allow_file_extensions: list[str] | None = None
+    after: Any = Field(default=None, description="DATETIME/DATE/TIME: the earliest (min)")
+    before: Any = Field(default=None, description="DATETIME/DATE/TIME: the latest (max)")
 
     @field_validator("type", "item_type", mode="before")
     @classmethod
@@ -391,6 +425,11 @@ class Input(KestrelModel):
             raise ValueError(f"a {self.type.value} input needs a non-empty 'values' list")
         if self.type is InputType.ARRAY and self.item_type is None:
             raise ValueError("an ARRAY input needs an 'itemType'")
+        if self.after is not None or self.before is not None:
+            if self.type not in _DATED:
+                raise ValueError("after/before apply to DATETIME, DATE and TIME inputs only")
+            self.min = self.min if self.min is not None else self.after
+            self.max = self.max if self.max is not None else self.before
         return self
 
 
@@ -428,6 +467,20 @@ class FlowOutput(KestrelModel):
     required: bool = True
 
 
+class Sla(KestrelModel):
+    """Kestra's flow SLA: ``MAX_DURATION`` fails (or cancels) an execution running too long.
+
+    ``EXECUTION_ASSERTION`` is accepted and its expression checked when the execution ends.
+    """
+
+    id: str
+    type: Literal["MAX_DURATION", "EXECUTION_ASSERTION"]
+    behavior: Literal["FAIL", "CANCEL", "NONE"] = "FAIL"
+    duration: Duration | None = None
+    assert_: str | None = Field(default=None, alias="assert")
+    labels: dict[str, Any] | list[Any] = Field(default_factory=dict)
+
+
 class Label(KestrelModel):
     """Kestra's list form of a label."""
 
@@ -453,7 +506,10 @@ class Flow(KestrelModel):
     triggers: list[TriggerRef] = Field(default_factory=list)
     concurrency: Concurrency | None = None
     retry: Retry | None = None
-    plugin_defaults: list[PluginDefault] = Field(default_factory=list)
+    plugin_defaults: list[PluginDefault] = Field(
+        default_factory=list, validation_alias=AliasChoices("pluginDefaults", "taskDefaults")
+    )
+    sla: list[Sla] = Field(default_factory=list)
     disabled: bool = False
 
     @field_validator("labels", mode="after")
@@ -497,6 +553,9 @@ def _walk(path: Path, task: Task) -> Iterator[tuple[Path, Task]]:
     yield path, task
     for sub, child in task.children():
         yield from _walk((*path, *sub), child)
+    if isinstance(task, FlowableTask):
+        for sub, child in task.error_children():
+            yield from _walk((*path, *sub), child)
 
 
 def find_task(flow: Flow, task_id: str) -> Task | None:

@@ -77,6 +77,7 @@ class TypeRegistry:
                 return
             self._loaded = True
             importlib.import_module("flows._tasks_core")
+            importlib.import_module("flows._tasks_kestra")
             importlib.import_module("flows._tasks_runnable")
             importlib.import_module("flows._triggers_core")
             for ep in entry_points(group=ENTRY_POINT_GROUP):

@@ -20,6 +20,8 @@ class State(StrEnum):
     KILLED = "KILLED"
     CANCELLED = "CANCELLED"
     SKIPPED = "SKIPPED"
+    RETRIED = "RETRIED"
+    """An execution that failed and was replaced by a new one (retry CREATE_NEW_EXECUTION)."""
 
     @property
     def terminal(self) -> bool:
@@ -33,5 +35,13 @@ class State(StrEnum):
 
 
 TERMINAL_STATES: frozenset[State] = frozenset(
-    {State.SUCCESS, State.WARNING, State.FAILED, State.KILLED, State.CANCELLED, State.SKIPPED}
+    {
+        State.SUCCESS,
+        State.WARNING,
+        State.FAILED,
+        State.KILLED,
+        State.CANCELLED,
+        State.SKIPPED,
+        State.RETRIED,
+    }
 )

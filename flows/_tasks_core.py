@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
-from ._durations import Duration
+from ._durations import Duration, parse_duration
 from ._model import (
     FlowableTask,
     Input,
@@ -115,6 +115,22 @@ class Switch(FlowableTask):
     cases: dict[str, list[TaskRef]] = Field(default_factory=dict)
     defaults: list[TaskRef] = Field(default_factory=list)
 
+    @field_validator("cases", mode="before")
+    @classmethod
+    def _text_keys(cls, value: Any) -> Any:
+        """YAML reads ``1:`` as an integer key; Kestra compares case keys as text."""
+        if isinstance(value, dict):
+            return {
+                (("true" if k else "false") if isinstance(k, bool) else str(k)): v
+                for k, v in value.items()
+            }
+        return value
+
+    @field_validator("defaults", mode="before")
+    @classmethod
+    def _null_defaults(cls, value: Any) -> Any:
+        return [] if value is None else value
+
     @model_validator(mode="after")
     def _some_branch(self) -> Switch:
         if not self.cases and not self.defaults:
@@ -171,6 +187,10 @@ class Subflow(FlowableTask):
     wait: bool = True
     transmit_failed: bool = True
     inherit_labels: bool = False
+    outputs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="values rendered in the child execution's context when it ends",
+    )
 
 
 class PauseBehavior(StrEnum):
@@ -197,20 +217,36 @@ class Pause(FlowableTask):
     Kestra's deprecated name of ``pauseDuration``.
     """
 
-    pause_duration: Duration | None = None
-    delay: Duration | None = Field(default=None, description="deprecated: use pauseDuration")
+    pause_duration: Duration | str | None = Field(
+        default=None, description="an ISO-8601 duration, or a template rendered when it starts"
+    )
+    delay: Duration | str | None = Field(default=None, description="deprecated: use pauseDuration")
     behavior: PauseBehavior = PauseBehavior.RESUME
     on_resume: list[Input] = Field(default_factory=list)
+    tasks: list[TaskRef] = Field(
+        default_factory=list, description="Kestra's deprecated tasks, run once the pause ends"
+    )
 
     @field_validator("behavior", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
 
+    @field_validator("pause_duration", "delay", mode="before")
+    @classmethod
+    def _templated_duration(cls, value: Any) -> Any:
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            return value  # rendered when the pause starts
+        return parse_duration(value) if isinstance(value, str) else value
+
     @property
-    def duration(self) -> Duration | None:
+    def duration(self) -> Duration | str | None:
         """How long the pause lasts without a resume (``pauseDuration``, else ``delay``)."""
         return self.pause_duration if self.pause_duration is not None else self.delay
+
+    def children(self) -> Iterator[tuple[Path, Task]]:
+        """The tasks run after the pause."""
+        return branch(("tasks",), self.tasks)
 
 
 @register_type("flow.Sleep", aliases=(f"{_K}.flow.Sleep",))
@@ -237,7 +273,9 @@ class LoopUntil(_Container):
     fail_on_max_reached: bool = False
 
 
-@register_type("flow.Fail", aliases=(f"{_K}.execution.Fail",))
+@register_type(
+    "flow.Fail", aliases=(f"{_K}.execution.Fail", "io.kestra.core.tasks.executions.Fail")
+)
 class Fail(FlowableTask):
     """Fail the execution, when ``condition`` is truthy (or always without one)."""
 
@@ -274,3 +312,12 @@ class ForEachItem(FlowableTask):
     transmit_failed: bool = True
     inherit_labels: bool = False
     concurrency_limit: Annotated[int, Field(ge=0)] = 0
+
+
+@register_type("flow.WaitFor", aliases=(f"{_K}.flow.WaitFor",))
+class WaitFor(LoopUntil):
+    """Kestra's WaitFor: run tasks until ``condition`` holds (LoopUntil's newer name).
+
+    ``outputs.<id>.iterationCount`` counts the iterations; the children's outputs are those
+    of the last iteration.
+    """

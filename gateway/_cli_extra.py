@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import _client_calls as calls
@@ -102,7 +103,8 @@ def _backfill(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> i
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, transient=True, disable=args.json) as progress:
+    stderr = Console(stderr=True)  # stdout stays for the result
+    with Progress(*columns, console=stderr, transient=True, disable=args.json) as progress:
         bar = progress.add_task(job["id"], total=job["total"])
         while job["state"] == "RUNNING":
             progress.update(bar, completed=job["done"])

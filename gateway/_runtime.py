@@ -30,6 +30,7 @@ from actors import (
     Execution,
     ExecutionPool,
     ExecutionService,
+    FirstTaskLatency,
     ObjectStorage,
     PoolOptions,
     StorageConfig,
@@ -43,6 +44,7 @@ from actors import (
     listener_host_class,
     new_id,
     open_storage,
+    opentelemetry_interceptor,
     remote_call,
 )
 from flows import (
@@ -191,13 +193,18 @@ class Runtime(Service):
                 max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
                 name_prefix=f"{self._prefix}-exec",
                 storage=self.storage_config,
+                tracing=self.settings.otel_endpoint,
             ),
         )
         host_cls = listener_host_class()
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
             host_cls.options(name=name).remote(
-                dsn, name, warm_workers=1, storage=self.storage_config
+                dsn,
+                name,
+                warm_workers=1,
+                storage=self.storage_config,
+                tracing=self.settings.otel_endpoint,
             )
             for name in self._host_names
         ]
@@ -220,6 +227,9 @@ class Runtime(Service):
             self._workers.start(),
             *(h.ready.remote() for h in self._hosts),
         )
+        self._local.interceptors.add(FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL))
+        if self.settings.otel_endpoint:
+            self._local.interceptors.add(opentelemetry_interceptor(self.settings.otel_endpoint))
         await self._local.start()
         self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
@@ -281,6 +291,11 @@ class Runtime(Service):
                 continue
             if purged:
                 _log.debug("purged %d expired KV entries", purged)
+
+    def _webhook_stats_of(
+        self, namespace: str, flow_id: str, trigger_id: str
+    ) -> TriggerStats | None:
+        return self._webhook_stats.get(f"{namespace}.{flow_id}/{trigger_id}")
 
     # ---- flows ----
 
@@ -610,8 +625,10 @@ class Runtime(Service):
         except NotFoundError:
             raise NotFoundError("webhook not found") from None
         trigger = _matching_webhook(flow, key, raw_body, headers)
-        if trigger is None or flow.disabled or (flow.namespace, flow.id, trigger.id) in (
-            self._switched_off
+        if (
+            trigger is None
+            or flow.disabled
+            or (flow.namespace, flow.id, trigger.id) in (self._switched_off)
         ):
             raise NotFoundError("webhook not found")
         stats = self._webhook_stats.setdefault(f"{flow.uid}/{trigger.id}", TriggerStats())
@@ -633,11 +650,8 @@ class Runtime(Service):
             stats.created += 1
             return trigger, execution
 
-        def first_task(started: dt.datetime) -> None:
-            stats.observe_first_task(started.timestamp() - received)
-
         result = await self.local.create(
-            flow, trigger.inputs, trigger=variables, labels=labels, on_first_task=first_task
+            flow, trigger.inputs, trigger=variables, labels=labels, event_at=received
         )
         stats.observe_created(time.time() - received)
         stats.created += 1
@@ -652,7 +666,7 @@ class Runtime(Service):
     async def triggers(self) -> list[TriggerInfo]:
         """The status of every deployed trigger (webhooks too: the API serves those)."""
         found: list[list[TriggerInfo]] = await asyncio.gather(
-            *(h.triggers.remote() for h in self._hosts)
+            *(remote_call(h.triggers.remote()) for h in self._hosts)
         )
         return [info for infos in found for info in infos] + await self._webhooks()
 
@@ -720,7 +734,7 @@ class Runtime(Service):
     async def latencies(self, kind: str = "created") -> dict[str, list[float]]:
         """Recent latencies (seconds) per trigger: ``created`` or ``first_task``."""
         found: list[dict[str, list[float]]] = await asyncio.gather(
-            *(h.latencies.remote(kind) for h in self._hosts)
+            *(remote_call(h.latencies.remote(kind)) for h in self._hosts)
         )
         merged: dict[str, list[float]] = {}
         for one in found:

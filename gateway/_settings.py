@@ -50,6 +50,8 @@ class Settings(BaseSettings):
         max_file_bytes: The largest file accepted by an upload (HTTP 413 beyond).
         inline_outputs_bytes: Task outputs bigger than this (as JSON) go to the storage.
         kv_purge_interval_s: How often expired KV entries are deleted.
+        otel_endpoint: An OTLP/HTTP traces URL (``http://127.0.0.1:4318/v1/traces``):
+            trace every execution with OpenTelemetry (needs the ``otel`` extra).
     """
 
     model_config = SettingsConfigDict(env_prefix="KESTREL_", extra="ignore")
@@ -75,6 +77,7 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
     inline_outputs_bytes: int = Field(default=256 * 1024, ge=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
+    otel_endpoint: str | None = None
 
     def flows_dir(self) -> Path:
         """The flows folder to use."""

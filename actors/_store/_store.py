@@ -636,3 +636,33 @@ class Store(Service):
                 limit,
             )
         return [_rows.dead_letter(row) for row in rows]
+
+    async def get_dead_letter(self, letter_id: str) -> DeadLetter | None:
+        """The dead letter with this id, or None."""
+        async with self._conn() as conn:
+            row = await conn.fetchrow("SELECT * FROM dead_letters WHERE id = $1", letter_id)
+        return None if row is None else _rows.dead_letter(row)
+
+    async def delete_dead_letter(self, letter_id: str) -> bool:
+        """Delete a dead letter; False when there was none."""
+        async with self._conn() as conn:
+            done = await conn.execute("DELETE FROM dead_letters WHERE id = $1", letter_id)
+        return bool(done.endswith(" 1"))
+
+    async def executions_per_minute(
+        self, since: dt.datetime, namespace: str | None = None
+    ) -> list[tuple[dt.datetime, State, int]]:
+        """How many executions were created each minute since `since`, by current state."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                """SELECT date_trunc('minute', created_at) AS minute, state, count(*) AS n
+                    FROM executions
+                    WHERE created_at >= $1
+                      AND ($2::text IS NULL OR namespace = $2 OR namespace LIKE $3)
+                    GROUP BY 1, 2 ORDER BY 1, 2""",
+                since,
+                namespace,
+                None if namespace is None else _reads._like_below(namespace),
+            )
+        return [(row["minute"], State(row["state"]), int(row["n"])) for row in rows]
+

@@ -21,8 +21,11 @@ from . import (
     _namespace_files,
     _namespaces,
     _purge,
+    _redrive,
+    _stats,
     _trigger_controls,
     _triggers,
+    _ui,
     _webhooks,
 )
 from ._auth import AuthMiddleware
@@ -78,12 +81,15 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api.include_router(_namespace_files.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
+    api.include_router(_stats.router)  # before /triggers/{...}
     api.include_router(_triggers.router)
     api.include_router(_backfill_jobs.router)
     api.include_router(_trigger_controls.router)
     api.include_router(_deadletters.router)
+    api.include_router(_redrive.router)
     app.include_router(api)
     app.include_router(_health.router)
+    app.include_router(_ui.router)
     install_error_handlers(app)
     token = None if settings.no_auth else settings.api_token
     app.add_middleware(AuthMiddleware, token=token)  # outermost

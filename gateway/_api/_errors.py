@@ -119,7 +119,8 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, FlowError):
         errors = [problem_body(p).model_dump() for p in exc.problems]
         first = exc.problems[0].path if exc.problems else None
-        return error_response(422, "invalid flow: " + str(exc), first or None, errors)
+        problems = "; ".join(one_sentence(str(p)) for p in exc.problems) or "no problem given"
+        return error_response(422, f"invalid flow: {problems}", first or None, errors)
     if isinstance(exc, InputError):
         errors = [{"field": name, "message": msg} for name, msg in exc.errors.items()]
         return error_response(422, f"invalid inputs: {exc}", next(iter(exc.errors), None), errors)

@@ -13,6 +13,7 @@ from flows import (
     FlowError,
     NotFoundError,
     Problem,
+    flow_json_schema,
     parse_flow,
     validate_flow_text,
 )
@@ -97,6 +98,12 @@ async def validate_flow(request: Request) -> list[ProblemBody]:
     """Every problem of a flow's YAML, with its position; empty when it is valid."""
     source = await read_yaml(request)
     return [problem_body(p) for p in validate_flow_text(source, SOURCE_FILE)]
+
+
+@router.get("/schema")
+async def flow_schema() -> dict[str, Any]:
+    """The JSON Schema of the flow language (what ``kestrel schema`` prints)."""
+    return flow_json_schema()
 
 
 @router.get("/search", responses=_ERRORS)

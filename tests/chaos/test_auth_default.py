@@ -81,6 +81,7 @@ def _kestrel(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+@pytest.mark.integration  # a real Postgres and a server process
 def test_server_without_token_is_closed_and_the_cli_gets_in(
     fresh_database: str, tmp_path: Path
 ) -> None:

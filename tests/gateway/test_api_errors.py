@@ -125,3 +125,19 @@ async def test_cli_errors_are_one_line(live_server: LiveServer, namespace: str) 
         lines = [line for line in ran.err.splitlines() if line.strip()]
         assert len(lines) == 1 and "not found" in lines[0], (args, ran.err)
         assert not LEAKS.search(ran.out + ran.err), (args, ran.err)
+
+
+async def test_a_flow_with_several_problems_is_one_line_with_every_problem_listed(
+    api: httpx.AsyncClient, namespace: str
+) -> None:
+    source = (
+        f"id: bad\nnamespace: {namespace}\ntasks:\n"
+        "  - {id: a, type: core.Nope}\n  - {id: a, type: core.Log}\n"
+    )
+    response = await api.post(
+        "/api/v1/flows", content=source, headers={"Content-Type": "application/x-yaml"}
+    )
+    body = assert_readable(response, 422)
+    assert len(body["errors"]) >= 2
+    for error in body["errors"]:  # the one line names every problem
+        assert f"{error['line']}:{error['column']}: {error['path']}: " in body["message"]

@@ -55,8 +55,9 @@ async def test_flow_get_execution_start_and_people_durations(
 
 
 async def test_trigger_disable_enable_and_backfill_progress(
-    live_server: LiveServer, api: httpx.AsyncClient, namespace: str
+    live_server: LiveServer, api: httpx.AsyncClient, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich draws its bar as on a terminal
     await deploy(api, schedule_flow(namespace))
     ran = await kestrel(live_server, "trigger", "disable", namespace, "scheduled", "every")
     assert ran.code == 0, ran.err
@@ -75,6 +76,7 @@ async def test_trigger_disable_enable_and_backfill_progress(
     )
     assert ran.code == 0, ran.err
     assert ran.out.splitlines()[-1] == "3 execution(s) created"
+    assert "backfill" in ran.err and "/3" in ran.err, ran.err  # the progress bar, on stderr
     ran = await kestrel(live_server, "backfill", namespace, "scheduled", "--start", start, "--json")
     job = ran.json()
     assert job["state"] == "SUCCESS" and job["done"] == job["total"] >= 3

@@ -27,6 +27,7 @@ from tests.servers import free_port
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+KESTREL = str(Path(sys.executable).parent / "kestrel")  # the console script
 CDN_HOSTS = ("cdn.jsdelivr.net", "unpkg.com", "cdnjs", "fastapi.tiangolo.com")
 
 
@@ -90,16 +91,21 @@ def test_a_taken_port_is_one_line_and_exit_2_before_postgres_and_ray(tmp_path: P
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, Path, Path]]:
-    """A ``kestrel server`` in its own session: (process, base URL, data dir, log)."""
-    flows = tmp_path / "flows-folder"
+    """A ``kestrel server`` in its own session: (process, base URL, data dir, log).
+
+    It runs as a user would: the console script, in a project folder whose ``./flows``
+    (the default flows folder) holds a flow.
+    """
+    flows = tmp_path / "flows"
     flows.mkdir()
+    shutil.copy(ROOT / "examples" / "hello.yaml", flows / "hello.yaml")
     data = tmp_path / "data"
     port = free_port()
     log = tmp_path / "server.log"
     with log.open("wb") as stderr:
         process = subprocess.Popen(
-            _kestrel("server", "--port", str(port), "--data-dir", str(data), "--flows", str(flows)),
-            cwd=ROOT,
+            [KESTREL, "server", "--port", str(port), "--data-dir", str(data)],
+            cwd=tmp_path,
             env=_env(tmp_path),
             stdout=subprocess.DEVNULL,
             stderr=stderr,
@@ -131,7 +137,14 @@ def test_ctrl_c_stops_every_process_of_the_server(
     eventually_sync(lambda: _healthy(process, base, log), within=120, what="server healthy")
 
     # /docs works offline: its assets are served here, from no CDN.
-    with httpx.Client(base_url=base, timeout=10) as client:
+    token = (data / "api-token").read_text().strip()  # generated: secure by default
+    auth = {"Authorization": f"Bearer {token}"}
+    with httpx.Client(base_url=base, timeout=10, headers=auth) as client:
+        deployed = eventually_sync(
+            lambda: client.get("/api/v1/flows/kestrel.examples/hello").status_code == 200,
+            what="./flows/hello.yaml deployed",
+        )
+        assert deployed
         docs = client.get("/docs")
         assert docs.status_code == 200
         assert not [host for host in CDN_HOSTS if host in docs.text], docs.text

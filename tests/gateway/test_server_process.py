@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from tests.gateway._flows import webhook_flow
+from tests.polling import eventually_sync
 from tests.servers import create_database, drop_database, free_port, new_database_name
 
 pytestmark = pytest.mark.integration
@@ -62,29 +62,27 @@ def test_server_process(own_database: str, tmp_path: Path) -> None:
     base = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=base, timeout=10) as client:
-            deadline = time.monotonic() + 60
-            while True:
+
+            def healthy() -> bool:
                 assert process.poll() is None, log.read_text()
                 try:
-                    if client.get("/health").status_code == 200:
-                        break
+                    return client.get("/health").status_code == 200
                 except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, log.read_text()
-                time.sleep(0.1)
+                    return False
+
+            eventually_sync(healthy, 60, what="the server to serve /health", interval=0.1)
 
             assert client.get("/api/v1/flows/search").status_code == 401
             hook = client.post(f"/api/v1/executions/webhook/proc.test/hooked/{KEY}", json={"x": 5})
             assert hook.status_code == 200, hook.text
             execution_id = hook.json()["id"]
             auth = {"Authorization": f"Bearer {TOKEN}"}
-            deadline = time.monotonic() + 20
-            while True:
+
+            def succeeded() -> bool:
                 body = client.get(f"/api/v1/executions/{execution_id}", headers=auth).json()
-                if body["state"]["current"] == "SUCCESS":
-                    break
-                assert time.monotonic() < deadline, body
-                time.sleep(0.05)
+                return bool(body["state"]["current"] == "SUCCESS")
+
+            eventually_sync(succeeded, 20, what="the webhook execution to succeed", interval=0.05)
             logs = client.get(f"/api/v1/logs/{execution_id}", headers=auth).json()
             assert [line["message"] for line in logs] == ["got 5"]
         process.send_signal(signal.SIGTERM)

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from flows import State, parse_flow
+from flows import FlowError, State, parse_flow
 from flows._tasks_core import Pause
 from tests.polling import eventually
 from tests.runtime.harness import prepare, run_text
@@ -114,3 +114,23 @@ async def test_pause_from_outside_holds_the_next_task_until_resumed() -> None:
     assert await asyncio.wait_for(main, 10) is State.SUCCESS
     states = run._rec.execution_states()  # type: ignore[attr-defined]
     assert states == [State.RUNNING, State.PAUSED, State.RUNNING, State.SUCCESS]
+
+
+def test_on_resume_inputs_are_checked_at_load_like_flow_inputs() -> None:
+    source = (
+        HEAD
+        + """tasks:
+  - id: approve
+    type: flow.Pause
+    onResume:
+      - {id: level, type: INT, validator: "^[0-9]+$", min: 5, max: 1}
+"""
+    )
+    with pytest.raises(FlowError) as raised:
+        parse_flow(source, "approve.yaml")
+    lines = [str(p) for p in raised.value.problems]
+    assert any(
+        "approve.yaml:7:9: tasks[0].onResume[0]" in line and "validator does not apply" in line
+        for line in lines
+    ), lines
+    assert any("min is greater than max" in line for line in lines), lines
