@@ -99,6 +99,9 @@ class Recorder(Protocol):
     def log(self, line: LogLine) -> None:
         """A log line (already masked)."""
 
+    def labels(self, labels: Mapping[str, str]) -> None:
+        """Labels merged into the execution's (execution.Labels, SLA labels)."""
+
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
     ) -> None:
@@ -225,13 +228,14 @@ class ExecutionRun:
         history = state.execution.state_history
         self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
-        self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
-        self._waitfor_children = frozenset(
-            c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
-        )
+        self._task_types: dict[str, str] = flow.derived("task_types", _task_types)
+        self._waitfor_children: frozenset[str] = flow.derived("waitfor", _waitfor_children)
         self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
-        self._kv_namespaces = _kv_namespaces(flow) if self._options.kv_snapshot else ()
+        self._kv_namespaces = (
+            flow.derived("kv_namespaces", _kv_namespaces) if self._options.kv_snapshot else ()
+        )
         self._kv: dict[str, dict[str, Any]] = {}
+        self._rerun: set[str] = set()  # keys of flowable task runs being retried
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
         self._secrets = SecretMask(_secret_inputs(flow, state.execution.inputs))
@@ -350,7 +354,10 @@ class ExecutionRun:
             if held:
                 continue
             labels = sla.labels if isinstance(sla.labels, dict) else {}
-            self.state.execution.labels.update({str(k): _text(v) for k, v in labels.items()})
+            if labels:
+                added = {str(k): _text(v) for k, v in labels.items()}
+                self.state.execution.labels.update(added)
+                self._rec.labels(added)
             self._log(None, "WARN", f"SLA '{sla.id}' violated: {sla.assert_}")
             if sla.behavior == "FAIL":
                 return State.FAILED
@@ -486,6 +493,8 @@ class ExecutionRun:
     def _reusable(self, run: TaskRunState) -> bool:
         if run.state in _DONE:
             return True
+        if run.state is State.FAILED and self._rerun and _below(run.key, self._rerun):
+            return False  # a retried flowable task runs its failed children again
         return run.state is State.FAILED and not self._options.restart
 
     async def _run_task(self, task: Task, scope: _Scope) -> State:
@@ -531,8 +540,9 @@ class ExecutionRun:
         handler = _FLOWABLE.get(type(task))
         if handler is None:
             return await self._attempts(task, run, scope)
-        if isinstance(task, Fail) and (task.retry or self.flow.retry):
-            state = await self._retried(task, run, scope, handler)
+        retry = task.retry or (self.flow.retry if isinstance(task, Fail) else None)
+        if retry is not None and not isinstance(task, Subflow | Pause):
+            state = await self._retried(task, run, scope, handler, retry)
         else:
             state = await handler(self, task, run, scope)
         if state is State.FAILED and isinstance(task, FlowableTask) and task.errors:
@@ -540,11 +550,33 @@ class ExecutionRun:
         return state
 
     async def _retried(
-        self, task: Task, run: TaskRunState, scope: _Scope, handler: FlowableHandler
+        self,
+        task: Task,
+        run: TaskRunState,
+        scope: _Scope,
+        handler: FlowableHandler,
+        retry: Retry,
     ) -> State:
-        """A flowable task without children (Fail) retried by its policy, one attempt each."""
-        retry = task.retry or self.flow.retry
+        """A flowable task retried by its policy, one attempt each (as Kestra does).
+
+        A retry runs the task's failed children again (each gets a new attempt); the
+        children that succeeded are kept.
+        """
         first_start = utcnow()
+        try:
+            return await self._retry_loop(task, run, scope, handler, retry, first_start)
+        finally:
+            self._rerun.discard(run.key)
+
+    async def _retry_loop(
+        self,
+        task: Task,
+        run: TaskRunState,
+        scope: _Scope,
+        handler: FlowableHandler,
+        retry: Retry,
+        first_start: dt.datetime,
+    ) -> State:
         while True:
             started = utcnow()
             attempt = Attempt(number=len(run.attempts) + 1, state=State.RUNNING, started_at=started)
@@ -561,6 +593,7 @@ class ExecutionRun:
             delay = _next_delay(retry, run, first_start, None)
             if delay is None:
                 return state
+            self._rerun.add(run.key)
             self._transition(run, State.RETRYING)
             await asyncio.sleep(delay)
             self._transition(run, State.RUNNING)
@@ -847,8 +880,7 @@ class ExecutionRun:
             attempt=number,
             namespace=self.flow.namespace,
             flow_id=self.flow.id,
-            # The template-only callables (bound to this run) stay here: they do not pickle.
-            variables={k: v for k, v in context.items() if k not in _LOCAL_ONLY},
+            variables=_data_only(context),
             dsn=self._options.dsn,
             storage=self._options.storage,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
@@ -912,7 +944,9 @@ class ExecutionRun:
         for key in value:
             if str(key).startswith("system."):
                 raise TaskError(f"label '{key}' is reserved by the system", retriable=False)
-        self.state.execution.labels.update({str(k): _text(v) for k, v in value.items()})
+        added = {str(k): _text(v) for k, v in value.items()}
+        self.state.execution.labels.update(added)
+        self._rec.labels(added)
 
     def _fetch_size(self, task: Fetch) -> int:
         floor = _LEVELS.index(task.level.value)
@@ -1156,9 +1190,6 @@ class ExecutionRun:
 
 FlowableHandler = Callable[[ExecutionRun, Any, TaskRunState, _Scope], Awaitable[State]]
 
-_LOCAL_ONLY = frozenset({ERROR_LOGS, KV_LOOKUP})
-"""Context entries that never travel to a worker (callables bound to the run)."""
-
 _FLOWABLE: dict[type[Task], FlowableHandler] = {
     Sequential: ExecutionRun._sequential,
     AllowFailure: ExecutionRun._sequential,
@@ -1213,6 +1244,26 @@ def _json_list(text: str, task_id: str) -> list[Any]:
 
 
 _KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
+
+
+def _data_only(context: dict[str, Any]) -> dict[str, Any]:
+    """The context without the runtime's hooks (``__errorLogs``, ``__kv``): what a worker gets."""
+    return {k: v for k, v in context.items() if not k.startswith("__")}
+
+
+def _below(key: str, parents: set[str]) -> bool:
+    """Whether a task-run key lies under one of `parents` (see `child_key`)."""
+    return any(key.startswith((parent + "/", parent + "[")) for parent in parents)
+
+
+def _task_types(flow: Flow) -> dict[str, str]:
+    return {t.id: t.type for _, t in walk_tasks(flow)}
+
+
+def _waitfor_children(flow: Flow) -> frozenset[str]:
+    return frozenset(
+        c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
+    )
 
 
 def _kv_namespaces(flow: Flow) -> tuple[str, ...]:

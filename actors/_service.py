@@ -30,6 +30,7 @@ from flows import (
     Subflow,
     build_context,
     environment_variables,
+    global_variables,
     input_to_json,
     parse_flow,
     parse_inputs,
@@ -118,6 +119,7 @@ class ExecutionService(Service):
         self._engine = engine or ExpressionEngine(file_reader=StorageFileReader(self.storage))
         self._lease_ttl = lease_ttl
         self._envs = envs if envs is not None else environment_variables()
+        self._globals = global_variables()
         self._flows: dict[tuple[str, str, int], Flow] = {}
         self._runs: dict[str, ExecutionRun] = {}
         self._tasks: dict[str, asyncio.Task[State]] = {}
@@ -313,6 +315,7 @@ class ExecutionService(Service):
                 storage=self.storage,
                 new_execution=self._retry_later(flow, execution),
                 kv_snapshot=self._kv_snapshot,
+                globals=self._globals,
             ),
             interceptors=self.interceptors,
         )
@@ -546,6 +549,9 @@ class ExecutionService(Service):
         """
         flow = await self.flow(task.namespace, task.flow_id, task.revision)
         labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
+        # Kestra's correlation id: every execution of a subflow chain carries the root's id.
+        root = parent.state.execution
+        labels["system.correlationId"] = root.labels.get("system.correlationId", root.id)
         try:
             result = await self.create(
                 flow,

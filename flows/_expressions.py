@@ -10,6 +10,7 @@ import base64
 import binascii
 import difflib
 import functools
+import json
 import os
 import re
 import threading
@@ -29,7 +30,7 @@ from . import _expression_functions as fn
 from . import _pebble_functions as pf
 from ._errors import ExpressionError
 from ._expression_files import FILE_FUNCTION_NAMES, file_functions
-from ._pebble import LOOKUP, PebbleParser, pebble_source, safe_lookup
+from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
 from ._storage import FileReader
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ __all__ = [
     "build_context",
     "default_secret_lookup",
     "environment_variables",
+    "global_variables",
     "is_truthy",
     "mask_secrets",
 ]
@@ -190,6 +192,24 @@ _TASKRUN_FIELDS = {
 def environment_variables() -> dict[str, str]:
     """Kestra's ``envs``: process env vars named ``ENV_*``, prefix stripped, keys lower-cased."""
     return {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_") and len(k) > 4}
+
+
+def global_variables() -> dict[str, Any]:
+    """Kestra's ``globals``: the JSON object in env var ``KESTREL_GLOBALS`` (empty without).
+
+    Raises:
+        ExpressionError: ``KESTREL_GLOBALS`` is not a JSON object.
+    """
+    raw = os.environ.get("KESTREL_GLOBALS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ExpressionError(f"KESTREL_GLOBALS is not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ExpressionError("KESTREL_GLOBALS must be a JSON object")
+    return value
 
 
 def build_context(
@@ -378,6 +398,21 @@ def _is_plain_lookup(node: nodes.Node) -> bool:
     return False
 
 
+def _texts(value: Any) -> set[str]:
+    """Every string inside a value (mappings and lists, recursively)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
+
+
 def _has_markup(text: str) -> bool:
     return "{" in text and ("{{" in text or "{%" in text or "{#" in text)
 
@@ -488,7 +523,7 @@ def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
 _GLOBAL_NAMES = frozenset(
     {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
      "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
-     *pf.GLOBALS, LOOKUP, *FILE_FUNCTION_NAMES}
+     *pf.GLOBALS, LOOKUP, HAS, *FILE_FUNCTION_NAMES}
 )  # fmt: skip
 
 
@@ -550,6 +585,7 @@ class ExpressionEngine:
         env.globals.update(file_functions(self._file_reader))
         env.globals.update(pf.GLOBALS)
         env.globals[LOOKUP] = safe_lookup
+        env.globals[HAS] = has_path
         env.filters.update(fn.FILTERS)
         env.filters.update(pf.FILTERS)
         env.tests.update(fn.TESTS)
@@ -558,13 +594,29 @@ class ExpressionEngine:
 
     @pass_context
     def _render_function(self, context: Context, value: Any, recursive: bool = True) -> Any:
-        """Kestra's ``render(x)``: render a flow-provided template held in a variable.
+        """Kestra's ``render(x)``: render a template the flow keeps in its ``vars``.
 
-        Only text that came from the flow (``vars``, task properties) should be passed;
-        the sandbox applies as everywhere. ``recursive`` re-renders up to 10 times.
+        Only text found among the flow's variables is rendered: trigger payloads, inputs
+        and outputs are data and stay data, whatever they contain. ``recursive``
+        re-renders (up to 10 times) while the result is again one of the flow's variables.
+
+        Raises:
+            ExpressionError: `value` is text that is not one of the flow's variables.
         """
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _has_markup(value):
             return value
+        authored = _texts(context.get("vars"))
+        if value not in authored:
+            raise ExpressionError(
+                "render() renders the flow's own variables only; event data, inputs and "
+                "outputs are never templates"
+            )
+        variables = context.get_all()
+        for _ in range(10 if recursive else 1):
+            value = self._env.from_string(value).render(variables)
+            if value not in authored or not _has_markup(value):
+                break  # only the flow's own text is rendered again, never data
+        return value
         variables = context.get_all()
         for _ in range(10 if recursive else 1):
             if not _has_markup(value):

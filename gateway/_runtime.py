@@ -49,6 +49,7 @@ from actors import (
 )
 from flows import (
     ConflictError,
+    ExpressionEngine,
     Flow,
     Input,
     NotFoundError,
@@ -57,6 +58,8 @@ from flows import (
     Service,
     State,
     Webhook,
+    build_context,
+    event_conditions_hold,
     execution_prefix,
     input_to_json,
     parse_flow,
@@ -68,6 +71,8 @@ from flows import (
 from ._settings import Settings
 
 _log = logging.getLogger("kestrel.runtime")
+_CONDITIONS_ENGINE = ExpressionEngine()
+"""Evaluates webhook trigger conditions (the request is data in its context)."""
 
 SHUTDOWN_DRAIN_S = 30.0
 """Seconds a stopping server lets running executions end, all hosts together."""
@@ -635,6 +640,13 @@ class Runtime(Service):
         stats.events += 1
         stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
+        if trigger.conditions and not event_conditions_hold(
+            trigger.conditions,
+            _CONDITIONS_ENGINE,
+            build_context(flow=flow, trigger=variables, envs={}),
+            dt.datetime.fromtimestamp(received, dt.UTC),
+        ):
+            raise NotFoundError("webhook conditions not met: no execution created")
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
             # Busy: the elastic pool takes the overflow (one more actor hop).

@@ -665,4 +665,3 @@ class Store(Service):
                 None if namespace is None else _reads._like_below(namespace),
             )
         return [(row["minute"], State(row["state"]), int(row["n"])) for row in rows]
-

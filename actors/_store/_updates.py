@@ -17,6 +17,7 @@ from ._db import Connection
 from ._json import dumps
 from ._ops import (
     AttemptOp,
+    LabelsOp,
     LogsOp,
     Outcome,
     OutputsOp,
@@ -168,6 +169,30 @@ def _merge_attempts(ops: list[AttemptOp]) -> AttemptOp:
     last = ops[-1].attempt
     attempt = Attempt(number=last.number, state=last.state, **fields)
     return AttemptOp(first.execution_id, first.task_run_id, attempt, error, None)
+
+
+async def merge_labels(
+    conn: Connection, items: list[tuple[int, LabelsOp]], outcomes: list[Outcome]
+) -> None:
+    """Merge execution labels (one UPDATE for all executions in the batch)."""
+    if not items:
+        return
+    grouped = _collapse(items, lambda op: op.execution_id)
+    merged: list[str] = []
+    for group in grouped.values():
+        combined: dict[str, str] = {}
+        for _, op in group:
+            combined.update(op.labels)
+        merged.append(dumps(combined))
+    rows = await conn.fetch(
+        """UPDATE executions AS e SET labels = e.labels || u.labels::jsonb
+           FROM unnest($1::text[], $2::text[]) AS u(id, labels)
+           WHERE e.id = u.id
+           RETURNING e.id""",
+        list(grouped),
+        merged,
+    )
+    _mark_missing(grouped, {row["id"] for row in rows}, outcomes, "execution")
 
 
 async def merge_outputs(

@@ -27,6 +27,7 @@ from ._ops import (
     AddTaskRunsOp,
     AttemptOp,
     CreateOp,
+    LabelsOp,
     LogsOp,
     Outcome,
     OutputsOp,
@@ -88,6 +89,7 @@ async def apply_ops(conn: Connection, ops: Sequence[WriteOp]) -> list[Outcome]:
     await _updates.transition_task_runs(conn, groups[TaskRunTransitionOp], outcomes)
     await _updates.upsert_attempts(conn, groups[AttemptOp], outcomes)
     await _updates.merge_outputs(conn, groups[OutputsOp], outcomes)
+    await _updates.merge_labels(conn, groups[LabelsOp], outcomes)
     await _updates.append_logs(conn, groups[LogsOp], outcomes)
     await _updates.save_trigger_states(conn, groups[TriggerStateOp], outcomes)
     await _leases.release_many(conn, groups[ReleaseLeaseOp], outcomes)  # after their writes
