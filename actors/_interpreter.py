@@ -256,6 +256,10 @@ class ExecutionRun:
         """The execution's id."""
         return self.state.id
 
+    async def flush(self) -> None:
+        """Wait until every change recorded so far is durable (write-behind caught up)."""
+        await self._rec.flush()
+
     def kill(self) -> None:
         """Kill the execution: running tasks are cancelled, their task runs end KILLED."""
         self._killed = True
@@ -672,7 +676,7 @@ class ExecutionRun:
                 "state": self.state.state.value,
                 "originalId": execution.original_id or execution.id,
             },
-            inputs=execution.inputs,
+            inputs=_opaque_secrets(self.flow, execution.inputs),
             outputs=self._outputs(),
             labels={**labels, "system": system},
             trigger=execution.trigger,
@@ -1389,6 +1393,18 @@ def _next_delay(
     ):
         return None
     return delay
+
+
+def _opaque_secrets(flow: Flow, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The inputs for templates: SECRET ones as `SecretValue` (the sandbox forbids transforms)."""
+    from flows import InputType, SecretValue
+
+    secret = [i.id for i in flow.inputs if i.type is InputType.SECRET]
+    if not secret or not inputs:
+        return inputs
+    return {
+        k: SecretValue(v) if k in secret and isinstance(v, str) else v for k, v in inputs.items()
+    }
 
 
 def _secret_inputs(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:

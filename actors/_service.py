@@ -364,6 +364,8 @@ class ExecutionService(Service):
         except Exception:
             _log.exception("execution %s crashed in its interpreter", run.id)
             with contextlib.suppress(Exception):
+                await run.flush()  # its history so far lands first: FAILED comes after it
+            with contextlib.suppress(Exception):
                 await self.store.transition(
                     execution_id, State.FAILED, lease=self._leases.get(execution_id)
                 )

@@ -14,7 +14,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Number
 from types import TracebackType
@@ -28,6 +28,8 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
 from . import _pebble_functions as pf
+from . import _render_budget as _budget
+from . import _secret_guard
 from ._errors import ExpressionError
 from ._expression_files import FILE_FUNCTION_NAMES, file_functions
 from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
@@ -306,7 +308,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     - ``*`` and ``**`` refuse results beyond `MAX_SEQUENCE` / `MAX_POWER_BITS`.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``__obj`` (sandboxed) unless it would build a string over the text budget."""
+        _budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed ``str.format``, refusing widths over the text budget."""
+        return _budget.guard_str_format(value, super().wrap_str_format(value))
 
     def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
         """Rewrite Pebble's ``?:`` and ``??`` for `PebbleParser` (see `flows._pebble`)."""
@@ -317,12 +328,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
+        _secret_guard.refuse_access(obj, f"the attribute {attribute!r}")
         if isinstance(obj, Mapping):
             try:
                 return obj[attribute]
             except (KeyError, TypeError):
                 pass
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """Read ``obj[argument]`` (sandboxed); never an item or slice of a secret."""
+        _secret_guard.refuse_access(obj, "an item or slice")
+        return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         """Refuse access to an unsafe attribute, immediately."""
@@ -336,6 +353,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             _check_repeat(right, left)
         elif operator == "**":
             _check_power(left, right)
+        _budget.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -588,6 +606,8 @@ class ExpressionEngine:
         env.globals[HAS] = has_path
         env.filters.update(fn.FILTERS)
         env.filters.update(pf.FILTERS)
+        _budget.guard_filters(env.filters)
+        _secret_guard.guard(env.filters, env.globals)
         env.tests.update(fn.TESTS)
         env.tests.update(pf.TESTS)
         return env
@@ -696,7 +716,8 @@ class ExpressionEngine:
         if not _has_markup(template):
             return template
         try:
-            return self._template(template).render(context)
+            with _budget.rendering(template):
+                return _budget.check_output(self._template(template).render(context))
         except Exception as exc:
             raise self._error(exc, template, context, task, prop) from None
 
@@ -719,18 +740,22 @@ class ExpressionEngine:
         if not _has_markup(expression):
             return expression
         try:
-            native = self._native(expression)
-            if native is None:
-                return self._template(expression).render(context)
-            result = native.expression(context)
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            result = fn.materialize(result)
-            if not native.plain_lookup:
-                _fail_if_undefined(result)
-            return result
+            with _budget.rendering(expression):
+                return self._evaluate(expression, context)
         except Exception as exc:
             raise self._error(exc, expression, context, task, prop) from None
+
+    def _evaluate(self, expression: str, context: Mapping[str, Any]) -> Any:
+        native = self._native(expression)
+        if native is None:
+            return _budget.check_output(self._template(expression).render(context))
+        result = native.expression(context)
+        if isinstance(result, Undefined):
+            result._fail_with_undefined_error()
+        result = fn.materialize(result)
+        if not native.plain_lookup:
+            _fail_if_undefined(result)
+        return result
 
     def evaluate_condition(
         self, expression: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""

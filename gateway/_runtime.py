@@ -118,7 +118,6 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
-        self._purging: asyncio.Task[None] | None = None
         # Triggers switched off through the API (webhooks are checked here, the others
         # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
         self._switched_off: set[tuple[str, str, str]] = set()
@@ -131,6 +130,7 @@ class Runtime(Service):
             storage or StorageConfig.parse(settings.storage),
             inline_outputs_bytes=settings.inline_outputs_bytes,
         )
+        self._purging: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
 
