@@ -32,7 +32,7 @@ from ._interceptors import FirstTaskLatency
 from ._schedule import ScheduleListener
 from ._service import ExecutionService
 from ._store import new_id
-from ._trigger_lease import DEFAULT_TRIGGER_LEASE_S, LeasedRunner
+from ._trigger_lease import DEFAULT_TRIGGER_LEASE_S, LeasedRunner, TriggerLeases
 from ._triggers import (
     TRIGGER_LABEL,
     Backoff,
@@ -93,8 +93,11 @@ class TriggerHost(Service):
         self._service = service
         self._factories: dict[str, ListenerFactory] = {**CORE_LISTENERS, **(factories or {})}
         self._backoff = backoff
-        self._lease_ttl_s = lease_ttl_s
-        self._owner = owner or f"trigger-host-{new_id()}"
+        self._leases = (
+            None
+            if lease_ttl_s is None
+            else TriggerLeases(service.store, owner or f"trigger-host-{new_id()}", lease_ttl_s)
+        )
         self._slots = slots or _all_slots
         self._runners: dict[tuple[str, str, str], LeasedRunner] = {}
         # Triggers a user switched off (``PUT /triggers/...``): shown, not run.
@@ -108,12 +111,15 @@ class TriggerHost(Service):
         return None if runner is None else runner.stats
 
     async def _start(self) -> None:
-        return None
+        if self._leases is not None:
+            await self._leases.start()
 
     async def _stop(self) -> None:
         async with self._lock:
             runners, self._runners = list(self._runners.values()), {}
         await asyncio.gather(*(r.stop() for r in runners), return_exceptions=True)
+        if self._leases is not None:
+            await self._leases.stop()
 
     def _factory(self, trigger: Trigger) -> ListenerFactory:
         return self._factories.get(trigger.type, default_listener_factory)
@@ -186,9 +192,7 @@ class TriggerHost(Service):
                     flow,
                     trigger,
                     self._runner_maker(flow, trigger, slot),
-                    self._service.store,
-                    self._owner,
-                    self._lease_ttl_s,
+                    self._leases,
                     slot=slot,
                 )
                 await runner.start()

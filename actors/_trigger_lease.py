@@ -2,15 +2,17 @@
 
 Every gateway deploys every flow to its listener hosts; a `LeasedRunner` runs its
 trigger's `TriggerRunner` only while it holds the trigger's lease (kind ``trigger``,
-key ``namespace.flow/trigger``) and stands by otherwise, trying to take it again every
-third of the TTL. The holder renews every third of the TTL; it stops its runner when the
-lease is taken by someone else (`StaleLeaseError`) or when it could not renew for a whole
-TTL (the store is unreachable: someone else may hold it by now). Stopping releases the
-lease, so a gateway that shuts down hands its triggers over at once; one that dies hands
-them over when the lease expires.
+key ``namespace.flow/trigger``) and stands by otherwise. One `TriggerLeases` loop per
+host does the lease work for all of its triggers in two statements every third of the
+TTL, however many triggers it has: it renews the leases held (one batched UPDATE) and
+tries to take the ones standing by (one batched INSERT ... ON CONFLICT). A runner stops
+when its lease was taken by someone else (`StaleLeaseError`, or missing from the
+renewal) or was not renewed for a whole TTL (the store is unreachable: someone else may
+hold it by now). Stopping releases the lease, so a gateway that shuts down hands its
+triggers over within TTL/3; one that dies hands them over when the lease expires.
 
 Takeover bound after a holder dies: at most one TTL (since its last renewal) plus one
-standby poll (TTL / 3), plus the time the new listener takes to connect. Between the two
+poll (TTL / 3), plus the time the new listener takes to connect. Between the two
 holders the source's committed position and the executions' dedupe keys keep "exactly
 one execution per event" (see docs/architecture.md, "Several gateways, one Postgres").
 """
@@ -24,7 +26,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from flows import Flow, KestrelError, Service, StaleLeaseError, Trigger
+from flows import Flow, KestrelError, Service, Trigger
 
 from ._store import Lease, Store
 from ._triggers import TriggerInfo, TriggerRunner, TriggerStatus
@@ -44,16 +46,14 @@ def trigger_lease_key(namespace: str, flow_id: str, trigger_id: str) -> str:
 
 
 class LeasedRunner(Service):
-    """Runs a trigger's runner while this owner holds the trigger's lease.
+    """Runs a trigger's runner while this host holds the trigger's lease.
 
     Args:
         flow: The flow revision.
         trigger: The trigger.
         make: Makes the trigger's runner (a new one each time the lease is taken).
-        store: Where the lease lives.
-        owner: This host's lease owner name.
-        ttl_s: The lease's time to live; None runs the trigger without a lease (one
-            host only: tests and ``kestrel run``).
+        leases: The host's lease loop; None runs the trigger without a lease (one host
+            only: tests and ``kestrel run``).
         slot: Which of the trigger's ``parallelism`` listeners this is (its own lease).
     """
 
@@ -62,26 +62,25 @@ class LeasedRunner(Service):
         flow: Flow,
         trigger: Trigger,
         make: Callable[[], TriggerRunner],
-        store: Store,
-        owner: str,
-        ttl_s: float | None,
+        leases: TriggerLeases | None,
         *,
         slot: int = 0,
     ) -> None:
         super().__init__()
         self.flow = flow
         self.trigger = trigger
+        self.slot = slot
         self.runner: TriggerRunner | None = None
         """The running runner while the lease is held (always, without a lease)."""
-        self._make = make
-        self._store = store
-        self._owner = owner
-        self._ttl = None if ttl_s is None else dt.timedelta(seconds=ttl_s)
-        self._lease: Lease | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.slot = slot
+        self.lease: Lease | None = None
+        self.renewed_at = 0.0
+        """`time.monotonic()` of the last successful take or renewal."""
         self.takeovers = 0
-        """How many times this owner took the lease."""
+        """How many times this host took the lease."""
+        self._make = make
+        self._leases = leases
+        self._lock = asyncio.Lock()
+        self._closed = False
 
     @property
     def key(self) -> str:
@@ -90,26 +89,22 @@ class LeasedRunner(Service):
         return key if self.slot == 0 else f"{key}#{self.slot}"
 
     async def _start(self) -> None:
-        if self._ttl is None:
+        if self._leases is None:
             self.runner = self._make()
             await self.runner.start()
             return
-        # One try now, so a lone gateway's trigger runs as soon as `deploy` returns.
-        lease = await self._take()
-        if lease is not None:
-            await self._run_with(lease)
-        self._task = asyncio.create_task(self._loop(), name=f"lease {self.key}")
+        await self._leases.join(self)  # one try now: a lone gateway's trigger runs at once
 
     async def _stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        await self._stop_runner()
-        lease, self._lease = self._lease, None
-        if lease is not None:  # hand over now rather than at expiry
+        self._closed = True
+        if self._leases is not None:
+            self._leases.leave(self)
+        async with self._lock:
+            await self._stop_runner()
+            lease, self.lease = self.lease, None
+        if lease is not None and self._leases is not None:  # hand over now, not at expiry
             with contextlib.suppress(KestrelError):
-                await self._store.release_lease(lease)
+                await self._leases.store.release_lease(lease)
 
     def info(self) -> TriggerInfo:
         """The runner's status, or STANDBY while another host holds the trigger."""
@@ -131,61 +126,116 @@ class LeasedRunner(Service):
             reconnects=0,
         )
 
-    # ---- the lease loop ----
+    async def won(self, lease: Lease) -> None:
+        """The lease was taken for this trigger: start its runner."""
+        async with self._lock:
+            if self.lease is not None or self._closed:
+                return
+            runner = self._make()
+            try:
+                await runner.start()
+            except KestrelError as exc:  # the store failed: let the lease go, try later
+                _log.warning("trigger %s: cannot start: %s", self.key, exc)
+                assert self._leases is not None
+                with contextlib.suppress(KestrelError):
+                    await self._leases.store.release_lease(lease)
+                return
+            self.lease, self.runner = lease, runner
+            self.renewed_at = time.monotonic()
+            self.takeovers += 1
+        _log.info("trigger %s: lease taken (epoch %d)", self.key, lease.epoch)
 
-    async def _take(self) -> Lease | None:
-        assert self._ttl is not None
-        try:
-            return await self._store.take_lease(TRIGGER_LEASE, self.key, self._owner, self._ttl)
-        except KestrelError as exc:
-            _log.warning("trigger %s: cannot take its lease: %s", self.key, exc)
-            return None
-
-    async def _run_with(self, lease: Lease) -> None:
-        runner = self._make()
-        try:
-            await runner.start()
-        except KestrelError as exc:  # the store failed: let the lease go, try again later
-            _log.warning("trigger %s: cannot start: %s", self.key, exc)
-            with contextlib.suppress(KestrelError):
-                await self._store.release_lease(lease)
-            return
-        self._lease, self.runner = lease, runner
-        self.takeovers += 1
-        _log.info("trigger %s: lease taken by %s (epoch %d)", self.key, self._owner, lease.epoch)
+    async def lost(self, why: str) -> None:
+        """The lease is no longer ours: stop the runner."""
+        async with self._lock:
+            if self.lease is None:
+                return
+            _log.warning("trigger %s: %s, stopping here", self.key, why)
+            self.lease = None
+            await self._stop_runner()
 
     async def _stop_runner(self) -> None:
         runner, self.runner = self.runner, None
         if runner is not None:
             await runner.stop()
 
-    async def _loop(self) -> None:
-        assert self._ttl is not None
-        period = self._ttl.total_seconds() / 3
-        while True:
-            if self._lease is None:
-                await asyncio.sleep(period)
-                lease = await self._take()
-                if lease is not None:
-                    await self._run_with(lease)
-                continue
-            await self._hold(period)
-            await self._stop_runner()
-            self._lease = None
 
-    async def _hold(self, period: float) -> None:
-        """Renew the lease every `period` seconds; return once it is lost."""
-        assert self._ttl is not None and self._lease is not None
-        renewed = time.monotonic()
+class TriggerLeases(Service):
+    """The lease work of one host's triggers: two batched statements every TTL/3.
+
+    Args:
+        store: Where the leases live.
+        owner: This host's lease owner name.
+        ttl_s: The leases' time to live.
+    """
+
+    def __init__(self, store: Store, owner: str, ttl_s: float) -> None:
+        super().__init__()
+        self.store = store
+        self.owner = owner
+        self.ttl = dt.timedelta(seconds=ttl_s)
+        self._runners: dict[str, LeasedRunner] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def _start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name=f"trigger leases {self.owner}")
+
+    async def _stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def join(self, runner: LeasedRunner) -> None:
+        """Manage `runner`'s lease from now on; try to take it at once."""
+        self._runners[runner.key] = runner
+        await self._take([runner])
+
+    def leave(self, runner: LeasedRunner) -> None:
+        """Stop managing `runner`'s lease (it is stopping)."""
+        if self._runners.get(runner.key) is runner:
+            del self._runners[runner.key]
+
+    async def _loop(self) -> None:
+        period = self.ttl.total_seconds() / 3
         while True:
             await asyncio.sleep(period)
-            try:
-                self._lease = await self._store.renew_lease(self._lease, self._ttl)
-                renewed = time.monotonic()
-            except StaleLeaseError:
-                _log.warning("trigger %s: lease taken by another host, stopping here", self.key)
-                return
-            except KestrelError as exc:
-                if time.monotonic() - renewed >= self._ttl.total_seconds():
-                    _log.warning("trigger %s: lease not renewed for a TTL: %s", self.key, exc)
-                    return
+            runners = list(self._runners.values())
+            await self._renew([r for r in runners if r.lease is not None])
+            await self._take([r for r in runners if r.lease is None])
+
+    async def _renew(self, held: list[LeasedRunner]) -> None:
+        if not held:
+            return
+        leases = [r.lease for r in held if r.lease is not None]
+        try:
+            renewed, _stale = await self.store.renew_leases(leases, self.ttl)
+        except KestrelError as exc:
+            limit = self.ttl.total_seconds()
+            now = time.monotonic()
+            for runner in held:
+                if now - runner.renewed_at >= limit:
+                    await runner.lost(f"lease not renewed for a TTL ({exc})")
+            return
+        fresh = {lease.key: lease for lease in renewed}
+        now = time.monotonic()
+        for runner in held:
+            lease = fresh.get(runner.key)
+            if lease is None:
+                await runner.lost("lease taken by another host")
+            elif runner.lease is not None:
+                runner.lease, runner.renewed_at = lease, now
+
+    async def _take(self, standing_by: list[LeasedRunner]) -> None:
+        if not standing_by:
+            return
+        keys = [r.key for r in standing_by]
+        try:
+            taken = await self.store.take_leases(TRIGGER_LEASE, keys, self.owner, self.ttl)
+        except KestrelError as exc:
+            _log.warning("cannot take trigger leases: %s", exc)
+            return
+        for lease in taken:
+            runner = self._runners.get(lease.key)
+            if runner is not None:
+                await runner.won(lease)

@@ -378,6 +378,13 @@ class Store(Service):
         async with self._conn() as conn:
             return await _leases.take(conn, kind, key, owner, ttl)
 
+    async def take_leases(
+        self, kind: str, keys: Sequence[str], owner: str, ttl: dt.timedelta
+    ) -> list[Lease]:
+        """`take_lease` for many keys in one round trip: the leases taken."""
+        async with self._conn() as conn:
+            return await _leases.take_many(conn, kind, list(keys), owner, ttl)
+
     async def take_execution_lease(
         self, execution_id: str, owner: str, ttl: dt.timedelta
     ) -> Lease | None:
