@@ -36,6 +36,7 @@ from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService, ExecutionSummary
 from ._storage import ObjectStorage, StorageConfig, default_storage_dir, open_storage
 from ._store import (
+    CONTROL_CHANNEL,
     EXECUTION_LEASE,
     FLOW_CHANNEL,
     Attempt,
@@ -81,6 +82,7 @@ from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task,
 from ._worker_context import WorkerRunContext
 
 __all__ = [
+    "CONTROL_CHANNEL",
     "CORE_LISTENERS",
     "DEFAULT_TRIGGER_LEASE_S",
     "EXECUTION_LEASE",

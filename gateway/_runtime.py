@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -25,6 +26,7 @@ from typing import Any, Literal
 import ray
 
 from actors import (
+    CONTROL_CHANNEL,
     FLOW_CHANNEL,
     RAY_NAMESPACE,
     TRIGGER_LABEL,
@@ -249,7 +251,7 @@ class Runtime(Service):
             self._local.interceptors.add(opentelemetry_interceptor(self.settings.otel_endpoint))
         await self._local.start()
         # Flows other servers on this database change reach us by LISTEN/NOTIFY.
-        self._changes = FlowChanges(dsn, self._on_flow_change)
+        self._changes = FlowChanges(dsn, self._on_flow_change, self._on_control)
         await self._changes.start()
         self._purging = asyncio.create_task(self._purge_loop(), name="kv-purge")
         _log.info(
@@ -404,6 +406,15 @@ class Runtime(Service):
         except KestrelError as exc:  # the write is durable; peers resync on reconnect
             _log.warning("could not tell other servers about %s.%s: %s", namespace, flow_id, exc)
 
+    async def _on_control(self, payload: str) -> None:
+        """Another server asks to kill, pause or resume an execution this process runs."""
+        control = json.loads(payload)
+        if self._local is None or control.get("owner") != self._local.owner:
+            return
+        action = str(control["action"])
+        if action in ("kill", "pause", "resume"):
+            getattr(self._local, action)(str(control["executionId"]), *control.get("args", []))
+
     async def _on_flow_change(self, change: FlowChange) -> None:
         """Another server changed a flow: forget our copy, redeploy its triggers here."""
         if change.origin == self._prefix:
@@ -547,7 +558,11 @@ class Runtime(Service):
         if handle is None:  # another server's actor on the same Ray cluster?
             handle = await owner_actor(lease.owner)
         if handle is None:
-            return False
+            # Another server runs it in its own process (a webhook execution): tell it
+            # through Postgres; the caller waits for the state to change.
+            control = {"owner": lease.owner, "executionId": execution_id, "action": action}
+            await self.store.notify(CONTROL_CHANNEL, json.dumps({**control, "args": list(args)}))
+            return True
         answer: bool = await remote_call(getattr(handle, action).remote(execution_id, *args))
         return answer
 

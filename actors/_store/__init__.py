@@ -7,7 +7,7 @@ no write takes an extra hop.
 from flows import format_duration, parse_duration
 
 from ._batcher import Batcher
-from ._changes import FLOW_CHANNEL, FlowChange, FlowChanges
+from ._changes import CONTROL_CHANNEL, FLOW_CHANNEL, FlowChange, FlowChanges
 from ._ids import new_id
 from ._kv import encode_value
 from ._migrations import Migration, apply_migrations, load_migrations
@@ -35,6 +35,7 @@ from ._records import (
 from ._store import Store
 
 __all__ = [
+    "CONTROL_CHANNEL",
     "EXECUTION_LEASE",
     "FLOW_CHANNEL",
     "Attempt",

@@ -29,6 +29,11 @@ _log = logging.getLogger(__name__)
 FLOW_CHANNEL = "kestrel_flows"
 """The notification channel of flow changes."""
 
+CONTROL_CHANNEL = "kestrel_controls"
+"""The notification channel of execution controls (kill, pause, resume) meant for an
+execution run by a server itself (a webhook execution), not by an actor other servers
+can call."""
+
 RECONNECT_S = 1.0
 
 
@@ -63,6 +68,7 @@ class FlowChange:
 
 
 FlowChangeHandler = Callable[[FlowChange], Awaitable[None]]
+ControlHandler = Callable[[str], Awaitable[None]]
 
 
 class FlowChanges(Service):
@@ -72,12 +78,17 @@ class FlowChanges(Service):
         dsn: The database.
         handler: Called once per change (and with a resync change after a reconnect);
             its failures are logged, never fatal.
+        controls: Called with the payload of each `CONTROL_CHANNEL` notification.
     """
 
-    def __init__(self, dsn: str, handler: FlowChangeHandler) -> None:
+    def __init__(
+        self, dsn: str, handler: FlowChangeHandler, controls: ControlHandler | None = None
+    ) -> None:
         super().__init__()
         self._dsn = dsn
         self._handler = handler
+        self._controls = controls
+        self._control_tasks: set[asyncio.Task[None]] = set()
         self._queue: asyncio.Queue[FlowChange] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._connected = asyncio.Event()
@@ -109,6 +120,8 @@ class FlowChanges(Service):
             try:
                 conn.add_termination_listener(lambda _conn, lost=lost: lost.set())
                 await conn.add_listener(FLOW_CHANNEL, self._heard)
+                if self._controls is not None:
+                    await conn.add_listener(CONTROL_CHANNEL, self._heard_control)
                 self._connected.set()
                 if not first:  # changes sent while we were away are lost: resync
                     self._queue.put_nowait(FlowChange(None, None, ""))
@@ -126,6 +139,19 @@ class FlowChanges(Service):
         change = FlowChange.parse(str(payload))
         if change is not None:
             self._queue.put_nowait(change)
+
+    def _heard_control(self, _conn: Any, _pid: int, _channel: str, payload: object) -> None:
+        assert self._controls is not None
+        task = asyncio.create_task(self._control(str(payload)))
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
+
+    async def _control(self, payload: str) -> None:
+        assert self._controls is not None
+        try:
+            await self._controls(payload)
+        except Exception as exc:
+            _log.warning("execution control %s not applied: %s", payload, exc)
 
     async def _deliver(self) -> None:
         while True:

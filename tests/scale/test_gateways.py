@@ -192,6 +192,21 @@ async def test_two_gateways_share_flows_executions_and_triggers(
         assert replayed.original_id == execution_id
         await runtime_a.kill(replayed.id)
 
+        # A webhook execution runs in B's own process (no actor): A's kill reaches it
+        # through Postgres (NOTIFY on the control channel).
+        hook = (
+            f"id: hooked\nnamespace: {namespace}\n"
+            "tasks:\n  - {id: nap, type: flow.Sleep, duration: PT60S}\n"
+            "triggers:\n  - {id: hook, type: trigger.Webhook, key: scale-key-123456}\n"
+        )
+        assert (await b.post("/api/v1/flows", content=hook, headers=YAML)).status_code == 201
+        called = await b.post(f"/api/v1/executions/webhook/{namespace}/hooked/scale-key-123456")
+        assert called.status_code == 200, called.text
+        hooked_id = called.json()["id"]
+        await eventually(lambda: _state_is(runtime_a, hooked_id, State.RUNNING), what="hooked")
+        assert (await runtime_a.kill(hooked_id)).state is State.KILLED
+        await eventually(lambda: _task_runs_are(runtime_a, hooked_id, [State.KILLED]))
+
         # Durable triggers (JetStream, Kafka, MQTT QoS 1): each run by exactly one gateway
         # (B deployed them: B holds them).
         stream = f"SCALE{uuid.uuid4().hex[:8].upper()}"
@@ -310,7 +325,11 @@ async def _statuses_are(runtime: Runtime, namespace: str, status: TriggerStatus)
 
 async def _b_statuses_are(b: httpx.AsyncClient, namespace: str, status: str) -> bool:
     found = (await b.get("/api/v1/triggers")).json()["results"]
-    mine = {t["triggerId"]: t["status"] for t in found if t["namespace"] == namespace}
+    mine = {
+        t["triggerId"]: t["status"]
+        for t in found
+        if (t["namespace"], t["flowId"]) == (namespace, "ingest")
+    }
     return mine == dict.fromkeys(TRIGGERS, status)
 
 
