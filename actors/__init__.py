@@ -28,6 +28,7 @@ from ._listener_host import (
     listener_host_class,
 )
 from ._named import RAY_NAMESPACE, owner_actor, owner_actor_name
+from ._placement import spread_over_nodes
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
@@ -174,6 +175,7 @@ __all__ = [
     "owner_actor_name",
     "remote_call",
     "run_task",
+    "spread_over_nodes",
     "task_worker_class",
     "ticks_between",
     "trigger_lease_key",

@@ -25,6 +25,7 @@ from flows import Service, State, StoreError
 
 from ._autoscale import CapacityRequest
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
+from ._placement import spread_over_nodes
 from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
 from ._storage import StorageConfig
@@ -123,7 +124,8 @@ class ExecutionPool(Service):
         serial = next(self._serial)
         name = f"{self.options.name_prefix}-{serial}"
         actor_cls = execution_actor_class(**self.options.actor_options)
-        handle = actor_cls.options(name=name, get_if_exists=True).remote(
+        placement = await asyncio.to_thread(spread_over_nodes, serial)
+        handle = actor_cls.options(name=name, get_if_exists=True, **placement).remote(
             self._store.dsn,
             name,
             lease_ttl_s=self.options.lease_ttl_s,

@@ -52,6 +52,7 @@ from actors import (
     opentelemetry_interceptor,
     owner_actor,
     remote_call,
+    spread_over_nodes,
 )
 from flows import (
     ConflictError,
@@ -215,7 +216,7 @@ class Runtime(Service):
         host_cls = listener_host_class()
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
-            host_cls.options(name=name, namespace=RAY_NAMESPACE).remote(
+            host_cls.options(name=name, namespace=RAY_NAMESPACE, **spread_over_nodes(index)).remote(
                 dsn,
                 name,
                 index=index,

@@ -83,6 +83,17 @@ def test_task_with_custom_resource_runs_on_the_node_that_has_it(
             assert run["attempts"][-1]["node"] == cluster.gpu_node
 
 
+def test_listener_hosts_and_execution_actors_spread_over_nodes(
+    cluster: MultiNodeCluster, gateway: Gateway
+) -> None:
+    actors = [a for a in cluster.actors() if a["state"] == "ALIVE"]
+    both = {cluster.head, cluster.gpu_node}
+    hosts = {a["node"] for a in actors if "-host-" in a["name"]}
+    pool = {a["node"] for a in actors if "-exec-" in a["name"]}
+    assert hosts == both, actors  # host i on live node i mod 2
+    assert pool == both, actors  # pool actor i on live node i mod 2
+
+
 def test_node_removed_mid_stream_its_listener_restarts_elsewhere_exactly_once(
     cluster: MultiNodeCluster, gateway: Gateway, nats_url: str
 ) -> None:
