@@ -33,6 +33,7 @@ from ._recorders import MemoryRecorder, StoreRecorder
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService, ExecutionSummary
+from ._storage import ObjectStorage, StorageConfig, default_storage_dir, open_storage
 from ._store import (
     EXECUTION_LEASE,
     Attempt,
@@ -108,6 +109,7 @@ __all__ = [
     "MemoryRecorder",
     "NewExecution",
     "NewTaskRun",
+    "ObjectStorage",
     "Page",
     "PoolOptions",
     "RayTaskDispatcher",
@@ -117,6 +119,7 @@ __all__ = [
     "ScheduleListener",
     "StartResult",
     "StateEntry",
+    "StorageConfig",
     "Store",
     "StoreRecorder",
     "SubflowLauncher",
@@ -137,6 +140,7 @@ __all__ = [
     "WorkerRunContext",
     "backfill",
     "default_data_dir",
+    "default_storage_dir",
     "encode_value",
     "ensure_ray",
     "execute",
@@ -145,6 +149,7 @@ __all__ = [
     "listener_host_class",
     "new_id",
     "next_tick",
+    "open_storage",
     "opentelemetry_interceptor",
     "remote_call",
     "run_task",

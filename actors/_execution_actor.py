@@ -29,6 +29,7 @@ from ._interceptors import opentelemetry_interceptor
 from ._interpreter import Dispatcher
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
+from ._storage import StorageConfig
 from ._store._ids import new_id
 from ._store._store import Store
 
@@ -74,6 +75,7 @@ class ExecutionActor:
         colocate_tasks: Run runnable tasks without resources in this actor's own
             process (no hop; see `ColocatedDispatcher`) instead of on warm workers.
         store_options: Extra `Store` keyword arguments.
+        storage: The internal storage (the default local folder when None).
         tracing: An OTLP/HTTP traces URL: trace executions with OpenTelemetry (the
             ``otel`` extra; see `opentelemetry_interceptor`).
     """
@@ -88,6 +90,7 @@ class ExecutionActor:
         warm_workers: int = 0,
         colocate_tasks: bool = False,
         store_options: Mapping[str, Any] | None = None,
+        storage: StorageConfig | None = None,
         tracing: str | None = None,
     ) -> None:
         self._name = name
@@ -109,6 +112,7 @@ class ExecutionActor:
             lease_ttl=dt.timedelta(seconds=lease_ttl_s),
             recover_every=recover_every_s,
             history_store=self._history,
+            storage=storage,
         )
         if tracing:
             self._service.interceptors.add(opentelemetry_interceptor(tracing))
@@ -152,6 +156,7 @@ class ExecutionActor:
         trigger: Mapping[str, Any] | None = None,
         labels: Mapping[str, str] | None = None,
         dedupe_key: str | None = None,
+        execution_id: str | None = None,
     ) -> StartResult:
         """Create an execution durably and start it here (the event path's one hop).
 
@@ -163,7 +168,12 @@ class ExecutionActor:
         service = await self._ensure()
         flow = await service.flow(namespace, flow_id, revision)
         result = await service.create(
-            flow, inputs, trigger=trigger, labels=labels, dedupe_key=dedupe_key
+            flow,
+            inputs,
+            trigger=trigger,
+            labels=labels,
+            dedupe_key=dedupe_key,
+            execution_id=execution_id,
         )
         return StartResult(result.execution.id, result.created, result.execution.state)
 

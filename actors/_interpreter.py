@@ -32,6 +32,7 @@ from flows import (
     Flow,
     FlowableTask,
     ForEach,
+    ForEachItem,
     If,
     InputError,
     Labels,
@@ -65,8 +66,11 @@ from flows import (
 )
 
 from ._failure import TaskFailure
+from ._foreach_item import run_foreach_item
 from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
+from ._large_outputs import store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
+from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
 from ._worker import TaskInvocation, TaskOutcome
 
@@ -122,7 +126,13 @@ class SubflowLauncher(Protocol):
     """Starts a child execution for `flow.Subflow`."""
 
     async def launch(
-        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+        self,
+        parent: ExecutionRun,
+        run: TaskRunState,
+        task: Subflow,
+        inputs: dict[str, Any],
+        *,
+        key: str | None = None,
     ) -> tuple[str, State, dict[str, Any]]:
         """Create the child execution and, when ``task.wait``, wait for it to end.
 
@@ -139,6 +149,7 @@ class RunOptions:
         restart: Re-run task runs that FAILED (and the flowable tasks around them).
         dsn: The store's DSN, handed to runnable tasks for KV access.
         envs: ``envs`` for templates; the process environment when None.
+        storage: The internal storage, handed to runnable tasks.
         globals: Kestra's ``globals`` for templates (empty when None).
         kv_snapshot: Reads a KV namespace (key -> value) for ``kv()`` in templates; it is
             read before each task of a flow whose templates call ``kv(``, never otherwise.
@@ -153,6 +164,7 @@ class RunOptions:
     globals: Mapping[str, Any] | None = None
     new_execution: Callable[[float, dict[str, str]], None] | None = None
     kv_snapshot: Callable[[str], Awaitable[dict[str, Any]]] | None = None
+    storage: StorageConfig | None = None
 
 
 @dataclass
@@ -605,6 +617,19 @@ class ExecutionRun:
         run.outputs = dict(masked)
         self._rec.outputs(run, masked)
 
+    async def _set_task_outputs(
+        self, task: Task, run: TaskRunState, outputs: Mapping[str, Any]
+    ) -> None:
+        """A task's outputs; large ones go to storage and the store keeps a reference."""
+        if not outputs:
+            self._set_outputs(run, outputs)
+            return
+        masked = dict(self._mask_value(dict(outputs)))
+        config = self._options.storage or StorageConfig.local()
+        reference = await store_if_large(config, self.state, task.id, run.id, masked)
+        run.outputs = masked
+        self._rec.outputs(run, masked if reference is None else reference)
+
     def _log(
         self, run: TaskRunState | None, level: str, message: str, attempt: int | None = None
     ) -> None:
@@ -734,7 +759,7 @@ class ExecutionRun:
             number = len(run.attempts) + 1
             outcome = await self._attempt(task, run, scope, number)
             if outcome.state is State.SUCCESS:
-                self._set_outputs(run, outcome.outputs)
+                await self._set_task_outputs(task, run, outcome.outputs)
                 retried = any(a.state is State.FAILED for a in run.attempts[:-1])
                 return (
                     State.WARNING
@@ -744,7 +769,7 @@ class ExecutionRun:
             delay = _next_delay(retry, run, first_start, outcome)
             if delay is None:
                 if outcome.outputs:
-                    self._set_outputs(run, outcome.outputs)
+                    await self._set_task_outputs(task, run, outcome.outputs)
                 return State.FAILED
             self._transition(run, State.RETRYING)
             await asyncio.sleep(delay)
@@ -861,6 +886,7 @@ class ExecutionRun:
             flow_id=self.flow.id,
             variables=_data_only(context),
             dsn=self._options.dsn,
+            storage=self._options.storage,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
         return await self._dispatch.run(invocation)
@@ -1182,6 +1208,7 @@ _FLOWABLE: dict[type[Task], FlowableHandler] = {
     LoopUntil: ExecutionRun._loop_until,
     WaitFor: ExecutionRun._loop_until,
     Fail: ExecutionRun._fail,
+    ForEachItem: run_foreach_item,
     WorkingDirectory: ExecutionRun._sequential,
     EachSequential: ExecutionRun._foreach,
     EachParallel: ExecutionRun._foreach,

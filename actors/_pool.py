@@ -26,6 +26,7 @@ from flows import Service, State, StoreError
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
 from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
+from ._storage import StorageConfig
 from ._store._store import Store
 
 _log = logging.getLogger(__name__)
@@ -46,6 +47,7 @@ class PoolOptions:
             (0: every attempt is a Ray task, which may start worker processes under load).
         actor_options: Extra Ray options for the actors.
         name_prefix: Actor names are ``{name_prefix}-{n}``.
+        storage: The internal storage (the default local folder when None).
         tracing: An OTLP/HTTP traces URL the actors export OpenTelemetry spans to.
     """
 
@@ -58,6 +60,7 @@ class PoolOptions:
     warm_workers: int = 1
     actor_options: dict[str, Any] = field(default_factory=dict)
     name_prefix: str = "kestrel-exec"
+    storage: StorageConfig | None = None
     tracing: str | None = None
 
 
@@ -118,6 +121,7 @@ class ExecutionPool(Service):
             lease_ttl_s=self.options.lease_ttl_s,
             recover_every_s=self.options.recovery_interval_s,
             warm_workers=self.options.warm_workers,
+            storage=self.options.storage,
             tracing=self.options.tracing,
         )
         await handle.ready.remote()  # warm: store open, before any execution needs it

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -36,10 +37,13 @@ from flows import (
     walk_tasks,
 )
 
+from ._input_files import check_file_inputs, needs_storing, store_input_files
 from ._interceptors import ExecutionCreated, ExecutionEnded, Interceptor, Interceptors
 from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
+from ._large_outputs import resolve_outputs
 from ._recorders import StoreRecorder
 from ._runstate import ExecutionState, TaskRunState, derived_id
+from ._storage import StorageConfig, StorageFileReader, open_storage
 from ._store._ids import new_id
 from ._store._ops import ReleaseLeaseOp
 from ._store._records import (
@@ -104,6 +108,7 @@ class ExecutionService(Service):
         envs: Mapping[str, str] | None = None,
         recover_every: float | None = None,
         history_store: Store | None = None,
+        storage: StorageConfig | None = None,
         interceptors: Sequence[Interceptor] = (),
     ) -> None:
         super().__init__()
@@ -111,7 +116,8 @@ class ExecutionService(Service):
         self.store = store
         self.owner = owner or f"service-{new_id()}"
         self._dispatcher = dispatcher
-        self._engine = engine or ExpressionEngine()
+        self.storage = storage or StorageConfig.local()
+        self._engine = engine or ExpressionEngine(file_reader=StorageFileReader(self.storage))
         self._lease_ttl = lease_ttl
         self._envs = envs if envs is not None else environment_variables()
         self._globals = global_variables()
@@ -189,8 +195,12 @@ class ExecutionService(Service):
         parent: tuple[str, str] | None = None,
         start: bool = True,
         event_at: float | None = None,
+        execution_id: str | None = None,
     ) -> CreateResult:
         """Create an execution durably (once per dedupe key) and start running it here.
+
+        FILE inputs given as bytes or local files are written to the internal storage
+        first; the execution keeps their URIs.
 
         Args:
             flow: The flow revision to run (saved: it has a revision).
@@ -202,6 +212,7 @@ class ExecutionService(Service):
             start: Run it here once created (else it only gets its row).
             event_at: When the source event happened (epoch seconds), for interceptors
                 that measure latency.
+            execution_id: The id to create it under (its input files are stored there).
 
         Raises:
             InputError: Inputs are invalid; nothing is created.
@@ -209,6 +220,13 @@ class ExecutionService(Service):
         if flow.revision is None:
             raise StoreError(f"flow {flow.uid} must be deployed (saved) before it runs")
         inputs = parse_inputs(flow, raw_inputs or {})
+        if execution_id is None and needs_storing(flow, inputs):
+            execution_id = new_id()
+        if parent is None:
+            check_file_inputs(flow, inputs)  # subflows may pass their parent's files
+        if execution_id is not None:
+            storage = open_storage(self.storage)
+            inputs = await store_input_files(storage, flow, inputs, execution_id)
         new = NewExecution(
             namespace=flow.namespace,
             flow_id=flow.id,
@@ -220,6 +238,8 @@ class ExecutionService(Service):
             parent_id=parent[0] if parent else None,
             parent_task_run_id=parent[1] if parent else None,
         )
+        if execution_id is not None:
+            new = dataclasses.replace(new, id=execution_id)
         result = await self.store.create_execution(
             new,
             lease_owner=self.owner if start else None,
@@ -282,6 +302,7 @@ class ExecutionService(Service):
             state.started_at = execution.created_at
         else:
             state = ExecutionState.from_detail(detail, _loop_ids(flow))
+            await resolve_outputs(self.storage, state)
         if flow.concurrency is not None and not restart and state.state in _WAITING:
             admitted = await self._admit(flow, execution_id, lease)
             if admitted is not State.RUNNING:
@@ -299,6 +320,7 @@ class ExecutionService(Service):
                 restart=restart,
                 dsn=self.store.dsn,
                 envs=self._envs,
+                storage=self.storage,
                 new_execution=self._retry_later(flow, execution),
                 kv_snapshot=self._kv_snapshot,
                 globals=self._globals,
@@ -476,6 +498,7 @@ class ExecutionService(Service):
         flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
         kept = _replayed_runs(detail, task_run_id)
         old = ExecutionState.from_detail(detail, _loop_ids(flow))
+        await resolve_outputs(self.storage, old)
         new_id_ = new_id()
         renamed = {r.id: derived_id(new_id_, r.key) for r in old.task_runs.values()}
         new = NewExecution(
@@ -522,9 +545,18 @@ class ExecutionService(Service):
     # ---- subflows ----
 
     async def launch(
-        self, parent: ExecutionRun, run: TaskRunState, task: Subflow, inputs: dict[str, Any]
+        self,
+        parent: ExecutionRun,
+        run: TaskRunState,
+        task: Subflow,
+        inputs: dict[str, Any],
+        *,
+        key: str | None = None,
     ) -> tuple[str, State, dict[str, Any]]:
-        """Create (or find, when resumed) the child execution of a Subflow task run."""
+        """Create (or find, when resumed) the child execution of a Subflow task run.
+
+        `key` tells apart the children of one task run (``ForEachItem`` batches).
+        """
         flow = await self.flow(task.namespace, task.flow_id, task.revision)
         labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
         # Kestra's correlation id: every execution of a subflow chain carries the root's id.
@@ -535,7 +567,7 @@ class ExecutionService(Service):
                 flow,
                 inputs,
                 labels=labels,
-                dedupe_key=f"subflow:{run.id}",
+                dedupe_key=f"subflow:{run.id}" + (f":{key}" if key is not None else ""),
                 parent=(parent.id, run.id),
             )
         except InputError as exc:

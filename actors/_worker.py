@@ -32,6 +32,7 @@ import ray
 from flows import RunnableTask, State, TaskError
 
 from ._failure import TIMEOUT_ERROR, TaskFailure
+from ._storage import StorageConfig
 from ._store._json import dumps
 from ._store._records import utcnow
 from ._worker_context import WorkerRunContext, close_worker_stores
@@ -53,6 +54,7 @@ class TaskInvocation:
         flow_id: The flow's id.
         variables: The expression context the task was rendered with.
         dsn: The store's DSN, for KV tasks.
+        storage: The internal storage (the default local folder when None).
         timeout_s: Seconds the attempt may run; None for no limit.
     """
 
@@ -65,6 +67,7 @@ class TaskInvocation:
     variables: dict[str, Any] = field(default_factory=dict)
     dsn: str | None = None
     timeout_s: float | None = None
+    storage: StorageConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,7 @@ async def run_invocation(
         flow_id=invocation.flow_id,
         variables=invocation.variables,
         dsn=invocation.dsn,
+        storage=invocation.storage,
     )
     outputs: dict[str, Any] = {}
     error: TaskFailure | None = None

@@ -13,8 +13,9 @@ import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-from flows import StoreError, TaskError
+from flows import Storage, StoreError, TaskError
 
+from ._storage import StorageConfig, open_storage
 from ._store._kv import encode_value
 from ._store._records import KVType, utcnow
 from ._store._store import Store
@@ -49,6 +50,7 @@ class WorkerRunContext:
         variables: The expression context the task was rendered with.
         dsn: The store's DSN, for KV; without one, KV operations fail.
         max_log_lines: Lines kept; later ones are counted and reported in one last line.
+        storage: The internal storage (the default local folder when None).
     """
 
     def __init__(
@@ -63,7 +65,9 @@ class WorkerRunContext:
         variables: Mapping[str, Any],
         dsn: str | None = None,
         max_log_lines: int = DEFAULT_MAX_LOG_LINES,
+        storage: StorageConfig | None = None,
     ) -> None:
+        self._storage_config = storage
         self._execution_id = execution_id
         self._task_run_id = task_run_id
         self._task_id = task_id
@@ -116,6 +120,11 @@ class WorkerRunContext:
     def dsn(self) -> str | None:
         """The store's DSN, if KV is available."""
         return self._dsn
+
+    @property
+    def storage(self) -> Storage:
+        """The internal storage, opened in this process (one client per config)."""
+        return open_storage(self._storage_config)
 
     def log(self, level: str, message: str) -> None:
         """Record a log line; unknown levels become INFO, ``WARNING`` becomes ``WARN``."""

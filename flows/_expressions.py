@@ -31,7 +31,9 @@ from . import _pebble_functions as pf
 from . import _render_budget as _budget
 from . import _secret_guard
 from ._errors import ExpressionError
+from ._expression_files import FILE_FUNCTION_NAMES, file_functions
 from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
+from ._storage import FileReader
 
 if TYPE_CHECKING:
     from ._model import Flow
@@ -539,7 +541,7 @@ def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
 _GLOBAL_NAMES = frozenset(
     {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
      "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
-     *pf.GLOBALS, LOOKUP, HAS}
+     *pf.GLOBALS, LOOKUP, HAS, *FILE_FUNCTION_NAMES}
 )  # fmt: skip
 
 
@@ -557,6 +559,8 @@ class ExpressionEngine:
         secret_lookup: Reads ``secret(NAME)``; defaults to `default_secret_lookup`
             (env var ``SECRET_<NAME>`` in base64, else ``KESTREL_SECRET_<NAME>``).
         cache_size: How many compiled templates to keep.
+        file_reader: Reads stored files for ``read()``, ``fileSize()``, ``fileExists()``;
+            without one, those fail.
     """
 
     def __init__(
@@ -565,7 +569,9 @@ class ExpressionEngine:
         secret_lookup: SecretLookup | None = None,
         *,
         cache_size: int = 2048,
+        file_reader: FileReader | None = None,
     ) -> None:
+        self._file_reader = file_reader
         self._kv_lookup: KvLookup = kv_lookup or _no_kv_store
         self._secret_lookup: SecretLookup = secret_lookup or default_secret_lookup
         self._secrets: set[str] = set()
@@ -594,6 +600,7 @@ class ExpressionEngine:
             null=None,
             render=self._render_function,
         )
+        env.globals.update(file_functions(self._file_reader))
         env.globals.update(pf.GLOBALS)
         env.globals[LOOKUP] = safe_lookup
         env.globals[HAS] = has_path

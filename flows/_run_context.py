@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any, Protocol, runtime_checkable
 
+from ._storage import Storage
+
 
 @runtime_checkable
 class RunContext(Protocol):
@@ -43,6 +45,10 @@ class RunContext(Protocol):
     @property
     def variables(self) -> Mapping[str, Any]:
         """The expression context the task's properties were rendered with."""
+
+    @property
+    def storage(self) -> Storage:
+        """The internal storage (files in and out of the task)."""
 
     def log(self, level: str, message: str) -> None:
         """Record a log line (TRACE, DEBUG, INFO, WARN, ERROR) for this attempt."""

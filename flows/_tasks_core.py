@@ -283,6 +283,37 @@ class Fail(FlowableTask):
     error_message: str = "Flow failed"
 
 
+class ItemBatch(KestrelModel):
+    """How `ForEachItem` cuts its file: ``rows`` lines (or JSON lines) per batch."""
+
+    rows: Annotated[int, Field(ge=1)] = 1
+    separator: str = "\n"
+
+
+@register_type("flow.ForEachItem", aliases=(f"{_K}.flow.ForEachItem",))
+class ForEachItem(FlowableTask):
+    """Split a stored file into batches of lines and run a subflow per batch.
+
+    Each batch is written to the internal storage as a file of its own; the subflow's
+    ``inputs`` are rendered with ``taskrun.items`` (the batch file's URI) and
+    ``taskrun.iteration`` (the batch number, from 0). Outputs: ``numberOfBatches``,
+    ``iterations`` (subflows per final state) and ``subflowOutputs``, the URI of a JSON
+    lines file with one line per batch (``batch``, ``executionId``, ``state``, ``outputs``).
+    """
+
+    items: str
+    batch: ItemBatch = Field(default_factory=ItemBatch)
+    namespace: str
+    flow_id: str
+    revision: int | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: dict[str, str] = Field(default_factory=dict)
+    wait: bool = True
+    transmit_failed: bool = True
+    inherit_labels: bool = False
+    concurrency_limit: Annotated[int, Field(ge=0)] = 0
+
+
 @register_type("flow.WaitFor", aliases=(f"{_K}.flow.WaitFor",))
 class WaitFor(LoopUntil):
     """Kestra's WaitFor: run tasks until ``condition`` holds (LoopUntil's newer name).

@@ -24,9 +24,9 @@ import json
 import linecache
 import logging
 import os
+import pathlib
 import signal
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -43,10 +43,11 @@ from ._errors import TaskError
 from ._model import RunnableTask
 from ._registry import register_type
 from ._run_context import RunContext
+from ._task_files import TaskFiles, current_directory, run_with_files, working_directory
 
 
 @register_type("scripts.Python", aliases=("io.kestra.plugin.scripts.python.Script",))
-class PythonScript(RunnableTask):
+class PythonScript(RunnableTask, TaskFiles):
     """Run an inline Python script in a Ray worker.
 
     The script sees ``inputs``/``vars``; it sets outputs with ``Kestrel.outputs({...})``
@@ -77,12 +78,26 @@ class PythonScript(RunnableTask):
                 exception's last line and the script line; the traceback is logged).
         """
         env = {**os.environ, **self.env}
+        if not self.uses_files():
+            return await self._run(ctx, env, None)
+
+        async def body(workdir: pathlib.Path) -> dict[str, Any]:
+            return await self._run(ctx, env, workdir)
+
+        return await run_with_files(ctx, self, body)
+
+    async def _run(
+        self, ctx: RunContext, env: dict[str, str], workdir: pathlib.Path | None
+    ) -> dict[str, Any]:
         if self.before_commands:
             argv = ["/bin/sh", "-c", _shell_script(self.before_commands, True)]
-            done = await _run_process(ctx, argv, env)
+            done = await _run_process(ctx, argv, env, workdir)
             if done.code != 0:
                 raise TaskError(f"beforeCommands exited with code {done.code}{done.detail()}")
-        return await _run_script(self.script, ctx, env)
+        if workdir is None:
+            return await _run_script(self.script, ctx, env)
+        async with current_directory(workdir):
+            return await _run_script(self.script, ctx, env)
 
 
 @register_type("python.Function")
@@ -134,7 +149,7 @@ class PythonFunction(RunnableTask):
 
 
 @register_type("scripts.Shell", aliases=("io.kestra.plugin.scripts.shell.Commands",))
-class ShellCommands(RunnableTask):
+class ShellCommands(RunnableTask, TaskFiles):
     """Run shell commands; stdout and stderr go to the logs, the exit code to outputs."""
 
     commands: Annotated[list[str], Field(min_length=1)]
@@ -158,9 +173,19 @@ class ShellCommands(RunnableTask):
         Raises:
             TaskError: The script exited with a non-zero code, or could not start.
         """
+        if not self.uses_files():
+            return await self._run(ctx, None)
+
+        async def body(workdir: pathlib.Path) -> dict[str, Any]:
+            return await self._run(ctx, workdir)
+
+        return await run_with_files(ctx, self, body)
+
+    async def _run(self, ctx: RunContext, workdir: pathlib.Path | None) -> dict[str, Any]:
         fail_fast = self.fail_fast and _is_posix_shell(self.interpreter)
         script = _shell_script(self.commands, fail_fast)
-        done = await _run_process(ctx, [*self.interpreter, script], {**os.environ, **self.env})
+        argv = [*self.interpreter, script]
+        done = await _run_process(ctx, argv, {**os.environ, **self.env}, workdir)
         if done.code != 0:
             raise TaskError(f"commands exited with code {done.code}{done.detail()}")
         return {"exitCode": done.code, "vars": done.vars}
@@ -698,10 +723,16 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-async def _run_process(ctx: RunContext, argv: list[str], env: dict[str, str]) -> _ProcessResult:
-    """Run ``argv`` in a new session and a fresh working directory, streaming its output."""
+async def _run_process(
+    ctx: RunContext,
+    argv: list[str],
+    env: dict[str, str],
+    cwd: pathlib.Path | None = None,
+) -> _ProcessResult:
+    """Run ``argv`` in a new session and `cwd` (a fresh directory when None), streaming."""
     result = _ProcessResult(ctx)
-    with tempfile.TemporaryDirectory(prefix="kestrel-task-") as workdir:
+    with contextlib.ExitStack() as stack:
+        workdir = cwd or stack.enter_context(working_directory())
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv,

@@ -5,11 +5,13 @@ Plain functions over `KestrelClient.request`, so the client class stays small.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ._client import API, KestrelClient
+from ._client import API, ClientError, KestrelClient
 
 
 def _seg(value: str) -> str:
@@ -38,10 +40,28 @@ def start_execution(
     *,
     wait: bool = False,
 ) -> dict[str, Any]:
-    """Start a flow with inputs (sent as form fields, typed by the flow's inputs)."""
+    """Start a flow with inputs (sent as form fields, typed by the flow's inputs).
+
+    A value ``@path`` uploads that local file (streamed, multipart) for a FILE input.
+
+    Raises:
+        ClientError: A ``@path`` file cannot be read, or the server refused.
+    """
     path = f"{API}/executions/{_seg(namespace)}/{_seg(flow_id)}"
     params = {"wait": "true"} if wait else None
-    found: dict[str, Any] = _json(client, "POST", path, data=dict(inputs), params=params)
+    fields = {k: v for k, v in inputs.items() if not v.startswith("@")}
+    with contextlib.ExitStack() as stack:
+        try:
+            files = {
+                k: (Path(v[1:]).name, stack.enter_context(Path(v[1:]).expanduser().open("rb")))
+                for k, v in inputs.items()
+                if v.startswith("@")
+            }
+        except OSError as exc:
+            raise ClientError(f"cannot read input file: {exc}") from None
+        found: dict[str, Any] = _json(
+            client, "POST", path, data=fields, files=files or None, params=params
+        )
     return found
 
 

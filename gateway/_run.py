@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -17,6 +18,7 @@ from actors import (
     ExecutionDetail,
     ExecutionService,
     RayTaskDispatcher,
+    StorageConfig,
     Store,
     TaskRunDetail,
 )
@@ -28,7 +30,7 @@ EXIT_INVALID = 2
 
 
 def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
-    """``["k=v", ...]`` → ``{"k": "v"}``.
+    """``["k=v", ...]`` → ``{"k": "v"}``; ``k=@path`` gives the path (a FILE input's file).
 
     Raises:
         InputError: A pair has no ``=``.
@@ -40,7 +42,7 @@ def parse_input_args(pairs: Sequence[str]) -> dict[str, str]:
         if not sep or not key:
             bad[pair] = "expected --input NAME=VALUE"
             continue
-        out[key.strip()] = value
+        out[key.strip()] = str(Path(value[1:]).expanduser()) if value.startswith("@") else value
     if bad:
         raise InputError(bad)
     return out
@@ -66,6 +68,20 @@ async def open_store(db: str | None, data_dir: str | Path | None = None) -> Asyn
         store = Store(db)
         await stack.enter_async_context(store)
         yield store
+
+
+def _run_storage(data_dir: str | Path | None, stack: contextlib.AsyncExitStack) -> StorageConfig:
+    """``KESTREL_STORAGE``; else ``<data_dir>/storage``; else a folder removed at exit.
+
+    Like the store, a run writes into a server's storage only when told to.
+    """
+    if os.environ.get("KESTREL_STORAGE"):
+        return StorageConfig.parse(os.environ["KESTREL_STORAGE"])
+    if data_dir is not None:
+        return StorageConfig.local(Path(data_dir) / "storage")
+    folder = Path(tempfile.mkdtemp(prefix="kestrel-run-storage-"))
+    stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    return StorageConfig.local(folder)
 
 
 async def run_flow_file(
@@ -94,13 +110,17 @@ async def run_flow_file(
     except InputError as exc:
         print(f"invalid inputs: {exc}", file=err)
         return EXIT_INVALID
-    async with open_store(db, data_dir) as store:
+    async with contextlib.AsyncExitStack() as stack:
+        storage = _run_storage(data_dir, stack)  # removed last, once the run has stopped
+        store = await stack.enter_async_context(open_store(db, data_dir))
         dispatcher = RayTaskDispatcher(connect=True, address=ray_address)
-        async with ExecutionService(store, dispatcher) as service:
-            deployed = await service.deploy(source, path)
-            created = await service.create(deployed, raw_inputs)
-            summary = await service.wait(created.execution.id)
-            detail = await store.execution_detail(summary.id)
+        service = await stack.enter_async_context(
+            ExecutionService(store, dispatcher, storage=storage)
+        )
+        deployed = await service.deploy(source, path)
+        created = await service.create(deployed, raw_inputs)
+        summary = await service.wait(created.execution.id)
+        detail = await store.execution_detail(summary.id)
     assert detail is not None
     if as_json:
         print(json.dumps(execution_json(detail), default=str, indent=2), file=out)

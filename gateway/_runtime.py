@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import hmac
@@ -30,7 +31,9 @@ from actors import (
     ExecutionPool,
     ExecutionService,
     FirstTaskLatency,
+    ObjectStorage,
     PoolOptions,
+    StorageConfig,
     Store,
     TriggerInfo,
     TriggerStats,
@@ -40,6 +43,7 @@ from actors import (
     host_index,
     listener_host_class,
     new_id,
+    open_storage,
     opentelemetry_interceptor,
     remote_call,
 )
@@ -56,6 +60,7 @@ from flows import (
     Webhook,
     build_context,
     event_conditions_hold,
+    execution_prefix,
     input_to_json,
     parse_flow,
     parse_inputs,
@@ -72,6 +77,11 @@ _CONDITIONS_ENGINE = ExpressionEngine()
 SHUTDOWN_DRAIN_S = 30.0
 """Seconds a stopping server lets running executions end, all hosts together."""
 
+def new_execution_id() -> str:
+    """A fresh execution id (files are stored under it before the execution is created)."""
+    return new_id()
+
+
 RESTARTABLE_STATES = frozenset({State.FAILED, State.KILLED, State.WARNING})
 """The states an execution may be restarted from (as in Kestra)."""
 
@@ -85,9 +95,10 @@ class Runtime(Service):
 
     Args:
         settings: Where the database and Ray are, and how big the pools are.
+        storage: The internal storage; from ``settings.storage`` when None.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, storage: StorageConfig | None = None) -> None:
         super().__init__()
         self.settings = settings
         self._embedded: EmbeddedPostgres | None = None
@@ -113,9 +124,20 @@ class Runtime(Service):
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
+        if storage is None and settings.storage is None and settings.data_dir is not None:
+            storage = StorageConfig.local(settings.data_dir / "storage")
+        self.storage_config = dataclasses.replace(
+            storage or StorageConfig.parse(settings.storage),
+            inline_outputs_bytes=settings.inline_outputs_bytes,
+        )
         self._purging: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
+
+    @property
+    def storage(self) -> ObjectStorage:
+        """The internal storage."""
+        return open_storage(self.storage_config)
 
     @property
     def store(self) -> Store:
@@ -165,6 +187,8 @@ class Runtime(Service):
         await self._store.start()
         _log.info("store ready: migrations applied")
         self._switched_off = await self._store.disabled_triggers()
+        await self.storage.check()
+        _log.info("internal storage: %s", self.storage_config.describe())
         ensure_ray(self.settings.ray_address)
         _log.info("Ray ready (%s)", self.settings.ray_address or "local instance")
         self._pool = ExecutionPool(
@@ -173,6 +197,7 @@ class Runtime(Service):
                 min_actors=self.settings.execution_actors,
                 max_actors=max(self.settings.execution_actors, self.settings.max_execution_actors),
                 name_prefix=f"{self._prefix}-exec",
+                storage=self.storage_config,
                 tracing=self.settings.otel_endpoint,
             ),
         )
@@ -180,7 +205,11 @@ class Runtime(Service):
         self._host_names = [f"{self._prefix}-host-{i}" for i in range(self.settings.listener_hosts)]
         self._hosts = [
             host_cls.options(name=name).remote(
-                dsn, name, warm_workers=1, tracing=self.settings.otel_endpoint
+                dsn,
+                name,
+                warm_workers=1,
+                storage=self.storage_config,
+                tracing=self.settings.otel_endpoint,
             )
             for name in self._host_names
         ]
@@ -195,6 +224,7 @@ class Runtime(Service):
             owner=f"{self._prefix}-gateway-{new_id()}",
             lease_ttl=dt.timedelta(seconds=self._pool.options.lease_ttl_s),
             history_store=self._history,
+            storage=self.storage_config,
         )
         await asyncio.gather(
             self._pool.start(),
@@ -378,6 +408,7 @@ class Runtime(Service):
         wait: bool = False,
         within: float | None = None,
         flow: Flow | None = None,
+        execution_id: str | None = None,
     ) -> Execution:
         """Create an execution and start it (waiting for its end when `wait`).
 
@@ -390,6 +421,7 @@ class Runtime(Service):
             wait: Return only once the execution ended.
             within: Seconds to wait at most with `wait`.
             flow: The flow's current revision, when the caller has just read it.
+            execution_id: The new execution's id, when files were stored under it already.
 
         Raises:
             NotFoundError: No such flow.
@@ -405,10 +437,29 @@ class Runtime(Service):
             revision=flow.revision,
             labels=labels,
             trigger=trigger,
+            **({"execution_id": execution_id} if execution_id else {}),
         )
         if wait:
             await self.pool.wait(started.execution_id, within)
         return await self.execution(started.execution_id)
+
+    async def purge(
+        self,
+        before: dt.datetime,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> tuple[int, int]:
+        """Delete ended executions created before `before`, with their logs and files.
+
+        Returns:
+            How many executions and how many files were deleted.
+        """
+        purged = await self.store.purge_executions(before, namespace=namespace, flow_id=flow_id)
+        files = 0
+        for execution_id, ns, flow in purged:
+            files += await self.storage.delete_prefix(execution_prefix(ns, flow, execution_id))
+        return len(purged), files
 
     async def execution(self, execution_id: str) -> Execution:
         """An execution.

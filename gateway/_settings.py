@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows import DEFAULT_MAX_FILE_BYTES
+
 LOOPBACK = "127.0.0.1"
 
 
@@ -43,6 +45,10 @@ class Settings(BaseSettings):
             this many at once (no actor hop); beyond that, and with 0, on the pool.
         webhook_workers: Warm worker actors for the runnable tasks of those executions.
         sync_interval_s: How often the flows folder is checked.
+        storage: Internal storage: a folder or ``s3://bucket/prefix`` (credentials from
+            the usual AWS environment variables); None is ``<data dir>/storage``.
+        max_file_bytes: The largest file accepted by an upload (HTTP 413 beyond).
+        inline_outputs_bytes: Task outputs bigger than this (as JSON) go to the storage.
         kv_purge_interval_s: How often expired KV entries are deleted.
         otel_endpoint: An OTLP/HTTP traces URL (``http://127.0.0.1:4318/v1/traces``):
             trace every execution with OpenTelemetry (needs the ``otel`` extra).
@@ -67,6 +73,9 @@ class Settings(BaseSettings):
     webhook_executions: int = Field(default=200, ge=0)
     webhook_workers: int = Field(default=1, ge=1)
     sync_interval_s: float = Field(default=0.25, gt=0)
+    storage: str | None = None
+    max_file_bytes: int = Field(default=DEFAULT_MAX_FILE_BYTES, ge=1)
+    inline_outputs_bytes: int = Field(default=256 * 1024, ge=0)
     kv_purge_interval_s: float = Field(default=60.0, gt=0)
     otel_endpoint: str | None = None
 

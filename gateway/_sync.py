@@ -12,6 +12,7 @@ from pathlib import Path
 from flows import FlowError, KestrelError, Service, iter_flow_files
 
 from ._runtime import Runtime
+from ._sync_files import NamespaceFilesSync, is_namespace_file
 
 _log = logging.getLogger("kestrel.sync")
 
@@ -28,7 +29,8 @@ class FlowFolderSync(Service):
 
     A new or changed file becomes a new revision (its triggers are redeployed), a deleted
     file deletes (disables) its flow, and an invalid file is logged with
-    ``file:line:col`` while the previous revision keeps running.
+    ``file:line:col`` while the previous revision keeps running. Files in a
+    ``<namespace>/_files/`` folder are that namespace's files (`NamespaceFilesSync`).
 
     Args:
         runtime: Where flows are deployed.
@@ -43,6 +45,7 @@ class FlowFolderSync(Service):
         self._interval = interval_s
         self._known: dict[Path, _Known] = {}
         self._task: asyncio.Task[None] | None = None
+        self._files = NamespaceFilesSync(runtime, folder)
 
     async def _start(self) -> None:
         await self.scan()
@@ -81,7 +84,7 @@ class FlowFolderSync(Service):
                 with contextlib.suppress(KestrelError):
                     await self._runtime.delete_flow(gone.namespace, gone.flow_id, from_folder=True)
                 _log.info("%s was removed: flow %s.%s disabled", path, gone.namespace, gone.flow_id)
-        return changes
+        return changes + await self._files.scan()
 
     async def _apply(self, path: Path, text: str, digest: str, known: _Known | None) -> _Known:
         try:
@@ -107,6 +110,8 @@ class FlowFolderSync(Service):
         if not self._folder.is_dir():
             return out
         for path in iter_flow_files([self._folder]):
+            if is_namespace_file(self._folder, path):
+                continue  # a namespace file, not a flow
             with contextlib.suppress(OSError, UnicodeDecodeError):
                 out[path] = path.read_text(encoding="utf-8")
         return out

@@ -15,6 +15,7 @@ from flows import (
     load_flow,
 )
 
+from ._cli_files import add_file_commands
 from ._client_commands import add_client_commands
 
 Command = Callable[[argparse.Namespace], int]
@@ -71,6 +72,9 @@ def _server(args: argparse.Namespace) -> int:
 
     from pydantic import ValidationError
 
+    from actors import StorageConfig
+    from flows import StorageError
+
     from ._server import configure_logging, serve
     from ._settings import Settings
 
@@ -86,6 +90,7 @@ def _server(args: argparse.Namespace) -> int:
         "no_auth": args.no_auth,
         "log_level": args.log_level,
         "log_format": args.log_format,
+        "storage": args.storage,
     }
     try:
         settings = Settings(**{k: v for k, v in options.items() if v is not None})
@@ -93,6 +98,11 @@ def _server(args: argparse.Namespace) -> int:
         for error in exc.errors(include_url=False):
             where = ".".join(str(p) for p in error["loc"])
             print(f"kestrel server: --{where.replace('_', '-')}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        StorageConfig.parse(settings.storage)
+    except StorageError as exc:
+        print(f"kestrel server: --storage: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings)
     return asyncio.run(serve(settings))
@@ -140,6 +150,11 @@ def _add_server_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     server.add_argument(
         "--log-format", choices=["text", "json"], help="env KESTREL_LOG_FORMAT; default text"
     )
+    server.add_argument(
+        "--storage",
+        help="internal storage: a folder or s3://bucket/prefix, with the usual AWS_* "
+        "variables (env KESTREL_STORAGE; default: the data dir's storage folder)",
+    )
     server.set_defaults(func=_server)
 
 
@@ -182,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     token.set_defaults(func=_token)
     add_client_commands(sub)
+    add_file_commands(sub)
     return parser
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+from actors import StorageConfig
 from tests.servers import (
     STARTUP_SECONDS,
     RayCluster,
+    S3Server,
     consumer_group_options,
     create_database,
     drop_database,
@@ -18,6 +22,7 @@ from tests.servers import (
     new_database_name,
     postgres_server,
     ray_session,
+    s3_server,
 )
 
 
@@ -89,3 +94,19 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if STARTUP_SECONDS:
         timings = ", ".join(f"{name} {secs:.1f}s" for name, secs in STARTUP_SECONDS.items())
         terminalreporter.write_line(f"kestrel test servers started: {timings}")
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """The session's S3-compatible server (SeaweedFS, or ``KESTREL_TEST_S3_URL``)."""
+    with s3_server() as server:
+        yield server
+
+
+@pytest.fixture(params=["local", "s3"])
+def storage_config(request: pytest.FixtureRequest, tmp_path: Path) -> StorageConfig:
+    """Internal storage of this test alone: a local folder, then a prefix in a real bucket."""
+    if request.param == "local":
+        return StorageConfig.local(tmp_path / "storage")
+    server: S3Server = request.getfixturevalue("s3")
+    return StorageConfig.parse(f"s3://kestrel-test/{uuid.uuid4().hex}", env=server.env())

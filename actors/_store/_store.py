@@ -23,7 +23,7 @@ import asyncpg
 
 from flows import Service, State, StoreError, StoreUnavailable, redact_dsn
 
-from . import _concurrency, _controls, _flows, _latest, _leases, _reads, _rows
+from . import _concurrency, _controls, _flows, _latest, _leases, _purge, _reads, _rows
 from ._batcher import Batcher
 from ._db import DATABASE_ERRORS, Connection, unavailable
 from ._json import dumps, init_connection
@@ -444,6 +444,21 @@ class Store(Service):
         """Soft-delete a flow (recorded as a revision); False if absent or deleted."""
         async with self._conn() as conn:
             return await _flows.delete(conn, namespace, flow_id)
+
+    async def purge_executions(
+        self,
+        before: dt.datetime,
+        *,
+        namespace: str | None = None,
+        flow_id: str | None = None,
+    ) -> list[tuple[str, str, str]]:
+        """Delete ended executions created before `before` (this namespace and below).
+
+        Returns:
+            ``(id, namespace, flow_id)`` of every execution deleted, for their files.
+        """
+        async with self._conn() as conn, conn.transaction():
+            return await _purge.purge(conn, before, namespace, flow_id)
 
     async def last_execution_states(
         self, namespace: str | None = None

@@ -137,6 +137,7 @@ class AioMqttClient:
         self._waiters: dict[tuple[str, int], asyncio.Future[list[ReasonCode]]] = {}
         self._closing = False
         self._closed = self._loop.create_future()
+        self._acked_since_barrier = False
         self.lost_reason: str | None = None
 
     # ---- connection ----
@@ -489,6 +490,7 @@ class AioMqttClient:
         """Acknowledge a delivery (PUBACK for QoS 1, PUBCOMP for QoS 2); no-op for QoS 0."""
         if qos > 0 and self._sock is not None:
             self._client.ack(mid, qos)
+            self._acked_since_barrier = True
 
     # ---- closing ----
 
@@ -502,11 +504,30 @@ class AioMqttClient:
             self._misc.cancel()
             self._misc = None
 
+    async def _acks_handled(self) -> None:
+        """Wait until the broker has handled every ack sent so far (one round trip).
+
+        A broker handles one connection's packets in order, so its answer to an
+        UNSUBSCRIBE sent after the acks proves they were handled. Without it, the next
+        connection with the same client id (the next listener) can take the session over
+        while this socket still holds unread PUBACKs, and the broker redelivers messages
+        that were acked. The topic is one no filter of ours is: nothing is unsubscribed.
+        """
+        if not self._acked_since_barrier:
+            return
+        self._acked_since_barrier = False
+        barrier = f"kestrel/ack-barrier/{self.options.client_id or 'anonymous'}"
+        with contextlib.suppress(ConnectorError, TimeoutError):
+            async with asyncio.timeout(_CLOSE_TIMEOUT_S):
+                await self.unsubscribe([barrier])
+
     async def close(self) -> None:
         """Send DISCONNECT (after any queued acks), then close the socket; idempotent."""
         if self._closing:
             return
         self._closing = True
+        if self._sock is not None and self.lost_reason is None:
+            await self._acks_handled()
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(ConnectorError("the MQTT client is closing"))

@@ -13,11 +13,14 @@ from . import (
     _backfill_jobs,
     _deadletters,
     _executions,
+    _files,
     _flows,
     _health,
     _kv,
     _logs,
+    _namespace_files,
     _namespaces,
+    _purge,
     _redrive,
     _stats,
     _trigger_controls,
@@ -70,9 +73,12 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api = APIRouter(prefix=API_PREFIX)
     api.include_router(_webhooks.router)  # first: the hot path, and before /executions/{ns}/{id}
     api.include_router(_flows.router)
+    api.include_router(_files.router)  # before /executions/{ns}/{id}
+    api.include_router(_purge.router)
     api.include_router(_namespaces.flows_router)  # after /flows/search
     api.include_router(_namespaces.namespaces_router)
     api.include_router(_executions.router)
+    api.include_router(_namespace_files.router)
     api.include_router(_logs.router)
     api.include_router(_kv.router)
     api.include_router(_stats.router)  # before /triggers/{...}

@@ -28,11 +28,14 @@ from actors import unwrap_ray_error
 from flows import (
     ConflictError,
     ExpressionError,
+    FileTooLargeError,
     FlowError,
     InputError,
     KestrelError,
     NotFoundError,
     NotStartedError,
+    StorageError,
+    StorageFileNotFoundError,
     StoreUnavailable,
     UnavailableError,
 )
@@ -133,6 +136,12 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
         return error_response(422, one_sentence(str(exc)))
     if isinstance(exc, UnavailableError | NotStartedError):
         return error_response(503, one_sentence(str(exc)))
+    if isinstance(exc, FileTooLargeError):
+        return error_response(413, one_sentence(str(exc)))
+    if isinstance(exc, StorageFileNotFoundError):
+        return error_response(404, one_sentence(str(exc)))
+    if isinstance(exc, StorageError):
+        return error_response(400, one_sentence(str(exc)), "path")
     if isinstance(exc, KestrelError):
         _log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error_response(500, one_sentence(str(exc)) or type(exc).__name__)

@@ -14,10 +14,11 @@ from fastapi.responses import StreamingResponse
 
 from flows import Flow, InputError, InputType, NotFoundError, State
 
-from .._runtime import Runtime
-from ._bodies import parse_labels, read_inputs
-from ._deps import RuntimeDep
+from .._runtime import Runtime, new_execution_id
+from ._bodies import media_type, parse_labels, read_inputs
+from ._deps import RuntimeDep, SettingsDep
 from ._errors import ApiError
+from ._files import read_upload_inputs
 from ._models import (
     ErrorBody,
     ExecutionBody,
@@ -206,15 +207,26 @@ async def create_execution(
     flow_id: str,
     request: Request,
     runtime: RuntimeDep,
+    settings: SettingsDep,
     labels: LabelsQuery = None,
     wait: Annotated[bool, Query(description="answer once the execution ended")] = False,
 ) -> ExecutionBody:
     """Start an execution of a flow's current revision with these inputs."""
-    inputs = await read_inputs(request)
     extra_labels = _user_labels(labels or [])
-    flow = await runtime.flow(namespace, flow_id)
+    execution_id: str | None = None
+    if media_type(request) == "multipart/form-data":
+        flow = await runtime.flow(namespace, flow_id)
+        execution_id = new_execution_id()
+        inputs = await read_upload_inputs(
+            request, runtime.storage, flow, execution_id, settings.max_file_bytes
+        )
+    else:
+        inputs = await read_inputs(request)
+        flow = await runtime.flow(namespace, flow_id)
     _check_uploads(flow, inputs)
-    execution = await runtime.execute(namespace, flow_id, inputs, labels=extra_labels)
+    execution = await runtime.execute(
+        namespace, flow_id, inputs, labels=extra_labels, execution_id=execution_id
+    )
     if wait:
         with contextlib.suppress(TimeoutError):
             await runtime.pool.wait(execution.id, WAIT_SECONDS)

@@ -43,3 +43,17 @@ def test_latency_quick_nats_core(tmp_path: Path) -> None:
 
     assert (tmp_path / "latency.png").stat().st_size > 0
     assert "NATS core" in (tmp_path / "summary.md").read_text()
+
+
+def test_storage_bench_smoke(tmp_path: Path) -> None:
+    from benchmarks.storage_bench import main as storage_bench
+
+    assert (
+        storage_bench(
+            ["--files", "5", "--size-mib", "0.1", "--backends", "local", "--out", str(tmp_path)]
+        )
+        == 0
+    )
+    figures = json.loads((tmp_path / "storage.json").read_text())["backends"]["local"]
+    assert set(figures) == {"raw_put", "kestrel_put", "raw_get", "kestrel_get"}
+    assert all(f["mib_s"] > 0 for f in figures.values())

@@ -80,6 +80,7 @@ class FakeRunContext:
         self.variables: Mapping[str, Any] = dict(variables or {})
         self.logs: list[tuple[str, str]] = []
         self.kv: dict[tuple[str, str], Any] = {}
+        self.storage: Any = None  # these tasks use no files
 
     def log(self, level: str, message: str) -> None:
         self.logs.append((level, message))

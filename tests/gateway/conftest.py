@@ -56,6 +56,7 @@ async def live_server(
         flows=flows_dir,
         api_token=TOKEN,
         sync_interval_s=0.1,
+        storage=str(tmp_path_factory.mktemp("storage")),
         kv_purge_interval_s=0.2,
     )
     runtime = Runtime(settings)

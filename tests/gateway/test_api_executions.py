@@ -123,10 +123,10 @@ async def test_create_with_form_and_file(api: httpx.AsyncClient, namespace: str)
     assert execution["state"]["current"] == "SUCCESS"
     assert execution["inputs"]["count"] == 7
     stored = execution["inputs"]["doc"]
-    assert isinstance(stored, str) and stored.startswith("data:")
-    import base64
-
-    assert base64.b64decode(stored.split(",", 1)[1]) == content
+    ns_path = namespace.replace(".", "/")
+    assert stored == f"kestra:///{ns_path}/typed/executions/{execution['id']}/inputs/doc/data.bin"
+    download = await api.get(f"/api/v1/executions/{execution['id']}/file", params={"path": stored})
+    assert download.status_code == 200 and download.content == content
 
     form = await api.post(
         f"/api/v1/executions/{namespace}/typed",

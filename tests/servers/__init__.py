@@ -35,6 +35,8 @@ from tests.servers._process import (
 )
 from tests.servers._ray import ENV_ADDRESS as RAY_ENV
 from tests.servers._ray import RayCluster, ray_session
+from tests.servers._s3 import ENV_URL as S3_ENV
+from tests.servers._s3 import S3Server, check_s3, s3_server
 
 __all__ = [
     "KAFKA_ENV",
@@ -42,13 +44,16 @@ __all__ = [
     "NATS_ENV",
     "POSTGRES_ENV",
     "RAY_ENV",
+    "S3_ENV",
     "STARTUP_SECONDS",
     "RayCluster",
+    "S3Server",
     "ServerStartError",
     "check_kafka",
     "check_mqtt",
     "check_nats",
     "check_postgres",
+    "check_s3",
     "consumer_group_options",
     "create_database",
     "drop_database",
@@ -64,5 +69,6 @@ __all__ = [
     "postgres_server",
     "ray_session",
     "run_async",
+    "s3_server",
     "wait_until",
 ]

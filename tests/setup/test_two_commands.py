@@ -66,10 +66,14 @@ def test_deps_without_root_stops_and_prints_the_one_command() -> None:
 
 
 def _dry_run(target: str, tmp_path: Path) -> str:
-    # A fresh venv path: make shows every step a machine with nothing would run.
+    # A fresh venv path: make shows every step a machine with nothing would run. Run as a
+    # top-level make (CI's `make test` runs this test inside make: its MAKELEVEL/MAKEFLAGS
+    # would add "Entering directory" lines and pass flags down).
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
     result = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
