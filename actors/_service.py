@@ -55,6 +55,7 @@ from ._store._records import (
     NewTaskRun,
 )
 from ._store._store import Store
+from ._takeovers import fail_lost_execution, max_takeovers, too_many_takeovers
 
 _log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class ExecutionService(Service):
         self._loops: list[asyncio.Task[None]] = []
         self._retries: set[asyncio.Task[None]] = set()
         self.recovered = 0
+        self.max_takeovers = max_takeovers()
 
     async def _start(self) -> None:
         self._loops.append(asyncio.create_task(self._renew_loop(), name="lease-renewer"))
@@ -239,7 +241,9 @@ class ExecutionService(Service):
         if execution_id is not None:
             new = dataclasses.replace(new, id=execution_id)
         result = await self.store.create_execution(
-            new, lease_owner=self.owner if start else None, lease_ttl=self._lease_ttl
+            new,
+            lease_owner=self.owner if start else None,
+            lease_ttl=self._lease_ttl if start else None,
         )
         if self.interceptors.wants("execution_created"):
             self.interceptors.execution_created(
@@ -287,6 +291,10 @@ class ExecutionService(Service):
                 await self.store.release_lease(lease)
                 raise NotFoundError(f"execution {execution_id} does not exist")
             execution = detail.execution
+            if not restart and too_many_takeovers(lease, self.max_takeovers):
+                await fail_lost_execution(self.store, detail, lease, self.max_takeovers)
+                self._wake_waiters(execution_id)
+                return True
         if flow is None or flow.revision != execution.flow_revision:
             flow = await self.flow(execution.namespace, execution.flow_id, execution.flow_revision)
         if detail is None:

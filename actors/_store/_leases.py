@@ -22,6 +22,8 @@ async def take(
 ) -> Lease | None:
     """Take the lease if it is free, expired, or already ``owner``'s; the epoch goes up.
 
+    Taking an expired lease that its owner did not release counts one takeover.
+
     Returns:
         The new lease, or None while another owner holds an unexpired one.
     """
@@ -30,7 +32,9 @@ async def take(
             VALUES ($1, $2, $3, 1, now() + $4::interval, now())
             ON CONFLICT (kind, key) DO UPDATE
             SET owner = excluded.owner, epoch = l.epoch + 1,
-                expires_at = excluded.expires_at, acquired_at = now()
+                expires_at = excluded.expires_at, acquired_at = now(), released = false,
+                takeovers = l.takeovers
+                    + CASE WHEN l.owner <> excluded.owner AND NOT l.released THEN 1 ELSE 0 END
             WHERE l.expires_at <= now() OR l.owner = excluded.owner
             RETURNING *""",
         kind,
@@ -103,7 +107,7 @@ async def release_many(
         return
     leases = [op.lease for _, op in items]
     rows = await conn.fetch(
-        """UPDATE leases AS l SET expires_at = least(l.expires_at, now())
+        """UPDATE leases AS l SET expires_at = least(l.expires_at, now()), released = true
            FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
                 AS u(kind, key, owner, epoch)
            WHERE l.kind = u.kind AND l.key = u.key AND l.owner = u.owner AND l.epoch = u.epoch

@@ -57,6 +57,7 @@ class Lease:
         epoch: Increases every time the lease is taken; writes carry it and are refused
             once a newer epoch exists.
         expires_at: When another owner may take it unless it is renewed.
+        takeovers: How many times it was taken from an owner that had not released it.
     """
 
     kind: str
@@ -64,6 +65,7 @@ class Lease:
     owner: str
     epoch: int
     expires_at: dt.datetime
+    takeovers: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

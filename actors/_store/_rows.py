@@ -167,4 +167,5 @@ def lease(row: asyncpg.Record) -> Lease:
         owner=row["owner"],
         epoch=row["epoch"],
         expires_at=row["expires_at"],
+        takeovers=row.get("takeovers", 0),
     )

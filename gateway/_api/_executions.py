@@ -122,7 +122,7 @@ async def search_executions(
     labels: LabelsQuery = None,
     start_date: Annotated[dt.datetime | None, Query(alias="startDate")] = None,
     end_date: Annotated[dt.datetime | None, Query(alias="endDate")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,  # offset stays a Postgres bigint
     size: Annotated[int, Query(ge=1, le=1000)] = 25,
 ) -> ExecutionPage:
     """Executions, newest first: created in ``[startDate, endDate)``, in these states."""

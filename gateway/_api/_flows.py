@@ -111,7 +111,7 @@ async def search_flows(
     runtime: RuntimeDep,
     namespace: Annotated[str | None, Query(description="this namespace and below")] = None,
     q: Annotated[str | None, Query(description="text in the id, namespace or description")] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
+    page: Annotated[int, Query(ge=1, le=1_000_000)] = 1,
     size: Annotated[int, Query(ge=1, le=1000)] = 25,
 ) -> FlowPage:
     """Live flows (current revisions), by namespace then id."""
@@ -136,7 +136,7 @@ async def get_flow(
     namespace: str,
     id: str,
     runtime: RuntimeDep,
-    revision: Annotated[int | None, Query(ge=1)] = None,
+    revision: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,  # a Postgres integer
 ) -> dict[str, Any]:
     """A flow (its current revision, or the one asked for), with its YAML ``source``."""
     stored = await _stored(runtime, namespace, id, revision)

@@ -61,7 +61,7 @@ async def follow_execution_logs(
     request: Request,
     runtime: RuntimeDep,
     min_level: MinLevel = None,
-    since: Annotated[int, Query(ge=0, description="send lines after this seq")] = 0,
+    since: Annotated[int, Query(ge=0, le=2**63 - 1, description="send lines after this seq")] = 0,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     """Server-sent events: the lines so far, then new ones, until the execution ended.
@@ -69,9 +69,14 @@ async def follow_execution_logs(
     Each event's id is the line's ``seq``; reconnecting with ``Last-Event-ID`` resumes.
     """
     level = _level(min_level)
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        since = max(since, int(last_event_id.strip()))
+    if last_event_id is not None and _is_seq(last_event_id.strip()):
+        since = max(since, min(int(last_event_id.strip()), 2**63 - 1))
     await runtime.execution(execution_id)
     return sse_response(
         follow_logs(runtime.store, request, execution_id, since=since, min_level=level)
     )
+
+
+def _is_seq(text: str) -> bool:
+    """ASCII digits only (``'²'.isdigit()`` is true, but ``int('²')`` fails)."""
+    return text.isascii() and text.isdigit()
