@@ -22,7 +22,7 @@ from . import _latency, _machine, _plots, _report, _throughput, _triggers_scale
 from ._servers import BROKER_OF_SOURCE, Brokers, Postgres, brokers, postgres
 from ._sources import SOURCES
 
-PARTS = ("latency", "throughput", "triggers", "store")
+PARTS = ("latency", "throughput", "triggers", "store", "celery")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -35,9 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
     parser.add_argument("--sources", type=_csv, help=f"latency: any of {','.join(SOURCES)}; "
                         "throughput: jetstream (default) and/or mqtt")  # fmt: skip
-    parser.add_argument("--events", type=int, help="latency: measured events per source")
+    parser.add_argument("--events", type=int, help="latency, celery: measured events per source")
     parser.add_argument("--warmup", type=int, help="latency: warm-up events per source")
-    parser.add_argument("--rate", type=float, help="latency: events per second")
+    parser.add_argument("--rate", type=float, help="latency, celery: events per second")
     parser.add_argument("--quick", action="store_true", help="small runs (smoke tests)")
     parser.add_argument(
         "--profile",
@@ -117,6 +117,15 @@ async def _part(
     if part == "triggers":
         sopts = _triggers_scale.ScaleOptions.from_args(args)
         return await _triggers_scale.run(found, pg, sopts)
+    if part == "celery":
+        from . import _celery
+
+        popts = _celery.PeerOptions.quick() if args.quick else _celery.PeerOptions()
+        if args.events is not None:
+            popts.events = args.events
+        if args.rate is not None:
+            popts.rate = args.rate
+        return await asyncio.to_thread(_celery.run, popts)
     from .store_bench import bench
 
     ops = 300 if args.quick else args.ops
@@ -149,6 +158,8 @@ async def _run(found: Brokers, args: argparse.Namespace) -> None:
             _write(out, part, report)
             report["plots"] = [str(p) for p in _plots.plot(part, report, out)]
             _write(out, part, report)
+            if part == "celery":
+                report = _report.attach_ours(report, out)
             print(_report.table(part, report), flush=True)
     summary = _report.summary(out)
     (out / "summary.md").write_text(summary)
