@@ -22,7 +22,7 @@ from . import _latency, _machine, _plots, _report, _throughput, _triggers_scale
 from ._servers import BROKER_OF_SOURCE, Brokers, Postgres, brokers, postgres
 from ._sources import SOURCES
 
-PARTS = ("latency", "throughput", "triggers", "store", "celery")
+PARTS = ("latency", "throughput", "triggers", "store", "celery", "curve")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -71,7 +71,7 @@ def _needed(args: argparse.Namespace) -> set[str]:
     parts = _parts(args)
     if "latency" in parts:
         needed |= {b for s in _latency_sources(args) if (b := BROKER_OF_SOURCE[s])}
-    if "throughput" in parts:
+    if "throughput" in parts or "curve" in parts:
         needed |= {"mqtt" if s == "mqtt" else "nats" for s in _throughput_sources(args)}
     if "triggers" in parts:
         needed |= {"nats", "mqtt", "kafka"}
@@ -79,7 +79,7 @@ def _needed(args: argparse.Namespace) -> set[str]:
 
 
 def _throughput_sources(args: argparse.Namespace) -> list[str]:
-    if args.part == "throughput" and args.sources:
+    if args.part in ("throughput", "curve") and args.sources:
         return list(args.sources)
     return ["jetstream"]
 
@@ -114,6 +114,9 @@ async def _part(
     if part == "throughput":
         topts = _throughput.ThroughputOptions.from_args(args)
         return await _throughput.run(found, pg, _throughput_sources(args), topts)
+    if part == "curve":
+        copts = _throughput.ThroughputOptions.curve(args)
+        return await _throughput.run(found, pg, _throughput_sources(args), copts)
     if part == "triggers":
         sopts = _triggers_scale.ScaleOptions.from_args(args)
         return await _triggers_scale.run(found, pg, sopts)

@@ -139,6 +139,25 @@ def throughput_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def curve_rows(report: dict[str, Any]) -> list[list[str]]:
+    """p50 / p99 event → first task started at each offered rate, sustained or not."""
+    rows = []
+    for source in report["sources"].values():
+        for step in source["steps"]:
+            first = step["event_to_first_task"]
+            rows.append([
+                source["label"], f"{step['target_per_s']:g}", f"{step['offered_per_s']:.0f}",
+                f"{step['ended_per_s']:.0f}", _ms(first["p50"]), _ms(first["p99"]),
+                "yes" if step["sustained"] else f"no ({step['why']})",
+            ])  # fmt: skip
+    return rows
+
+
+CURVE_HEADER = [
+    "source", "rate/s", "offered/s", "ended/s", "p50 ms", "p99 ms", "sustained",
+]  # fmt: skip
+
+
 THROUGHPUT_HEADER = [
     "source", "offered/s", "created/s", "ended/s", "p50 ms", "p99 ms", "sustained",
 ]  # fmt: skip
@@ -252,6 +271,8 @@ def _sections(part: str, report: dict[str, Any]) -> list[tuple[str, list[str], l
         ]
     if part == "throughput":
         return [("Throughput", THROUGHPUT_HEADER, throughput_rows(report))]
+    if part == "curve":
+        return [("Latency versus offered rate", CURVE_HEADER, curve_rows(report))]
     if part == "triggers":
         return [(f"{report['deployed']:,} idle triggers", TRIGGERS_HEADER, triggers_rows(report))]
     if part == "store":
@@ -313,7 +334,7 @@ def summary(out: Path) -> str:
     machine = None
     reports = {
         part: json.loads(path.read_text())
-        for part in ("latency", "throughput", "triggers", "store", "celery")
+        for part in ("latency", "throughput", "curve", "triggers", "store", "celery")
         if (path := out / f"{part}.json").exists()
     }
     for part, report in reports.items():

@@ -35,12 +35,12 @@ from ._ops import (
 )
 from ._records import Lease
 
-_PARAMETERS = 61
+_PARAMETERS = 63
 CALL = """SELECT out_kind, out_a, out_b, out_n FROM kestrel_write_history(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35,
     $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52,
-    $53, $54, $55, $56, $57, $58, $59, $60, $61)"""
+    $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, $63)"""
 """The one statement of a history batch."""
 
 Items = list[tuple[int, WriteOp]]
@@ -81,9 +81,10 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
     for index, op in items:
         groups[type(op)].append((index, op))
     fences = _updates.Fences()
-    runs = _updates.added_task_runs(groups[AddTaskRunsOp], fences)
+    transitions = groups[TaskRunTransitionOp]
+    runs, merged = _updates.added_task_runs(groups[AddTaskRunsOp], transitions, fences)
     executions, x_arrays = _updates.execution_transitions(groups[TransitionOp], fences)
-    task_runs, t_arrays = _updates.task_run_transitions(groups[TaskRunTransitionOp], fences)
+    task_runs, t_arrays = _updates.task_run_transitions(transitions, fences, merged)
     attempts, a_arrays = _updates.attempts(groups[AttemptOp], fences)
     outputs, o_arrays = _updates.outputs(groups[OutputsOp], fences)
     triggers = _updates.trigger_states(groups[TriggerStateOp], fences)

@@ -99,11 +99,41 @@ def task_run_arrays(runs: list[tuple[str, NewTaskRun]]) -> Arrays:
     ]
 
 
-def added_task_runs(items: list[tuple[int, AddTaskRunsOp]], fences: Fences) -> Arrays:
-    """New task runs (``r_*``), in submission order."""
+def added_task_runs(
+    items: list[tuple[int, AddTaskRunsOp]],
+    transitions: list[tuple[int, TaskRunTransitionOp]],
+    fences: Fences,
+) -> tuple[Arrays, set[tuple[str, str]]]:
+    """New task runs (``r_*``), in submission order, with the transitions that follow them.
+
+    A task run created and transitioned in the same batch is inserted once, in its last
+    state with its whole history. Returns the arrays and the (execution id, task run id)
+    of those merged runs; their transitions are still sent (``t_merged``), applied only
+    if the insert found the task run already there (a retried write).
+    """
+    follows: dict[tuple[str, str], list[TaskRunTransitionOp]] = {}
+    created_at: dict[tuple[str, str], int] = {
+        (op.execution_id, run.id): index for index, op in items for run in op.runs
+    }
+    for index, op in transitions:
+        key = (op.execution_id, op.task_run_id)
+        if key in created_at and created_at[key] < index:
+            follows.setdefault(key, []).append(op)
     runs = [(op.execution_id, run) for _, op in items for run in op.runs]
+    arrays = task_run_arrays(runs)
+    states, histories, created, ended = arrays[6], arrays[7], arrays[8], arrays[9]
+    updated = list(created)
+    for row, (execution_id, run) in enumerate(runs):
+        later = follows.get((execution_id, run.id))
+        if not later:
+            continue
+        entries = [(run.state, created[row])] + [(op.state, op.at) for op in later]
+        states[row] = str(later[-1].state)
+        histories[row] = dumps(_rows.history_json(entries))
+        ended[row] = ended_at(later[-1].state, later[-1].at)
+        updated[row] = max(created[row], later[-1].at)
     positions = [fences.position(op.lease) for _, op in items for _ in op.runs]
-    return [*task_run_arrays(runs), positions]
+    return [*arrays, updated, positions], set(follows)
 
 
 def execution_transitions(
@@ -126,13 +156,16 @@ def execution_transitions(
 
 
 def task_run_transitions(
-    items: list[tuple[int, TaskRunTransitionOp]], fences: Fences
+    items: list[tuple[int, TaskRunTransitionOp]],
+    fences: Fences,
+    merged: set[tuple[str, str]],
 ) -> tuple[Grouped, Arrays]:
-    """Task-run transitions (``t_*``), one row per task run."""
+    """Task-run transitions (``t_*``), one row per task run; ``merged``: see `added_task_runs`."""
     grouped = collapse(items, lambda op: (op.execution_id, op.task_run_id))
-    arrays: Arrays = [[] for _ in range(7)]
-    ids, executions, states, histories, ats, ended, leases = arrays
+    arrays: Arrays = [[] for _ in range(8)]
+    ids, executions, states, histories, ats, ended, leases, folded = arrays
     for (execution_id, task_run_id), group in grouped.items():
+        folded.append((execution_id, task_run_id) in merged)
         last: TaskRunTransitionOp = group[-1][1]
         ids.append(task_run_id)
         executions.append(execution_id)

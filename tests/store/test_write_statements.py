@@ -167,3 +167,34 @@ async def test_a_stale_and_a_current_owner_in_one_batch_are_fenced_apart(
         execution = await store.get_execution(old.key)
         assert execution is not None
         assert [e.state for e in execution.state_history] == [State.CREATED, State.SUCCESS]
+
+
+async def test_a_task_run_created_and_moved_in_one_batch_is_inserted_in_its_last_state(
+    store: Store,
+) -> None:
+    (lease,) = await _leased(store, 1)
+    at = dt.datetime.now(dt.UTC)
+    fresh = NewTaskRun(task_id="fresh", created_at=at)
+    again = NewTaskRun(task_id="again", created_at=at)
+    await store.add_task_runs(lease.key, [again], lease=lease)  # written once already
+    later = at + dt.timedelta(seconds=2)
+    writes = [
+        AddTaskRunsOp.of(lease.key, [fresh], lease),
+        TaskRunTransitionOp.of(lease.key, fresh.id, State.RUNNING, at, lease),
+        TaskRunTransitionOp.of(lease.key, fresh.id, State.SUCCESS, later, lease),
+        AddTaskRunsOp.of(lease.key, [again], lease),  # a retried write: the row exists
+        TaskRunTransitionOp.of(lease.key, again.id, State.RUNNING, later, lease),
+    ]
+    assert await asyncio.gather(*(store.enqueue(w) for w in writes)) == [None] * 5
+    detail = await store.execution_detail(lease.key)
+    assert detail is not None
+    runs = {d.task_run.task_id: d.task_run for d in detail.task_runs}
+    assert [e.state for e in runs["fresh"].state_history] == [
+        State.CREATED,
+        State.RUNNING,
+        State.SUCCESS,
+    ]
+    assert runs["fresh"].state is State.SUCCESS
+    assert runs["fresh"].ended_at == later and runs["fresh"].updated_at == later
+    assert [e.state for e in runs["again"].state_history] == [State.CREATED, State.RUNNING]
+    assert runs["again"].state is State.RUNNING and runs["again"].ended_at is None

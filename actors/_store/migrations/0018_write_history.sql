@@ -3,7 +3,8 @@
 -- transitions, attempts, outputs, logs, trigger states, lease releases) in one statement,
 -- fenced by the writers' leases, and returns what the caller needs to report per write.
 -- The client merges the writes per row first (one row per execution, task run, attempt,
--- output, trigger), so each row is written once per batch.
+-- output, trigger; a task run created and transitioned in one batch is inserted in its
+-- last state), so each row is written once per batch.
 --
 -- Parameters come in groups of parallel arrays, one group per kind; a `*_lease` array
 -- holds, per row, the 1-based position of its writer's lease in the `f_*` arrays (NULL:
@@ -22,11 +23,11 @@ CREATE FUNCTION kestrel_write_history(
     f_kind text[], f_key text[], f_owner text[], f_epoch bigint[],
     r_id text[], r_execution_id text[], r_task_id text[], r_parent text[], r_value text[],
     r_iteration int[], r_state text[], r_history text[], r_created_at timestamptz[],
-    r_ended_at timestamptz[], r_lease int[],
+    r_ended_at timestamptz[], r_updated_at timestamptz[], r_lease int[],
     x_id text[], x_state text[], x_history text[], x_at timestamptz[],
     x_ended_at timestamptz[], x_outputs text[], x_lease int[],
     t_id text[], t_execution_id text[], t_state text[], t_history text[], t_at timestamptz[],
-    t_ended_at timestamptz[], t_lease int[],
+    t_ended_at timestamptz[], t_lease int[], t_merged boolean[],
     a_task_run_id text[], a_attempt int[], a_execution_id text[], a_state text[],
     a_started_at timestamptz[], a_ended_at timestamptz[], a_worker text[], a_node text[],
     a_error text[], a_lease int[],
@@ -41,6 +42,8 @@ LANGUAGE plpgsql VOLATILE AS $fn$
 #variable_conflict use_column
 DECLARE
     stale int[] := '{}';
+    inserted text[] := '{}';
+    accepted text[] := '{}';
 BEGIN
     -- Fencing: lock the leases the writes carry, so none changes hands before COMMIT.
     IF cardinality(f_kind) > 0 THEN
@@ -60,25 +63,30 @@ BEGIN
             WHERE u.i = ANY (stale);
     END IF;
 
+    -- New task runs; one transitioned in the same batch comes in its last state (its
+    -- transitions are merged into the row: t_merged), so it is written once.
     IF cardinality(r_id) > 0 THEN
-        RETURN QUERY
-            WITH runs AS (
+        WITH runs AS (
                 SELECT * FROM unnest(r_id, r_execution_id, r_task_id, r_parent, r_value,
                                      r_iteration, r_state, r_history, r_created_at,
-                                     r_ended_at, r_lease) WITH ORDINALITY
+                                     r_ended_at, r_updated_at, r_lease) WITH ORDINALITY
                     AS r(id, execution_id, task_id, parent_task_run_id, value, iteration,
-                         state, history, created_at, ended_at, lease, ord)
+                         state, history, created_at, ended_at, updated_at, lease, ord)
                 WHERE (r.lease IS NULL OR r.lease <> ALL (stale))
                   AND EXISTS (SELECT 1 FROM executions x WHERE x.id = r.execution_id)),
             ins AS (
                 INSERT INTO task_runs (id, execution_id, task_id, parent_task_run_id, value,
                     iteration, state, state_history, created_at, updated_at, ended_at)
                 SELECT r.id, r.execution_id, r.task_id, r.parent_task_run_id, r.value,
-                       r.iteration, r.state, r.history::jsonb, r.created_at, r.created_at,
+                       r.iteration, r.state, r.history::jsonb, r.created_at, r.updated_at,
                        r.ended_at
                 FROM runs AS r ORDER BY r.ord
-                ON CONFLICT (id) DO NOTHING)
-            SELECT DISTINCT 'run', runs.execution_id, NULL::text, NULL::bigint FROM runs;
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id)
+        SELECT (SELECT coalesce(array_agg(ins.id), '{}') FROM ins),
+               (SELECT coalesce(array_agg(DISTINCT runs.execution_id), '{}') FROM runs)
+            INTO inserted, accepted;
+        RETURN QUERY SELECT 'run', a.id, NULL::text, NULL::bigint FROM unnest(accepted) AS a(id);
     END IF;
 
     IF cardinality(x_id) > 0 THEN
@@ -102,12 +110,17 @@ BEGIN
                 SET state = u.state, state_history = t.state_history || u.history::jsonb,
                     updated_at = greatest(t.updated_at, u.at), ended_at = u.ended_at
                 FROM unnest(t_id, t_execution_id, t_state, t_history, t_at, t_ended_at,
-                            t_lease)
-                     AS u(id, execution_id, state, history, at, ended_at, lease)
+                            t_lease, t_merged)
+                     AS u(id, execution_id, state, history, at, ended_at, lease, merged)
                 WHERE t.id = u.id AND t.execution_id = u.execution_id
                   AND (u.lease IS NULL OR u.lease <> ALL (stale))
+                  AND NOT (u.merged AND u.id = ANY (inserted))  -- already in the insert
                 RETURNING t.execution_id, t.id)
-            SELECT 'task_run', done.execution_id, done.id, NULL::bigint FROM done;
+            SELECT 'task_run', done.execution_id, done.id, NULL::bigint FROM done
+            UNION ALL
+            SELECT 'task_run', u.execution_id, u.id, NULL::bigint
+            FROM unnest(t_id, t_execution_id, t_merged) AS u(id, execution_id, merged)
+            WHERE u.merged AND u.id = ANY (inserted);
     END IF;
 
     IF cardinality(a_task_run_id) > 0 THEN
