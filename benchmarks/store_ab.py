@@ -29,7 +29,7 @@ from actors import EmbeddedPostgres
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_SCENARIOS = "history_batched,transition_batched,create_batched,create_lone"
-FIGURES = ("ops_per_s", "p50_ms", "p99_ms")
+FIGURES = ("ops_per_s", "p50_ms", "p99_ms", "client_cpu_ms_per_op", "server_cpu_ms_per_op")
 
 
 def _side(tree: Path, admin_dsn: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
@@ -58,9 +58,10 @@ def _medians(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         for r in report["results"]:
             figures = by_scenario.setdefault(r["scenario"], {f: [] for f in FIGURES})
             for f in FIGURES:
-                figures[f].append(float(r[f]))
+                if r.get(f) is not None:
+                    figures[f].append(float(r[f]))
     return {
-        name: {f: round(statistics.median(v), 3) for f, v in figures.items()}
+        name: {f: round(statistics.median(v), 4) if v else None for f, v in figures.items()}
         | {f"{f}_all": v for f, v in figures.items()}  # type: ignore[misc]
         for name, figures in by_scenario.items()
     }
@@ -106,14 +107,16 @@ def table(report: dict[str, Any]) -> str:
     """Median of each figure per scenario, before | after | after / before."""
     before, after = report["medians"]["before"], report["medians"]["after"]
     lines = [
-        f"{'scenario':<22}{'figure':<11}{'before':>10}{'after':>10}{'after/before':>14}",
-        "-" * 67,
+        f"{'scenario':<22}{'figure':<22}{'before':>10}{'after':>10}{'after/before':>14}",
+        "-" * 78,
     ]
     for name in after:
         for f in FIGURES:
             b, a = before[name][f], after[name][f]
+            if a is None or b is None:
+                continue
             ratio = f"{a / b:.2f}" if b else "—"
-            lines.append(f"{name:<22}{f:<11}{b:>10.2f}{a:>10.2f}{ratio:>14}")
+            lines.append(f"{name:<22}{f:<22}{b:>10.3f}{a:>10.3f}{ratio:>14}")
     load = report["load_average_1min"]
     lines.append(
         f"medians of {report['rounds']} alternating rounds; 1-min load average "

@@ -23,6 +23,9 @@ unless said otherwise:
   run created, RUNNING, attempt started (enqueued together, awaited), then attempt ended,
   outputs, task run SUCCESS, execution SUCCESS (awaited), then the lease released: 9
   writes per execution in three awaits, as a one-task run makes them. ops = executions.
+* ``history_lone``: the same from one run at a time: each batch is one phase of one run
+  (the small batches of a lightly loaded host), so its p50 is what a run waits for its
+  writes to be durable.
 
 Prints a table and writes ``benchmarks/results/store.json``.
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import os
@@ -46,6 +50,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 
 from actors._embedded_postgres import EmbeddedPostgres
 from actors._store import Attempt, NewExecution, NewTaskRun, Store
@@ -71,10 +76,53 @@ class Result:
     p50_ms: float
     p99_ms: float
     batches: int | None = None
+    client_cpu_ms_per_op: float | None = None
+    server_cpu_ms_per_op: float | None = None
 
     @property
     def mean_batch(self) -> float | None:
         return self.ops / self.batches if self.batches else None
+
+
+async def _postmaster(dsn: str) -> psutil.Process | None:
+    """The local PostgreSQL server's main process (None when it is not on this machine)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return psutil.Process(backend).parent()
+    except psutil.Error:
+        return None
+    finally:
+        await conn.close()
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the Postgres server (its processes, live and
+    exited): on a shared machine, cost per op moves far less than wall-clock figures."""
+
+    def __init__(self, postmaster: psutil.Process | None) -> None:
+        self.postmaster = postmaster
+
+    def server(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        try:
+            own = self.postmaster.cpu_times()
+            total = own.user + own.system + own.children_user + own.children_system
+            for child in self.postmaster.children():
+                with contextlib.suppress(psutil.Error):
+                    times = child.cpu_times()
+                    total += times.user + times.system
+            return total
+        except psutil.Error:
+            return None
+
+    @staticmethod
+    def client() -> float:
+        return time.process_time()
+
+
+METER = CpuMeter(None)
 
 
 def _with_database(dsn: str, database: str) -> str:
@@ -87,6 +135,7 @@ async def _run(
     """Run ``call(i)`` for i in range(ops) from ``concurrency`` workers; time each call."""
     latencies: list[float] = []
     counter = iter(range(ops))
+    client, server = METER.client(), METER.server()
 
     async def worker() -> None:
         for i in counter:
@@ -97,6 +146,8 @@ async def _run(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    client = METER.client() - client
+    server_now = METER.server()
     latencies.sort()
     return Result(
         scenario=name,
@@ -105,6 +156,12 @@ async def _run(
         ops_per_s=round(ops / elapsed, 1),
         p50_ms=round(statistics.median(latencies) * 1000, 3),
         p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
+        client_cpu_ms_per_op=round(client * 1000 / ops, 4),
+        server_cpu_ms_per_op=(
+            None
+            if server is None or server_now is None
+            else round((server_now - server) * 1000 / ops, 4)
+        ),
     )
 
 
@@ -284,6 +341,7 @@ SCENARIOS = (
     "transition_batched",
     "transition_unbatched",
     "history_batched",
+    "history_lone",
 )
 
 
@@ -306,6 +364,8 @@ async def _scenario(
         return await transitions(db, ops, concurrency, name == "transition_batched", pool)
     if name == "history_batched":
         return await histories(db, ops, concurrency, pool)
+    if name == "history_lone":
+        return await histories(db, lone, 1, pool, name)
     raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
 
 
@@ -318,6 +378,7 @@ async def bench(
 ) -> dict[str, Any]:
     databases = Databases(admin_dsn)
     results: list[Result] = []
+    METER.postmaster = await _postmaster(admin_dsn)
     try:
         for name in scenarios:
             results.append(await _scenario(name, databases, ops, concurrency, pool))
@@ -341,14 +402,20 @@ def _print(report: dict[str, Any]) -> None:
         f"synchronous_commit={pg['synchronous_commit']}; {report['machine']['cpus']} CPUs; "
         f"{report['concurrency']} concurrent callers; pool {report['pool_size']}"
     )
-    header = f"{'scenario':<28}{'ops':>7}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>8}"
+    header = (
+        f"{'scenario':<28}{'ops':>7}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>8}"
+        f"{'cpu ms/op client':>18}{'server':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in report["results"]:
         batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] else "-"
+        server = r.get("server_cpu_ms_per_op")
         print(
             f"{r['scenario']:<28}{r['ops']:>7}{r['ops_per_s']:>10.0f}"
             f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{batch:>8}"
+            f"{r.get('client_cpu_ms_per_op') or 0:>18.3f}"
+            f"{'-' if server is None else f'{server:.3f}':>8}"
         )
 
 
