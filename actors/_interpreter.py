@@ -95,6 +95,9 @@ class Recorder(Protocol):
     def log(self, line: LogLine) -> None:
         """A log line (already masked)."""
 
+    def labels(self, labels: Mapping[str, str]) -> None:
+        """Labels merged into the execution's (execution.Labels, SLA labels)."""
+
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
     ) -> None:
@@ -213,13 +216,14 @@ class ExecutionRun:
         history = state.execution.state_history
         self._execution_at = history[-1].date if history else state.execution.created_at
         self._loop_ids = frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
-        self._task_types = {t.id: t.type for _, t in walk_tasks(flow)}
-        self._waitfor_children = frozenset(
-            c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
-        )
+        self._task_types: dict[str, str] = flow.derived("task_types", _task_types)
+        self._waitfor_children: frozenset[str] = flow.derived("waitfor", _waitfor_children)
         self._logs: list[tuple[str | None, str, str]] = []  # (task id, level, message)
-        self._kv_namespaces = _kv_namespaces(flow) if self._options.kv_snapshot else ()
+        self._kv_namespaces = (
+            flow.derived("kv_namespaces", _kv_namespaces) if self._options.kv_snapshot else ()
+        )
         self._kv: dict[str, dict[str, Any]] = {}
+        self._rerun: set[str] = set()  # keys of flowable task runs being retried
         # This execution's SECRET inputs are masked here only: the engine is shared by
         # every execution of the process and would keep each value forever.
         self._secrets = SecretMask(_secret_inputs(flow, state.execution.inputs))
@@ -239,6 +243,10 @@ class ExecutionRun:
     def id(self) -> str:
         """The execution's id."""
         return self.state.id
+
+    async def flush(self) -> None:
+        """Wait until every change recorded so far is durable (write-behind caught up)."""
+        await self._rec.flush()
 
     def kill(self) -> None:
         """Kill the execution: running tasks are cancelled, their task runs end KILLED."""
@@ -338,7 +346,10 @@ class ExecutionRun:
             if held:
                 continue
             labels = sla.labels if isinstance(sla.labels, dict) else {}
-            self.state.execution.labels.update({str(k): _text(v) for k, v in labels.items()})
+            if labels:
+                added = {str(k): _text(v) for k, v in labels.items()}
+                self.state.execution.labels.update(added)
+                self._rec.labels(added)
             self._log(None, "WARN", f"SLA '{sla.id}' violated: {sla.assert_}")
             if sla.behavior == "FAIL":
                 return State.FAILED
@@ -474,6 +485,8 @@ class ExecutionRun:
     def _reusable(self, run: TaskRunState) -> bool:
         if run.state in _DONE:
             return True
+        if run.state is State.FAILED and self._rerun and _below(run.key, self._rerun):
+            return False  # a retried flowable task runs its failed children again
         return run.state is State.FAILED and not self._options.restart
 
     async def _run_task(self, task: Task, scope: _Scope) -> State:
@@ -519,8 +532,9 @@ class ExecutionRun:
         handler = _FLOWABLE.get(type(task))
         if handler is None:
             return await self._attempts(task, run, scope)
-        if isinstance(task, Fail) and (task.retry or self.flow.retry):
-            state = await self._retried(task, run, scope, handler)
+        retry = task.retry or (self.flow.retry if isinstance(task, Fail) else None)
+        if retry is not None and not isinstance(task, Subflow | Pause):
+            state = await self._retried(task, run, scope, handler, retry)
         else:
             state = await handler(self, task, run, scope)
         if state is State.FAILED and isinstance(task, FlowableTask) and task.errors:
@@ -528,11 +542,33 @@ class ExecutionRun:
         return state
 
     async def _retried(
-        self, task: Task, run: TaskRunState, scope: _Scope, handler: FlowableHandler
+        self,
+        task: Task,
+        run: TaskRunState,
+        scope: _Scope,
+        handler: FlowableHandler,
+        retry: Retry,
     ) -> State:
-        """A flowable task without children (Fail) retried by its policy, one attempt each."""
-        retry = task.retry or self.flow.retry
+        """A flowable task retried by its policy, one attempt each (as Kestra does).
+
+        A retry runs the task's failed children again (each gets a new attempt); the
+        children that succeeded are kept.
+        """
         first_start = utcnow()
+        try:
+            return await self._retry_loop(task, run, scope, handler, retry, first_start)
+        finally:
+            self._rerun.discard(run.key)
+
+    async def _retry_loop(
+        self,
+        task: Task,
+        run: TaskRunState,
+        scope: _Scope,
+        handler: FlowableHandler,
+        retry: Retry,
+        first_start: dt.datetime,
+    ) -> State:
         while True:
             started = utcnow()
             attempt = Attempt(number=len(run.attempts) + 1, state=State.RUNNING, started_at=started)
@@ -549,6 +585,7 @@ class ExecutionRun:
             delay = _next_delay(retry, run, first_start, None)
             if delay is None:
                 return state
+            self._rerun.add(run.key)
             self._transition(run, State.RETRYING)
             await asyncio.sleep(delay)
             self._transition(run, State.RUNNING)
@@ -614,7 +651,7 @@ class ExecutionRun:
                 "state": self.state.state.value,
                 "originalId": execution.original_id or execution.id,
             },
-            inputs=execution.inputs,
+            inputs=_opaque_secrets(self.flow, execution.inputs),
             outputs=self._outputs(),
             labels={**labels, "system": system},
             trigger=execution.trigger,
@@ -822,7 +859,7 @@ class ExecutionRun:
             attempt=number,
             namespace=self.flow.namespace,
             flow_id=self.flow.id,
-            variables=context,
+            variables=_data_only(context),
             dsn=self._options.dsn,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
@@ -885,7 +922,9 @@ class ExecutionRun:
         for key in value:
             if str(key).startswith("system."):
                 raise TaskError(f"label '{key}' is reserved by the system", retriable=False)
-        self.state.execution.labels.update({str(k): _text(v) for k, v in value.items()})
+        added = {str(k): _text(v) for k, v in value.items()}
+        self.state.execution.labels.update(added)
+        self._rec.labels(added)
 
     def _fetch_size(self, task: Fetch) -> int:
         floor = _LEVELS.index(task.level.value)
@@ -1184,6 +1223,26 @@ def _json_list(text: str, task_id: str) -> list[Any]:
 _KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
 
 
+def _data_only(context: dict[str, Any]) -> dict[str, Any]:
+    """The context without the runtime's hooks (``__errorLogs``, ``__kv``): what a worker gets."""
+    return {k: v for k, v in context.items() if not k.startswith("__")}
+
+
+def _below(key: str, parents: set[str]) -> bool:
+    """Whether a task-run key lies under one of `parents` (see `child_key`)."""
+    return any(key.startswith((parent + "/", parent + "[")) for parent in parents)
+
+
+def _task_types(flow: Flow) -> dict[str, str]:
+    return {t.id: t.type for _, t in walk_tasks(flow)}
+
+
+def _waitfor_children(flow: Flow) -> frozenset[str]:
+    return frozenset(
+        c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
+    )
+
+
 def _kv_namespaces(flow: Flow) -> tuple[str, ...]:
     """Namespaces a flow's ``kv(...)`` calls read: its own, and any named literally."""
     text = flow.model_dump_json()
@@ -1307,6 +1366,18 @@ def _next_delay(
     ):
         return None
     return delay
+
+
+def _opaque_secrets(flow: Flow, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The inputs for templates: SECRET ones as `SecretValue` (the sandbox forbids transforms)."""
+    from flows import InputType, SecretValue
+
+    secret = [i.id for i in flow.inputs if i.type is InputType.SECRET]
+    if not secret or not inputs:
+        return inputs
+    return {
+        k: SecretValue(v) if k in secret and isinstance(v, str) else v for k, v in inputs.items()
+    }
 
 
 def _secret_inputs(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:

@@ -97,16 +97,25 @@ class TriggerHost(Service):
         """True for the trigger types a host runs (not webhooks: the API takes those)."""
         return trigger.type != "trigger.Webhook"
 
-    async def deploy(self, flow: Flow) -> list[str]:
+    async def deploy(
+        self, flow: Flow, switched_off: set[tuple[str, str, str]] | None = None
+    ) -> list[str]:
         """Run the flow's enabled triggers (restarting changed ones); stop removed ones.
 
         A trigger whose flow revision changed is stopped (its unacknowledged deliveries
-        come again) and started on the new revision from its committed position.
+        come again) and started on the new revision from its committed position. A
+        trigger a user disabled (``PUT /triggers/...``) is not run.
+
+        Args:
+            flow: The flow revision.
+            switched_off: The disabled triggers, when the caller has just read them
+                (``(namespace, flow_id, trigger_id)``); read from the store otherwise.
 
         Returns:
             The ids of the triggers now running for the flow.
         """
-        switched_off = await self._service.store.disabled_triggers(flow.namespace, flow.id)
+        if switched_off is None:
+            switched_off = await self._service.store.disabled_triggers(flow.namespace, flow.id)
         async with self._lock:
             wanted = {
                 t.id: t
@@ -115,6 +124,8 @@ class TriggerHost(Service):
             }
             self._forget_switched_off(flow.namespace, flow.id)
             for key in switched_off:
+                if key[:2] != (flow.namespace, flow.id):
+                    continue
                 trigger = wanted.pop(key[2], None)
                 if trigger is not None:
                     self._switched_off[key] = switched_off_info(flow, trigger)
@@ -234,6 +245,7 @@ class ListenerHost(ExecutionActor):
 
     async def _redeploy(self) -> None:
         """Deploy the stored flows this host is responsible for (after any (re)start)."""
+        switched_off = await self._store.disabled_triggers()
         for revision in await self._store.list_flows():
             if host_index(revision.namespace, revision.flow_id, self._count) != self._index:
                 continue
@@ -246,7 +258,7 @@ class ListenerHost(ExecutionActor):
                     "flow %s.%s does not load: %s", revision.namespace, revision.flow_id, exc
                 )
                 continue
-            await self._host.deploy(flow)
+            await self._host.deploy(flow, switched_off)
 
     async def _triggers(self) -> TriggerHost:
         await self._ensure()

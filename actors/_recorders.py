@@ -14,6 +14,7 @@ from ._runstate import TaskRunState
 from ._store._ops import (
     AddTaskRunsOp,
     AttemptOp,
+    LabelsOp,
     LogsOp,
     OutputsOp,
     TaskRunTransitionOp,
@@ -59,6 +60,10 @@ class MemoryRecorder:
     def log(self, line: LogLine) -> None:
         """Record a log line."""
         self.logs.append(line)
+
+    def labels(self, labels: Mapping[str, str]) -> None:
+        """Record labels merged into the execution's."""
+        self.events.append(RecordedEvent("labels", None, dict(labels)))
 
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None
@@ -129,6 +134,10 @@ class StoreRecorder:
     def log(self, line: LogLine) -> None:
         """Append a log line."""
         self._submit(LogsOp((line,)))
+
+    def labels(self, labels: Mapping[str, str]) -> None:
+        """Merge labels into the execution's."""
+        self._submit(LabelsOp.of(self._execution_id, labels, self.lease))
 
     def execution_state(
         self, state: State, at: dt.datetime, outputs: Mapping[str, Any] | None

@@ -19,17 +19,23 @@ from croniter import croniter
 from flows import (
     Delivery,
     Event,
+    ExpressionEngine,
     Flow,
     Listener,
     ListenerContext,
     RecoverMissedSchedules,
     Schedule,
     State,
+    build_context,
+    event_conditions_hold,
     expand_cron,
 )
 
 from ._service import ExecutionService
 from ._triggers import TRIGGER_LABEL
+
+_ENGINE = ExpressionEngine()
+"""Evaluates schedule conditions (Expression) for ticks."""
 
 MAX_RECOVERED_TICKS = 10_000
 
@@ -143,9 +149,25 @@ class ScheduleListener(Listener):
                     "WARN", f"tick {tick.isoformat()} skipped: the previous run is still running"
                 )
                 await self._advance(tick)
+            elif not self._conditions_hold(tick, previous):
+                self._ctx.log(
+                    "INFO", f"tick {tick.isoformat()} skipped: its conditions do not hold"
+                )
+                await self._advance(tick)
             else:
                 yield tick_event(self._trigger, tick, previous)
             previous = tick
+
+    def _conditions_hold(self, tick: dt.datetime, previous: dt.datetime | None) -> bool:
+        """Kestra's schedule ``conditions`` (DayWeek, Expression, ...) for this tick."""
+        if not self._trigger.conditions:
+            return True
+        context = build_context(
+            flow={"id": self._ctx.flow_id, "namespace": self._ctx.namespace},
+            trigger=tick_variables(self._trigger, tick, previous),
+            envs={},
+        )
+        return event_conditions_hold(self._trigger.conditions, _ENGINE, context, tick)
 
     async def _previous_still_running(self) -> bool:
         service = getattr(self._ctx, "service", None)

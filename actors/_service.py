@@ -29,6 +29,7 @@ from flows import (
     Subflow,
     build_context,
     environment_variables,
+    global_variables,
     input_to_json,
     parse_flow,
     parse_inputs,
@@ -112,6 +113,7 @@ class ExecutionService(Service):
         self._engine = engine or ExpressionEngine()
         self._lease_ttl = lease_ttl
         self._envs = envs if envs is not None else environment_variables()
+        self._globals = global_variables()
         self._flows: dict[tuple[str, str, int], Flow] = {}
         self._runs: dict[str, ExecutionRun] = {}
         self._tasks: dict[str, asyncio.Task[State]] = {}
@@ -291,6 +293,7 @@ class ExecutionService(Service):
                 envs=self._envs,
                 new_execution=self._retry_later(flow, execution),
                 kv_snapshot=self._kv_snapshot,
+                globals=self._globals,
             ),
             interceptors=self.interceptors,
         )
@@ -338,6 +341,8 @@ class ExecutionService(Service):
             return State.KILLED
         except Exception:
             _log.exception("execution %s crashed in its interpreter", run.id)
+            with contextlib.suppress(Exception):
+                await run.flush()  # its history so far lands first: FAILED comes after it
             with contextlib.suppress(Exception):
                 await self.store.transition(
                     execution_id, State.FAILED, lease=self._leases.get(execution_id)
@@ -514,6 +519,9 @@ class ExecutionService(Service):
         """Create (or find, when resumed) the child execution of a Subflow task run."""
         flow = await self.flow(task.namespace, task.flow_id, task.revision)
         labels = {**(parent.state.execution.labels if task.inherit_labels else {}), **task.labels}
+        # Kestra's correlation id: every execution of a subflow chain carries the root's id.
+        root = parent.state.execution
+        labels["system.correlationId"] = root.labels.get("system.correlationId", root.id)
         try:
             result = await self.create(
                 flow,

@@ -1,7 +1,7 @@
 """The flow language: models, YAML loading, validation, expressions and the type registry."""
 
 from ._checks import check_flow, referenced_outputs
-from ._conditions import Condition, condition_holds
+from ._conditions import Condition, condition_holds, event_conditions_hold
 from ._dsn import redact_dsn
 from ._durations import Duration, format_duration, parse_duration
 from ._errors import (
@@ -30,6 +30,7 @@ from ._expressions import (
     build_context,
     default_secret_lookup,
     environment_variables,
+    global_variables,
     is_truthy,
     mask_secrets,
 )
@@ -213,11 +214,13 @@ __all__ = [
     "declaration_problems",
     "default_secret_lookup",
     "environment_variables",
+    "event_conditions_hold",
     "expand_cron",
     "find_task",
     "flow_json_schema",
     "format_duration",
     "format_path",
+    "global_variables",
     "input_to_json",
     "inputs_from_json",
     "is_truthy",

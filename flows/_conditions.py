@@ -7,9 +7,14 @@ execution (Flow triggers); ``Expression`` is evaluated by whoever has a template
 
 from __future__ import annotations
 
-from typing import Any
+import datetime as dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
+
+if TYPE_CHECKING:
+    from ._expressions import ExpressionEngine
 
 _K = "io.kestra.plugin.core.condition."
 _OLD = "io.kestra.core.models.conditions.types."
@@ -108,4 +113,62 @@ def condition_holds(condition: Condition, namespace: str, flow_id: str, state: s
     return True
 
 
-__all__ = ["CONDITION_TYPES", "Condition", "condition_holds", "condition_name"]
+_DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+
+
+def event_conditions_hold(
+    conditions: list[Condition],
+    engine: ExpressionEngine,
+    context: Mapping[str, Any],
+    when: dt.datetime,
+) -> bool:
+    """Whether every condition lets an event (a webhook call, a schedule tick) start a run.
+
+    ``Expression`` is evaluated in `context`; ``DayWeek``, ``Weekend``, ``TimeBetween`` and
+    ``DateTimeBetween`` look at `when`; ``Not`` and ``Or`` combine nested conditions.
+    Conditions about an upstream execution do not apply to events and hold.
+    """
+    return all(_event_holds(c, engine, context, when) for c in conditions)
+
+
+def _event_holds(
+    condition: Condition, engine: ExpressionEngine, context: Mapping[str, Any], when: dt.datetime
+) -> bool:
+    name = condition.name
+    if name in ("Expression", "ExpressionCondition"):
+        return engine.evaluate_condition(str(condition.get("expression")), context)
+    if name == "DayWeek":
+        return _DAYS[when.weekday()] == str(condition.get("dayOfWeek")).upper()
+    if name == "Weekend":
+        return when.weekday() >= 5
+    if name in ("TimeBetween", "DateTimeBetween"):
+        parse = dt.time.fromisoformat if name == "TimeBetween" else dt.datetime.fromisoformat
+        point: Any = when.timetz().replace(tzinfo=None) if name == "TimeBetween" else when
+        after, before = condition.get("after"), condition.get("before")
+        if after is not None and point < _as(parse, after):
+            return False
+        return before is None or point <= _as(parse, before)
+    nested = [Condition.model_validate(c) for c in condition.get("conditions") or []]
+    if name == "Not":
+        return not any(_event_holds(c, engine, context, when) for c in nested)
+    if name == "Or":
+        return any(_event_holds(c, engine, context, when) for c in nested)
+    return True
+
+
+def _as(parse: Any, value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.time):
+        return value
+    parsed = parse(str(value))
+    if isinstance(parsed, dt.time):
+        return parsed.replace(tzinfo=None)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+__all__ = [
+    "CONDITION_TYPES",
+    "Condition",
+    "condition_holds",
+    "condition_name",
+    "event_conditions_hold",
+]

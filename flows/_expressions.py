@@ -10,10 +10,11 @@ import base64
 import binascii
 import difflib
 import functools
+import json
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from numbers import Number
 from types import TracebackType
@@ -27,8 +28,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from . import _expression_functions as fn
 from . import _pebble_functions as pf
+from . import _render_budget as _budget
+from . import _secret_guard
 from ._errors import ExpressionError
-from ._pebble import LOOKUP, PebbleParser, pebble_source, safe_lookup
+from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
 
 if TYPE_CHECKING:
     from ._model import Flow
@@ -43,6 +46,7 @@ __all__ = [
     "build_context",
     "default_secret_lookup",
     "environment_variables",
+    "global_variables",
     "is_truthy",
     "mask_secrets",
 ]
@@ -190,6 +194,24 @@ def environment_variables() -> dict[str, str]:
     return {k[4:].lower(): v for k, v in os.environ.items() if k.startswith("ENV_") and len(k) > 4}
 
 
+def global_variables() -> dict[str, Any]:
+    """Kestra's ``globals``: the JSON object in env var ``KESTREL_GLOBALS`` (empty without).
+
+    Raises:
+        ExpressionError: ``KESTREL_GLOBALS`` is not a JSON object.
+    """
+    raw = os.environ.get("KESTREL_GLOBALS")
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ExpressionError(f"KESTREL_GLOBALS is not JSON: {exc.msg}") from None
+    if not isinstance(value, dict):
+        raise ExpressionError("KESTREL_GLOBALS must be a JSON object")
+    return value
+
+
 def build_context(
     *,
     flow: Flow | Mapping[str, Any] | None = None,
@@ -284,7 +306,16 @@ class _Sandbox(ImmutableSandboxedEnvironment):
     - ``*`` and ``**`` refuse results beyond `MAX_SEQUENCE` / `MAX_POWER_BITS`.
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        """Call ``__obj`` (sandboxed) unless it would build a string over the text budget."""
+        _budget.check_call(__obj, args, kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        """Jinja's sandboxed ``str.format``, refusing widths over the text budget."""
+        return _budget.guard_str_format(value, super().wrap_str_format(value))
 
     def preprocess(self, source: str, name: str | None = None, filename: str | None = None) -> str:
         """Rewrite Pebble's ``?:`` and ``??`` for `PebbleParser` (see `flows._pebble`)."""
@@ -295,12 +326,18 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         """Read ``obj.attribute``: a mapping's key first, then Jinja's sandboxed rules."""
+        _secret_guard.refuse_access(obj, f"the attribute {attribute!r}")
         if isinstance(obj, Mapping):
             try:
                 return obj[attribute]
             except (KeyError, TypeError):
                 pass
         return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        """Read ``obj[argument]`` (sandboxed); never an item or slice of a secret."""
+        _secret_guard.refuse_access(obj, "an item or slice")
+        return super().getitem(obj, argument)
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         """Refuse access to an unsafe attribute, immediately."""
@@ -314,6 +351,7 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             _check_repeat(right, left)
         elif operator == "**":
             _check_power(left, right)
+        _budget.check_binop(operator, left, right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -374,6 +412,21 @@ def _is_plain_lookup(node: nodes.Node) -> bool:
             and all(_is_plain_lookup(k.value) for k in node.kwargs)
         )
     return False
+
+
+def _texts(value: Any) -> set[str]:
+    """Every string inside a value (mappings and lists, recursively)."""
+    found: set[str] = set()
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return found
 
 
 def _has_markup(text: str) -> bool:
@@ -486,7 +539,7 @@ def parse_template(source: str) -> tuple[nodes.Template, frozenset[str]]:
 _GLOBAL_NAMES = frozenset(
     {"now", "uuid", "secret", "kv", "fromJson", "null", "render", "range", "dict", "namespace",
      "true", "false", "none", "True", "False", "None", "loop", "caller", "varargs", "kwargs",
-     *pf.GLOBALS, LOOKUP}
+     *pf.GLOBALS, LOOKUP, HAS}
 )  # fmt: skip
 
 
@@ -543,21 +596,40 @@ class ExpressionEngine:
         )
         env.globals.update(pf.GLOBALS)
         env.globals[LOOKUP] = safe_lookup
+        env.globals[HAS] = has_path
         env.filters.update(fn.FILTERS)
         env.filters.update(pf.FILTERS)
+        _budget.guard_filters(env.filters)
+        _secret_guard.guard(env.filters, env.globals)
         env.tests.update(fn.TESTS)
         env.tests.update(pf.TESTS)
         return env
 
     @pass_context
     def _render_function(self, context: Context, value: Any, recursive: bool = True) -> Any:
-        """Kestra's ``render(x)``: render a flow-provided template held in a variable.
+        """Kestra's ``render(x)``: render a template the flow keeps in its ``vars``.
 
-        Only text that came from the flow (``vars``, task properties) should be passed;
-        the sandbox applies as everywhere. ``recursive`` re-renders up to 10 times.
+        Only text found among the flow's variables is rendered: trigger payloads, inputs
+        and outputs are data and stay data, whatever they contain. ``recursive``
+        re-renders (up to 10 times) while the result is again one of the flow's variables.
+
+        Raises:
+            ExpressionError: `value` is text that is not one of the flow's variables.
         """
-        if not isinstance(value, str):
+        if not isinstance(value, str) or not _has_markup(value):
             return value
+        authored = _texts(context.get("vars"))
+        if value not in authored:
+            raise ExpressionError(
+                "render() renders the flow's own variables only; event data, inputs and "
+                "outputs are never templates"
+            )
+        variables = context.get_all()
+        for _ in range(10 if recursive else 1):
+            value = self._env.from_string(value).render(variables)
+            if value not in authored or not _has_markup(value):
+                break  # only the flow's own text is rendered again, never data
+        return value
         variables = context.get_all()
         for _ in range(10 if recursive else 1):
             if not _has_markup(value):
@@ -637,7 +709,8 @@ class ExpressionEngine:
         if not _has_markup(template):
             return template
         try:
-            return self._template(template).render(context)
+            with _budget.rendering(template):
+                return _budget.check_output(self._template(template).render(context))
         except Exception as exc:
             raise self._error(exc, template, context, task, prop) from None
 
@@ -660,18 +733,22 @@ class ExpressionEngine:
         if not _has_markup(expression):
             return expression
         try:
-            native = self._native(expression)
-            if native is None:
-                return self._template(expression).render(context)
-            result = native.expression(context)
-            if isinstance(result, Undefined):
-                result._fail_with_undefined_error()
-            result = fn.materialize(result)
-            if not native.plain_lookup:
-                _fail_if_undefined(result)
-            return result
+            with _budget.rendering(expression):
+                return self._evaluate(expression, context)
         except Exception as exc:
             raise self._error(exc, expression, context, task, prop) from None
+
+    def _evaluate(self, expression: str, context: Mapping[str, Any]) -> Any:
+        native = self._native(expression)
+        if native is None:
+            return _budget.check_output(self._template(expression).render(context))
+        result = native.expression(context)
+        if isinstance(result, Undefined):
+            result._fail_with_undefined_error()
+        result = fn.materialize(result)
+        if not native.plain_lookup:
+            _fail_if_undefined(result)
+        return result
 
     def evaluate_condition(
         self, expression: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""

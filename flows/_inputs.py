@@ -48,7 +48,8 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -57,6 +58,7 @@ from urllib.parse import unquote_to_bytes, urlparse
 from urllib.request import url2pathname
 
 import yaml
+from jinja2.exceptions import SecurityError
 
 from ._durations import format_duration, parse_duration
 from ._errors import InputError
@@ -90,9 +92,26 @@ class SecretValue(str):
     def __repr__(self) -> str:
         return repr(_MASK)
 
+    def __getitem__(self, key: Any) -> str:
+        _refuse_in_template("an item or slice")
+        return str.__getitem__(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        _refuse_in_template("iterating")
+        return str.__iter__(self)
+
     def reveal(self) -> str:
         """The secret as a plain `str` (not a `SecretValue`)."""
         return str(self)
+
+
+def _refuse_in_template(what: str) -> None:
+    """Templates use a secret as it is (see ``flows._secret_guard``); Python code may slice it."""
+    if sys._getframe(2).f_code.co_filename == "<template>":
+        raise SecurityError(
+            f"{what} of a secret value is not allowed: secrets are used as they are "
+            "(a transformed secret would escape masking)"
+        )
 
 
 @dataclass(frozen=True)

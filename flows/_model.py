@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import (
     AliasChoices,
@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
+    PrivateAttr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -33,6 +34,8 @@ from ._run_context import RunContext
 FLOW_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9._-]*$"
 NAMESPACE_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 TASK_ID_PATTERN = r"^[a-zA-Z0-9][a-zA-Z0-9_-]*$"
+
+_T = TypeVar("_T")
 
 Path = tuple[str | int, ...]
 """A key path inside a flow document, e.g. ``('tasks', 0, 'then', 1)``."""
@@ -303,6 +306,9 @@ TaskRef = Annotated[Task, _TaskRef]
 """A field type: any registered task, chosen by its ``type``."""
 
 
+_CONDITIONED = frozenset({"trigger.Flow", "trigger.Webhook", "trigger.Schedule"})
+
+
 class Trigger(KestrelModel):
     """Properties every trigger has."""
 
@@ -322,6 +328,14 @@ class Trigger(KestrelModel):
     @classmethod
     def _canonical_type(cls, value: str) -> str:
         return cls.type_name or value
+
+    @model_validator(mode="after")
+    def _conditions_apply(self) -> Trigger:
+        if self.conditions and self.type_name not in _CONDITIONED:
+            raise ValueError(
+                f"conditions are evaluated on {', '.join(sorted(_CONDITIONED))} triggers only"
+            )
+        return self
 
     @classmethod
     def __get_pydantic_json_schema__(
@@ -517,6 +531,19 @@ class Flow(KestrelModel):
     def _labels_as_dict(cls, value: dict[str, str] | list[Label]) -> dict[str, str]:
         if isinstance(value, list):
             return {label.key: label.value for label in value}
+        return value
+
+    _derived: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    def derived(self, key: str, compute: Callable[[Flow], _T]) -> _T:
+        """``compute(self)``, computed once per flow object and kept under `key`.
+
+        For facts the runtime needs for every execution of a flow (which tasks are loops,
+        which namespaces its ``kv()`` calls read): a flow is not changed after loading.
+        """
+        if key not in self._derived:
+            self._derived[key] = compute(self)
+        value: _T = self._derived[key]
         return value
 
     @property

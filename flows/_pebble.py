@@ -57,7 +57,28 @@ def safe_lookup(environment: Environment, root: Any, *steps: Any) -> Any:
     return None if isinstance(value, Undefined) else value
 
 
-def _lookup_call(expr: nodes.Expr) -> nodes.Expr | None:
+HAS = "__pebble_has__"
+"""Global function: whether a path exists (see `has_path`)."""
+
+
+@pass_environment
+def has_path(environment: Environment, root: Any, *steps: Any) -> bool:
+    """Whether ``root`` and each step exist (a null value exists), without failing."""
+    value = root
+    for index in range(0, len(steps), 2):
+        if value is None or isinstance(value, Undefined):
+            return False
+        kind, key = steps[index], steps[index + 1]
+        try:
+            value = (
+                environment.getattr(value, key) if kind == "." else environment.getitem(value, key)
+            )
+        except UndefinedError:
+            return False
+    return not isinstance(value, Undefined)
+
+
+def _lookup_call(expr: nodes.Expr, function: str = LOOKUP) -> nodes.Expr | None:
     """``a.b['c']`` as ``__pebble_lookup__(a, '.', 'b', '[', 'c')``; None for other shapes."""
     steps: list[nodes.Expr] = []
     node = expr
@@ -70,7 +91,7 @@ def _lookup_call(expr: nodes.Expr) -> nodes.Expr | None:
     if not isinstance(node, nodes.Name) or not steps:
         return None
     lineno = expr.lineno
-    call = nodes.Call(nodes.Name(LOOKUP, "load"), [node, *steps], [], None, None, lineno=lineno)
+    call = nodes.Call(nodes.Name(function, "load"), [node, *steps], [], None, None, lineno=lineno)
     return call
 
 
@@ -160,6 +181,27 @@ class PebbleParser(Parser):
                 expr = nodes.Compare(other, [nodes.Operand("in", expr)], lineno=lineno)
         return expr
 
+    def parse_test(self, node: nodes.Expr) -> nodes.Expr:
+        """Jinja's tests; on a path, ``is [not] defined`` and ``is [not] null`` never fail.
+
+        ``outputs.missing.value is defined`` is false instead of an error (a null value is
+        defined, as in Jinja); ``... is null`` is true for a missing path.
+        """
+        expr = super().parse_test(node)
+        test = expr.node if isinstance(expr, nodes.Not) else expr
+        if not isinstance(test, nodes.Test) or test.name not in ("defined", "null", "none"):
+            return expr
+        if test.name == "defined":
+            found = _lookup_call(test.node, HAS)
+            if found is None:
+                return expr
+            return nodes.Not(found, lineno=test.lineno) if expr is not test else found
+        lookup = _lookup_call(test.node)
+        if lookup is None:
+            return expr
+        null = nodes.Test(lookup, "none", [], [], None, None, lineno=test.lineno)
+        return nodes.Not(null, lineno=test.lineno) if expr is not test else null
+
     def parse_unary(self, with_filter: bool = True) -> nodes.Expr:
         """An operand, then any ``?? operand`` (binds tighter than arithmetic).
 
@@ -192,7 +234,7 @@ def find_names(node: nodes.Node, kind: type[nodes.Node]) -> t.Iterator[nodes.Nod
     if (
         isinstance(node, nodes.Call)
         and isinstance(node.node, nodes.Name)
-        and node.node.name == LOOKUP
+        and node.node.name in (LOOKUP, HAS)
     ):
         return
     if isinstance(node, nodes.Test) and node.name in ("defined", "undefined", "null", "none"):

@@ -19,8 +19,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from . import _client_calls as calls
-from ._client import API, ClientError, KestrelClient
-from ._client_commands import EXIT_ERROR, EXIT_OK, Handler, print_execution, table
+from ._client import API, KestrelClient
+from ._client_commands import (
+    EXIT_ERROR,
+    EXIT_OK,
+    Handler,
+    input_pairs,
+    print_execution,
+    table,
+)
 from ._client_commands import _run as run_handler
 from ._human import human_time
 
@@ -30,16 +37,6 @@ POLL_SECONDS = 0.2
 
 def _print_json(value: Any, out: TextIO) -> None:
     print(json.dumps(value, indent=2, default=str), file=out)
-
-
-def _pairs(items: list[str], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            raise ClientError(f"{what} {item!r} is not NAME=VALUE")
-        out[name] = value
-    return out
 
 
 # ---- flows, executions -----------------------------------------------------------------
@@ -55,7 +52,7 @@ def _flow_get(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> i
 
 
 def _execution_start(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    inputs = _pairs(args.input, "input")
+    inputs = input_pairs(args.input)
     execution = calls.start_execution(client, args.namespace, args.flow, inputs, wait=args.wait)
     if args.json:
         _print_json(execution, out)

@@ -222,7 +222,8 @@ def _execution_kill(client: KestrelClient, args: argparse.Namespace, out: TextIO
     return _show(client.kill(args.id), args, out)
 
 
-def _resume_inputs(pairs: list[str]) -> dict[str, str]:
+def input_pairs(pairs: list[str]) -> dict[str, str]:
+    """``-i NAME=VALUE`` options as a mapping (execution start, resume)."""
     inputs: dict[str, str] = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -233,7 +234,7 @@ def _resume_inputs(pairs: list[str]) -> dict[str, str]:
 
 
 def _execution_resume(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
-    return _show(client.resume(args.id, _resume_inputs(args.input)), args, out)
+    return _show(client.resume(args.id, input_pairs(args.input)), args, out)
 
 
 def _execution_pause(client: KestrelClient, args: argparse.Namespace, out: TextIO) -> int:
@@ -254,7 +255,7 @@ def _trigger_list(client: KestrelClient, args: argparse.Namespace, out: TextIO) 
             t["flowId"],
             t["triggerId"],
             t["type"],
-            t["status"],
+            t["status"] + (" (disabled)" if t.get("disabled") else ""),
             t["events"],
             t["executionsCreated"],
             _time(t.get("lastEventDate")),

@@ -45,6 +45,7 @@ from actors import (
 )
 from flows import (
     ConflictError,
+    ExpressionEngine,
     Flow,
     Input,
     NotFoundError,
@@ -53,6 +54,8 @@ from flows import (
     Service,
     State,
     Webhook,
+    build_context,
+    event_conditions_hold,
     input_to_json,
     parse_flow,
     parse_inputs,
@@ -63,6 +66,8 @@ from flows import (
 from ._settings import Settings
 
 _log = logging.getLogger("kestrel.runtime")
+_CONDITIONS_ENGINE = ExpressionEngine()
+"""Evaluates webhook trigger conditions (the request is data in its context)."""
 
 SHUTDOWN_DRAIN_S = 30.0
 """Seconds a stopping server lets running executions end, all hosts together."""
@@ -102,13 +107,13 @@ class Runtime(Service):
         self._workers: WorkerPoolDispatcher | None = None
         self._local: ExecutionService | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
-        self._purging: asyncio.Task[None] | None = None
         # Triggers switched off through the API (webhooks are checked here, the others
         # by their listener host): loaded at start, kept current by `set_trigger_disabled`.
         self._switched_off: set[tuple[str, str, str]] = set()
         self.folder_files: dict[tuple[str, str], str] = {}
         """``(namespace, flow_id)`` → the flows-folder file the flow comes from (kept by
         the folder sync): the API refuses to delete those, the file would bring it back."""
+        self._purging: asyncio.Task[None] | None = None
 
     # ---- lifecycle ----
 
@@ -584,6 +589,13 @@ class Runtime(Service):
         stats.events += 1
         stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
+        if trigger.conditions and not event_conditions_hold(
+            trigger.conditions,
+            _CONDITIONS_ENGINE,
+            build_context(flow=flow, trigger=variables, envs={}),
+            dt.datetime.fromtimestamp(received, dt.UTC),
+        ):
+            raise NotFoundError("webhook conditions not met: no execution created")
         labels = {**trigger.labels, TRIGGER_LABEL: trigger.id}
         if len(self.local.running_ids()) >= self.settings.webhook_executions:
             # Busy: the elastic pool takes the overflow (one more actor hop).

@@ -203,6 +203,8 @@ class _Subflows:
         if flow is None:
             raise TaskError(f"subflow {task.namespace}.{task.flow_id} not found", retriable=False)
         child = _execution(flow, parse_inputs(flow, inputs), parent.id)
+        root = parent.state.execution
+        child.labels["system.correlationId"] = root.labels.get("system.correlationId", root.id)
         state = ExecutionState(execution=child)
         recorder = MemoryRecorder()
         runner = ExecutionRun(

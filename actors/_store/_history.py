@@ -1,7 +1,7 @@
 """A batch of history writes in one round trip: one call of `kestrel_write_history`.
 
 Every write-behind kind (task runs added, execution and task-run transitions, attempts,
-outputs, logs, trigger states, lease releases) goes into one statement per batch, merged
+outputs, labels, logs, trigger states, lease releases) goes into one statement per batch, merged
 per row first (`_updates`), fenced inside the statement (migration 0018). One statement
 is atomic on its own, so a batch needs no BEGIN/COMMIT round trips either.
 
@@ -23,6 +23,7 @@ from ._db import Connection
 from ._ops import (
     AddTaskRunsOp,
     AttemptOp,
+    LabelsOp,
     LogsOp,
     Outcome,
     OutputsOp,
@@ -35,12 +36,12 @@ from ._ops import (
 )
 from ._records import Lease
 
-_PARAMETERS = 63
+_PARAMETERS = 66
 CALL = """SELECT out_kind, out_a, out_b, out_n FROM kestrel_write_history(
     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
     $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35,
     $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52,
-    $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, $63)"""
+    $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, $63, $64, $65, $66)"""
 """The one statement of a history batch."""
 
 Items = list[tuple[int, WriteOp]]
@@ -50,7 +51,9 @@ def _target(op: WriteOp) -> tuple[str, ...] | None:
     """The execution (or trigger) whose rows ``op`` writes under its lease, if fenced."""
     if isinstance(op, TriggerStateOp):
         return ("trigger", op.state.namespace, op.state.flow_id, op.state.trigger_id)
-    if isinstance(op, AddTaskRunsOp | TransitionOp | TaskRunTransitionOp | AttemptOp | OutputsOp):
+    if isinstance(
+        op, AddTaskRunsOp | TransitionOp | TaskRunTransitionOp | AttemptOp | OutputsOp | LabelsOp
+    ):
         return ("execution", op.execution_id)
     return None  # unfenced (logs, lease releases): no merge depends on a lease
 
@@ -87,6 +90,7 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
     task_runs, t_arrays = _updates.task_run_transitions(transitions, fences, merged)
     attempts, a_arrays = _updates.attempts(groups[AttemptOp], fences)
     outputs, o_arrays = _updates.outputs(groups[OutputsOp], fences)
+    labels, b_arrays = _updates.labels(groups[LabelsOp], fences)
     triggers = _updates.trigger_states(groups[TriggerStateOp], fences)
     releases = _Releases([op for _, op in groups[ReleaseLeaseOp]])
     arrays = [
@@ -96,6 +100,7 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
         *t_arrays,
         *a_arrays,
         *o_arrays,
+        *b_arrays,
         *_updates.logs(groups[LogsOp]),
         *triggers,
         *releases.arrays(),
@@ -115,6 +120,7 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
     _updates.mark_missing(task_runs, found["task_run"], outcomes, "task run")
     _updates.mark_missing(attempts, found["attempt"], outcomes, "task run")
     _updates.mark_missing(outputs, found["outputs"], outcomes, "task run")
+    _updates.mark_missing(labels, found["labels"], outcomes, "execution")
     for index, op in groups[LogsOp]:
         missing = sorted({line.execution_id for line in op.lines} - found["log"])
         if missing:
@@ -159,7 +165,7 @@ def _read(
     for kind, a, b, n in rows:
         if kind == "stale":
             stale[int(a)] = (b, n)
-        elif kind in ("run", "execution", "log", "released"):
+        elif kind in ("run", "execution", "labels", "log", "released"):
             found[kind].add(a)
         elif kind == "attempt":
             found[kind].add((a, b, n))

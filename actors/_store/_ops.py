@@ -167,6 +167,21 @@ class OutputsOp:
 
 
 @dataclass(frozen=True, slots=True)
+class LabelsOp:
+    """Merge labels into an execution's labels (Kestra's execution.Labels task)."""
+
+    execution_id: str
+    labels: dict[str, str]
+    lease: Lease | None
+
+    @classmethod
+    def of(cls, execution_id: str, labels: Any, lease: Lease | None = None) -> LabelsOp:
+        """Build the op (lease checked)."""
+        check_lease(lease, execution_id)
+        return cls(execution_id, {str(k): str(v) for k, v in dict(labels).items()}, lease)
+
+
+@dataclass(frozen=True, slots=True)
 class LogsOp:
     """Append log lines."""
 
@@ -196,6 +211,7 @@ WriteOp = (
     | TaskRunTransitionOp
     | AttemptOp
     | OutputsOp
+    | LabelsOp
     | LogsOp
     | TriggerStateOp
     | ReleaseLeaseOp

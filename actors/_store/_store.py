@@ -653,6 +653,17 @@ class Store(Service):
             row = await conn.fetchrow("SELECT * FROM dead_letters WHERE id = $1", letter_id)
         return None if row is None else _rows.dead_letter(row)
 
+    async def executions_by_dedupe_keys(self, dedupe_keys: Sequence[str]) -> dict[str, str]:
+        """Dedupe key → id of the execution created under it, for those that exist."""
+        if not dedupe_keys:
+            return {}
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT dedupe_key, id FROM executions WHERE dedupe_key = ANY($1::text[])",
+                list(dedupe_keys),
+            )
+        return {row["dedupe_key"]: row["id"] for row in rows}
+
     async def delete_dead_letter(self, letter_id: str) -> bool:
         """Delete a dead letter; False when there was none."""
         async with self._conn() as conn:

@@ -20,6 +20,7 @@ from ._json import dumps
 from ._ops import (
     AddTaskRunsOp,
     AttemptOp,
+    LabelsOp,
     LogsOp,
     Outcome,
     OutputsOp,
@@ -226,6 +227,18 @@ def outputs(items: list[tuple[int, OutputsOp]], fences: Fences) -> tuple[Grouped
         merged,
         [_lease(group, fences) for group in grouped.values()],
     ]
+
+
+def labels(items: list[tuple[int, LabelsOp]], fences: Fences) -> tuple[Grouped, Arrays]:
+    """Execution labels to merge (``b_*``), one row per execution, later keys winning."""
+    grouped = collapse(items, lambda op: op.execution_id)
+    merged: list[str] = []
+    for group in grouped.values():
+        combined: dict[str, str] = {}
+        for _, op in group:
+            combined.update(op.labels)
+        merged.append(dumps(combined))
+    return grouped, [list(grouped), merged, [_lease(group, fences) for group in grouped.values()]]
 
 
 def logs(items: list[tuple[int, LogsOp]]) -> Arrays:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from ._deps import RuntimeDep
 from ._models import DeadLetterPage, dead_letter_body
+from ._redrive import with_redrives
 
 router = APIRouter(prefix="/deadletters", tags=["dead letters"])
 
@@ -24,4 +25,5 @@ async def list_dead_letters(
     letters = await runtime.store.list_dead_letters(
         source=source, namespace=namespace, flow_id=flow_id, limit=size
     )
-    return DeadLetterPage(results=[dead_letter_body(d) for d in letters], total=len(letters))
+    bodies = await with_redrives(runtime, [dead_letter_body(d) for d in letters])
+    return DeadLetterPage(results=bodies, total=len(letters))

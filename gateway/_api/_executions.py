@@ -26,6 +26,7 @@ from ._models import (
     detail_body,
     execution_body,
 )
+from ._secret_inputs import masked, masked_detail
 from ._sse import follow_execution, sse_response
 
 router = APIRouter(prefix="/executions", tags=["executions"])
@@ -74,7 +75,7 @@ async def _detail(runtime: Runtime, execution_id: str) -> ExecutionBody:
     detail = await runtime.store.execution_detail(execution_id)
     if detail is None:
         raise NotFoundError(f"execution {execution_id} not found")
-    return detail_body(detail)
+    return detail_body(await masked_detail(runtime.store, detail))
 
 
 def _check_uploads(flow: Flow, inputs: Mapping[str, Any]) -> None:
@@ -134,7 +135,8 @@ async def search_executions(
         limit=size,
         offset=(page - 1) * size,
     )
-    return ExecutionPage(results=[execution_body(e) for e in found.items], total=found.total)
+    items = [await masked(runtime.store, e) for e in found.items]
+    return ExecutionPage(results=[execution_body(e) for e in items], total=found.total)
 
 
 @router.post("/{execution_id}/replay", responses=_ERRORS)

@@ -276,6 +276,9 @@ class DeadLetterBody(ApiModel):
     created_date: dt.datetime | None = None
     payload: str = Field(description="the raw bytes, base64")
     payload_preview: str = Field(description="the start of the payload as UTF-8 text")
+    redriven_execution_id: str | None = Field(
+        default=None, description="the execution its re-drive created, once re-driven"
+    )
 
 
 class DeadLetterPage(ApiModel):

@@ -83,6 +83,19 @@ def trigger_variables(flow: Flow, letter: DeadLetter) -> dict[str, Any]:
     return {**letter.metadata, variable: value, "redrivenFrom": letter.id}
 
 
+def redrive_key(letter_id: str) -> str:
+    """The dedupe key of the execution a dead letter's re-drive creates."""
+    return f"{DEDUPE_PREFIX}{letter_id}"
+
+
+async def with_redrives(runtime: Runtime, bodies: list[DeadLetterBody]) -> list[DeadLetterBody]:
+    """`bodies` with ``redrivenExecutionId`` set on those already re-driven (one query)."""
+    found = await runtime.store.executions_by_dedupe_keys([redrive_key(b.id) for b in bodies])
+    for body in bodies:
+        body.redriven_execution_id = found.get(redrive_key(body.id))
+    return bodies
+
+
 async def _letter(runtime: Runtime, letter_id: str) -> DeadLetter:
     letter = await runtime.store.get_dead_letter(letter_id)
     if letter is None:
@@ -93,7 +106,8 @@ async def _letter(runtime: Runtime, letter_id: str) -> DeadLetter:
 @router.get("/{letter_id}", responses=_ERRORS)
 async def get_dead_letter(letter_id: str, runtime: RuntimeDep) -> DeadLetterBody:
     """One dead letter (payload as base64, with a UTF-8 preview)."""
-    return dead_letter_body(await _letter(runtime, letter_id))
+    (body,) = await with_redrives(runtime, [dead_letter_body(await _letter(runtime, letter_id))])
+    return body
 
 
 @router.post("/{letter_id}/redrive", responses=_ERRORS)
@@ -102,7 +116,7 @@ async def redrive_dead_letter(letter_id: str, runtime: RuntimeDep) -> ExecutionB
 
     409 when the flow still cannot read the payload (fix the flow, then re-drive).
     """
-    dedupe_key = f"{DEDUPE_PREFIX}{letter_id}"
+    dedupe_key = redrive_key(letter_id)
     existing = await runtime.store.get_execution_by_dedupe_key(dedupe_key)
     if existing is None:
         letter = await _letter(runtime, letter_id)

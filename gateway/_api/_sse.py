@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from actors import Store
 
 from ._models import detail_body, log_body
+from ._secret_inputs import masked_detail
 
 POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
@@ -74,7 +75,8 @@ async def follow_execution(store: Store, request: Request, execution_id: str) ->
         if signature != last:
             last = signature
             keepalive.sent()
-            yield sse_event(detail_body(detail).model_dump(mode="json"))
+            shown = await masked_detail(store, detail)
+            yield sse_event(detail_body(shown).model_dump(mode="json"))
         elif keepalive.due():
             yield ": keepalive\n\n"
         if detail.execution.state.terminal or await request.is_disconnected():

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from ._bodies import is_json, media_type, parse_json, read_body
 from ._deps import RuntimeDep, SettingsDep
 from ._models import ErrorBody, ExecutionBody, execution_body
+from ._secret_inputs import masked
 
 router = APIRouter(prefix="/executions/webhook", tags=["webhooks"])
 
@@ -75,7 +76,7 @@ async def webhook(
     )
     if trigger.return_outputs:
         return JSONResponse(execution.outputs or {})
-    return execution_body(execution)
+    return execution_body(await masked(runtime.store, execution))
 
 
 for _method in ("GET", "POST", "PUT"):

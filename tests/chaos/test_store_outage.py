@@ -66,7 +66,8 @@ async def test_jetstream_store_cut_and_healed(
     fresh_database: str, ray_cluster: Any, nats_url: str
 ) -> None:
     async with (
-        TcpProxy() as proxy, stream_and_publisher(nats_url) as (stream, publish, _),
+        TcpProxy() as proxy,
+        stream_and_publisher(nats_url) as (stream, publish, _),
         deployed(
             fresh_database, nats_flow(stream, nats_url), host_dsn=through(proxy, fresh_database)
         ) as dep,
@@ -92,7 +93,8 @@ async def test_mqtt_store_cut_and_healed(
 ) -> None:
     topic = mqtt_e2e.topic_name()
     async with (
-        TcpProxy() as proxy, deployed(
+        TcpProxy() as proxy,
+        deployed(
             fresh_database,
             mqtt_e2e.flow(topic, mqtt_url),
             host_dsn=through(proxy, fresh_database),

@@ -52,8 +52,9 @@ def trigger_of(trigger: dict[str, Any]) -> Any:
     return parse(trigger=trigger).triggers[0]
 
 
-def problems(task: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None
-             ) -> list[tuple[str, str]]:
+def problems(
+    task: dict[str, Any] | None = None, trigger: dict[str, Any] | None = None
+) -> list[tuple[str, str]]:
     with pytest.raises(FlowError) as info:
         parse(task, trigger)
     found = [(p.path, p.message) for p in info.value.problems]
@@ -177,8 +178,13 @@ def test_kafka_trigger_topic_pattern() -> None:
     ],
 )  # fmt: skip
 def test_kafka_trigger_refuses(changes: dict[str, Any], path: str, words: tuple[str, ...]) -> None:
-    trigger = {"id": "k", "type": "kafka.RealtimeTrigger", "topic": "orders", "groupId": "g",
-               "properties": KAFKA}
+    trigger = {
+        "id": "k",
+        "type": "kafka.RealtimeTrigger",
+        "topic": "orders",
+        "groupId": "g",
+        "properties": KAFKA,
+    }
     trigger.update(changes)
     trigger = {k: v for k, v in trigger.items() if v is not None}
     assert_problem(problems(trigger=trigger), at("triggers", path), *words)
@@ -211,12 +217,27 @@ def test_kafka_produce_forms() -> None:
     })  # fmt: skip
     assert many.type == "kafka.Produce"
     assert [r.topic for r in many.records()] == ["a", "b"]
-    rendered = task_of({"id": "p", "type": "kafka.Produce", "properties": KAFKA,
-                        "topic": "t", "from": "{{ trigger.uri }}"})
+    rendered = task_of(
+        {
+            "id": "p",
+            "type": "kafka.Produce",
+            "properties": KAFKA,
+            "topic": "t",
+            "from": "{{ trigger.uri }}",
+        }
+    )
     assert rendered.from_ == "{{ trigger.uri }}"
     assert rendered.records() == []
-    shortcut = task_of({"id": "p", "type": "kafka.Produce", "properties": KAFKA,
-                        "topic": "t", "key": "k", "value": "v"})
+    shortcut = task_of(
+        {
+            "id": "p",
+            "type": "kafka.Produce",
+            "properties": KAFKA,
+            "topic": "t",
+            "key": "k",
+            "value": "v",
+        }
+    )
     assert shortcut.records()[0].key == "k"
     assert shortcut.transactional is True
 
@@ -247,8 +268,15 @@ def test_kafka_produce_refuses(changes: dict[str, Any], path: str, words: tuple[
 
 
 def test_nats_trigger_core_mode() -> None:
-    trigger = trigger_of({"id": "n", "type": "nats.RealtimeTrigger", "url": NATS_URL,
-                          "subject": "orders.*.created", "queueGroup": "workers"})
+    trigger = trigger_of(
+        {
+            "id": "n",
+            "type": "nats.RealtimeTrigger",
+            "url": NATS_URL,
+            "subject": "orders.*.created",
+            "queueGroup": "workers",
+        }
+    )
     assert isinstance(trigger, NatsRealtimeTrigger)
     assert trigger.jetstream is False
     assert trigger.deserializer is NatsSerde.STRING
@@ -279,8 +307,14 @@ def test_nats_trigger_kestra_alias_durable_without_stream_is_jetstream() -> None
 
 
 def test_nats_since_implies_by_start_time() -> None:
-    trigger = trigger_of({"id": "n", "type": "nats.RealtimeTrigger", "subject": "a.b",
-                          "since": "2024-06-01T00:00:00Z"})
+    trigger = trigger_of(
+        {
+            "id": "n",
+            "type": "nats.RealtimeTrigger",
+            "subject": "a.b",
+            "since": "2024-06-01T00:00:00Z",
+        }
+    )
     assert trigger.url == NATS_URL  # NATS's default server
     assert trigger.deliver_policy is DeliverPolicy.BY_START_TIME
     assert trigger.jetstream is True
@@ -315,9 +349,17 @@ def test_nats_trigger_refuses(changes: dict[str, Any], path: str, words: tuple[s
 
 
 def test_nats_publish_forms() -> None:
-    single = task_of({"id": "p", "type": "nats.Publish", "subject": "alerts",
-                      "payload": {"a": 1}, "headers": {"h": "v"}, "jetstream": True,
-                      "msgId": "{{ execution.id }}"})
+    single = task_of(
+        {
+            "id": "p",
+            "type": "nats.Publish",
+            "subject": "alerts",
+            "payload": {"a": 1},
+            "headers": {"h": "v"},
+            "jetstream": True,
+            "msgId": "{{ execution.id }}",
+        }
+    )
     assert isinstance(single, NatsPublish)
     assert single.payload == {"a": 1}
     kestra = task_of({
@@ -330,8 +372,17 @@ def test_nats_publish_forms() -> None:
     assert isinstance(kestra.from_, list)
     assert isinstance(kestra.from_[0], NatsMessage)
     assert kestra.from_[1].data == "Another message"
-    assert task_of({"id": "p", "type": "io.kestra.plugin.nats.Publish", "subject": "a",
-                    "from": {"data": "x"}}).type == "nats.Publish"
+    assert (
+        task_of(
+            {
+                "id": "p",
+                "type": "io.kestra.plugin.nats.Publish",
+                "subject": "a",
+                "from": {"data": "x"},
+            }
+        ).type
+        == "nats.Publish"
+    )
 
 
 @pytest.mark.parametrize(
@@ -349,8 +400,13 @@ def test_nats_publish_forms() -> None:
     ],
 )  # fmt: skip
 def test_nats_publish_refuses(changes: dict[str, Any], path: str, words: tuple[str, ...]) -> None:
-    task = {"id": "p", "type": "nats.Publish", "url": NATS_URL, "subject": "alerts",
-            "payload": "hi"}
+    task = {
+        "id": "p",
+        "type": "nats.Publish",
+        "url": NATS_URL,
+        "subject": "alerts",
+        "payload": "hi",
+    }
     task.update(changes)
     task = {k: v for k, v in task.items() if v is not None}
     assert_problem(problems(task=task), at("tasks", path), *words)
@@ -394,8 +450,14 @@ triggers:
 
 
 def test_mqtt_trigger_defaults_and_wildcards() -> None:
-    trigger = trigger_of({"id": "m", "type": "mqtt.RealtimeTrigger", "server": MQTT_SERVER,
-                          "topic": ["factory/+/sensors/#", "$share/kestrel/plant/+/status"]})
+    trigger = trigger_of(
+        {
+            "id": "m",
+            "type": "mqtt.RealtimeTrigger",
+            "server": MQTT_SERVER,
+            "topic": ["factory/+/sensors/#", "$share/kestrel/plant/+/status"],
+        }
+    )
     assert isinstance(trigger, MqttRealtimeTrigger)
     assert trigger.mqtt_version is MqttVersion.V5
     assert trigger.qos == 1
@@ -414,13 +476,31 @@ def test_mqtt_trigger_kestra_alias_and_version_spellings() -> None:
     })  # fmt: skip
     assert kestra.type == "mqtt.RealtimeTrigger"
     assert kestra.mqtt_version is MqttVersion.V3
-    for spelling, expected in (("3.1.1", MqttVersion.V3), (5, MqttVersion.V5),
-                               ("v5", MqttVersion.V5)):
-        trigger = trigger_of({"id": "m", "type": "mqtt.RealtimeTrigger", "server": MQTT_SERVER,
-                              "topic": "a/b", "version": spelling})
+    for spelling, expected in (
+        ("3.1.1", MqttVersion.V3),
+        (5, MqttVersion.V5),
+        ("v5", MqttVersion.V5),
+    ):
+        trigger = trigger_of(
+            {
+                "id": "m",
+                "type": "mqtt.RealtimeTrigger",
+                "server": MQTT_SERVER,
+                "topic": "a/b",
+                "version": spelling,
+            }
+        )
         assert trigger.mqtt_version is expected
-    clean = trigger_of({"id": "m", "type": "mqtt.RealtimeTrigger", "server": MQTT_SERVER,
-                        "topic": "a", "cleanSession": True, "qos": 0})
+    clean = trigger_of(
+        {
+            "id": "m",
+            "type": "mqtt.RealtimeTrigger",
+            "server": MQTT_SERVER,
+            "topic": "a",
+            "cleanSession": True,
+            "qos": 0,
+        }
+    )
     assert clean.session_expiry_seconds() == 0
 
 
@@ -447,8 +527,12 @@ def test_mqtt_trigger_kestra_alias_and_version_spellings() -> None:
     ],
 )  # fmt: skip
 def test_mqtt_trigger_refuses(changes: dict[str, Any], path: str, words: tuple[str, ...]) -> None:
-    trigger = {"id": "m", "type": "mqtt.RealtimeTrigger", "server": MQTT_SERVER,
-               "topic": "factory/+/temperature"}
+    trigger = {
+        "id": "m",
+        "type": "mqtt.RealtimeTrigger",
+        "server": MQTT_SERVER,
+        "topic": "factory/+/temperature",
+    }
     trigger.update(changes)
     assert_problem(problems(trigger=trigger), at("triggers", path), *words)
 
@@ -463,8 +547,17 @@ def test_mqtt_publish_forms() -> None:
     assert task.type == "mqtt.Publish"
     assert task.from_ == {"type": "sensors", "value": 1.23}
     assert task.retain is True
-    text = task_of({"id": "p", "type": "mqtt.Publish", "server": MQTT_SERVER, "topic": "a/b",
-                    "from": "on", "serdeType": "STRING", "qos": 2})
+    text = task_of(
+        {
+            "id": "p",
+            "type": "mqtt.Publish",
+            "server": MQTT_SERVER,
+            "topic": "a/b",
+            "from": "on",
+            "serdeType": "STRING",
+            "qos": 2,
+        }
+    )
     assert text.serde_type is MqttSerde.STRING
     assert text.qos == 2
 
@@ -481,8 +574,13 @@ def test_mqtt_publish_forms() -> None:
     ],
 )  # fmt: skip
 def test_mqtt_publish_refuses(changes: dict[str, Any], path: str, words: tuple[str, ...]) -> None:
-    task = {"id": "p", "type": "mqtt.Publish", "server": MQTT_SERVER, "topic": "alerts/cpu",
-            "from": {"level": "high"}}
+    task = {
+        "id": "p",
+        "type": "mqtt.Publish",
+        "server": MQTT_SERVER,
+        "topic": "alerts/cpu",
+        "from": {"level": "high"},
+    }
     task.update(changes)
     task = {k: v for k, v in task.items() if v is not None}
     assert_problem(problems(task=task), at("tasks", path), *words)
@@ -492,15 +590,28 @@ def test_mqtt_publish_refuses(changes: dict[str, Any], path: str, words: tuple[s
 
 
 def test_postgres_realtime_trigger_modes() -> None:
-    notify = trigger_of({"id": "p", "type": "postgres.RealtimeTrigger", "url": PG_URL,
-                         "channel": "invoice_paid", "deserializer": "json"})
+    notify = trigger_of(
+        {
+            "id": "p",
+            "type": "postgres.RealtimeTrigger",
+            "url": PG_URL,
+            "channel": "invoice_paid",
+            "deserializer": "json",
+        }
+    )
     assert isinstance(notify, PostgresRealtimeTrigger)
     assert notify.mode == "notify"
     assert notify.deserializer is PostgresSerde.JSON
-    cursor = trigger_of({"id": "p", "type": "postgres.RealtimeTrigger",
-                         "url": "jdbc:postgresql://localhost:5432/postgres",
-                         "table": 'public."Signups"', "cursorColumn": "id",
-                         "channel": "signups_inserted"})
+    cursor = trigger_of(
+        {
+            "id": "p",
+            "type": "postgres.RealtimeTrigger",
+            "url": "jdbc:postgresql://localhost:5432/postgres",
+            "table": 'public."Signups"',
+            "cursorColumn": "id",
+            "channel": "signups_inserted",
+        }
+    )
     assert cursor.mode == "cursor"
     assert cursor.poll_interval == timedelta(seconds=1)
     assert cursor.dsn() == "postgresql://localhost:5432/postgres"
@@ -545,8 +656,15 @@ def test_postgres_polling_trigger_kestra_alias() -> None:
     assert trigger.interval == timedelta(minutes=5)
     assert trigger.fetch_type is FetchType.FETCH
     assert trigger.after_sql is not None
-    default = trigger_of({"id": "w", "type": "postgres.Trigger", "url": PG_URL,
-                          "sql": "SELECT 1", "fetchType": "store"})
+    default = trigger_of(
+        {
+            "id": "w",
+            "type": "postgres.Trigger",
+            "url": PG_URL,
+            "sql": "SELECT 1",
+            "fetchType": "store",
+        }
+    )
     assert default.interval == timedelta(minutes=1)
     assert default.fetch_type is FetchType.STORE
 
@@ -573,14 +691,27 @@ def test_postgres_polling_trigger_refuses(
 
 
 def test_postgres_query_forms() -> None:
-    query = task_of({"id": "q", "type": "postgres.Query", "url": PG_URL,
-                     "sql": "SELECT * FROM t WHERE id = $1 AND x::int > $2",
-                     "parameters": [1, 2], "fetchType": "FETCH_ONE"})
+    query = task_of(
+        {
+            "id": "q",
+            "type": "postgres.Query",
+            "url": PG_URL,
+            "sql": "SELECT * FROM t WHERE id = $1 AND x::int > $2",
+            "parameters": [1, 2],
+            "fetchType": "FETCH_ONE",
+        }
+    )
     assert isinstance(query, PostgresQuery)
     assert query.fetch_type is FetchType.FETCH_ONE
-    named = task_of({"id": "q", "type": "io.kestra.plugin.jdbc.postgresql.Query", "url": PG_URL,
-                     "sql": "UPDATE t SET s = :status WHERE id = :id AND d > '10:30'::time",
-                     "parameters": {"id": 1, "status": "done"}})
+    named = task_of(
+        {
+            "id": "q",
+            "type": "io.kestra.plugin.jdbc.postgresql.Query",
+            "url": PG_URL,
+            "sql": "UPDATE t SET s = :status WHERE id = :id AND d > '10:30'::time",
+            "parameters": {"id": 1, "status": "done"},
+        }
+    )
     assert named.type == "postgres.Query"
     assert named.fetch_type is FetchType.NONE
 
@@ -607,12 +738,35 @@ def test_postgres_query_refuses(changes: dict[str, Any], path: str, words: tuple
 
 def test_templated_values_skip_static_syntax_checks() -> None:
     parse(
-        task={"id": "p", "type": "mqtt.Publish", "server": "{{ vars.broker }}",
-              "topic": "alerts/{{ trigger.id }}", "from": "x"},
-        trigger={"id": "n", "type": "nats.RealtimeTrigger", "url": "{{ envs.nats_url }}",
-                 "subject": "{{ envs.subject_prefix }}.>"},
+        task={
+            "id": "p",
+            "type": "mqtt.Publish",
+            "server": "{{ vars.broker }}",
+            "topic": "alerts/{{ trigger.id }}",
+            "from": "x",
+        },
+        trigger={
+            "id": "n",
+            "type": "nats.RealtimeTrigger",
+            "url": "{{ envs.nats_url }}",
+            "subject": "{{ envs.subject_prefix }}.>",
+        },
     )
-    task_of({"id": "p", "type": "kafka.Produce", "properties": {"bootstrap.servers": "{{ vars.x }}"},
-             "topic": "{{ vars.topic }}", "value": 1})
-    task_of({"id": "q", "type": "postgres.Query", "url": "{{ secret('PG_URL') }}",
-             "sql": "SELECT {{ vars.columns }} FROM t WHERE id = $3", "parameters": [1]})
+    task_of(
+        {
+            "id": "p",
+            "type": "kafka.Produce",
+            "properties": {"bootstrap.servers": "{{ vars.x }}"},
+            "topic": "{{ vars.topic }}",
+            "value": 1,
+        }
+    )
+    task_of(
+        {
+            "id": "q",
+            "type": "postgres.Query",
+            "url": "{{ secret('PG_URL') }}",
+            "sql": "SELECT {{ vars.columns }} FROM t WHERE id = $3",
+            "parameters": [1],
+        }
+    )

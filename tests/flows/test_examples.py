@@ -77,8 +77,13 @@ def test_hello_is_the_simplest_flow(flows: dict[str, Flow]) -> None:
 
 
 def test_named_examples_exist(flows: dict[str, Flow]) -> None:
-    for name in ("hello.yaml", "iot-sensor-alerts.yaml", "kafka-order-alerts.yaml",
-                 "nightly-report.yaml", "webhook-github.yaml"):
+    for name in (
+        "hello.yaml",
+        "iot-sensor-alerts.yaml",
+        "kafka-order-alerts.yaml",
+        "nightly-report.yaml",
+        "webhook-github.yaml",
+    ):
         assert name in flows
 
 

@@ -13,10 +13,13 @@ import pytest
 from actors._flow_trigger import matches
 from flows import (
     Condition,
+    ExpressionEngine,
     FlowError,
     InputError,
     State,
+    build_context,
     condition_holds,
+    event_conditions_hold,
     parse_flow,
     parse_inputs,
     validate_flow_text,
@@ -232,3 +235,52 @@ def test_kestrel_validate_refuses_what_fails_every_run(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert any(line.startswith(f"{bad}:4:") and "syntax error" in line for line in lines)
     assert any(line.startswith(f"{bad}:5:") and "inputs.undeclared" in line for line in lines)
+
+
+def test_event_conditions_for_webhooks_and_schedules() -> None:
+    engine = ExpressionEngine()
+    saturday = dt.datetime(2026, 12, 5, 10, 30, tzinfo=dt.UTC)
+    body = build_context(trigger={"body": {"hello": "world"}}, envs={})
+
+    def holds(*conditions: dict[str, object], when: dt.datetime = saturday) -> bool:
+        parsed = [Condition.model_validate(c) for c in conditions]
+        return event_conditions_hold(parsed, engine, body, when)
+
+    expression = {
+        "type": f"{K}.condition.Expression",
+        "expression": "{{ trigger.body.hello == 'world' }}",
+    }
+    assert holds(expression)
+    assert not holds({**expression, "expression": "{{ trigger.body.hello == 'moon' }}"})
+    assert holds({"type": f"{K}.condition.DayWeek", "dayOfWeek": "SATURDAY"})
+    assert not holds({"type": f"{K}.condition.DayWeek", "dayOfWeek": "MONDAY"})
+    assert holds({"type": f"{K}.condition.Weekend"})
+    assert holds({"type": f"{K}.condition.TimeBetween", "after": "09:00:00", "before": "11:00:00"})
+    assert not holds({"type": f"{K}.condition.TimeBetween", "after": "11:00:00"})
+    assert holds(
+        {"type": f"{K}.condition.Not", "conditions": [{"type": f"{K}.condition.Weekend"}]},
+        when=saturday - dt.timedelta(days=2),
+    )
+    assert holds(
+        {
+            "type": f"{K}.condition.Or",
+            "conditions": [
+                {"type": f"{K}.condition.DayWeek", "dayOfWeek": "MONDAY"},
+                {"type": f"{K}.condition.Weekend"},
+            ],
+        }
+    )
+
+
+def test_conditions_only_on_triggers_that_evaluate_them() -> None:
+    found = problems("""
+    tasks:
+      - {id: t, type: core.Log, message: m}
+    triggers:
+      - id: n
+        type: nats.RealtimeTrigger
+        url: nats://localhost:4222
+        subject: s
+        conditions: [{type: condition.Weekend}]
+    """)
+    assert any("conditions are evaluated on" in p for p in found)

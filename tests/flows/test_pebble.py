@@ -76,6 +76,24 @@ def test_render_function_renders_flow_variables(engine: ExpressionEngine) -> Non
     assert engine.render("{{ render(vars.greeting) }}", context) == "hi Ada"
 
 
+def test_render_function_never_renders_event_data_or_inputs(engine: ExpressionEngine) -> None:
+    context = build_context(
+        inputs={"evil": "{{ 7 * 7 }}"}, trigger={"body": "{{ 6 * 7 }}"}, envs={}
+    )
+    for source in ("{{ render(trigger.body) }}", "{{ render(inputs.evil) }}"):
+        with pytest.raises(ExpressionError, match="never templates"):
+            engine.render(source, context)
+    assert engine.render("{{ render('plain text') }}", context) == "plain text"
+    chained = build_context(
+        variables={"a": "{{ vars.b }}", "b": "{{ trigger.body }}"},
+        trigger={"body": "{{ 6 * 7 }}"},
+        envs={},
+    )
+    # vars.a renders to vars.b's text (flow-authored: rendered again) and then to the
+    # payload's text, which is data: it is not rendered.
+    assert engine.render("{{ render(vars.a) }}", chained) == "{{ 6 * 7 }}"
+
+
 def test_print_context_and_current_each_output(engine: ExpressionEngine) -> None:
     context = build_context(
         inputs={"a": 1},
@@ -85,3 +103,25 @@ def test_print_context_and_current_each_output(engine: ExpressionEngine) -> None
     )
     assert '"inputs": {"a": 1}' in engine.render("{{ printContext() }}", context)
     assert engine.evaluate("{{ currentEachOutput(outputs.t).value }}", context) == "in-y"
+
+
+def test_defined_and_null_tests_on_missing_paths_do_not_fail(engine: ExpressionEngine) -> None:
+    context = build_context(inputs={"a": None}, outputs={"t": {"v": 1}}, envs={})
+    assert engine.evaluate("{{ outputs.missing.value is defined }}", context) is False
+    assert engine.evaluate("{{ outputs.missing.value is not defined }}", context) is True
+    assert engine.evaluate("{{ outputs.t.v is defined }}", context) is True
+    assert engine.evaluate("{{ inputs.a is defined }}", context) is True  # null is defined
+    assert engine.evaluate("{{ outputs.missing.value is null }}", context) is True
+    assert engine.evaluate("{{ outputs.t.v is not null }}", context) is True
+
+
+def test_globals_come_from_kestrel_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows import global_variables
+
+    monkeypatch.setenv("KESTREL_GLOBALS", '{"region": "eu", "limits": {"n": 3}}')
+    assert global_variables() == {"region": "eu", "limits": {"n": 3}}
+    monkeypatch.setenv("KESTREL_GLOBALS", "[1]")
+    with pytest.raises(ExpressionError, match="JSON object"):
+        global_variables()
+    monkeypatch.delenv("KESTREL_GLOBALS")
+    assert global_variables() == {}

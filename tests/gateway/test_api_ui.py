@@ -160,6 +160,7 @@ async def test_dead_letter_redrive_once_after_the_flow_is_fixed(
     one = await api.get(f"/api/v1/deadletters/{letter.id}")
     assert one.status_code == 200
     assert one.json()["payloadPreview"] == "hello, not json"
+    assert one.json()["redrivenExecutionId"] is None
 
     refused = await api.post(f"/api/v1/deadletters/{letter.id}/redrive")
     assert refused.status_code == 409
@@ -180,6 +181,10 @@ async def test_dead_letter_redrive_once_after_the_flow_is_fixed(
     assert execution["trigger"]["variables"]["subject"] == subject
     again = await api.post(f"/api/v1/deadletters/{letter.id}/redrive")
     assert again.json()["id"] == execution["id"]  # once only
+    listed = (await api.get(f"/api/v1/deadletters?namespace={namespace}")).json()["results"]
+    assert [d["redrivenExecutionId"] for d in listed] == [execution["id"]]
+    one = (await api.get(f"/api/v1/deadletters/{letter.id}")).json()
+    assert one["redrivenExecutionId"] == execution["id"]
     done = await wait_state(api, execution["id"])
     assert done["state"]["current"] == "SUCCESS"
     logs = (await api.get(f"/api/v1/logs/{execution['id']}")).json()

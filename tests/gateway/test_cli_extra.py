@@ -49,7 +49,7 @@ async def test_flow_get_execution_start_and_people_durations(
     assert header.split()[4] == "STATUS" and row.split()[4] == "SUCCESS"
 
     ran = await kestrel(live_server, "execution", "start", namespace, "greet", "-i", "oops")
-    assert ran.code == 1 and "'oops' is not NAME=VALUE" in ran.err
+    assert ran.code == 1 and "--input 'oops': expected NAME=VALUE" in ran.err
     ran = await kestrel(live_server, "flow", "get", namespace, "nope")
     assert ran.code == 1 and "not found" in ran.err
 
@@ -64,6 +64,9 @@ async def test_trigger_disable_enable_and_backfill_progress(
     assert ran.out.strip() == f"trigger {namespace}.scheduled/every disabled (STOPPED)"
     found = (await api.get("/api/v1/triggers")).json()["results"]
     assert [t["disabled"] for t in found if t["namespace"] == namespace] == [True]
+    ran = await kestrel(live_server, "trigger", "list")
+    mine = [line for line in ran.out.splitlines() if line.startswith(f"{namespace} ")]
+    assert len(mine) == 1 and "STOPPED (disabled)" in mine[0], ran.out
     ran = await kestrel(live_server, "trigger", "enable", namespace, "scheduled", "every")
     assert ran.code == 0 and "enabled" in ran.out, ran.err
     ran = await kestrel(live_server, "trigger", "enable", namespace, "scheduled", "nope")
@@ -98,7 +101,7 @@ async def test_kv_commands(live_server: LiveServer, namespace: str) -> None:
     assert ran.code == 1 and "no key 'answer'" in ran.err
 
 
-async def test_deadletters_list(live_server: LiveServer, namespace: str) -> None:
+async def test_deadletters_commands(live_server: LiveServer, namespace: str) -> None:
     letter = await live_server.runtime.store.write_dead_letter(
         DeadLetter(
             source=f"test:{namespace}",
@@ -114,3 +117,7 @@ async def test_deadletters_list(live_server: LiveServer, namespace: str) -> None
     assert ran.code == 0, ran.err
     row = ran.out.splitlines()[1]
     assert row.startswith(letter.id) and f"{namespace}.orders/src" in row and "cannot decode" in row
+    ran = await kestrel(live_server, "deadletters", "show", letter.id)
+    assert ran.code == 0, ran.err
+    assert "reason:   cannot decode the payload as JSON" in ran.out
+    assert ran.out.rstrip().endswith("not json {")

@@ -186,11 +186,18 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     # The flows list: the namespace tree and the search find it.
     await page.goto("/ui/flows")
     await page.get_by_label("search flows").fill("greeter")
-    await expect(page.locator(f'tr[data-flow="{namespace}/greeter"]')).to_contain_text("3")
+    listed = page.locator(f'tr[data-flow="{namespace}/greeter"]')
+    await expect(listed).to_contain_text("3")  # the revision
     await page.goto(f"/ui/flows/{namespace}/greeter")
 
-    # Topology: every task and the start/end are drawn.
+    # Topology: every task and the start/end are drawn, from the editor's text as it is
+    # (an unsaved task shows at once).
+    await expect(page.locator(".cm-content")).to_contain_text("message: bye")
+    unsaved = greeter(namespace) + "  - id: extra\n    type: core.Log\n    message: more\n"
+    await editor_text(page, unsaved)
     await page.get_by_role("tab", name="Topology").click()
+    await expect(page.locator('[data-node="extra"]')).to_be_visible()
+    await shot(page, tmp_path, "topology")
     for node in ("hello", "both", "both/short-nap", "both/long-nap", "warn", "bye", "__end"):
         await expect(page.locator(f'[data-node="{node}"]')).to_be_visible()
 
@@ -201,6 +208,7 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await expect(page.locator('[data-field="times"] .field-error')).to_have_text(
         "must be a whole number"
     )
+    await shot(page, tmp_path, "run-form")
     await page.get_by_label("times").fill("3")
     await page.get_by_label("name").fill("Ada")
     await page.get_by_role("button", name="Execute").click()
@@ -225,6 +233,10 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
     await page.get_by_label("log level").select_option("")
     await page.get_by_role("tab", name="Gantt").click()
     await page.locator('.gantt-label:text-is("bye")').click()
+    details = page.get_by_test_id("task-run")
+    await expect(details).to_contain_text("Task run bye")
+    await expect(details.locator("tbody tr")).to_have_count(1)  # one attempt
+    await details.get_by_role("button", name="Logs of this task").click()
     await expect(logs.locator(".log-line")).to_have_count(1)
     await expect(logs).to_contain_text("bye")
 
@@ -246,6 +258,11 @@ async def test_editor_validate_save_run_watch_logs_and_replay(
         "SUCCESS"
     )
     await shot(page, tmp_path, "executions")
+    await page.goto("/ui/flows")
+    await page.get_by_role("button", name=namespace.split(".")[0]).click()
+    await expect(listed.locator(".badge")).to_have_text("SUCCESS")  # its last execution
+    await shot(page, tmp_path, "flows")
+    await page.goto(f"/ui/executions?namespace={namespace}")
     # Bulk: select all, replay them all.
     await page.get_by_label("select all").check()
     await page.get_by_role("button", name="Replay").click()
@@ -384,6 +401,8 @@ async def test_poison_message_dead_letter_redriven_after_fixing_the_flow(
     await letter.get_by_role("button", name="Re-drive").click()
     link = page.get_by_test_id("redriven")
     await expect(link).to_be_visible()
+    await page.reload()  # kept by the server: still marked after a reload
+    await expect(link).to_contain_text("re-driven")
     await link.click()
     await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
     await page.get_by_role("tab", name="Logs").click()
@@ -493,3 +512,17 @@ async def test_gantt_of_a_thousand_task_runs(
     await page.get_by_role("tab", name="Logs").click()
     await expect(page.get_by_role("log")).to_contain_text("item 999")
     await shot(page, tmp_path, "gantt-1000")
+
+
+async def test_pause_a_running_execution_then_resume_it(
+    page: Page, api: httpx.AsyncClient, namespace: str
+) -> None:
+    await deploy(api, sleepy_flow(namespace, sleep="PT3S"))  # time to click Pause
+    started = await api.post(f"/api/v1/executions/{namespace}/sleepy", json={})
+    await page.goto(f"/ui/executions/{started.json()['id']}")
+    await expect(page.locator("h1 .badge")).to_have_text("RUNNING")
+    await page.get_by_role("button", name="Pause").click()
+    await expect(page.locator("h1 .badge")).to_have_text("PAUSED")
+    await page.locator(".resume-panel").get_by_role("button", name="Resume").click()
+    await expect(page.locator("h1 .badge")).to_have_text("SUCCESS")
+    await expect(page.locator('.gantt-row[data-state="SUCCESS"]')).to_have_count(3)

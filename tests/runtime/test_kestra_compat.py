@@ -260,3 +260,55 @@ tasks:
     )
     assert (await run_text(text)).state is State.SUCCESS
     assert (await run_text(text, inputs={"mode": "CANCEL"})).state is State.CANCELLED
+
+
+def test_schedule_conditions_decide_each_tick() -> None:
+    import datetime as dt
+    from types import SimpleNamespace
+
+    from actors._schedule import ScheduleListener
+    from flows import parse_flow
+
+    flow = parse_flow(
+        HEAD
+        + f"""
+tasks:
+  - {{id: t, type: {K}.log.Log, message: m}}
+triggers:
+  - id: weekdays
+    type: {K}.trigger.Schedule
+    cron: "0 9 * * *"
+    conditions:
+      - type: {K}.condition.Not
+        conditions: [{{type: {K}.condition.Weekend}}]
+      - type: {K}.condition.Expression
+        expression: "{{{{ trigger.date is defined and flow.id == 'f' }}}}"
+"""
+    )
+    ctx = SimpleNamespace(flow_id="f", namespace="tests.kestra")
+    listener = ScheduleListener(flow.triggers[0], ctx)  # type: ignore[arg-type]
+    monday = dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC)
+    saturday = dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)
+    assert listener._conditions_hold(monday, None)
+    assert not listener._conditions_hold(saturday, None)
+
+
+async def test_retry_on_a_flowable_reruns_its_failed_children() -> None:
+    ran = await run_text(
+        HEAD
+        + f"""
+tasks:
+  - id: block
+    type: {K}.flow.Sequential
+    retry: {{type: constant, interval: PT0.01S, maxAttempt: 3}}
+    tasks:
+      - {{id: fine, type: {K}.log.Log, message: once}}
+      - {{id: child, type: {K}.execution.Fail}}
+"""
+    )
+    assert ran.state is State.FAILED
+    runs = {r.task_id: r for r in ran.run.state.task_runs.values()}
+    assert len(runs["block"].attempts) == 3
+    child_runs = [e for e in runs["child"].history if e.state is State.RUNNING]
+    assert len(child_runs) == 3  # run again by each retry of its parent
+    assert ran.messages().count("once") == 1  # the child that succeeded is kept

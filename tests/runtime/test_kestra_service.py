@@ -43,6 +43,11 @@ async def test_subflow_outputs_are_rendered_in_the_child_and_flow_id_is_template
     assert found is not None
     use = next(d for d in found.task_runs if d.task_run.task_id == "use")
     assert use.outputs == {"value": "made it"}
+    call = next(d for d in found.task_runs if d.task_run.task_id == "call")
+    assert call.outputs is not None
+    child = await service.store.get_execution(call.outputs["executionId"])
+    assert child is not None
+    assert child.labels["system.correlationId"] == created.execution.id
 
 
 FLAKY = f"""
@@ -94,3 +99,47 @@ async def test_kv_function_reads_the_store_in_templates(service: ExecutionServic
     assert found is not None
     read = next(d for d in found.task_runs if d.task_run.task_id == "read")
     assert read.outputs == {"value": "Ada|none"}
+
+
+LABELS = """
+id: labelled
+namespace: tests.kestra
+labels: {team: data}
+tasks:
+  - id: tag
+    type: io.kestra.plugin.core.execution.Labels
+    labels: {stage: "{{ 'done' }}"}
+"""
+
+
+async def test_labels_task_writes_the_execution_labels(service: ExecutionService) -> None:
+    flow = await service.deploy(LABELS)
+    created = await service.create(flow, {})
+    assert (await service.wait(created.execution.id, within=20)).state is State.SUCCESS
+    stored = await service.store.get_execution(created.execution.id)
+    assert stored is not None
+    assert stored.labels.get("stage") == "done"
+
+
+STATE = """
+id: stateful
+namespace: tests.kestra
+tasks:
+  - {id: set, type: io.kestra.plugin.core.state.Set, name: counts, data: {seen: "1"}}
+  - {id: more, type: io.kestra.plugin.core.state.Set, name: counts, data: {other: "2"}}
+  - {id: get, type: io.kestra.plugin.core.state.Get, name: counts}
+  - {id: delete, type: io.kestra.plugin.core.state.Delete, name: counts}
+  - {id: again, type: io.kestra.plugin.core.state.Get, name: counts}
+"""
+
+
+async def test_state_store_tasks_keep_a_document_per_flow(service: ExecutionService) -> None:
+    flow = await service.deploy(STATE)
+    created = await service.create(flow, {})
+    assert (await service.wait(created.execution.id, within=20)).state is State.SUCCESS
+    found = await service.store.execution_detail(created.execution.id)
+    assert found is not None
+    outputs = {d.task_run.task_id: d.outputs for d in found.task_runs}
+    assert outputs["get"] == {"count": 2, "data": {"seen": "1", "other": "2"}}
+    assert outputs["delete"] == {"deleted": True}
+    assert outputs["again"] == {"count": 0, "data": {}}

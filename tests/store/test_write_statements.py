@@ -21,6 +21,7 @@ from actors._store._ops import (
     AddTaskRunsOp,
     AttemptOp,
     CreateOp,
+    LabelsOp,
     LogsOp,
     OutputsOp,
     ReleaseLeaseOp,
@@ -54,6 +55,7 @@ def _run_writes(store: Store, lease: Lease, n: int) -> list[Awaitable[object]]:
         AttemptOp.of(execution_id, task.id, ended, lease),
         OutputsOp.of(execution_id, task.id, {"n": n}, lease),
         LogsOp((line,)),
+        LabelsOp.of(execution_id, {"n": n}, lease),
         TaskRunTransitionOp.of(execution_id, task.id, State.SUCCESS, lease=lease),
         TransitionOp.of(execution_id, State.SUCCESS, outputs={"n": n}, lease=lease),
         ReleaseLeaseOp(lease),
@@ -83,7 +85,7 @@ async def test_a_batch_of_many_runs_history_is_one_statement(fresh_database: str
         pending = [w for n, lease in enumerate(leases) for w in _run_writes(store, lease, n)]
         outcomes = await asyncio.gather(*pending)
 
-        assert store.batcher.batches == batches + 1  # all 200 writes in one batch
+        assert store.batcher.batches == batches + 1  # all 220 writes in one batch
         assert len(queries) == 1  # one round trip: no BEGIN/COMMIT, one call
         assert "kestrel_write_history" in queries[0].query
         assert outcomes.count(True) == EXECUTIONS  # every release took
@@ -99,6 +101,7 @@ async def test_a_batch_of_many_runs_history_is_one_statement(fresh_database: str
                 State.SUCCESS,
             ]
             assert execution.outputs == {"n": n}
+            assert execution.labels == {"n": str(n)}
             (run,) = detail.task_runs
             assert [e.state for e in run.task_run.state_history] == [
                 State.CREATED,

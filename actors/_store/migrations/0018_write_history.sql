@@ -1,6 +1,6 @@
 -- One round trip per batch of history writes (issue 18): `kestrel_write_history` applies
 -- every kind of write-behind change of a batch (task runs added, execution and task-run
--- transitions, attempts, outputs, logs, trigger states, lease releases) in one statement,
+-- transitions, attempts, outputs, labels, logs, trigger states, lease releases) in one statement,
 -- fenced by the writers' leases, and returns what the caller needs to report per write.
 -- The client merges the writes per row first (one row per execution, task run, attempt,
 -- output, trigger; a task run created and transitioned in one batch is inserted in its
@@ -17,6 +17,7 @@
 --   task_run  execution id, task run id transitioned
 --   attempt   execution id, task run id, attempt number written
 --   outputs   execution id, task run id merged
+--   labels    execution id whose labels were merged
 --   log       execution id whose lines were appended
 --   released  lease position (in the e_* arrays) released
 CREATE FUNCTION kestrel_write_history(
@@ -32,6 +33,7 @@ CREATE FUNCTION kestrel_write_history(
     a_started_at timestamptz[], a_ended_at timestamptz[], a_worker text[], a_node text[],
     a_error text[], a_lease int[],
     o_execution_id text[], o_task_run_id text[], o_outputs text[], o_lease int[],
+    b_id text[], b_labels text[], b_lease int[],
     l_execution_id text[], l_task_run_id text[], l_attempt int[], l_level text[],
     l_at timestamptz[], l_message text[],
     s_namespace text[], s_flow_id text[], s_trigger_id text[], s_cursor text[],
@@ -163,6 +165,16 @@ BEGIN
                 SET outputs = o.outputs || excluded.outputs, updated_at = now()
                 RETURNING o.execution_id, o.task_run_id)
             SELECT 'outputs', done.execution_id, done.task_run_id, NULL::bigint FROM done;
+    END IF;
+
+    IF cardinality(b_id) > 0 THEN
+        RETURN QUERY
+            WITH done AS (
+                UPDATE executions AS e SET labels = e.labels || u.labels::jsonb
+                FROM unnest(b_id, b_labels, b_lease) AS u(id, labels, lease)
+                WHERE e.id = u.id AND (u.lease IS NULL OR u.lease <> ALL (stale))
+                RETURNING e.id)
+            SELECT 'labels', done.id, NULL::text, NULL::bigint FROM done;
     END IF;
 
     IF cardinality(l_execution_id) > 0 THEN

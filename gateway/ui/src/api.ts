@@ -156,6 +156,7 @@ export interface FlowSummary {
   triggers: Array<{ id: string; type: string }>;
   updated: string;
   errors?: Problem[] | null;
+  lastExecutionState?: string | null;
 }
 export interface Problem {
   file: string;
@@ -232,6 +233,7 @@ export interface DeadLetter {
   createdDate?: string | null;
   payload: string;
   payloadPreview: string;
+  redrivenExecutionId?: string | null;
 }
 export interface KVKey {
   key: string;

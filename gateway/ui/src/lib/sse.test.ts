@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { SseParser } from "./sse";
+import { readEvents, SseParser, type SseMessage } from "./sse";
 
 describe("SseParser", () => {
   it("parses messages split anywhere, with ids, events and comments", () => {
@@ -17,5 +17,21 @@ describe("SseParser", () => {
     const parser = new SseParser();
     expect(parser.feed("data: x\r\n")).toEqual([]);
     expect(parser.feed("\r\n")).toEqual([{ event: "message", data: "x" }]);
+  });
+});
+
+describe("readEvents", () => {
+  it("reads a streamed response body to its end", async () => {
+    const encoder = new TextEncoder();
+    const chunks = ['data: {"state":"RUN', 'NING"}\n\n: keepalive\n\n', 'data: {"state":"SUCCESS"}\n\n'];
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const c of chunks) controller.enqueue(encoder.encode(c));
+        controller.close();
+      },
+    });
+    const seen: SseMessage[] = [];
+    await readEvents(new Response(body), (m) => seen.push(m));
+    expect(seen.map((m) => JSON.parse(m.data).state)).toEqual(["RUNNING", "SUCCESS"]);
   });
 });

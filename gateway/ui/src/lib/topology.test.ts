@@ -32,6 +32,26 @@ describe("flowGraph", () => {
     );
   });
 
+  it("fans a Parallel's children out and a Dag's nodes by their dependencies", () => {
+    const g = flowGraph({
+      tasks: [
+        { id: "par", type: "flow.Parallel", tasks: [{ id: "a", type: "core.Log" }, { id: "b", type: "core.Log" }] },
+        {
+          id: "dag",
+          type: "flow.Dag",
+          tasks: [
+            { task: { id: "x", type: "core.Log" } },
+            { task: { id: "y", type: "core.Log" }, dependsOn: ["x"] },
+          ],
+        },
+      ],
+    });
+    const edges = g.edges.map((e) => `${e.from}>${e.to}`);
+    expect(edges).toEqual(expect.arrayContaining(["par>par/a", "par>par/b", "par/a>dag", "par/b>dag", "dag>dag/x", "dag/x>dag/y", "dag/y>__end"]));
+    expect(edges).not.toContain("par/a>par/b");
+    expect(edges).not.toContain("dag/x>__end");
+  });
+
   it("lays every node out with dagre", () => {
     const t = layoutTopology(flow);
     expect(t.nodes.every((n) => Number.isFinite(n.x) && Number.isFinite(n.y))).toBe(true);

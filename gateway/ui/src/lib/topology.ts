@@ -81,13 +81,41 @@ export function flowGraph(flow: {
     return [entries, exits];
   };
 
+  // A Dag's nodes wait for their dependsOn; those nothing waits for end it.
+  const dag = (task: Task, id: string): string[] => {
+    const nodes = (task["tasks"] as Array<{ task?: Task; dependsOn?: string[] }>) ?? [];
+    const waitedFor = new Set(nodes.flatMap((n) => n.dependsOn ?? []));
+    const exits: string[] = [];
+    for (const n of nodes) {
+      if (!n.task) continue;
+      const [ins, outs] = one(n.task, `${id}/`);
+      const deps = n.dependsOn ?? [];
+      if (!deps.length) for (const i of ins) graph.edges.push({ from: id, to: i });
+      for (const dep of deps) for (const i of ins) graph.edges.push({ from: `${id}/${dep}`, to: i });
+      if (!waitedFor.has(String(n.task["id"]))) exits.push(...outs);
+    }
+    return exits.length ? exits : [id];
+  };
+
   const one = (task: Task, prefix: string): [string[], string[]] => {
     const id = `${prefix}${String(task["id"])}`;
-    node(id, String(task["id"]), "task", String(task["type"] ?? ""));
+    const type = String(task["type"] ?? "");
+    node(id, String(task["id"]), "task", type);
+    if (type.endsWith("Dag")) return [[id], dag(task, id)];
     const kids = branches(task);
     if (!kids.length) return [[id], [id]];
     const exits: string[] = [];
+    const parallel = type.endsWith("Parallel");
     for (const [name, list] of kids) {
+      if (parallel && name === "tasks") {
+        // Every child starts with the Parallel task; it ends when they all have.
+        for (const child of list) {
+          const [ins, outs] = one(child, `${id}/`);
+          for (const i of ins) graph.edges.push({ from: id, to: i });
+          exits.push(...outs);
+        }
+        continue;
+      }
       const [ins, outs] = sequence(list, `${id}/`);
       for (const i of ins) graph.edges.push({ from: id, to: i, label: name });
       if (name === "errors" || name === "finally") continue;

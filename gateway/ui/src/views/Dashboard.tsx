@@ -22,6 +22,21 @@ export function perMinuteSeries(stats: ExecutionStats, now: number, minutes = 60
   return { x, series };
 }
 
+/** Series cumulated in `states` order: each state's value is its count plus those before it. */
+export function stacked(series: Record<string, number[]>, states: string[]): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  let running: number[] | null = null;
+  for (const s of states) {
+    const own = series[s] ?? [];
+    running = own.map((v, i) => v + (running?.[i] ?? 0));
+    out[s] = running;
+  }
+  return out;
+}
+
+/** Draw the tallest stack first, so each smaller one shows on top of it. */
+const stackOrder = (states: string[]) => states.slice().reverse();
+
 export function Dashboard() {
   const [stats, setStats] = useState<ExecutionStats>();
   const [error, setError] = useState<unknown>();
@@ -59,13 +74,26 @@ export function Dashboard() {
     () => ({
       width: 640,
       height: 220,
-      series: [{}, ...states.map((s) => ({ label: s, stroke: stateColor(s), fill: `${stateColor(s)}66`, paths: bars, points: { show: false } }))],
+      // Stacked: each state's bar is drawn up to the running total, biggest first; the
+      // legend shows each state's own count.
+      series: [
+        {},
+        ...stackOrder(states).map((s) => ({
+          label: s,
+          stroke: stateColor(s),
+          fill: `${stateColor(s)}aa`,
+          paths: bars,
+          points: { show: false },
+          value: (_u: uPlot, _v: number | null, _si: number, i: number | null) =>
+            i === null || !minute ? "–" : String(minute.series[s]?.[i] ?? 0),
+        })),
+      ],
       axes: [{}, { label: "executions / min" }],
     }),
     [states.join(",")],
   );
   const execData = useMemo<uPlot.AlignedData>(
-    () => (minute ? [minute.x, ...states.map((s) => minute.series[s])] : [[]]),
+    () => (minute ? [minute.x, ...stackOrder(states).map((s) => stacked(minute.series, states)[s])] : [[]]),
     [minute, states.join(",")],
   );
   const names = history.current.t.length > 1 ? Object.keys(history.current.p).sort() : [];

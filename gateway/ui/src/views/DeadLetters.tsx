@@ -26,24 +26,24 @@ export function DeadLetters() {
   const params = new URLSearchParams(useSearch());
   const [namespace, setNamespace] = useState(params.get("namespace") ?? "");
   const [flowId, setFlowId] = useState(params.get("flowId") ?? "");
+  const [source, setSource] = useState(params.get("source") ?? "");
   const [letters, setLetters] = useState<DeadLetter[]>([]);
   const [open, setOpen] = useState<string | null>(null);
-  const [redriven, setRedriven] = useState<Record<string, Execution>>({});
   const [error, setError] = useState<unknown>();
   const load = async () => {
     try {
-      const page = await get<Page<DeadLetter>>(`/deadletters${query({ namespace, flowId })}`);
+      const page = await get<Page<DeadLetter>>(`/deadletters${query({ namespace, flowId, source })}`);
       setLetters(page.results);
     } catch (e) {
       setError(e);
     }
   };
-  usePoll(load, 2000, [namespace, flowId]);
+  usePoll(load, 2000, [namespace, flowId, source]);
   const redrive = async (letter: DeadLetter) => {
     try {
       setError(undefined);
-      const execution = await request<Execution>("POST", `/deadletters/${letter.id}/redrive`);
-      setRedriven((r) => ({ ...r, [letter.id]: execution }));
+      await request<Execution>("POST", `/deadletters/${letter.id}/redrive`);
+      await load();
     } catch (e) {
       setError(e);
     }
@@ -62,6 +62,7 @@ export function DeadLetters() {
       <div className="filters">
         <input placeholder="namespace" aria-label="namespace" value={namespace} onChange={(e) => setNamespace(e.target.value)} />
         <input placeholder="flow id" aria-label="flow id" value={flowId} onChange={(e) => setFlowId(e.target.value)} />
+        <input placeholder="source (exact)" aria-label="source" value={source} onChange={(e) => setSource(e.target.value)} />
       </div>
       <ErrorNote error={error} />
       <table className="grid">
@@ -90,9 +91,9 @@ export function DeadLetters() {
                   <button onClick={() => setOpen(open === l.id ? null : l.id)}>Payload</button>
                   <button onClick={() => redrive(l)}>Re-drive</button>
                   <button onClick={() => remove(l)}>Delete</button>
-                  {redriven[l.id] && (
-                    <Link href={`/executions/${redriven[l.id].id}`} data-testid="redriven">
-                      execution {redriven[l.id].id}
+                  {l.redrivenExecutionId && (
+                    <Link href={`/executions/${l.redrivenExecutionId}`} data-testid="redriven">
+                      re-driven: execution {l.redrivenExecutionId}
                     </Link>
                   )}
                 </td>

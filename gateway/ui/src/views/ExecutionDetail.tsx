@@ -1,9 +1,10 @@
 import { useEffect, useMemo, useState } from "react";
 import { Link, useLocation } from "wouter";
-import { follow, get, query, request, type Execution, type FlowJson, type InputSpec, type LogLine } from "../api";
+import { follow, get, query, request, type Execution, type LogLine } from "../api";
 import { ErrorNote, JsonView, StateBadge, Tabs } from "../components/common";
 import { Gantt } from "../components/Gantt";
-import { InputsForm } from "../components/InputsForm";
+import { ResumePanel } from "../components/ResumePanel";
+import { TaskRunPanel } from "../components/TaskRunPanel";
 import { formatDate, TERMINAL } from "../lib/format";
 
 const LEVELS = ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"];
@@ -67,53 +68,6 @@ function useNow(live: boolean): number {
   return now;
 }
 
-function findTask(tasks: unknown, id: string): Record<string, unknown> | null {
-  if (!Array.isArray(tasks)) return null;
-  for (const t of tasks as Array<Record<string, unknown>>) {
-    if (t.id === id) return t;
-    for (const key of ["tasks", "then", "else", "errors", "finally"]) {
-      const found = findTask(t[key], id);
-      if (found) return found;
-    }
-  }
-  return null;
-}
-
-function ResumePanel({ execution, onDone }: { execution: Execution; onDone: () => void }) {
-  const [specs, setSpecs] = useState<InputSpec[] | null>(null);
-  const [error, setError] = useState<unknown>();
-  useEffect(() => {
-    const paused = execution.taskRunList?.find((r) => r.state.current === "PAUSED");
-    get<FlowJson>(`/flows/${execution.namespace}/${execution.flowId}${query({ revision: execution.flowRevision })}`)
-      .then((flow) => {
-        const task = paused ? findTask(flow.tasks, paused.taskId) : null;
-        setSpecs(((task?.onResume as InputSpec[] | undefined) ?? []) as InputSpec[]);
-      })
-      .catch(() => setSpecs([]));
-  }, [execution]);
-  if (specs === null) return null;
-  return (
-    <div className="panel resume-panel">
-      <h3>Resume</h3>
-      <InputsForm
-        specs={specs}
-        submitLabel="Resume"
-        onSubmit={async (values) => {
-          try {
-            await request("POST", `/executions/${execution.id}/resume`, values);
-            onDone();
-            return null;
-          } catch (e) {
-            setError(e);
-            throw e;
-          }
-        }}
-      />
-      <ErrorNote error={error} />
-    </div>
-  );
-}
-
 export function ExecutionDetail({ id }: { id: string }) {
   const { execution, error, refollow } = useExecution(id);
   const [tab, setTab] = useState("Gantt");
@@ -149,6 +103,7 @@ export function ExecutionDetail({ id }: { id: string }) {
       navigate(`/executions/${created.id}`);
     });
   const state = execution.state.current;
+  const selectedRun = execution.taskRunList?.find((r) => r.id === taskFilter) ?? null;
   const subflows = (execution.taskRunList ?? []).filter((r) => typeof r.outputs?.executionId === "string");
   return (
     <section className="execution">
@@ -199,16 +154,16 @@ export function ExecutionDetail({ id }: { id: string }) {
       {state === "PAUSED" && <ResumePanel execution={execution} onDone={refollow} />}
       <Tabs tabs={["Gantt", "Logs", "Inputs & outputs", "Trigger", "History"]} value={tab} onChange={setTab} />
       {tab === "Gantt" && (
-        <Gantt
-          runs={execution.taskRunList ?? []}
-          now={live ? now : Date.now()}
-          selected={taskFilter}
-          onSelect={(runId) => {
-            setTaskFilter(runId);
-            setTab("Logs");
-          }}
-          onReplay={TERMINAL.has(state) ? (runId) => replay(runId) : undefined}
-        />
+        <>
+          <Gantt
+            runs={execution.taskRunList ?? []}
+            now={live ? now : Date.now()}
+            selected={taskFilter}
+            onSelect={setTaskFilter}
+            onReplay={TERMINAL.has(state) ? (runId) => replay(runId) : undefined}
+          />
+          {selectedRun && <TaskRunPanel run={selectedRun} onLogs={() => setTab("Logs")} />}
+        </>
       )}
       {tab === "Logs" && (
         <div className="logs-view">

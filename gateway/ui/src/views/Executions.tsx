@@ -133,6 +133,7 @@ export function Executions() {
             <th>Started</th>
             <th>Duration</th>
             <th>Trigger</th>
+            <th>Labels</th>
           </tr>
         </thead>
         <tbody>
@@ -164,6 +165,15 @@ export function Executions() {
               <td>{formatDate(e.state.startDate)}</td>
               <td>{e.state.duration ?? ""}</td>
               <td>{e.trigger?.id ?? ""}</td>
+              <td>
+                {e.labels
+                  .filter((l) => !l.key.startsWith("kestrel."))
+                  .map((l) => (
+                    <span key={l.key} className="chip">
+                      {l.key}:{l.value}
+                    </span>
+                  ))}
+              </td>
             </tr>
           ))}
         </tbody>

@@ -1,4 +1,5 @@
-import { lazy, Suspense, useCallback, useEffect, useRef, useState } from "react";
+import { lazy, Suspense, useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { parse as parseYaml } from "yaml";
 import { Link, useLocation } from "wouter";
 import { ApiError, get, request, type Execution, type FlowJson, type Problem, type Revision } from "../api";
 import { ErrorNote, Tabs } from "../components/common";
@@ -122,6 +123,17 @@ export default function FlowPage({ namespace, id }: { namespace: string; id: str
     [isNew, namespace, id, navigate],
   );
 
+  // The topology follows the editor: drawn from its text while it parses, else the saved flow.
+  const drawn = useMemo<FlowJson | null>(() => {
+    try {
+      const parsed: unknown = parseYaml(source);
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) return parsed as FlowJson;
+    } catch {
+      /* not YAML yet: the saved flow */
+    }
+    return flow;
+  }, [source, flow]);
+
   if (!isNew && !flow && !error) return <div className="loading">Loading…</div>;
   const tabs = isNew ? ["Editor"] : ["Editor", "Topology", "Revisions", "Run"];
   return (
@@ -159,7 +171,7 @@ export default function FlowPage({ namespace, id }: { namespace: string; id: str
           </ul>
         </div>
       )}
-      {tab === "Topology" && flow && <Topology flow={flow} />}
+      {tab === "Topology" && drawn && <Topology flow={drawn} />}
       {tab === "Revisions" && flow && <Revisions flow={flow} onRestore={async (text) => (await save(text), setTab("Editor"))} />}
       {tab === "Run" && flow && (
         <div className="panel">

@@ -1,6 +1,6 @@
 import { useMemo, useState } from "react";
 import { Link } from "wouter";
-import { get, query, type Execution, type FlowSummary, type Page } from "../api";
+import { get, query, type FlowSummary, type Page } from "../api";
 import { ErrorNote, StateBadge, usePoll } from "../components/common";
 import { formatDate } from "../lib/format";
 
@@ -49,7 +49,6 @@ function Tree({ nodes, value, onPick }: { nodes: NsNode[]; value: string; onPick
 
 export function Flows() {
   const [all, setAll] = useState<FlowSummary[]>([]);
-  const [last, setLast] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>();
   const [namespace, setNamespace] = useState("");
   const [q, setQ] = useState("");
@@ -59,15 +58,6 @@ export function Flows() {
         const page = await get<Page<FlowSummary>>(`/flows/search${query({ size: 1000 })}`);
         setAll(page.results);
         setError(undefined);
-        const states: Record<string, string> = {};
-        await Promise.all(
-          page.results.slice(0, 100).map(async (f) => {
-            const found = await get<Page<Execution>>(`/executions/search${query({ namespace: f.namespace, flowId: f.id, size: 1 })}`);
-            const e = found.results[0];
-            if (e && e.namespace === f.namespace) states[`${f.namespace}/${f.id}`] = e.state.current;
-          }),
-        );
-        setLast(states);
       } catch (e) {
         setError(e);
       }
@@ -118,7 +108,7 @@ export function Flows() {
                 </td>
                 <td>{f.revision}</td>
                 <td>{f.triggers.map((t) => `${t.id} (${t.type})`).join(", ")}</td>
-                <td>{last[`${f.namespace}/${f.id}`] && <StateBadge state={last[`${f.namespace}/${f.id}`]} />}</td>
+                <td>{f.lastExecutionState && <StateBadge state={f.lastExecutionState} />}</td>
                 <td>{formatDate(f.updated)}</td>
               </tr>
             ))}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { perMinuteSeries } from "./Dashboard";
+import { perMinuteSeries, stacked } from "./Dashboard";
 import { namespaceTree } from "./Flows";
 import { kvBody } from "./KV";
 import { bucketLabel } from "./Triggers";
@@ -21,6 +21,13 @@ describe("views' logic", () => {
     expect(kvBody("STRING", "hi")).toEqual({ body: '"hi"', contentType: "application/json" });
     expect(kvBody("NUMBER", "25")).toEqual({ body: "25", contentType: "application/json" });
     expect(() => kvBody("JSON", "{")).toThrow();
+  });
+
+  it("stacks per-state counts", () => {
+    expect(stacked({ SUCCESS: [1, 2], FAILED: [3, 0] }, ["SUCCESS", "FAILED"])).toEqual({
+      SUCCESS: [1, 2],
+      FAILED: [4, 2],
+    });
   });
 
   it("labels latency buckets by their upper bound", () => {
