@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 RUN_STAMP := $(VENV)/.kestrel-run-installed
 STAMP     := $(VENV)/.kestrel-dev-installed
 
-.PHONY: setup deps run test lint typecheck unit bench clean ui ui-check ui-test
+.PHONY: setup deps bench-deps run test lint typecheck unit bench clean ui ui-check ui-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,8 +49,13 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
+# The Debian packages the benchmarks add (.ci/bench-packages.txt: redis-server for the
+# Celery peer), installed when missing; `make test` does not install them.
+bench-deps: deps
+	@KESTREL_SYSTEM_PACKAGES=.ci/bench-packages.txt .ci/deps
+
 # The benchmarks (see benchmarks/README.md): servers, Ray, results in benchmarks/results/.
-bench: $(BENCH_STAMP)
+bench: bench-deps $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:

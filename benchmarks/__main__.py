@@ -22,7 +22,7 @@ from . import _latency, _machine, _plots, _report, _throughput, _triggers_scale
 from ._servers import BROKER_OF_SOURCE, Brokers, Postgres, brokers, postgres
 from ._sources import SOURCES
 
-PARTS = ("latency", "throughput", "triggers", "store")
+PARTS = ("latency", "throughput", "triggers", "store", "celery", "curve")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -35,9 +35,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("part", nargs="?", default="all", choices=(*PARTS, "all"))
     parser.add_argument("--sources", type=_csv, help=f"latency: any of {','.join(SOURCES)}; "
                         "throughput: jetstream (default) and/or mqtt")  # fmt: skip
-    parser.add_argument("--events", type=int, help="latency: measured events per source")
+    parser.add_argument("--events", type=int, help="latency, celery: measured events per source")
     parser.add_argument("--warmup", type=int, help="latency: warm-up events per source")
-    parser.add_argument("--rate", type=float, help="latency: events per second")
+    parser.add_argument("--rate", type=float, help="latency, celery: events per second")
     parser.add_argument("--quick", action="store_true", help="small runs (smoke tests)")
     parser.add_argument(
         "--profile",
@@ -71,7 +71,7 @@ def _needed(args: argparse.Namespace) -> set[str]:
     parts = _parts(args)
     if "latency" in parts:
         needed |= {b for s in _latency_sources(args) if (b := BROKER_OF_SOURCE[s])}
-    if "throughput" in parts:
+    if "throughput" in parts or "curve" in parts:
         needed |= {"mqtt" if s == "mqtt" else "nats" for s in _throughput_sources(args)}
     if "triggers" in parts:
         needed |= {"nats", "mqtt", "kafka"}
@@ -79,7 +79,7 @@ def _needed(args: argparse.Namespace) -> set[str]:
 
 
 def _throughput_sources(args: argparse.Namespace) -> list[str]:
-    if args.part == "throughput" and args.sources:
+    if args.part in ("throughput", "curve") and args.sources:
         return list(args.sources)
     return ["jetstream"]
 
@@ -114,9 +114,21 @@ async def _part(
     if part == "throughput":
         topts = _throughput.ThroughputOptions.from_args(args)
         return await _throughput.run(found, pg, _throughput_sources(args), topts)
+    if part == "curve":
+        copts = _throughput.ThroughputOptions.curve(args)
+        return await _throughput.run(found, pg, _throughput_sources(args), copts)
     if part == "triggers":
         sopts = _triggers_scale.ScaleOptions.from_args(args)
         return await _triggers_scale.run(found, pg, sopts)
+    if part == "celery":
+        from . import _celery
+
+        popts = _celery.PeerOptions.quick() if args.quick else _celery.PeerOptions()
+        if args.events is not None:
+            popts.events = args.events
+        if args.rate is not None:
+            popts.rate = args.rate
+        return await asyncio.to_thread(_celery.run, popts)
     from .store_bench import bench
 
     ops = 300 if args.quick else args.ops
@@ -149,6 +161,8 @@ async def _run(found: Brokers, args: argparse.Namespace) -> None:
             _write(out, part, report)
             report["plots"] = [str(p) for p in _plots.plot(part, report, out)]
             _write(out, part, report)
+            if part == "celery":
+                report = _report.attach_ours(report, out)
             print(_report.table(part, report), flush=True)
     summary = _report.summary(out)
     (out / "summary.md").write_text(summary)

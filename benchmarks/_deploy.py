@@ -100,8 +100,10 @@ async def on_listener_host(dsn: str, source: str, warm_workers: int = 1) -> Asyn
         # KESTREL_BENCH_COLOCATE=1 measures the co-located mode: runnable tasks without
         # resources run in the host's own process instead of on a warm worker actor.
         colocate = os.environ.get("KESTREL_BENCH_COLOCATE") == "1"
-        host = listener_host_class().options(name=name).remote(
-            dsn, name, warm_workers=warm_workers, colocate_tasks=colocate
+        host = (
+            listener_host_class()
+            .options(name=name)
+            .remote(dsn, name, warm_workers=warm_workers, colocate_tasks=colocate)
         )
         try:
             await host.ready.remote()

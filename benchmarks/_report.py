@@ -139,6 +139,25 @@ def throughput_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def curve_rows(report: dict[str, Any]) -> list[list[str]]:
+    """p50 / p99 event → first task started at each offered rate, sustained or not."""
+    rows = []
+    for source in report["sources"].values():
+        for step in source["steps"]:
+            first = step["event_to_first_task"]
+            rows.append([
+                source["label"], f"{step['target_per_s']:g}", f"{step['offered_per_s']:.0f}",
+                f"{step['ended_per_s']:.0f}", _ms(first["p50"]), _ms(first["p99"]),
+                "yes" if step["sustained"] else f"no ({step['why']})",
+            ])  # fmt: skip
+    return rows
+
+
+CURVE_HEADER = [
+    "source", "rate/s", "offered/s", "ended/s", "p50 ms", "p99 ms", "sustained",
+]  # fmt: skip
+
+
 THROUGHPUT_HEADER = [
     "source", "offered/s", "created/s", "ended/s", "p50 ms", "p99 ms", "sustained",
 ]  # fmt: skip
@@ -187,6 +206,47 @@ def store_rows(report: dict[str, Any]) -> list[list[str]]:
 
 STORE_HEADER = ["scenario", "ops", "ops/s", "p50 ms", "p99 ms"]
 
+PEER_HEADER = ["measure", "Celery + Redis (not durable)", "ours (durable)", "ours / Celery"]
+
+
+def _ratio(ours: float | None, peer: float | None) -> str:
+    return "—" if ours is None or not peer else f"{ours / peer:.2f}"
+
+
+def peer_rows(report: dict[str, Any], ours: dict[str, Any]) -> list[list[str]]:
+    """Celery's figures beside ours (``ours``: latency and throughput reports, if any)."""
+    lat, thr = report["latency"], report["throughput"]
+    rows = []
+    latency = ours.get("latency") or {}
+    sources = latency.get("sources", {})
+    for key in ("nats", "jetstream", "mqtt", "pg-notify", "webhook", "kafka"):
+        if key not in sources:
+            continue
+        first = sources[key]["event_to_first_task"]
+        rows.append([
+            f"p50 / p99 ms: apply_async → body start | {sources[key]['label']} event → "
+            "first task started",
+            f"{_ms(lat['p50'])} / {_ms(lat['p99'])}",
+            f"{_ms(first['p50'])} / {_ms(first['p99'])}",
+            f"{_ratio(first['p50'], lat['p50'])} / {_ratio(first['p99'], lat['p99'])}",
+        ])  # fmt: skip
+    if not rows:
+        rows.append([
+            "p50 / p99 ms: apply_async → body start",
+            f"{_ms(lat['p50'])} / {_ms(lat['p99'])}", "— (no latency.json)", "—",
+        ])  # fmt: skip
+    best = None
+    for source in (ours.get("throughput") or {}).get("sources", {}).values():
+        best = max(best or 0.0, source.get("max_sustained_per_s") or 0.0)
+    rows.append([
+        "tasks (executions) per second",
+        f"{thr['tasks_per_s']:.0f} (burst of {thr['tasks']}; "
+        f"producer {thr['producer_per_s']:.0f}/s)",
+        "— (no throughput.json)" if best is None else f"{best:.0f} (highest sustained)",
+        _ratio(best, thr["tasks_per_s"]),
+    ])  # fmt: skip
+    return rows
+
 
 def _text(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=False)]
@@ -211,11 +271,26 @@ def _sections(part: str, report: dict[str, Any]) -> list[tuple[str, list[str], l
         ]
     if part == "throughput":
         return [("Throughput", THROUGHPUT_HEADER, throughput_rows(report))]
+    if part == "curve":
+        return [("Latency versus offered rate", CURVE_HEADER, curve_rows(report))]
     if part == "triggers":
         return [(f"{report['deployed']:,} idle triggers", TRIGGERS_HEADER, triggers_rows(report))]
     if part == "store":
         return [("Store writes", STORE_HEADER, store_rows(report))]
+    if part == "celery":
+        title = "Same-run peer: Celery + Redis"
+        return [(title, PEER_HEADER, peer_rows(report, report.get("ours", {})))]
     return []
+
+
+def attach_ours(report: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The Celery report with our latency and throughput reports in ``out`` beside it."""
+    ours = {
+        part: json.loads(path.read_text())
+        for part in ("latency", "throughput")
+        if (path := out / f"{part}.json").exists()
+    }
+    return {**report, "ours": ours}
 
 
 def table(part: str, report: dict[str, Any]) -> str:
@@ -228,6 +303,18 @@ def table(part: str, report: dict[str, Any]) -> str:
 def _headline(part: str, report: dict[str, Any]) -> str:
     if part == "latency":
         return "\n".join(profile_lines(report))
+    if part == "celery":
+        whens = [
+            f"{name} of {ours.get('machine', {}).get('when', '?')}"
+            for name, ours in report.get("ours", {}).items()
+            if ours
+        ]
+        load = report.get("load_average_before_after")
+        return (
+            f"Celery measured {report.get('machine', {}).get('when', '?')} (1-min load "
+            f"{load}); ours from {', '.join(whens) or 'no report'}: same run only when "
+            "`python -m benchmarks` ran every part."
+        )
     if part == "throughput":
         lines = []
         for source in report["sources"].values():
@@ -245,11 +332,14 @@ def summary(out: Path) -> str:
     """Markdown of every ``<part>.json`` in `out` (what README.md's table is made from)."""
     parts = []
     machine = None
-    for part in ("latency", "throughput", "triggers", "store"):
-        path = out / f"{part}.json"
-        if not path.exists():
-            continue
-        report = json.loads(path.read_text())
+    reports = {
+        part: json.loads(path.read_text())
+        for part in ("latency", "throughput", "curve", "triggers", "store", "celery")
+        if (path := out / f"{part}.json").exists()
+    }
+    for part, report in reports.items():
+        if part == "celery":
+            report["ours"] = {k: reports[k] for k in ("latency", "throughput") if k in reports}
         machine = machine or report.get("machine")
         quick = " (quick mode)" if report.get("quick") else ""
         for title, header, rows in _sections(part, report):

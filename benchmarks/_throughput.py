@@ -39,10 +39,28 @@ class ThroughputOptions:
     step_seconds: float = 10.0
     warmup: int = 200
     drain_seconds: float = 60.0
+    keep_going: bool = False
+    """Run every rate even past the first step not sustained (the latency curve)."""
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ThroughputOptions:
         opts = cls(rates=[100, 250], step_seconds=3.0, warmup=50) if args.quick else cls()
+        if args.rates:
+            opts.rates = [float(r) for r in args.rates]
+        if args.step_seconds:
+            opts.step_seconds = args.step_seconds
+        return opts
+
+    @classmethod
+    def curve(cls, args: argparse.Namespace) -> ThroughputOptions:
+        """The latency-versus-rate curve: every rate from 100 to 2,000/s, 5 s each."""
+        opts = cls(
+            rates=[100, 250, 500, 750, 1000, 1250, 1500, 2000],
+            step_seconds=5.0,
+            keep_going=True,
+        )
+        if args.quick:
+            opts = cls(rates=[100, 200], step_seconds=2.0, warmup=50, keep_going=True)
         if args.rates:
             opts.rates = [float(r) for r in args.rates]
         if args.step_seconds:
@@ -175,7 +193,7 @@ async def run_source(
                       f"p50 {step['event_to_first_task']['p50']} ms, "
                       f"p99 {step['event_to_first_task']['p99']} ms", flush=True)  # fmt: skip
                 first += count
-                if not step["sustained"] or not drained:
+                if (not step["sustained"] or not drained) and not opts.keep_going:
                     break
     finally:
         await source.close()

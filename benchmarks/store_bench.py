@@ -18,6 +18,14 @@ unless said otherwise:
   initial task run) with batching on / off.
 * ``transition_batched`` / ``transition_unbatched``: `Store.transition` of distinct
   executions with batching on / off.
+* ``history_batched``: what an execution's run writes behind (`StoreRecorder`), fenced by
+  its lease, for ``--ops`` executions from the concurrent callers: execution RUNNING, task
+  run created, RUNNING, attempt started (enqueued together, awaited), then attempt ended,
+  outputs, task run SUCCESS, execution SUCCESS (awaited), then the lease released: 9
+  writes per execution in three awaits, as a one-task run makes them. ops = executions.
+* ``history_lone``: the same from one run at a time: each batch is one phase of one run
+  (the small batches of a lightly loaded host), so its p50 is what a run waits for its
+  writes to be durable.
 
 Prints a table and writes ``benchmarks/results/store.json``.
 """
@@ -26,6 +34,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import datetime as dt
 import json
 import os
 import platform
@@ -40,9 +50,18 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import psutil
 
 from actors._embedded_postgres import EmbeddedPostgres
-from actors._store import NewExecution, NewTaskRun, Store
+from actors._store import Attempt, NewExecution, NewTaskRun, Store
+from actors._store._ops import (
+    AddTaskRunsOp,
+    AttemptOp,
+    OutputsOp,
+    ReleaseLeaseOp,
+    TaskRunTransitionOp,
+    TransitionOp,
+)
 from flows import State
 
 RESULTS = Path(__file__).resolve().parent / "results" / "store.json"
@@ -57,10 +76,53 @@ class Result:
     p50_ms: float
     p99_ms: float
     batches: int | None = None
+    client_cpu_ms_per_op: float | None = None
+    server_cpu_ms_per_op: float | None = None
 
     @property
     def mean_batch(self) -> float | None:
         return self.ops / self.batches if self.batches else None
+
+
+async def _postmaster(dsn: str) -> psutil.Process | None:
+    """The local PostgreSQL server's main process (None when it is not on this machine)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        backend = int(await conn.fetchval("SELECT pg_backend_pid()"))
+        return psutil.Process(backend).parent()
+    except psutil.Error:
+        return None
+    finally:
+        await conn.close()
+
+
+class CpuMeter:
+    """CPU seconds of this process and of the Postgres server (its processes, live and
+    exited): on a shared machine, cost per op moves far less than wall-clock figures."""
+
+    def __init__(self, postmaster: psutil.Process | None) -> None:
+        self.postmaster = postmaster
+
+    def server(self) -> float | None:
+        if self.postmaster is None:
+            return None
+        try:
+            own = self.postmaster.cpu_times()
+            total = own.user + own.system + own.children_user + own.children_system
+            for child in self.postmaster.children():
+                with contextlib.suppress(psutil.Error):
+                    times = child.cpu_times()
+                    total += times.user + times.system
+            return total
+        except psutil.Error:
+            return None
+
+    @staticmethod
+    def client() -> float:
+        return time.process_time()
+
+
+METER = CpuMeter(None)
 
 
 def _with_database(dsn: str, database: str) -> str:
@@ -73,6 +135,7 @@ async def _run(
     """Run ``call(i)`` for i in range(ops) from ``concurrency`` workers; time each call."""
     latencies: list[float] = []
     counter = iter(range(ops))
+    client, server = METER.client(), METER.server()
 
     async def worker() -> None:
         for i in counter:
@@ -83,6 +146,8 @@ async def _run(
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
+    client = METER.client() - client
+    server_now = METER.server()
     latencies.sort()
     return Result(
         scenario=name,
@@ -91,6 +156,12 @@ async def _run(
         ops_per_s=round(ops / elapsed, 1),
         p50_ms=round(statistics.median(latencies) * 1000, 3),
         p99_ms=round(latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000, 3),
+        client_cpu_ms_per_op=round(client * 1000 / ops, 4),
+        server_cpu_ms_per_op=(
+            None
+            if server is None or server_now is None
+            else round((server_now - server) * 1000 / ops, 4)
+        ),
     )
 
 
@@ -147,7 +218,7 @@ async def baseline_concurrent(dsn: str, ops: int, concurrency: int, pool_size: i
         return await _run("baseline_insert_concurrent", ops, concurrency, insert)
 
 
-def _execution(i: int) -> NewExecution:
+def _execution(i: int, *, task_runs: bool = True) -> NewExecution:
     return NewExecution(
         namespace="bench",
         flow_id="flow",
@@ -155,7 +226,7 @@ def _execution(i: int) -> NewExecution:
         inputs={"i": i},
         trigger={"topic": "orders", "partition": 0, "offset": i},
         dedupe_key=f"kafka:orders/0@{i}",
-        task_runs=(NewTaskRun(task_id="first"),),
+        task_runs=(NewTaskRun(task_id="first"),) if task_runs else (),
     )
 
 
@@ -186,6 +257,69 @@ async def transitions(
     return result
 
 
+async def histories(
+    dsn: str, executions: int, concurrency: int, pool: int, name: str = "history_batched"
+) -> Result:
+    """The writes of one-task runs, fenced, as `StoreRecorder` hands them to the store."""
+    ttl = dt.timedelta(minutes=10)
+    async with Store(dsn, max_connections=pool) as setup:
+        created = await asyncio.gather(
+            *(
+                setup.create_execution(
+                    _execution(i, task_runs=False), lease_owner="bench", lease_ttl=ttl
+                )
+                for i in range(executions)
+            )
+        )
+    leases = [c.lease for c in created]
+    async with Store(dsn, max_connections=pool) as store:
+
+        async def run(i: int) -> None:
+            lease = leases[i]
+            assert lease is not None
+            ex = lease.key
+            started = dt.datetime.now(dt.UTC)
+            task = NewTaskRun(task_id="first", created_at=started)
+            await asyncio.gather(
+                store.enqueue(TransitionOp.of(ex, State.RUNNING, started, lease=lease)),
+                store.enqueue(AddTaskRunsOp.of(ex, [task], lease)),
+                store.enqueue(TaskRunTransitionOp.of(ex, task.id, State.RUNNING, lease=lease)),
+                store.enqueue(
+                    AttemptOp.of(
+                        ex, task.id, Attempt(number=1, state=State.RUNNING, started_at=started,
+                                             worker="bench-worker"), lease
+                    )
+                ),
+            )  # fmt: skip
+            ended = dt.datetime.now(dt.UTC)
+            done = Attempt(number=1, state=State.SUCCESS, ended_at=ended)
+            await asyncio.gather(
+                store.enqueue(AttemptOp.of(ex, task.id, done, lease)),
+                store.enqueue(OutputsOp.of(ex, task.id, {"value": i}, lease)),
+                store.enqueue(TaskRunTransitionOp.of(ex, task.id, State.SUCCESS, lease=lease)),
+                store.enqueue(TransitionOp.of(ex, State.SUCCESS, lease=lease)),
+            )
+            await store.enqueue(ReleaseLeaseOp(lease))
+
+        result = await _run(name, executions, concurrency, run)
+        result.batches = store.batcher.batches
+    # Every write landed: each execution ended SUCCESS with its task run and attempt.
+    conn = await asyncpg.connect(dsn)
+    try:
+        done = await conn.fetchval(
+            """SELECT count(*) FROM executions e
+               JOIN task_runs t ON t.execution_id = e.id AND t.state = 'SUCCESS'
+               JOIN task_run_attempts a ON a.task_run_id = t.id AND a.state = 'SUCCESS'
+               JOIN outputs o ON o.task_run_id = t.id
+               WHERE e.state = 'SUCCESS' AND jsonb_array_length(t.state_history) = 3"""
+        )
+    finally:
+        await conn.close()
+    if done != executions:
+        raise RuntimeError(f"{name}: {done} of {executions} executions fully written")
+    return result
+
+
 async def _server_settings(dsn: str) -> dict[str, str]:
     conn = await asyncpg.connect(dsn)
     try:
@@ -197,21 +331,57 @@ async def _server_settings(dsn: str) -> dict[str, str]:
         await conn.close()
 
 
-async def bench(admin_dsn: str, ops: int, concurrency: int, pool: int) -> dict[str, Any]:
+SCENARIOS = (
+    "baseline_insert_serial",
+    "create_lone",
+    "transition_lone",
+    "baseline_insert_concurrent",
+    "create_batched",
+    "create_unbatched",
+    "transition_batched",
+    "transition_unbatched",
+    "history_batched",
+    "history_lone",
+)
+
+
+async def _scenario(
+    name: str, databases: Databases, ops: int, concurrency: int, pool: int
+) -> Result:
+    lone = min(ops, 1000)
+    db = await databases.new()
+    if name == "baseline_insert_serial":
+        return await baseline_serial(db, lone)
+    if name == "create_lone":
+        return await creates(db, lone, 1, True, pool, name)
+    if name == "transition_lone":
+        return await transitions(db, lone, 1, True, pool, name)
+    if name == "baseline_insert_concurrent":
+        return await baseline_concurrent(db, ops, concurrency, pool)
+    if name.startswith("create_"):
+        return await creates(db, ops, concurrency, name == "create_batched", pool)
+    if name.startswith("transition_"):
+        return await transitions(db, ops, concurrency, name == "transition_batched", pool)
+    if name == "history_batched":
+        return await histories(db, ops, concurrency, pool)
+    if name == "history_lone":
+        return await histories(db, lone, 1, pool, name)
+    raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+
+
+async def bench(
+    admin_dsn: str,
+    ops: int,
+    concurrency: int,
+    pool: int,
+    scenarios: tuple[str, ...] = SCENARIOS,
+) -> dict[str, Any]:
     databases = Databases(admin_dsn)
     results: list[Result] = []
+    METER.postmaster = await _postmaster(admin_dsn)
     try:
-        lone = min(ops, 1000)
-        results.append(await baseline_serial(await databases.new(), lone))
-        results.append(await creates(await databases.new(), lone, 1, True, pool, "create_lone"))
-        db = await databases.new()
-        results.append(await transitions(db, lone, 1, True, pool, "transition_lone"))
-        results.append(await baseline_concurrent(await databases.new(), ops, concurrency, pool))
-        for batching in (True, False):
-            results.append(await creates(await databases.new(), ops, concurrency, batching, pool))
-        for batching in (True, False):
-            db = await databases.new()
-            results.append(await transitions(db, ops, concurrency, batching, pool))
+        for name in scenarios:
+            results.append(await _scenario(name, databases, ops, concurrency, pool))
     finally:
         await databases.drop_all()
     return {
@@ -232,14 +402,20 @@ def _print(report: dict[str, Any]) -> None:
         f"synchronous_commit={pg['synchronous_commit']}; {report['machine']['cpus']} CPUs; "
         f"{report['concurrency']} concurrent callers; pool {report['pool_size']}"
     )
-    header = f"{'scenario':<28}{'ops':>7}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>8}"
+    header = (
+        f"{'scenario':<28}{'ops':>7}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'batch':>8}"
+        f"{'cpu ms/op client':>18}{'server':>8}"
+    )
     print(header)
     print("-" * len(header))
     for r in report["results"]:
         batch = f"{r['mean_batch']:.1f}" if r["mean_batch"] else "-"
+        server = r.get("server_cpu_ms_per_op")
         print(
             f"{r['scenario']:<28}{r['ops']:>7}{r['ops_per_s']:>10.0f}"
             f"{r['p50_ms']:>9.2f}{r['p99_ms']:>9.2f}{batch:>8}"
+            f"{r.get('client_cpu_ms_per_op') or 0:>18.3f}"
+            f"{'-' if server is None else f'{server:.3f}':>8}"
         )
 
 
@@ -249,19 +425,26 @@ async def main() -> None:
     parser.add_argument("--ops", type=int, default=3000, help="writes per scenario")
     parser.add_argument("--concurrency", type=int, default=64, help="concurrent callers")
     parser.add_argument("--pool", type=int, default=10, help="connections per store/pool")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated, in order (default: all): {', '.join(SCENARIOS)}",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args()
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
     if args.dsn:
-        report = await bench(args.dsn, args.ops, args.concurrency, args.pool)
+        report = await bench(args.dsn, args.ops, args.concurrency, args.pool, scenarios)
         report["server"] = "external"
     else:
         with tempfile.TemporaryDirectory(prefix="kestrel-bench-") as tmp:
             async with EmbeddedPostgres(Path(tmp) / "pg") as pg:
-                report = await bench(pg.admin_dsn, args.ops, args.concurrency, args.pool)
+                report = await bench(pg.admin_dsn, args.ops, args.concurrency, args.pool, scenarios)
         report["server"] = "embedded"
     _print(report)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -16,9 +16,9 @@ from flows import StoreError
 from . import _rows
 from ._db import Connection
 from ._json import dumps
-from ._ops import AddTaskRunsOp, CreateOp, Outcome
-from ._records import EXECUTION_LEASE, CreateResult, Execution, Lease, NewTaskRun, as_utc, utcnow
-from ._updates import ended_at
+from ._ops import CreateOp, Outcome
+from ._records import EXECUTION_LEASE, CreateResult, Execution, Lease
+from ._updates import ended_at, task_run_arrays
 
 _TASK_RUNS_UNNEST = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
            $6::int[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[])
@@ -61,35 +61,6 @@ owner AS (
 SELECT ins.*, owner.owner AS lease_owner, owner.epoch AS lease_epoch,
        owner.expires_at AS lease_expires_at
 FROM ins LEFT JOIN owner ON owner.key = ins.id"""  # noqa: S608 - constant fragments only
-
-_ADD_TASK_RUNS = f"""
-WITH runs AS (
-    SELECT * FROM {_TASK_RUNS_UNNEST}
-    WHERE EXISTS (SELECT 1 FROM executions x WHERE x.id = r.execution_id)),
-ins AS (
-    {_INSERT_TASK_RUNS}
-    FROM runs AS r ORDER BY r.ord
-    ON CONFLICT (id) DO NOTHING)
-SELECT DISTINCT execution_id FROM runs"""  # noqa: S608 - constant fragments only
-
-
-def _task_run_arrays(runs: list[tuple[str, NewTaskRun]]) -> list[list[Any]]:
-    """The 10 parameter arrays of `_TASK_RUNS_UNNEST` for (execution id, task run) pairs."""
-    now = utcnow()
-    created = [as_utc(run.created_at) if run.created_at else now for _, run in runs]
-    pairs = list(zip(runs, created, strict=True))
-    return [
-        [run.id for _, run in runs],
-        [execution_id for execution_id, _ in runs],
-        [run.task_id for _, run in runs],
-        [run.parent_task_run_id for _, run in runs],
-        [run.value for _, run in runs],
-        [run.iteration for _, run in runs],
-        [str(run.state) for _, run in runs],
-        [dumps(_rows.history_json([(run.state, at)])) for (_, run), at in pairs],
-        created,
-        [ended_at(run.state, at) for (_, run), at in pairs],
-    ]
 
 
 def _execution_arrays(ops: list[CreateOp]) -> list[list[Any]]:
@@ -143,7 +114,7 @@ async def create_executions(
     with_lease = [op for op in ops if op.lease_owner is not None]
     rows = await conn.fetch(
         _CREATE,
-        *_task_run_arrays([(op.new.id, run) for op in ops for run in op.new.task_runs]),
+        *task_run_arrays([(op.new.id, run) for op in ops for run in op.new.task_runs]),
         *_execution_arrays(ops),
         EXECUTION_LEASE,
         [op.new.id for op in with_lease],
@@ -198,17 +169,3 @@ async def _existing(conn: Connection, ops: list[CreateOp]) -> dict[str, Executio
         execution = _rows.execution(row)
         found[execution.dedupe_key or execution.id] = execution
     return found
-
-
-async def add_task_runs(
-    conn: Connection, items: list[tuple[int, AddTaskRunsOp]], outcomes: list[Outcome]
-) -> None:
-    """Add task runs to existing executions (idempotent on task-run id)."""
-    runs = [(op.execution_id, run) for _, op in items for run in op.runs]
-    if not runs:
-        return
-    rows = await conn.fetch(_ADD_TASK_RUNS, *_task_run_arrays(runs))
-    found = {row["execution_id"] for row in rows}
-    for index, op in items:
-        if op.runs and op.execution_id not in found:
-            outcomes[index] = StoreError(f"unknown execution {op.execution_id!r}")

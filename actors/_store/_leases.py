@@ -13,7 +13,6 @@ from flows import StaleLeaseError
 
 from . import _rows
 from ._db import Connection
-from ._ops import Outcome, ReleaseLeaseOp
 from ._records import Lease
 
 
@@ -93,34 +92,6 @@ async def renew_many(
     renewed = [_rows.lease(row) for row in rows]
     kept = {(lease.kind, lease.key) for lease in renewed}
     return renewed, [lease for lease in leases if (lease.kind, lease.key) not in kept]
-
-
-async def release_many(
-    conn: Connection, items: list[tuple[int, ReleaseLeaseOp]], outcomes: list[Outcome]
-) -> None:
-    """Expire leases now so other owners can take them at once, in one statement.
-
-    Each op's outcome is True when its lease was released, False when it was no longer
-    current (nothing to release).
-    """
-    if not items:
-        return
-    leases = [op.lease for _, op in items]
-    rows = await conn.fetch(
-        """UPDATE leases AS l SET expires_at = least(l.expires_at, now()), released = true
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                AS u(kind, key, owner, epoch)
-           WHERE l.kind = u.kind AND l.key = u.key AND l.owner = u.owner AND l.epoch = u.epoch
-           RETURNING l.kind, l.key, l.owner, l.epoch""",
-        [lease.kind for lease in leases],
-        [lease.key for lease in leases],
-        [lease.owner for lease in leases],
-        [lease.epoch for lease in leases],
-    )
-    released = {(r["kind"], r["key"], r["owner"], r["epoch"]) for r in rows}
-    for index, op in items:
-        lease = op.lease
-        outcomes[index] = (lease.kind, lease.key, lease.owner, lease.epoch) in released
 
 
 async def get(conn: Connection, kind: str, key: str) -> Lease | None:

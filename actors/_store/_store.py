@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from asyncpg.connection import LoggedQuery
 
 from flows import Service, State, StoreError, StoreUnavailable, redact_dsn
 
@@ -63,6 +64,17 @@ from ._records import (
 from ._writes import write_batch
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Pool ``reset``: nothing to undo, so no round trip when a connection goes back.
+
+    asyncpg's default runs ``RESET ALL; UNLISTEN *; CLOSE ALL; ...`` at every release:
+    one more round trip per statement or batch, before its caller learns the outcome.
+    The store's connections never change session state (no SET, LISTEN, session
+    advisory lock or cursor outside a transaction); an open transaction is still rolled
+    back by the pool before this hook runs.
+    """
+
+
 class Store(Service):
     """Kestrel's Postgres store.
 
@@ -75,6 +87,8 @@ class Store(Service):
         max_batch: Most writes per batch.
         max_queue: Most writes waiting for a batch; callers wait beyond (backpressure).
         migrate: Apply pending migrations at start.
+        query_logger: Called with every statement the store's connections run (an
+            ``asyncpg.connection.LoggedQuery``), e.g. to count round trips.
 
     Use ``async with Store(dsn) as store:`` or `start`/`stop`.
     """
@@ -89,8 +103,10 @@ class Store(Service):
         max_batch: int = 1000,
         max_queue: int = 10_000,
         migrate: bool = True,
+        query_logger: Callable[[LoggedQuery], None] | None = None,
     ) -> None:
         super().__init__()
+        self._query_logger = query_logger
         self._dsn = dsn
         self._min = min_connections
         self._max = max_connections
@@ -120,12 +136,21 @@ class Store(Service):
                 finally:
                     await conn.close()
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=self._min, max_size=self._max, init=init_connection
+                self._dsn,
+                min_size=self._min,
+                max_size=self._max,
+                init=self._init_connection,
+                reset=_keep_session,
             )
         except DATABASE_ERRORS as exc:
             kind = StoreUnavailable if unavailable(exc) else StoreError
             raise kind(f"cannot open the store at {redact_dsn(self._dsn)}: {exc}") from exc
         await self._batcher.start()
+
+    async def _init_connection(self, conn: asyncpg.Connection) -> None:
+        await init_connection(conn)
+        if self._query_logger is not None:
+            conn.add_query_logger(self._query_logger)
 
     async def _stop(self) -> None:
         await self._batcher.stop()

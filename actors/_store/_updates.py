@@ -1,8 +1,11 @@
-"""Batched updates: one ``unnest`` statement per kind, for any number of executions.
+"""Batched updates, merged per row: the parameter arrays of `kestrel_write_history`.
 
-Several writes to one target in a batch are folded in submission order (state histories
-append every entry; the last state wins; attempts and outputs merge). Writes to an
-unknown execution or task run are reported per op as `StoreError`.
+Several writes to one row in a batch are folded in submission order (state histories
+append every entry; the last state wins; attempts and outputs merge; the last trigger
+state wins), so each row is written once per batch. Each builder returns the ops grouped
+by the row they write (to report a missing row to each of its ops) and the arrays, one
+per column, in the function's parameter order; the last array holds each row's lease
+position (see `Fences`).
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from typing import Any
 from flows import State, StoreError
 
 from . import _rows
-from ._db import Connection
 from ._json import dumps
 from ._ops import (
+    AddTaskRunsOp,
     AttemptOp,
     LabelsOp,
     LogsOp,
@@ -24,8 +27,12 @@ from ._ops import (
     TaskRunTransitionOp,
     TransitionOp,
     TriggerStateOp,
+    lease_of,
 )
-from ._records import Attempt, as_utc
+from ._records import Attempt, Lease, NewTaskRun, as_utc, utcnow
+
+Grouped = dict[Any, list[tuple[int, Any]]]
+Arrays = list[list[Any]]
 
 
 def ended_at(state: State, at: dt.datetime) -> dt.datetime | None:
@@ -33,22 +40,110 @@ def ended_at(state: State, at: dt.datetime) -> dt.datetime | None:
     return at if state.terminal else None
 
 
-def _collapse(items: list[tuple[int, Any]], key_of: Any) -> dict[Any, list[tuple[int, Any]]]:
+class Fences:
+    """The distinct leases a batch's writes carry, numbered from 1 (the ``f_*`` arrays)."""
+
+    def __init__(self) -> None:
+        self._position: dict[tuple[str, str, str, int], int] = {}
+        self.leases: list[Lease] = []
+
+    def position(self, lease: Lease | None) -> int | None:
+        """``lease``'s number (None for an unfenced write)."""
+        if lease is None:
+            return None
+        key = (lease.kind, lease.key, lease.owner, lease.epoch)
+        found = self._position.get(key)
+        if found is None:
+            self.leases.append(lease)
+            found = self._position[key] = len(self.leases)
+        return found
+
+    def arrays(self) -> Arrays:
+        """kind, key, owner, epoch of every lease, by number."""
+        return [
+            [lease.kind for lease in self.leases],
+            [lease.key for lease in self.leases],
+            [lease.owner for lease in self.leases],
+            [lease.epoch for lease in self.leases],
+        ]
+
+
+def collapse(items: list[tuple[int, Any]], key_of: Any) -> Grouped:
     """Group ops by target, keeping submission order inside each group."""
-    grouped: dict[Any, list[tuple[int, Any]]] = {}
+    grouped: Grouped = {}
     for index, op in items:
         grouped.setdefault(key_of(op), []).append((index, op))
     return grouped
 
 
-async def transition_executions(
-    conn: Connection, items: list[tuple[int, TransitionOp]], outcomes: list[Outcome]
-) -> None:
-    """Apply execution transitions (one UPDATE for all executions in the batch)."""
-    if not items:
-        return
-    grouped = _collapse(items, lambda op: op.execution_id)
-    ids, states, histories, ats, ended, outputs = [], [], [], [], [], []
+def _lease(group: list[tuple[int, Any]], fences: Fences) -> int | None:
+    # A batch is cut into segments so that the ops of one row share one lease.
+    return fences.position(lease_of(group[-1][1]))
+
+
+def task_run_arrays(runs: list[tuple[str, NewTaskRun]]) -> Arrays:
+    """The 10 column arrays of new task runs, from (execution id, task run) pairs."""
+    now = utcnow()
+    created = [as_utc(run.created_at) if run.created_at else now for _, run in runs]
+    pairs = list(zip(runs, created, strict=True))
+    return [
+        [run.id for _, run in runs],
+        [execution_id for execution_id, _ in runs],
+        [run.task_id for _, run in runs],
+        [run.parent_task_run_id for _, run in runs],
+        [run.value for _, run in runs],
+        [run.iteration for _, run in runs],
+        [str(run.state) for _, run in runs],
+        [dumps(_rows.history_json([(run.state, at)])) for (_, run), at in pairs],
+        created,
+        [ended_at(run.state, at) for (_, run), at in pairs],
+    ]
+
+
+def added_task_runs(
+    items: list[tuple[int, AddTaskRunsOp]],
+    transitions: list[tuple[int, TaskRunTransitionOp]],
+    fences: Fences,
+) -> tuple[Arrays, set[tuple[str, str]]]:
+    """New task runs (``r_*``), in submission order, with the transitions that follow them.
+
+    A task run created and transitioned in the same batch is inserted once, in its last
+    state with its whole history. Returns the arrays and the (execution id, task run id)
+    of those merged runs; their transitions are still sent (``t_merged``), applied only
+    if the insert found the task run already there (a retried write).
+    """
+    follows: dict[tuple[str, str], list[TaskRunTransitionOp]] = {}
+    created_at: dict[tuple[str, str], int] = {
+        (op.execution_id, run.id): index for index, op in items for run in op.runs
+    }
+    for index, op in transitions:
+        key = (op.execution_id, op.task_run_id)
+        if key in created_at and created_at[key] < index:
+            follows.setdefault(key, []).append(op)
+    runs = [(op.execution_id, run) for _, op in items for run in op.runs]
+    arrays = task_run_arrays(runs)
+    states, histories, created, ended = arrays[6], arrays[7], arrays[8], arrays[9]
+    updated = list(created)
+    for row, (execution_id, run) in enumerate(runs):
+        later = follows.get((execution_id, run.id))
+        if not later:
+            continue
+        entries = [(run.state, created[row])] + [(op.state, op.at) for op in later]
+        states[row] = str(later[-1].state)
+        histories[row] = dumps(_rows.history_json(entries))
+        ended[row] = ended_at(later[-1].state, later[-1].at)
+        updated[row] = max(created[row], later[-1].at)
+    positions = [fences.position(op.lease) for _, op in items for _ in op.runs]
+    return [*arrays, updated, positions], set(follows)
+
+
+def execution_transitions(
+    items: list[tuple[int, TransitionOp]], fences: Fences
+) -> tuple[Grouped, Arrays]:
+    """Execution transitions (``x_*``), one row per execution."""
+    grouped = collapse(items, lambda op: op.execution_id)
+    arrays: Arrays = [[] for _ in range(7)]
+    ids, states, histories, ats, ended, outputs, leases = arrays
     for execution_id, group in grouped.items():
         last: TransitionOp = group[-1][1]
         ids.append(execution_id)
@@ -57,37 +152,21 @@ async def transition_executions(
         ats.append(last.at)
         ended.append(ended_at(last.state, last.at))
         outputs.append(next((op.outputs for _, op in reversed(group) if op.outputs), None))
-    rows = await conn.fetch(
-        """UPDATE executions AS e
-           SET state = u.state, state_history = e.state_history || u.history::jsonb,
-               updated_at = greatest(e.updated_at, u.at), ended_at = u.ended_at,
-               outputs = coalesce(u.outputs::jsonb, e.outputs)
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[],
-                       $5::timestamptz[], $6::text[])
-                AS u(id, state, history, at, ended_at, outputs)
-           WHERE e.id = u.id
-           RETURNING e.id""",
-        ids,
-        states,
-        histories,
-        ats,
-        ended,
-        outputs,
-    )
-    _mark_missing(grouped, {row["id"] for row in rows}, outcomes, "execution")
+        leases.append(_lease(group, fences))
+    return grouped, arrays
 
 
-async def transition_task_runs(
-    conn: Connection,
+def task_run_transitions(
     items: list[tuple[int, TaskRunTransitionOp]],
-    outcomes: list[Outcome],
-) -> None:
-    """Apply task-run transitions (one UPDATE)."""
-    if not items:
-        return
-    grouped = _collapse(items, lambda op: (op.execution_id, op.task_run_id))
-    ids, executions, states, histories, ats, ended = [], [], [], [], [], []
+    fences: Fences,
+    merged: set[tuple[str, str]],
+) -> tuple[Grouped, Arrays]:
+    """Task-run transitions (``t_*``), one row per task run; ``merged``: see `added_task_runs`."""
+    grouped = collapse(items, lambda op: (op.execution_id, op.task_run_id))
+    arrays: Arrays = [[] for _ in range(8)]
+    ids, executions, states, histories, ats, ended, leases, folded = arrays
     for (execution_id, task_run_id), group in grouped.items():
+        folded.append((execution_id, task_run_id) in merged)
         last: TaskRunTransitionOp = group[-1][1]
         ids.append(task_run_id)
         executions.append(execution_id)
@@ -95,52 +174,15 @@ async def transition_task_runs(
         histories.append(dumps(_rows.history_json((op.state, op.at) for _, op in group)))
         ats.append(last.at)
         ended.append(ended_at(last.state, last.at))
-    rows = await conn.fetch(
-        """UPDATE task_runs AS t
-           SET state = u.state, state_history = t.state_history || u.history::jsonb,
-               updated_at = greatest(t.updated_at, u.at), ended_at = u.ended_at
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::timestamptz[])
-                AS u(id, execution_id, state, history, at, ended_at)
-           WHERE t.id = u.id AND t.execution_id = u.execution_id
-           RETURNING t.execution_id, t.id""",
-        ids,
-        executions,
-        states,
-        histories,
-        ats,
-        ended,
-    )
-    found = {(row["execution_id"], row["id"]) for row in rows}
-    _mark_missing(grouped, found, outcomes, "task run")
+        leases.append(_lease(group, fences))
+    return grouped, arrays
 
 
-async def upsert_attempts(
-    conn: Connection, items: list[tuple[int, AttemptOp]], outcomes: list[Outcome]
-) -> None:
-    """Insert or update attempts (one upsert; fields left None keep stored values)."""
-    if not items:
-        return
-    grouped = _collapse(items, lambda op: (op.execution_id, op.task_run_id, op.attempt.number))
-    merged = [_merge_attempts([op for _, op in group]) for group in grouped.values()]
-    rows = await conn.fetch(
-        """INSERT INTO task_run_attempts AS a (task_run_id, attempt, execution_id, state,
-               started_at, ended_at, worker, node, error)
-           SELECT u.task_run_id, u.attempt, u.execution_id, u.state, u.started_at,
-                  u.ended_at, u.worker, u.node, u.error::jsonb
-           FROM unnest($1::text[], $2::int[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::timestamptz[], $7::text[], $8::text[], $9::text[])
-                AS u(task_run_id, attempt, execution_id, state, started_at, ended_at,
-                     worker, node, error)
-           JOIN task_runs AS t ON t.id = u.task_run_id AND t.execution_id = u.execution_id
-           ON CONFLICT (task_run_id, attempt) DO UPDATE
-           SET state = excluded.state,
-               started_at = coalesce(excluded.started_at, a.started_at),
-               ended_at = coalesce(excluded.ended_at, a.ended_at),
-               worker = coalesce(excluded.worker, a.worker),
-               node = coalesce(excluded.node, a.node),
-               error = coalesce(excluded.error, a.error)
-           RETURNING a.execution_id, a.task_run_id, a.attempt""",
+def attempts(items: list[tuple[int, AttemptOp]], fences: Fences) -> tuple[Grouped, Arrays]:
+    """Attempts (``a_*``), one row per attempt; fields left None keep stored values."""
+    grouped = collapse(items, lambda op: (op.execution_id, op.task_run_id, op.attempt.number))
+    merged = [merge_attempts([op for _, op in group]) for group in grouped.values()]
+    return grouped, [
         [m.task_run_id for m in merged],
         [m.attempt.number for m in merged],
         [m.execution_id for m in merged],
@@ -150,12 +192,11 @@ async def upsert_attempts(
         [m.attempt.worker for m in merged],
         [m.attempt.node for m in merged],
         [m.error for m in merged],
-    )
-    found = {(row["execution_id"], row["task_run_id"], row["attempt"]) for row in rows}
-    _mark_missing(grouped, found, outcomes, "task run")
+        [_lease(group, fences) for group in grouped.values()],
+    ]
 
 
-def _merge_attempts(ops: list[AttemptOp]) -> AttemptOp:
+def merge_attempts(ops: list[AttemptOp]) -> AttemptOp:
     """Fold several writes of one attempt into one: later non-empty fields win."""
     first = ops[0]
     fields: dict[str, Any] = {}
@@ -168,119 +209,58 @@ def _merge_attempts(ops: list[AttemptOp]) -> AttemptOp:
         error = op.error if op.error is not None else error
     last = ops[-1].attempt
     attempt = Attempt(number=last.number, state=last.state, **fields)
-    return AttemptOp(first.execution_id, first.task_run_id, attempt, error, None)
+    return AttemptOp(first.execution_id, first.task_run_id, attempt, error, first.lease)
 
 
-async def merge_labels(
-    conn: Connection, items: list[tuple[int, LabelsOp]], outcomes: list[Outcome]
-) -> None:
-    """Merge execution labels (one UPDATE for all executions in the batch)."""
-    if not items:
-        return
-    grouped = _collapse(items, lambda op: op.execution_id)
-    merged: list[str] = []
-    for group in grouped.values():
-        combined: dict[str, str] = {}
-        for _, op in group:
-            combined.update(op.labels)
-        merged.append(dumps(combined))
-    rows = await conn.fetch(
-        """UPDATE executions AS e SET labels = e.labels || u.labels::jsonb
-           FROM unnest($1::text[], $2::text[]) AS u(id, labels)
-           WHERE e.id = u.id
-           RETURNING e.id""",
-        list(grouped),
-        merged,
-    )
-    _mark_missing(grouped, {row["id"] for row in rows}, outcomes, "execution")
-
-
-async def merge_outputs(
-    conn: Connection, items: list[tuple[int, OutputsOp]], outcomes: list[Outcome]
-) -> None:
-    """Merge task-run outputs (one upsert)."""
-    if not items:
-        return
-    grouped = _collapse(items, lambda op: (op.execution_id, op.task_run_id))
-    keys = list(grouped)
+def outputs(items: list[tuple[int, OutputsOp]], fences: Fences) -> tuple[Grouped, Arrays]:
+    """Task-run outputs (``o_*``), one row per task run, top-level keys merged."""
+    grouped = collapse(items, lambda op: (op.execution_id, op.task_run_id))
     merged: list[str] = []
     for group in grouped.values():
         combined: dict[str, Any] = {}
         for _, op in group:
             combined.update(op.outputs)
         merged.append(dumps(combined))
-    rows = await conn.fetch(
-        """INSERT INTO outputs AS o (task_run_id, execution_id, outputs, updated_at)
-           SELECT u.task_run_id, u.execution_id, u.outputs::jsonb, now()
-           FROM unnest($1::text[], $2::text[], $3::text[])
-                AS u(execution_id, task_run_id, outputs)
-           JOIN task_runs AS t ON t.id = u.task_run_id AND t.execution_id = u.execution_id
-           ON CONFLICT (task_run_id) DO UPDATE
-           SET outputs = o.outputs || excluded.outputs, updated_at = now()
-           RETURNING o.execution_id, o.task_run_id""",
-        [execution_id for execution_id, _ in keys],
-        [task_run_id for _, task_run_id in keys],
+    return grouped, [
+        [execution_id for execution_id, _ in grouped],
+        [task_run_id for _, task_run_id in grouped],
         merged,
-    )
-    found = {(row["execution_id"], row["task_run_id"]) for row in rows}
-    _mark_missing(grouped, found, outcomes, "task run")
+        [_lease(group, fences) for group in grouped.values()],
+    ]
 
 
-async def append_logs(
-    conn: Connection, items: list[tuple[int, LogsOp]], outcomes: list[Outcome]
-) -> None:
-    """Append log lines in submission order (one INSERT)."""
+def labels(items: list[tuple[int, LabelsOp]], fences: Fences) -> tuple[Grouped, Arrays]:
+    """Execution labels to merge (``b_*``), one row per execution, later keys winning."""
+    grouped = collapse(items, lambda op: op.execution_id)
+    merged: list[str] = []
+    for group in grouped.values():
+        combined: dict[str, str] = {}
+        for _, op in group:
+            combined.update(op.labels)
+        merged.append(dumps(combined))
+    return grouped, [list(grouped), merged, [_lease(group, fences) for group in grouped.values()]]
+
+
+def logs(items: list[tuple[int, LogsOp]]) -> Arrays:
+    """Log lines (``l_*``) in submission order."""
     lines = [line for _, op in items for line in op.lines]
-    if not lines:
-        return
-    rows = await conn.fetch(
-        """WITH u AS (
-               SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[],
-                                    $5::timestamptz[], $6::text[]) WITH ORDINALITY
-                   AS u(execution_id, task_run_id, attempt, level, at, message, ord)
-               WHERE EXISTS (SELECT 1 FROM executions e WHERE e.id = u.execution_id)),
-           ins AS (
-               INSERT INTO logs (execution_id, task_run_id, attempt, level, at, message)
-               SELECT execution_id, task_run_id, attempt, level, at, message
-               FROM u ORDER BY ord)
-           SELECT DISTINCT execution_id FROM u""",
+    return [
         [line.execution_id for line in lines],
         [line.task_run_id for line in lines],
         [line.attempt for line in lines],
         [line.level for line in lines],
         [as_utc(line.at) for line in lines],
         [line.message for line in lines],
-    )
-    found = {row["execution_id"] for row in rows}
-    for index, op in items:
-        missing = sorted({line.execution_id for line in op.lines} - found)
-        if missing:
-            outcomes[index] = StoreError(f"unknown execution {missing[0]!r}; log not written")
+    ]
 
 
-async def save_trigger_states(
-    conn: Connection, items: list[tuple[int, TriggerStateOp]], outcomes: list[Outcome]
-) -> None:
-    """Save trigger states, the last write per trigger winning (one upsert)."""
-    if not items:
-        return
-    grouped = _collapse(
+def trigger_states(items: list[tuple[int, TriggerStateOp]], fences: Fences) -> Arrays:
+    """Trigger states (``s_*``), the last write per trigger winning."""
+    grouped = collapse(
         items, lambda op: (op.state.namespace, op.state.flow_id, op.state.trigger_id)
     )
     last: list[TriggerStateOp] = [group[-1][1] for group in grouped.values()]
-    await conn.execute(
-        """INSERT INTO trigger_states AS s (namespace, flow_id, trigger_id, cursor,
-               last_event_at, status, last_error, updated_at)
-           SELECT u.namespace, u.flow_id, u.trigger_id, u.cursor::jsonb, u.last_event_at,
-                  u.status, u.last_error, now()
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[],
-                       $6::text[], $7::text[])
-                AS u(namespace, flow_id, trigger_id, cursor, last_event_at, status,
-                     last_error)
-           ON CONFLICT (namespace, flow_id, trigger_id) DO UPDATE
-           SET cursor = excluded.cursor, last_event_at = excluded.last_event_at,
-               status = excluded.status, last_error = excluded.last_error,
-               updated_at = now()""",
+    return [
         [op.state.namespace for op in last],
         [op.state.flow_id for op in last],
         [op.state.trigger_id for op in last],
@@ -288,18 +268,16 @@ async def save_trigger_states(
         [op.state.last_event_at for op in last],
         [op.state.status for op in last],
         [op.state.last_error for op in last],
-    )
+        [_lease(group, fences) for group in grouped.values()],
+    ]
 
 
-def _mark_missing(
-    grouped: dict[Any, list[tuple[int, Any]]],
-    found: set[Any],
-    outcomes: list[Outcome],
-    what: str,
-) -> None:
+def mark_missing(grouped: Grouped, found: set[Any], outcomes: list[Outcome], what: str) -> None:
+    """Fail the ops of every row not written (and not already refused) with `StoreError`."""
     for key, group in grouped.items():
         if key in found:
             continue
         name = key[1] if isinstance(key, tuple) else key
         for index, _ in group:
-            outcomes[index] = StoreError(f"unknown {what} {name!r}")
+            if outcomes[index] is None:
+                outcomes[index] = StoreError(f"unknown {what} {name!r}")

@@ -1,0 +1,179 @@
+"""A batch of history writes in one round trip: one call of `kestrel_write_history`.
+
+Every write-behind kind (task runs added, execution and task-run transitions, attempts,
+outputs, labels, logs, trigger states, lease releases) goes into one statement per batch, merged
+per row first (`_updates`), fenced inside the statement (migration 0018). One statement
+is atomic on its own, so a batch needs no BEGIN/COMMIT round trips either.
+
+The ops of one row must share one lease to be merged; a batch where they do not (a stale
+owner and the new one writing the same execution through one store) is cut into
+`segments`, each one call, written in one transaction in submission order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Any
+
+from flows import StaleLeaseError, StoreError
+
+from . import _updates
+from ._db import Connection
+from ._ops import (
+    AddTaskRunsOp,
+    AttemptOp,
+    LabelsOp,
+    LogsOp,
+    Outcome,
+    OutputsOp,
+    ReleaseLeaseOp,
+    TaskRunTransitionOp,
+    TransitionOp,
+    TriggerStateOp,
+    WriteOp,
+    lease_of,
+)
+from ._records import Lease
+
+_PARAMETERS = 66
+CALL = """SELECT out_kind, out_a, out_b, out_n FROM kestrel_write_history(
+    $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18,
+    $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, $32, $33, $34, $35,
+    $36, $37, $38, $39, $40, $41, $42, $43, $44, $45, $46, $47, $48, $49, $50, $51, $52,
+    $53, $54, $55, $56, $57, $58, $59, $60, $61, $62, $63, $64, $65, $66)"""
+"""The one statement of a history batch."""
+
+Items = list[tuple[int, WriteOp]]
+
+
+def _target(op: WriteOp) -> tuple[str, ...] | None:
+    """The execution (or trigger) whose rows ``op`` writes under its lease, if fenced."""
+    if isinstance(op, TriggerStateOp):
+        return ("trigger", op.state.namespace, op.state.flow_id, op.state.trigger_id)
+    if isinstance(
+        op, AddTaskRunsOp | TransitionOp | TaskRunTransitionOp | AttemptOp | OutputsOp | LabelsOp
+    ):
+        return ("execution", op.execution_id)
+    return None  # unfenced (logs, lease releases): no merge depends on a lease
+
+
+def _lease_key(lease: Lease | None) -> tuple[str, str, str, int] | None:
+    return None if lease is None else (lease.kind, lease.key, lease.owner, lease.epoch)
+
+
+def segments(items: Items) -> list[Items]:
+    """Cut ``items`` where a target's writes change lease; usually one segment."""
+    cut: list[Items] = [[]]
+    seen: dict[tuple[str, ...], tuple[str, str, str, int] | None] = {}
+    for index, op in items:
+        target = _target(op)
+        if target is not None:
+            lease = _lease_key(lease_of(op))
+            if target in seen and seen[target] != lease:
+                cut.append([])
+                seen = {}
+            seen[target] = lease
+        cut[-1].append((index, op))
+    return [segment for segment in cut if segment]
+
+
+async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None:
+    """Write one segment with one statement; set each op's outcome."""
+    groups: dict[type, list[tuple[int, Any]]] = defaultdict(list)
+    for index, op in items:
+        groups[type(op)].append((index, op))
+    fences = _updates.Fences()
+    transitions = groups[TaskRunTransitionOp]
+    runs, merged = _updates.added_task_runs(groups[AddTaskRunsOp], transitions, fences)
+    executions, x_arrays = _updates.execution_transitions(groups[TransitionOp], fences)
+    task_runs, t_arrays = _updates.task_run_transitions(transitions, fences, merged)
+    attempts, a_arrays = _updates.attempts(groups[AttemptOp], fences)
+    outputs, o_arrays = _updates.outputs(groups[OutputsOp], fences)
+    labels, b_arrays = _updates.labels(groups[LabelsOp], fences)
+    triggers = _updates.trigger_states(groups[TriggerStateOp], fences)
+    releases = _Releases([op for _, op in groups[ReleaseLeaseOp]])
+    arrays = [
+        *fences.arrays(),
+        *runs,
+        *x_arrays,
+        *t_arrays,
+        *a_arrays,
+        *o_arrays,
+        *b_arrays,
+        *_updates.logs(groups[LogsOp]),
+        *triggers,
+        *releases.arrays(),
+    ]
+    assert len(arrays) == _PARAMETERS
+    found, stale = _read(await conn.fetch(CALL, *arrays))
+    for index, op in items:
+        lease = lease_of(op)
+        position = fences.position(lease)
+        if lease is not None and position in stale:
+            holder, epoch = stale[position]
+            outcomes[index] = StaleLeaseError(lease, holder, epoch)
+    for index, op in groups[AddTaskRunsOp]:
+        if op.runs and op.execution_id not in found["run"] and outcomes[index] is None:
+            outcomes[index] = StoreError(f"unknown execution {op.execution_id!r}")
+    _updates.mark_missing(executions, found["execution"], outcomes, "execution")
+    _updates.mark_missing(task_runs, found["task_run"], outcomes, "task run")
+    _updates.mark_missing(attempts, found["attempt"], outcomes, "task run")
+    _updates.mark_missing(outputs, found["outputs"], outcomes, "task run")
+    _updates.mark_missing(labels, found["labels"], outcomes, "execution")
+    for index, op in groups[LogsOp]:
+        missing = sorted({line.execution_id for line in op.lines} - found["log"])
+        if missing:
+            message = f"unknown execution {missing[0]!r}; log not written"
+            outcomes[index] = StoreError(message)
+    for index, op in groups[ReleaseLeaseOp]:
+        outcomes[index] = releases.position(op.lease) in found["released"]
+
+
+class _Releases:
+    """The distinct leases to release (``e_*``), numbered from 1."""
+
+    def __init__(self, ops: list[ReleaseLeaseOp]) -> None:
+        self._position: dict[tuple[str, str, str, int] | None, str] = {}
+        self.leases: list[Lease] = []
+        for op in ops:
+            key = _lease_key(op.lease)
+            if key not in self._position:
+                self.leases.append(op.lease)
+                self._position[key] = str(len(self.leases))
+
+    def position(self, lease: Lease) -> str:
+        """``lease``'s number, as the function returns it."""
+        return self._position[_lease_key(lease)]
+
+    def arrays(self) -> list[list[Any]]:
+        """kind, key, owner, epoch of every lease, by number."""
+        return [
+            [lease.kind for lease in self.leases],
+            [lease.key for lease in self.leases],
+            [lease.owner for lease in self.leases],
+            [lease.epoch for lease in self.leases],
+        ]
+
+
+def _read(
+    rows: Sequence[Any],
+) -> tuple[dict[str, set[Any]], dict[int, tuple[str | None, int | None]]]:
+    """The function's result rows: what was written, by kind, and the stale leases."""
+    found: dict[str, set[Any]] = defaultdict(set)
+    stale: dict[int, tuple[str | None, int | None]] = {}
+    for kind, a, b, n in rows:
+        if kind == "stale":
+            stale[int(a)] = (b, n)
+        elif kind in ("run", "execution", "labels", "log", "released"):
+            found[kind].add(a)
+        elif kind == "attempt":
+            found[kind].add((a, b, n))
+        else:
+            found[kind].add((a, b))
+    return found, stale
+
+
+def needs_transaction(items: Sequence[tuple[int, WriteOp]]) -> bool:
+    """True when the ops need more than one call (see `segments`)."""
+    return len(segments(list(items))) > 1
