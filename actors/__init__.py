@@ -7,6 +7,7 @@ hosts, and the Postgres store every state change goes to.
 from ._dispatch import InProcessDispatcher, RayTaskDispatcher, WorkerPoolDispatcher, ensure_ray
 from ._embedded_postgres import EmbeddedPostgres, default_data_dir
 from ._execution_actor import ActorLoad, ExecutionActor, StartResult, execution_actor_class
+from ._execution_host import ExecutionHost, retire_actor
 from ._failure import TIMEOUT_ERROR, TaskFailure
 from ._flow_trigger import FlowTriggerListener
 from ._interceptors import (
@@ -106,6 +107,7 @@ __all__ = [
     "ExecutionCreated",
     "ExecutionDetail",
     "ExecutionEnded",
+    "ExecutionHost",
     "ExecutionPool",
     "ExecutionRun",
     "ExecutionService",
@@ -174,6 +176,7 @@ __all__ = [
     "owner_actor",
     "owner_actor_name",
     "remote_call",
+    "retire_actor",
     "run_task",
     "spread_over_nodes",
     "task_worker_class",

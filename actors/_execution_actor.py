@@ -24,14 +24,11 @@ from flows import (
     State,
 )
 
-from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
-from ._interceptors import opentelemetry_interceptor
-from ._interpreter import Dispatcher
+from ._execution_host import ExecutionHost
 from ._schedule import backfill
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
 from ._storage import StorageConfig
 from ._store._ids import new_id
-from ._store._store import Store
 
 RUNTIME_ACTOR_OPTIONS: dict[str, Any] = {
     "max_restarts": -1,
@@ -96,28 +93,19 @@ class ExecutionActor:
         tracing: str | None = None,
     ) -> None:
         self._name = name
-        options = dict(store_options or {})
-        self._store = Store(dsn, migrate=False, **options)
-        # Creates (the event path) and write-behind history get separate batchers and
-        # connections: a create never waits behind a batch of history writes.
-        self._history = Store(dsn, migrate=False, **options)
-        self._workers = (
-            WorkerPoolDispatcher(warm_workers) if warm_workers and not colocate_tasks else None
-        )
-        dispatcher: Dispatcher = (
-            ColocatedDispatcher() if colocate_tasks else self._workers or RayTaskDispatcher()
-        )
-        self._service = ExecutionService(
-            self._store,
-            dispatcher,
-            owner=f"{name}-{new_id()}",
+        self._execution_host = ExecutionHost(
+            dsn,
+            f"{name}-{new_id()}",
+            warm_workers=warm_workers,
+            colocate_tasks=colocate_tasks,
             lease_ttl=dt.timedelta(seconds=lease_ttl_s),
             recover_every=recover_every_s,
-            history_store=self._history,
+            store_options=store_options,
             storage=storage,
+            tracing=tracing,
         )
-        if tracing:
-            self._service.interceptors.add(opentelemetry_interceptor(tracing))
+        self._store = self._execution_host.store
+        self._service = self._execution_host.service
         self._ready: asyncio.Task[None] | None = None
 
     async def _ensure(self) -> ExecutionService:
@@ -128,11 +116,7 @@ class ExecutionActor:
         return self._service
 
     async def _open(self) -> None:
-        await self._store.start()
-        await self._history.start()
-        if self._workers is not None:
-            await self._workers.start()
-        await self._service.start()
+        await self._execution_host.start()
 
     async def ready(self) -> str:
         """Open the store (and warm workers); returns the lease owner name."""
@@ -253,15 +237,7 @@ class ExecutionActor:
         What is still running after `drain_s` is cancelled; its lease is left to expire,
         so another actor resumes it. The stores are closed whatever happens.
         """
-        try:
-            if drain_s > 0:
-                await self._service.drain(drain_s)
-            await self._service.stop()
-        finally:
-            if self._workers is not None:
-                await self._workers.stop()
-            await self._history.stop()
-            await self._store.stop()
+        await self._execution_host.shutdown(drain_s)
 
 
 def execution_actor_class(**options: Any) -> Any:

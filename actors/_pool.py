@@ -10,7 +10,6 @@ them from what the store recorded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import itertools
 import logging
@@ -19,12 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import ray
-
 from flows import Service, State, StoreError
 
 from ._autoscale import CapacityRequest
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
+from ._execution_host import retire_actor
 from ._placement import spread_over_nodes
 from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
@@ -141,10 +139,7 @@ class ExecutionPool(Service):
         return member
 
     async def _retire(self, member: _Member) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(member.handle.shutdown.remote(self._drain_s), self._drain_s + 10)
-        with contextlib.suppress(Exception):
-            ray.kill(member.handle, no_restart=True)
+        await retire_actor(member.handle, self._drain_s)
 
     # ---- choosing an actor ----
 

@@ -23,8 +23,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import ray
-
 from actors import (
     CONTROL_CHANNEL,
     FLOW_CHANNEL,
@@ -32,6 +30,7 @@ from actors import (
     TRIGGER_LABEL,
     EmbeddedPostgres,
     Execution,
+    ExecutionHost,
     ExecutionPool,
     ExecutionService,
     FirstTaskLatency,
@@ -44,14 +43,13 @@ from actors import (
     TriggerInfo,
     TriggerStats,
     TriggerStatus,
-    WorkerPoolDispatcher,
     ensure_ray,
     listener_host_class,
     new_id,
     open_storage,
-    opentelemetry_interceptor,
     owner_actor,
     remote_call,
+    retire_actor,
     spread_over_nodes,
 )
 from flows import (
@@ -123,9 +121,7 @@ class Runtime(Service):
         self._current: dict[tuple[str, str], Flow] = {}
         self._flow_writes = 0
         self._flow_lock = asyncio.Lock()
-        self._history: Store | None = None
-        self._workers: WorkerPoolDispatcher | None = None
-        self._local: ExecutionService | None = None
+        self._local: ExecutionHost | None = None
         self._webhook_stats: dict[str, TriggerStats] = {}
         self._changes: FlowChanges | None = None
         # Triggers switched off through the API (webhooks are checked here, the others
@@ -168,7 +164,7 @@ class Runtime(Service):
         """The execution service of this process (it runs the webhook executions)."""
         if self._local is None:
             raise NotStartedError("the runtime is not started")
-        return self._local
+        return self._local.service
 
     async def _start(self) -> None:
         try:
@@ -231,26 +227,23 @@ class Runtime(Service):
         # Webhook executions run here: history written behind through its own store (a
         # create never queues behind it), runnable tasks on warm workers. Recovery of
         # orphaned executions is left to the pool.
-        self._history = Store(dsn, migrate=False)
-        self._workers = WorkerPoolDispatcher(self.settings.webhook_workers)
-        self._local = ExecutionService(
-            self._store,
-            self._workers,
-            owner=f"{self._prefix}-gateway-{new_id()}",
+        self._local = ExecutionHost(
+            dsn,
+            f"{self._prefix}-gateway-{new_id()}",
+            store=self._store,
+            warm_workers=self.settings.webhook_workers,
             lease_ttl=dt.timedelta(seconds=self._pool.options.lease_ttl_s),
-            history_store=self._history,
             storage=self.storage_config,
+            tracing=self.settings.otel_endpoint,
+        )
+        self._local.service.interceptors.add(
+            FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL)
         )
         await asyncio.gather(
             self._pool.start(),
-            self._history.start(),
-            self._workers.start(),
+            self._local.start(),
             *(h.ready.remote() for h in self._hosts),
         )
-        self._local.interceptors.add(FirstTaskLatency(self._webhook_stats_of, TRIGGER_LABEL))
-        if self.settings.otel_endpoint:
-            self._local.interceptors.add(opentelemetry_interceptor(self.settings.otel_endpoint))
-        await self._local.start()
         # Flows other servers on this database change reach us by LISTEN/NOTIFY.
         self._changes = FlowChanges(dsn, self._on_flow_change, self._on_control)
         await self._changes.start()
@@ -276,9 +269,10 @@ class Runtime(Service):
         if self._changes is not None:
             await self._changes.stop()
         hosts, self._hosts = self._hosts, []
-        drains: list[Any] = [_shutdown_host(h, SHUTDOWN_DRAIN_S) for h in hosts]
+        # One deadline for all: every host, pool actor and this process drain at once.
+        drains: list[Any] = [retire_actor(h, SHUTDOWN_DRAIN_S) for h in hosts]
         if self._local is not None:
-            drains.append(self._local.drain(SHUTDOWN_DRAIN_S))
+            drains.append(self._local.shutdown(SHUTDOWN_DRAIN_S))
         if self._pool is not None:
             drains.append(self._pool.shutdown(SHUTDOWN_DRAIN_S))
         try:
@@ -286,14 +280,9 @@ class Runtime(Service):
             for failed in (r for r in results if isinstance(r, BaseException)):
                 _log.warning("draining failed: %r", failed)
         finally:
-            for handle in hosts:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle, no_restart=True)
             for part in (
-                self._local,  # cancels what did not end: its leases lapse
-                self._workers,
+                self._local,  # cancels what did not end (its leases lapse), closes its stores
                 self._pool,
-                self._history,
                 self._store,
                 self._embedded,
             ):
@@ -414,7 +403,8 @@ class Runtime(Service):
             return
         action = str(control["action"])
         if action in ("kill", "pause", "resume"):
-            getattr(self._local, action)(str(control["executionId"]), *control.get("args", []))
+            service = self._local.service
+            getattr(service, action)(str(control["executionId"]), *control.get("args", []))
 
     async def _on_flow_change(self, change: FlowChange) -> None:
         """Another server changed a flow: forget our copy, redeploy its triggers here."""
@@ -550,7 +540,7 @@ class Runtime(Service):
         if lease is None or lease.expires_at <= dt.datetime.now(dt.UTC):
             return False
         if self._local is not None and lease.owner == self._local.owner:
-            local_answer: bool = getattr(self._local, action)(execution_id, *args)
+            local_answer: bool = getattr(self._local.service, action)(execution_id, *args)
             return local_answer
         hosts = zip(self._host_names, self._hosts, strict=True)
         handle = next((host for name, host in hosts if lease.owner.startswith(f"{name}-")), None)
@@ -870,10 +860,6 @@ def _matching_webhook(
                 continue
         return trigger
     return None
-
-
-async def _shutdown_host(handle: Any, drain_s: float) -> None:
-    await asyncio.wait_for(handle.shutdown.remote(drain_s), drain_s + 10)
 
 
 async def _cancelled(task: asyncio.Task[None] | None) -> None:
