@@ -23,6 +23,7 @@ from flows import Service, State, StoreError
 from ._autoscale import CapacityRequest
 from ._execution_actor import ActorLoad, StartResult, execution_actor_class
 from ._execution_host import retire_actor
+from ._named import owner_actor_name
 from ._placement import spread_over_nodes
 from ._ray_errors import remote_call
 from ._service import DEFAULT_LEASE_TTL
@@ -207,10 +208,11 @@ class ExecutionPool(Service):
 
     def handle_for_owner(self, owner: str) -> Any | None:
         """The pool actor whose incarnation holds leases as `owner`, if any."""
-        for member in self._members:
-            if owner.startswith(f"{member.name}-"):
-                return member.handle
-        return None
+        return self.handle_named(owner_actor_name(owner))
+
+    def handle_named(self, name: str) -> Any | None:
+        """The pool actor named `name`, if the pool has it."""
+        return next((m.handle for m in self._members if m.name == name), None)
 
     async def kill(self, execution_id: str) -> bool:
         """Kill an execution wherever it runs in the pool."""

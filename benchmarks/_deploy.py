@@ -143,7 +143,7 @@ async def on_api_server(
     runtime = Runtime(settings)
     await runtime.start()
     try:
-        flow, _ = await runtime.deploy(source)
+        flow, _ = await runtime.catalog.deploy(source)
         app = create_app(runtime, settings)
         for path, handler in (extra_routes or {}).items():
             app.add_api_route(path, handler, methods=["POST"])

@@ -116,7 +116,7 @@ class Backfills:
         Raises:
             NotFoundError: No such flow, or no (such) Schedule trigger.
         """
-        flow = await self._runtime.flow(namespace, flow_id)
+        flow = await self._runtime.catalog.flow(namespace, flow_id)
         schedules = [
             t
             for t in flow.triggers
@@ -167,7 +167,7 @@ class Backfills:
         try:
             for offset in range(0, job.total, CHUNK_TICKS):
                 chunk = job.ticks[offset : offset + CHUNK_TICKS]
-                ids = await self._runtime.backfill(
+                ids = await self._runtime.pool.backfill(
                     job.namespace,
                     job.flow_id,
                     job.trigger_id,

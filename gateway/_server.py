@@ -15,14 +15,18 @@ from typing import Any
 
 import uvicorn
 
-from ._runtime import Runtime
+from ._runtime import SHUTDOWN_DRAIN_S, Runtime
 from ._settings import Settings
 from ._sync import FlowFolderSync
 from ._token import load_or_create_token, token_path
 
 _log = logging.getLogger("kestrel.server")
 
-DRAIN_SECONDS = 30.0
+DRAIN_SECONDS = SHUTDOWN_DRAIN_S
+
+STOP_GRACE_S = 20.0
+"""Beyond the drain, how long the runtime may take to cancel what is left and close
+(an actor's shutdown call gets 10 s of it); only a stop that hangs is cut short."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -192,9 +196,11 @@ async def _serve(settings: Settings, sock: socket.socket, create_app: Any) -> in
     await asyncio.gather(serving, return_exceptions=True)  # no request uses the runtime now
     await sync.stop()
     try:
-        await asyncio.wait_for(runtime.stop(), DRAIN_SECONDS)
+        # The runtime drains within DRAIN_SECONDS, then cancels and closes by itself:
+        # cutting its stop at the drain deadline would leave stores and actors open.
+        await asyncio.wait_for(runtime.stop(), DRAIN_SECONDS + STOP_GRACE_S)
     except TimeoutError:
-        _log.warning("drain deadline reached; unfinished executions resume at the next start")
+        _log.warning("stopping hung; unfinished executions resume at the next start")
     waiter.cancel()
     _log.info("bye")
     return 0

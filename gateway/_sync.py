@@ -82,13 +82,15 @@ class FlowFolderSync(Service):
             if gone.namespace and gone.flow_id:
                 self._runtime.folder_files.pop((gone.namespace, gone.flow_id), None)
                 with contextlib.suppress(KestrelError):
-                    await self._runtime.delete_flow(gone.namespace, gone.flow_id, from_folder=True)
+                    await self._runtime.catalog.delete(
+                        gone.namespace, gone.flow_id, from_folder=True
+                    )
                 _log.info("%s was removed: flow %s.%s disabled", path, gone.namespace, gone.flow_id)
         return changes + await self._files.scan()
 
     async def _apply(self, path: Path, text: str, digest: str, known: _Known | None) -> _Known:
         try:
-            flow, changed = await self._runtime.deploy(text, str(path), from_folder=True)
+            flow, changed = await self._runtime.catalog.deploy(text, str(path), from_folder=True)
         except FlowError as exc:
             for problem in exc.problems:
                 _log.error("%s", problem)

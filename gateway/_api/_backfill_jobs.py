@@ -6,15 +6,13 @@ range was cut at the cap; ``GET`` shows its progress until it is SUCCESS or FAIL
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import Field
 
 from .._backfills import BackfillJob, Backfills
 from ._errors import ApiError
-from ._models import ApiModel, BackfillRequest, ErrorBody, as_utc
+from ._models import BackfillJobBody, BackfillRequest, ErrorBody, as_utc
 
 router = APIRouter(prefix="/triggers/backfill", tags=["triggers"])
 
@@ -22,25 +20,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "A field is missing or malformed."},
     404: {"model": ErrorBody, "description": "No such flow, Schedule trigger or backfill."},
 }
-
-
-class BackfillJobBody(ApiModel):
-    """A backfill and its progress."""
-
-    id: str
-    namespace: str
-    flow_id: str
-    trigger_id: str
-    start: dt.datetime
-    end: dt.datetime
-    state: str = Field(description="RUNNING, SUCCESS or FAILED")
-    done: int = Field(description="ticks whose execution exists so far")
-    total: int = Field(description="ticks this backfill runs")
-    cap: int = Field(description="the most ticks one backfill runs")
-    capped: bool = Field(description="the range had more ticks than the cap: it was cut")
-    covered_until: dt.datetime = Field(description="the end of the range actually run")
-    message: str | None = Field(default=None, description="what a cut or a failure means")
-    executions: list[str] = Field(description="the executions, one per tick done")
 
 
 def get_backfills(request: Request) -> Backfills:

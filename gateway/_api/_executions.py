@@ -147,20 +147,20 @@ async def replay_execution(
     task_run_id: Annotated[str | None, Query(alias="taskRunId")] = None,
 ) -> ExecutionBody:
     """A new execution replaying this one from a task run (or from the start)."""
-    replayed = await runtime.replay(execution_id, task_run_id)
+    replayed = await runtime.control.replay(execution_id, task_run_id)
     return await _detail(runtime, replayed.id)
 
 
 @router.post("/{execution_id}/restart", responses=_ERRORS)
 async def restart_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody:
     """Re-run the failed task runs of an ended execution; 409 while it runs."""
-    before = await runtime.execution(execution_id)
-    await runtime.restart(execution_id)
+    before = await runtime.control.execution(execution_id)
+    await runtime.control.restart(execution_id)
     # The restart is submitted, not yet started: answer once the execution has moved on
     # (or after a short while), so the caller never sees the old terminal state as "now".
     deadline = time.monotonic() + RESTART_SETTLE_SECONDS
     while time.monotonic() < deadline:
-        now = await runtime.execution(execution_id)
+        now = await runtime.control.execution(execution_id)
         if len(now.state_history) > len(before.state_history):
             break
         await asyncio.sleep(0.02)
@@ -170,7 +170,7 @@ async def restart_execution(execution_id: str, runtime: RuntimeDep) -> Execution
 @router.delete("/{execution_id}/kill", responses=_ERRORS)
 async def kill_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody:
     """Kill a running execution (and its running tasks); 409 once it ended."""
-    await runtime.kill(execution_id)
+    await runtime.control.kill(execution_id)
     return await _detail(runtime, execution_id)
 
 
@@ -190,14 +190,14 @@ async def resume_execution(
     ``outputs.<pauseId>.onResume.<input>``.
     """
     inputs = await read_inputs(request)
-    await runtime.resume(execution_id, inputs)
+    await runtime.control.resume(execution_id, inputs)
     return await _detail(runtime, execution_id)
 
 
 @router.post("/{execution_id}/pause", responses=_ERRORS)
 async def pause_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody:
     """Pause a RUNNING execution: running tasks finish, none starts until it is resumed."""
-    await runtime.pause(execution_id)
+    await runtime.control.pause(execution_id)
     return await _detail(runtime, execution_id)
 
 
@@ -215,16 +215,16 @@ async def create_execution(
     extra_labels = _user_labels(labels or [])
     execution_id: str | None = None
     if media_type(request) == "multipart/form-data":
-        flow = await runtime.flow(namespace, flow_id)
+        flow = await runtime.catalog.flow(namespace, flow_id)
         execution_id = new_execution_id()
         inputs = await read_upload_inputs(
             request, runtime.storage, flow, execution_id, settings.max_file_bytes
         )
     else:
         inputs = await read_inputs(request)
-        flow = await runtime.flow(namespace, flow_id)
+        flow = await runtime.catalog.flow(namespace, flow_id)
     _check_uploads(flow, inputs)
-    execution = await runtime.execute(
+    execution = await runtime.control.execute(
         namespace, flow_id, inputs, labels=extra_labels, execution_id=execution_id
     )
     if wait:
@@ -248,5 +248,5 @@ async def get_execution(execution_id: str, runtime: RuntimeDep) -> ExecutionBody
 )
 async def follow(execution_id: str, request: Request, runtime: RuntimeDep) -> StreamingResponse:
     """Server-sent events: the execution now and at every state change, until it ends."""
-    await runtime.execution(execution_id)
+    await runtime.control.execution(execution_id)
     return sse_response(follow_execution(runtime.store, request, execution_id))

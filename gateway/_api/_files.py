@@ -145,7 +145,7 @@ async def read_upload_inputs(
 
 async def _execution_file(runtime: Runtime, execution_id: str, path: str) -> str:
     """The URI `path`, checked to be a file of this execution that exists."""
-    execution = await runtime.execution(execution_id)
+    execution = await runtime.control.execution(execution_id)
     prefix = execution_prefix(execution.namespace, execution.flow_id, execution.id)
     try:
         inside = storage_key(path).startswith(storage_key(prefix.rstrip("/")) + "/")

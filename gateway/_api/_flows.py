@@ -89,7 +89,7 @@ async def create_flow(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
             f"flow {flow.uid} already exists: update it with PUT "
             f"/api/v1/flows/{flow.namespace}/{flow.id}"
         )
-    deployed, _ = await runtime.deploy(source, SOURCE_FILE)
+    deployed, _ = await runtime.catalog.deploy(source, SOURCE_FILE)
     return await _flow_answer(runtime, deployed)
 
 
@@ -167,14 +167,14 @@ async def update_flow(
     if mismatched:
         raise FlowError(mismatched)
     await _stored(runtime, namespace, id, None)
-    deployed, _ = await runtime.deploy(source, SOURCE_FILE)
+    deployed, _ = await runtime.catalog.deploy(source, SOURCE_FILE)
     return await _flow_answer(runtime, deployed)
 
 
 @router.delete("/{namespace}/{id}", status_code=204, responses=_ERRORS)
 async def delete_flow(namespace: str, id: str, runtime: RuntimeDep) -> Response:
     """Delete a flow: its triggers stop; its revisions and executions stay."""
-    await runtime.delete_flow(namespace, id)
+    await runtime.catalog.delete(namespace, id)
     return Response(status_code=204)
 
 

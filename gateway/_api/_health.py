@@ -105,7 +105,7 @@ _TRIGGER_COUNTERS = (
 async def render_metrics(runtime: Runtime) -> str:
     """Every metric, from the runtime and the store."""
     out = Exposition()
-    latencies = await runtime.latencies()
+    latencies = await runtime.trigger_view.latencies()
     name = "kestrel_event_to_execution_created_seconds"
     out.family(
         name,
@@ -114,7 +114,7 @@ async def render_metrics(runtime: Runtime) -> str:
     )
     for trigger in sorted(latencies):
         out.histogram(name, {"trigger": trigger}, latencies[trigger])
-    first = await runtime.latencies("first_task")
+    first = await runtime.trigger_view.latencies("first_task")
     name = "kestrel_event_to_first_task_started_seconds"
     out.family(
         name,
@@ -124,7 +124,7 @@ async def render_metrics(runtime: Runtime) -> str:
     for trigger in sorted(first):
         out.histogram(name, {"trigger": trigger}, first[trigger])
 
-    infos = sorted(await runtime.triggers(), key=trigger_name)
+    infos = sorted(await runtime.trigger_view.triggers(), key=trigger_name)
     for metric, attribute, help_text in _TRIGGER_COUNTERS:
         out.family(metric, "counter", help_text)
         for info in infos:

@@ -42,7 +42,7 @@ async def execution_logs(
 ) -> list[LogBody]:
     """Every log line of an execution, in order."""
     level = _level(min_level)
-    await runtime.execution(execution_id)
+    await runtime.control.execution(execution_id)
     lines = await runtime.store.execution_logs(
         execution_id, limit=None, min_level=level, task_run_id=task_run_id
     )
@@ -71,7 +71,7 @@ async def follow_execution_logs(
     level = _level(min_level)
     if last_event_id is not None and _is_seq(last_event_id.strip()):
         since = max(since, min(int(last_event_id.strip()), 2**63 - 1))
-    await runtime.execution(execution_id)
+    await runtime.control.execution(execution_id)
     return sse_response(
         follow_logs(runtime.store, request, execution_id, since=since, min_level=level)
     )

@@ -262,6 +262,25 @@ class BackfillRequest(ApiModel):
     inputs: dict[str, Any] | None = None
 
 
+class BackfillJobBody(ApiModel):
+    """A backfill and its progress."""
+
+    id: str
+    namespace: str
+    flow_id: str
+    trigger_id: str
+    start: dt.datetime
+    end: dt.datetime
+    state: str = Field(description="RUNNING, SUCCESS or FAILED")
+    done: int = Field(description="ticks whose execution exists so far")
+    total: int = Field(description="ticks this backfill runs")
+    cap: int = Field(description="the most ticks one backfill runs")
+    capped: bool = Field(description="the range had more ticks than the cap: it was cut")
+    covered_until: dt.datetime = Field(description="the end of the range actually run")
+    message: str | None = Field(default=None, description="what a cut or a failure means")
+    executions: list[str] = Field(description="the executions, one per tick done")
+
+
 class DeadLetterBody(ApiModel):
     """A message that could not become an execution."""
 

@@ -122,7 +122,7 @@ async def redrive_dead_letter(letter_id: str, runtime: RuntimeDep) -> ExecutionB
         letter = await _letter(runtime, letter_id)
         if letter.namespace is None or letter.flow_id is None:
             raise ConflictError(f"dead letter {letter_id} names no flow to re-drive into")
-        flow = await runtime.flow(letter.namespace, letter.flow_id)
+        flow = await runtime.catalog.flow(letter.namespace, letter.flow_id)
         if flow.disabled:
             raise ConflictError(f"flow {flow.uid} is disabled")
         variables = trigger_variables(flow, letter)

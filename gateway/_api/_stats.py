@@ -103,7 +103,7 @@ async def trigger_latency(
     ] = "first_task",
 ) -> list[LatencyBody]:
     """Per trigger, the recent event → first task (or → execution created) latencies."""
-    latencies = await runtime.latencies(kind)
+    latencies = await runtime.trigger_view.latencies(kind)
     return [
         LatencyBody(
             trigger=name,

@@ -37,5 +37,5 @@ async def update_trigger(
     namespace: str, flow_id: str, trigger_id: str, body: TriggerUpdate, runtime: RuntimeDep
 ) -> TriggerBody:
     """Disable a trigger (its listener stops) or enable it again (it starts)."""
-    info = await runtime.set_trigger_disabled(namespace, flow_id, trigger_id, body.disabled)
+    info = await runtime.trigger_view.set_disabled(namespace, flow_id, trigger_id, body.disabled)
     return trigger_body(info)

@@ -16,5 +16,7 @@ router = APIRouter(prefix="/triggers", tags=["triggers"])
 @router.get("")
 async def list_triggers(runtime: RuntimeDep) -> TriggerPage:
     """Every deployed trigger listener: status, last error, last event and counters."""
-    infos = sorted(await runtime.triggers(), key=lambda i: (i.namespace, i.flow_id, i.trigger_id))
+    infos = sorted(
+        await runtime.trigger_view.triggers(), key=lambda i: (i.namespace, i.flow_id, i.trigger_id)
+    )
     return TriggerPage(results=[trigger_body(i) for i in infos], total=len(infos))

@@ -65,7 +65,7 @@ async def webhook(
     body: Any = None
     if raw:
         body = parse_json(raw) if is_json(media_type(request)) else raw.decode("utf-8", "replace")
-    trigger, execution = await runtime.webhook(
+    trigger, execution = await runtime.webhooks.call(
         namespace,
         flow_id,
         key,

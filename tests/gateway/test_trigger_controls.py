@@ -139,17 +139,17 @@ async def test_disabled_survives_a_server_restart(
     source = notify_flow(namespace, fresh_database, f"ch_{uuid.uuid4().hex[:12]}")
     first = Runtime(settings)
     async with first:
-        await first.deploy(source)
-        await first.set_trigger_disabled(namespace, "reacting", "notified", True)
+        await first.catalog.deploy(source)
+        await first.trigger_view.set_disabled(namespace, "reacting", "notified", True)
     second = Runtime(settings)
     async with second:
-        infos = [i for i in await second.triggers() if i.trigger_id == "notified"]
+        infos = [i for i in await second.trigger_view.triggers() if i.trigger_id == "notified"]
         assert [(i.disabled, i.status.value) for i in infos] == [(True, "STOPPED")]
-        info = await second.set_trigger_disabled(namespace, "reacting", "notified", False)
+        info = await second.trigger_view.set_disabled(namespace, "reacting", "notified", False)
         assert not info.disabled
 
         async def running() -> bool:
-            infos = [i for i in await second.triggers() if i.trigger_id == "notified"]
+            infos = [i for i in await second.trigger_view.triggers() if i.trigger_id == "notified"]
             return [i.status.value for i in infos] == ["RUNNING"]
 
         await eventually(running, what="trigger RUNNING after enable")

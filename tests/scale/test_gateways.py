@@ -132,7 +132,7 @@ async def gateway_b(
 async def _status(runtime: Runtime, namespace: str, trigger_id: str) -> TriggerStatus | None:
     found = [
         i
-        for i in await runtime.triggers()
+        for i in await runtime.trigger_view.triggers()
         if (i.namespace, i.trigger_id) == (namespace, trigger_id)
     ]
     return found[0].status if found else None
@@ -301,17 +301,17 @@ def _mqtt_publish(mqtt_url: str, topic: str, numbers: range) -> None:
 
 async def _revision(runtime: Runtime, namespace: str) -> int | None:
     try:
-        return (await runtime.flow(namespace, "plain")).revision
+        return (await runtime.catalog.flow(namespace, "plain")).revision
     except NotFoundError:
         return None
 
 
 async def _revision_is(runtime: Runtime, namespace: str, revision: int) -> bool:
-    return (await runtime.flow(namespace, "plain")).revision == revision
+    return (await runtime.catalog.flow(namespace, "plain")).revision == revision
 
 
 async def _state_is(runtime: Runtime, execution_id: str, state: State) -> bool:
-    return (await runtime.execution(execution_id)).state is state
+    return (await runtime.control.execution(execution_id)).state is state
 
 
 async def _task_runs_are(runtime: Runtime, execution_id: str, states: list[State]) -> bool:

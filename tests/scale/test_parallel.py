@@ -96,11 +96,11 @@ async def test_parallel_listeners_on_two_hosts_exactly_once(
     js = client.jetstream()
     await js.add_stream(name=stream, subjects=[f"{stream.lower()}.>"])
     try:
-        await runtime.deploy(
+        await runtime.catalog.deploy(
             parallel_flow(namespace, stream, subject, topic, {"nats": nats_url, "mqtt": mqtt_url})
         )
         # Two listeners per trigger, one on each host, each RUNNING.
-        hosts = runtime._hosts
+        hosts = runtime.hosts
 
         async def per_host() -> list[dict[str, TriggerStatus]] | None:
             found = await asyncio.gather(*(h.triggers.remote() for h in hosts))
@@ -232,9 +232,9 @@ async def test_kafka_group_members_on_two_hosts_exactly_once_across_the_rebalanc
                 await producer.send(topic, json.dumps({"n": n}).encode(), key=str(n).encode())
             await producer.flush()
 
-        await runtime.deploy(source)
+        await runtime.catalog.deploy(source)
         await publish(range(0, 10))  # while the members join and the group rebalances
-        hosts = runtime._hosts
+        hosts = runtime.hosts
 
         async def one_per_host() -> bool:
             found = await asyncio.gather(*(h.triggers.remote() for h in hosts))
