@@ -184,13 +184,13 @@ async def test_two_gateways_share_flows_executions_and_triggers(
         await eventually(
             lambda: _state_is(runtime_a, execution_id, State.RUNNING), what="running on B"
         )
-        killed = await runtime_a.kill(execution_id)
+        killed = await runtime_a.control.kill(execution_id)
         assert killed.state is State.KILLED
         # B's actor itself stopped the run (not just a row written): its task run is KILLED.
         await eventually(lambda: _task_runs_are(runtime_a, execution_id, [State.KILLED]))
-        replayed = await runtime_a.replay(execution_id)
+        replayed = await runtime_a.control.replay(execution_id)
         assert replayed.original_id == execution_id
-        await runtime_a.kill(replayed.id)
+        await runtime_a.control.kill(replayed.id)
 
         # A webhook execution runs in B's own process (no actor): A's kill reaches it
         # through Postgres (NOTIFY on the control channel).
@@ -204,7 +204,7 @@ async def test_two_gateways_share_flows_executions_and_triggers(
         assert called.status_code == 200, called.text
         hooked_id = called.json()["id"]
         await eventually(lambda: _state_is(runtime_a, hooked_id, State.RUNNING), what="hooked")
-        assert (await runtime_a.kill(hooked_id)).state is State.KILLED
+        assert (await runtime_a.control.kill(hooked_id)).state is State.KILLED
         await eventually(lambda: _task_runs_are(runtime_a, hooked_id, [State.KILLED]))
 
         # Durable triggers (JetStream, Kafka, MQTT QoS 1): each run by exactly one gateway
