@@ -268,6 +268,8 @@ class Runtime(Service):
             self._store = self._embedded = None
         _log.info("stopped")
 
+    # ---- housekeeping ----
+
     async def _purge_loop(self) -> None:
         """Delete expired KV entries every `kv_purge_interval_s` (reads ignore them anyway)."""
         while True:
@@ -279,8 +281,6 @@ class Runtime(Service):
                 continue
             if purged:
                 _log.debug("purged %d expired KV entries", purged)
-
-    # ---- housekeeping ----
 
     async def purge(
         self, before: dt.datetime, *, namespace: str | None = None, flow_id: str | None = None
