@@ -34,7 +34,8 @@ class MultiNodeCluster:
     Attributes:
         address: GCS address for ``--ray-address``.
         head: Node id of the head raylet (1 CPU).
-        gpu_node: Node id of the worker raylet (1 CPU, custom resource ``gpu_node``).
+        gpu_node: Node id of the worker raylet (1 CPU, custom resource ``gpu_node``); the
+            new one after `add_gpu_node`.
     """
 
     address: str
@@ -51,9 +52,19 @@ class MultiNodeCluster:
         return json.loads(stdout.readline())
 
     def actors(self) -> list[dict[str, Any]]:
-        """``{"name", "node", "state"}`` of every named actor in the cluster."""
+        """``{"name", "class", "node", "state"}`` of every actor in the cluster."""
         found: list[dict[str, Any]] = self.ask("actors")
         return found
+
+    def remove_gpu_node(self) -> str:
+        """Stop the worker raylet, without grace; its node id."""
+        removed: str = self.ask("remove-gpu-node")["removed"]
+        return removed
+
+    def add_gpu_node(self) -> str:
+        """Start a worker raylet like the removed one; it becomes `gpu_node`."""
+        self.gpu_node = self.ask("add-gpu-node")["gpu_node"]
+        return self.gpu_node
 
 
 @contextlib.contextmanager
