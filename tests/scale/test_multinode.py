@@ -1,6 +1,6 @@
 """Kestrel on a real multi-node Ray cluster (Ray's own `ray.cluster_utils.Cluster`).
 
-One cluster for the module, in its own process (`tests.scale._cluster`): a head raylet
+One cluster for the module, in its own process (`tests.servers.multinode_cluster`): a head raylet
 with 1 CPU and a worker raylet with 1 CPU and the custom resource ``gpu_node``. A real
 ``kestrel server`` joins it with ``--ray-address``; this test process never joins it.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.polling import eventually_sync
-from tests.scale._processes import Gateway, MultiNodeCluster, multinode_cluster, start_gateway
+from tests.servers import KestrelServer, MultiNodeCluster, multinode_cluster, start_kestrel_server
 
 pytestmark = pytest.mark.integration
 
@@ -56,11 +56,11 @@ def database(postgres_dsn: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def gateway(
     cluster: MultiNodeCluster, tmp_path_factory: pytest.TempPathFactory, database: str
-) -> Iterator[Gateway]:
+) -> Iterator[KestrelServer]:
     db = database
     folder = tmp_path_factory.mktemp("multinode-flows")
     (folder / "pinned.yaml").write_text(PINNED_FLOW, encoding="utf-8")
-    running = start_gateway(
+    running = start_kestrel_server(
         db,
         folder,
         folder / "server.log",
@@ -75,7 +75,7 @@ def gateway(
 
 
 def test_task_with_custom_resource_runs_on_the_node_that_has_it(
-    cluster: MultiNodeCluster, gateway: Gateway
+    cluster: MultiNodeCluster, gateway: KestrelServer
 ) -> None:
     with gateway.client() as client:
         for _ in range(3):  # from whichever execution actor: always that node
@@ -89,7 +89,7 @@ def test_task_with_custom_resource_runs_on_the_node_that_has_it(
 
 
 def test_listener_hosts_and_execution_actors_spread_over_nodes(
-    cluster: MultiNodeCluster, gateway: Gateway
+    cluster: MultiNodeCluster, gateway: KestrelServer
 ) -> None:
     actors = [a for a in cluster.actors() if a["state"] == "ALIVE"]
     both = {cluster.head, cluster.gpu_node}
@@ -123,7 +123,7 @@ tasks:
 
 
 def test_node_removed_under_load_its_attempts_fail_as_lost_retry_and_the_pool_refills(
-    cluster: MultiNodeCluster, gateway: Gateway, database: str, tmp_path: Path
+    cluster: MultiNodeCluster, gateway: KestrelServer, database: str, tmp_path: Path
 ) -> None:
     """Two executions, one per pool actor (one actor on each node), each with an attempt
     running on the gpu node, which is removed without grace; a new gpu node joins (as an
@@ -225,7 +225,7 @@ async def _owner_actors(db: str, execution_ids: list[str]) -> list[str]:
 
 
 def test_node_removed_mid_stream_its_listener_restarts_elsewhere_exactly_once(
-    cluster: MultiNodeCluster, gateway: Gateway, nats_url: str
+    cluster: MultiNodeCluster, gateway: KestrelServer, nats_url: str
 ) -> None:
     """Runs last: it removes the worker node. A JetStream trigger with ``parallelism: 2``
     has a listener on each node; the worker node goes away mid-stream, Ray restarts its

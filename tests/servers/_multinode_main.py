@@ -1,6 +1,6 @@
 """A small multi-node Ray cluster in its own process, for the scale-out tests.
 
-Run as ``python -m tests.scale._cluster``: it starts Ray's own multi-node test cluster
+Run as ``python -m tests.servers._multinode_main``: it starts Ray's own multi-node test cluster
 (`ray.cluster_utils.Cluster`: a head raylet with 1 CPU and a worker raylet with 1 CPU and
 the custom resource ``gpu_node``, no dashboard), prints one JSON line
 ``{"address", "head", "gpu_node"}`` (GCS address and node ids), then answers one command
