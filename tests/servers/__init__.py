@@ -38,7 +38,7 @@ from tests.servers._process import (
 from tests.servers._ray import ENV_ADDRESS as RAY_ENV
 from tests.servers._ray import RayCluster, ray_session
 from tests.servers._s3 import ENV_URL as S3_ENV
-from tests.servers._s3 import S3Server, check_s3, s3_server
+from tests.servers._s3 import S3Server, check_s3, s3_server, seaweedfs_server
 
 __all__ = [
     "KAFKA_ENV",
@@ -76,6 +76,7 @@ __all__ = [
     "ray_session",
     "run_async",
     "s3_server",
+    "seaweedfs_server",
     "start_kestrel_server",
     "wait_until",
 ]
