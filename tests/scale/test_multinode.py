@@ -15,8 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from actors import host_index
 from tests.polling import eventually_sync
 from tests.servers import KestrelServer, MultiNodeCluster, multinode_cluster, start_kestrel_server
 
@@ -134,11 +136,15 @@ def test_node_removed_under_load_its_attempts_fail_as_lost_retry_and_the_pool_re
     - the execution whose owner died with the node is taken over by another actor once
       its lease expires: the attempt left running ends FAILED as ``interrupted`` and is
       re-run there (SUCCESS on the new node);
-    - the pool refills: both execution actors and their warm workers alive again.
+    - the pool refills: both execution actors and their warm workers alive again;
+    - a Postgres cursor trigger whose listener host was on the node (rows inserted before
+      and right after the removal) makes exactly one execution per row.
     """
     marks = tmp_path / "marks"
     marks.mkdir()
     with gateway.client() as client:
+        rows_flow, table = _rows_trigger_on_the_gpu_node(cluster, client, database)
+        _insert(database, table, range(0, 10))
         deployed = client.post(
             "/api/v1/flows", content=HELD_FLOW, headers={"Content-Type": "application/x-yaml"}
         )
@@ -169,6 +175,7 @@ def test_node_removed_under_load_its_attempts_fail_as_lost_retry_and_the_pool_re
 
         lost_node = cluster.remove_gpu_node()
         removed_at = time.monotonic()
+        _insert(database, table, range(10, 20))
         new_node = cluster.add_gpu_node()
         (marks / "release").write_text("go")
 
@@ -208,11 +215,77 @@ def test_node_removed_under_load_its_attempts_fail_as_lost_retry_and_the_pool_re
 
         # Execution actors, their warm workers and the listener hosts: alive on live nodes.
         eventually_sync(refilled, within=60, what="the pool and the hosts back")
+        rows = eventually_sync(lambda: _rows_done(client, rows_flow, 20), within=90, what="rows")
+        assert rows == list(range(20))  # none lost, none twice
         assert lost_node not in {a["node"] for a in cluster.actors() if a["state"] == "ALIVE"}
         print(
             f"gpu node removed under load: both executions SUCCESS on the new node "
             f"{ended_s:.1f}s after the removal (execution lease 10 s)"
         )
+
+
+def _rows_trigger_on_the_gpu_node(
+    cluster: MultiNodeCluster, client: httpx.Client, database: str
+) -> tuple[str, str]:
+    """Deploy a Postgres cursor trigger whose listener host is the one on the gpu node
+    (a flow's triggers go to host `host_index`); its flow id and table."""
+    on_gpu = [a["name"] for a in cluster.actors() if "-host-" in a["name"]]
+    on_gpu = [n for n in on_gpu if _node_of(cluster, n) == cluster.gpu_node]
+    assert len(on_gpu) == 1, cluster.actors()  # host i on live node i mod 2
+    index = int(on_gpu[0].rsplit("-", 1)[1])
+    flow_id = next(
+        f"rows-{k}" for k in range(100) if host_index(NAMESPACE, f"rows-{k}", 2) == index
+    )
+    table = f"rows_{uuid.uuid4().hex[:8]}"
+    asyncio.run(_execute(database, f"CREATE TABLE {table} (n bigint PRIMARY KEY)"))
+    flow = (
+        f"id: {flow_id}\nnamespace: {NAMESPACE}\n"
+        "tasks:\n  - {id: say, type: core.Log, message: hi}\n"
+        "triggers:\n  - id: rows\n    type: postgres.RealtimeTrigger\n"
+        f'    url: "{database}"\n    table: {table}\n    cursorColumn: n\n'
+        "    pollInterval: PT0.2S\n"
+    )
+    answer = client.post(
+        "/api/v1/flows", content=flow, headers={"Content-Type": "application/x-yaml"}
+    )
+    assert answer.status_code == 201, answer.text
+
+    def running() -> bool:
+        found = client.get("/api/v1/triggers").json()["results"]
+        return [t["status"] for t in found if t["flowId"] == flow_id] == ["RUNNING"]
+
+    eventually_sync(running, within=30, what="the cursor trigger running")
+    return flow_id, table
+
+
+def _node_of(cluster: MultiNodeCluster, name: str) -> str | None:
+    return next((a["node"] for a in cluster.actors() if a["name"] == name), None)
+
+
+def _insert(database: str, table: str, numbers: range) -> None:
+    rows = ", ".join(f"({n})" for n in numbers)
+    asyncio.run(_execute(database, f"INSERT INTO {table} (n) VALUES {rows}"))
+
+
+async def _execute(database: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(database)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _rows_done(client: httpx.Client, flow_id: str, count: int) -> list[int] | None:
+    page = client.get(
+        "/api/v1/executions/search",
+        params={"namespace": NAMESPACE, "flowId": flow_id, "size": 1000},
+    ).json()["results"]
+    assert len(page) <= count, f"{len(page)} executions for {count} rows"
+    if len(page) == count and all(e["state"]["current"] == "SUCCESS" for e in page):
+        return sorted(int(e["trigger"]["variables"]["data"]["n"]) for e in page)
+    return None
 
 
 async def _owner_actors(db: str, execution_ids: list[str]) -> list[str]:
