@@ -202,6 +202,8 @@ class WorkerPoolDispatcher:
             link.calls += 1
             try:
                 return await _await_ref(ref, invocation, force=False)
+            except ray.exceptions.RayError as exc:  # the worker died under it
+                return lost_outcome(repr(exc))
             finally:
                 link.calls -= 1
         key, outcome = link.submit(invocation)

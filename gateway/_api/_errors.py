@@ -3,8 +3,9 @@
 `NotFoundError` → 404, `ConflictError` → 409, `FlowError`/`InputError` → 422 (with every
 problem), `ExpressionError` → 422, request validation → 400 naming the fields (``body`` for
 a body that is not JSON), `UnavailableError`/`NotStartedError` → 503 with ``Retry-After``
-(a runtime actor restarting, the database unreachable: `StoreUnavailable`), any other `KestrelError` → 500 with
-its message, anything else → 500 with a generic message (the traceback goes to the log).
+(a runtime actor restarting, the database unreachable: `StoreUnavailable`), any other
+`KestrelError` → 500 with its message, anything else → 500 with a generic message (the
+traceback goes to the log).
 Errors raised inside a Ray actor arrive wrapped by Ray; the cause is used
 (`actors.unwrap_ray_error`), and every message is one line without escape codes.
 """
