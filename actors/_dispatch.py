@@ -27,9 +27,18 @@ from ._worker import (
     run_task,
     task_worker_class,
 )
-from ._worker_link import WorkerLink, lost_outcome
+from ._worker_link import WorkerLink, lost_outcome, not_sent_outcome
 
 _CANCEL_GRACE_S = 5.0
+
+_LOST: tuple[type[BaseException], ...] = (
+    ray.exceptions.RayActorError,
+    ray.exceptions.WorkerCrashedError,
+    ray.exceptions.NodeDiedError,
+    ray.exceptions.LocalRayletDiedError,
+    ray.exceptions.ObjectLostError,
+)
+"""What Ray raises for an attempt whose worker process or node went away under it."""
 
 
 def _timed_out(invocation: TaskInvocation) -> TaskOutcome:
@@ -51,6 +60,8 @@ async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True
     try:
         outcome: TaskOutcome = await asyncio.wait_for(asyncio.shield(ref), _hard_limit(invocation))
         return outcome
+    except _LOST as exc:  # a crashed worker, a removed node: the retry policy decides
+        return lost_outcome(_first_line(exc))
     except TimeoutError:
         with contextlib.suppress(Exception):
             ray.cancel(ref, force=force)
@@ -59,6 +70,11 @@ async def _await_ref(ref: Any, invocation: TaskInvocation, *, force: bool = True
         with contextlib.suppress(Exception):
             ray.cancel(ref, force=force)
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 _AUTH_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"
@@ -135,7 +151,10 @@ class RayTaskDispatcher:
             ensure_ray(self._address)  # in the loop's thread: Ray wants the main thread
         resources = invocation.task.resources
         options: dict[str, Any] = resources.ray_options() if resources else {}
-        ref = run_task.options(**options).remote(invocation)
+        try:
+            ref = run_task.options(**options).remote(invocation)
+        except Exception as exc:  # options Ray refuses, an attempt it cannot serialise
+            return not_sent_outcome(exc)
         return await _await_ref(ref, invocation)
 
 
@@ -176,9 +195,13 @@ class WorkerPoolDispatcher:
             return await self._fallback.run(invocation)
         link = min(self._links, key=lambda candidate: candidate.running)  # least busy
         if link.idle:  # a lone attempt: one plain call, the outcome in its reply
+            try:
+                ref = link.worker.run.remote(invocation)
+            except Exception as exc:  # an attempt Ray cannot serialise
+                return not_sent_outcome(exc)
             link.calls += 1
             try:
-                return await _await_ref(link.worker.run.remote(invocation), invocation, force=False)
+                return await _await_ref(ref, invocation, force=False)
             except ray.exceptions.RayError as exc:  # the worker died under it
                 return lost_outcome(repr(exc))
             finally:

@@ -69,6 +69,7 @@ from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
 from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
 from ._large_outputs import store_if_large
+from ._ray_errors import unwrap_ray_error
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
@@ -889,7 +890,25 @@ class ExecutionRun:
             storage=self._options.storage,
             timeout_s=task.timeout.total_seconds() if task.timeout else None,
         )
-        return await self._dispatch.run(invocation)
+        try:
+            return await self._dispatch.run(invocation)
+        except Exception as exc:
+            # Dispatchers turn Ray's failures into outcomes; anything left must still end
+            # this attempt (and its task run) FAILED, never leave them RUNNING forever.
+            cause = unwrap_ray_error(exc)
+            text = str(cause).strip()
+            message = f"the attempt could not be dispatched: {text.splitlines()[0] if text else ''}"
+            failure = TaskFailure(message.rstrip(": "), type(cause).__name__, retriable=True)
+            return TaskOutcome(
+                state=State.FAILED,
+                outputs={},
+                logs=[],
+                error=failure,
+                worker=None,
+                node=None,
+                started_at=started,
+                ended_at=utcnow(),
+            )
 
     def _inline(
         self,

@@ -41,6 +41,16 @@ def lost_outcome(reason: str) -> TaskOutcome:
     return failed_outcome(f"the worker was lost: {reason}", WORKER_LOST)
 
 
+def not_sent_outcome(exc: BaseException) -> TaskOutcome:
+    """A FAILED outcome for an attempt Ray refused to take (bad options, not serialisable).
+
+    Not retriable: the same attempt would be refused the same way.
+    """
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    message = f"the attempt could not be sent to Ray: {text}"
+    return failed_outcome(message, type(exc).__name__, retriable=False)
+
+
 class WorkerLink:
     """Runs attempts on one warm `TaskWorker` actor, batching starts and outcomes.
 
@@ -119,7 +129,14 @@ class WorkerLink:
         items, self._outbox = self._outbox, []
         if not items:
             return
-        ref = self.worker.start.remote(self._id, items)
+        try:
+            ref = self.worker.start.remote(self._id, items)
+        except Exception as exc:  # an attempt Ray cannot serialise: none of these left
+            for key, _ in items:
+                future = self._waiting.pop(key, None)
+                if future is not None and not future.done():
+                    future.set_result(not_sent_outcome(exc))
+            return
         self.starts += 1
         self._starting += 1
         self._spawn(self._started(ref, [key for key, _ in items]))

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import _latency, _machine, _plots, _report, _throughput, _triggers_scale
+from . import _latency, _machine, _plots, _report, _scaleout, _throughput, _triggers_scale
 from ._servers import BROKER_OF_SOURCE, Brokers, Postgres, brokers, postgres
 from ._sources import SOURCES
 
-PARTS = ("latency", "throughput", "triggers", "store", "celery", "curve")
+PARTS = ("latency", "throughput", "scaleout", "triggers", "store", "celery", "curve")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -43,8 +43,15 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         "--profile",
         help="latency: source whose host py-spy samples ('' none; default nats, none --quick)",
     )
-    parser.add_argument("--rates", type=_csv, help="throughput: offered rates, e.g. 100,500")
-    parser.add_argument("--step-seconds", type=float, help="throughput: seconds per rate")
+    parser.add_argument(
+        "--rates", type=_csv, help="throughput, scaleout: offered rates, e.g. 100,500"
+    )
+    parser.add_argument("--step-seconds", type=float, help="throughput, scaleout: seconds per rate")
+    parser.add_argument(
+        "--topologies",
+        type=_csv,
+        help=f"scaleout: any of {','.join(_scaleout.TOPOLOGIES)} (default: both)",
+    )
     parser.add_argument("--triggers", type=int, help="triggers: how many to deploy")
     parser.add_argument("--hosts", type=int, help="triggers: listener hosts")
     parser.add_argument("--idle-seconds", type=float, help="triggers: idle CPU window")
@@ -73,6 +80,8 @@ def _needed(args: argparse.Namespace) -> set[str]:
         needed |= {b for s in _latency_sources(args) if (b := BROKER_OF_SOURCE[s])}
     if "throughput" in parts or "curve" in parts:
         needed |= {"mqtt" if s == "mqtt" else "nats" for s in _throughput_sources(args)}
+    if "scaleout" in parts:
+        needed.add("nats")
     if "triggers" in parts:
         needed |= {"nats", "mqtt", "kafka"}
     return needed
@@ -114,6 +123,13 @@ async def _part(
     if part == "throughput":
         topts = _throughput.ThroughputOptions.from_args(args)
         return await _throughput.run(found, pg, _throughput_sources(args), topts)
+    if part == "scaleout":
+        topologies = args.topologies or list(_scaleout.TOPOLOGIES)
+        unknown = set(topologies) - set(_scaleout.TOPOLOGIES)
+        if unknown:
+            raise SystemExit(f"unknown topologies {sorted(unknown)}: {_scaleout.TOPOLOGIES}")
+        xopts = _throughput.ThroughputOptions.from_args(args)
+        return await _scaleout.run(found, pg, topologies, xopts)
     if part == "curve":
         copts = _throughput.ThroughputOptions.curve(args)
         return await _throughput.run(found, pg, _throughput_sources(args), copts)

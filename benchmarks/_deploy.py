@@ -34,6 +34,8 @@ class Target:
     host: Any = None
     url: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    running: Callable[[], Awaitable[bool]] | None = None
+    """Whether the flow's listeners all run, where no `host` of ours runs them."""
 
     async def count(self, *, ended: bool = False) -> int:
         page = await self.store.search_executions(
@@ -72,9 +74,15 @@ class Target:
 
     async def wait_running(self, within: float = 90) -> None:
         """Until the flow's trigger reports RUNNING (webhooks have no listener)."""
+        deadline = time.monotonic() + within
+        while self.running is not None:
+            if await self.running():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"listeners not all RUNNING after {within:.0f}s")
+            await asyncio.sleep(0.1)
         if self.host is None:
             return
-        deadline = time.monotonic() + within
         while True:
             infos = await self.host.triggers.remote()
             status = str(infos[0].status) if infos else "NONE"

@@ -271,6 +271,9 @@ def _sections(part: str, report: dict[str, Any]) -> list[tuple[str, list[str], l
         ]
     if part == "throughput":
         return [("Throughput", THROUGHPUT_HEADER, throughput_rows(report))]
+    if part == "scaleout":
+        title = "Throughput scaled out: two Ray nodes, two gateways"
+        return [(title, THROUGHPUT_HEADER, throughput_rows(report))]
     if part == "curve":
         return [("Latency versus offered rate", CURVE_HEADER, curve_rows(report))]
     if part == "triggers":
@@ -325,6 +328,12 @@ def _headline(part: str, report: dict[str, Any]) -> str:
                 f"(target ≥ {TARGET_RATE:g}){ok}"
             )
         return "\n".join(lines)
+    if part == "scaleout":
+        return "\n".join(
+            f"{topology}: highest sustained {figures.get('max_sustained_per_s') or 0:.0f} "
+            f"executions/s; listeners {', '.join(sorted(set(figures.get('slots', {}).values())))}"
+            for topology, figures in report["sources"].items()
+        )
     return ""
 
 
@@ -334,7 +343,7 @@ def summary(out: Path) -> str:
     machine = None
     reports = {
         part: json.loads(path.read_text())
-        for part in ("latency", "throughput", "curve", "triggers", "store", "celery")
+        for part in ("latency", "throughput", "scaleout", "curve", "triggers", "store", "celery")
         if (path := out / f"{part}.json").exists()
     }
     for part, report in reports.items():

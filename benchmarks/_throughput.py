@@ -161,49 +161,62 @@ async def _why_failed(target: Target, rows: list[Any], n: int = 3) -> list[dict[
     return out
 
 
+async def run_steps(
+    source: Source, target: Target, dsn: str, opts: ThroughputOptions
+) -> list[dict[str, Any]]:
+    """Warm up, then offer each rate in turn until a step is not sustained."""
+    await target.wait_running()
+    await offer(source, 100, opts.warmup, 0)
+    await target.wait_for(opts.warmup, ended=True)
+    first = opts.warmup
+    steps: list[dict[str, Any]] = []
+    for rate in opts.rates:
+        count = int(rate * opts.step_seconds)
+        print(f"  {source.label}: {rate:g}/s for {opts.step_seconds:g}s", flush=True)
+        window = await offer(source, rate, count, first)
+        drained = True
+        try:
+            await target.wait_for(first + count, ended=True, within=opts.drain_seconds)
+        except TimeoutError:
+            drained = False
+        rows = await step_rows(dsn, target, source.variable, first, first + count)
+        step = judge(rows, count, window, rate)
+        step["failed_samples"] = await _why_failed(target, rows)
+        step["drained"] = drained
+        steps.append(step)
+        print(f"    offered {step['offered_per_s']:.0f}/s, created "
+              f"{step['created_per_s']:.0f}/s, ended {step['ended_per_s']:.0f}/s, "
+              f"p50 {step['event_to_first_task']['p50']} ms, "
+              f"p99 {step['event_to_first_task']['p99']} ms", flush=True)  # fmt: skip
+        first += count
+        if (not step["sustained"] or not drained) and not opts.keep_going:
+            break
+    return steps
+
+
+def figures(label: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """A source's steps with its highest sustained rate."""
+    sustained = [s for s in steps if s["sustained"]]
+    return {
+        "label": label,
+        "steps": steps,
+        "max_sustained_per_s": max((s["ended_per_s"] for s in sustained), default=0.0),
+        "max_sustained_offered_per_s": max((s["target_per_s"] for s in sustained), default=0.0),
+    }
+
+
 async def run_source(
     key: str, brokers: Brokers, pg: Postgres, opts: ThroughputOptions
 ) -> dict[str, Any]:
     dsn = await pg.new_database()
     source = SOURCES[key](brokers, dsn, namespace="bench.throughput")
     await source.open()
-    steps: list[dict[str, Any]] = []
     try:
         async with source.deployed() as target:
-            await target.wait_running()
-            await offer(source, 100, opts.warmup, 0)
-            await target.wait_for(opts.warmup, ended=True)
-            first = opts.warmup
-            for rate in opts.rates:
-                count = int(rate * opts.step_seconds)
-                print(f"  {source.label}: {rate:g}/s for {opts.step_seconds:g}s", flush=True)
-                window = await offer(source, rate, count, first)
-                drained = True
-                try:
-                    await target.wait_for(first + count, ended=True, within=opts.drain_seconds)
-                except TimeoutError:
-                    drained = False
-                rows = await step_rows(dsn, target, source.variable, first, first + count)
-                step = judge(rows, count, window, rate)
-                step["failed_samples"] = await _why_failed(target, rows)
-                step["drained"] = drained
-                steps.append(step)
-                print(f"    offered {step['offered_per_s']:.0f}/s, created "
-                      f"{step['created_per_s']:.0f}/s, ended {step['ended_per_s']:.0f}/s, "
-                      f"p50 {step['event_to_first_task']['p50']} ms, "
-                      f"p99 {step['event_to_first_task']['p99']} ms", flush=True)  # fmt: skip
-                first += count
-                if (not step["sustained"] or not drained) and not opts.keep_going:
-                    break
+            steps = await run_steps(source, target, dsn, opts)
     finally:
         await source.close()
-    sustained = [s for s in steps if s["sustained"]]
-    return {
-        "label": source.label,
-        "steps": steps,
-        "max_sustained_per_s": max((s["ended_per_s"] for s in sustained), default=0.0),
-        "max_sustained_offered_per_s": max((s["target_per_s"] for s in sustained), default=0.0),
-    }
+    return figures(source.label, steps)
 
 
 async def run(

@@ -117,7 +117,16 @@ class NotStartedError(KestrelError):
 
 
 class UnavailableError(KestrelError):
-    """A part of the runtime (a Ray actor, a worker) died while serving a call (HTTP 503)."""
+    """A part of the runtime (a Ray actor, a worker) died or is restarting (HTTP 503).
+
+    Attributes:
+        retry_after_s: A hint, in seconds, for when to try again (Ray restarts a runtime
+            actor in about a second, longer when its node is gone).
+    """
+
+    def __init__(self, message: str = "", *, retry_after_s: float = 1.0) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
 
 
 class StoreUnavailable(StoreError, UnavailableError):
@@ -132,8 +141,7 @@ class StoreUnavailable(StoreError, UnavailableError):
     """
 
     def __init__(self, message: str, *, retry_after_s: float = 1.0) -> None:
-        self.retry_after_s = retry_after_s
-        super().__init__(message)
+        super().__init__(message, retry_after_s=retry_after_s)
 
 
 class _LeaseLike(Protocol):

@@ -2,9 +2,10 @@
 
 `NotFoundError` → 404, `ConflictError` → 409, `FlowError`/`InputError` → 422 (with every
 problem), `ExpressionError` → 422, request validation → 400 naming the fields (``body`` for
-a body that is not JSON), `UnavailableError`/`NotStartedError` → 503 (with ``Retry-After``
-when the database is unreachable: `StoreUnavailable`), any other `KestrelError` → 500 with
-its message, anything else → 500 with a generic message (the traceback goes to the log).
+a body that is not JSON), `UnavailableError`/`NotStartedError` → 503 with ``Retry-After``
+(a runtime actor restarting, the database unreachable: `StoreUnavailable`), any other
+`KestrelError` → 500 with its message, anything else → 500 with a generic message (the
+traceback goes to the log).
 Errors raised inside a Ray actor arrive wrapped by Ray; the cause is used
 (`actors.unwrap_ray_error`), and every message is one line without escape codes.
 """
@@ -135,7 +136,11 @@ def kestrel_error_response(exc: BaseException) -> JSONResponse:
     if isinstance(exc, ExpressionError):
         return error_response(422, one_sentence(str(exc)))
     if isinstance(exc, UnavailableError | NotStartedError):
-        return error_response(503, one_sentence(str(exc)))
+        # A runtime actor restarting (its node died, Ray restarts it elsewhere): transient.
+        retry = max(1, math.ceil(getattr(exc, "retry_after_s", 1.0)))
+        return error_response(
+            503, one_sentence(str(exc)) or type(exc).__name__, headers={"Retry-After": str(retry)}
+        )
     if isinstance(exc, FileTooLargeError):
         return error_response(413, one_sentence(str(exc)))
     if isinstance(exc, StorageFileNotFoundError):

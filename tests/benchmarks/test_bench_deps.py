@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 import tomllib
 from pathlib import Path
+
+from tests.dry_run import make_dry_run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _dry_run(target: str, tmp_path: Path) -> str:
-    result = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
+    return make_dry_run(target, tmp_path / "venv")
 
 
 def test_make_bench_installs_redis_and_celery_and_make_test_does_not(tmp_path: Path) -> None:

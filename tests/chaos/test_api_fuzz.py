@@ -8,12 +8,7 @@ operation gets a few generated requests, with the token and without it: no answe
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -22,67 +17,33 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.polling import eventually_sync
-from tests.servers import free_port
+from tests.servers import KestrelServer, kestrel_server
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "fuzz-token-0123456789"
 MAX_EXAMPLES = 4  # per operation: bounded, a few seconds for the whole API
 FORBIDDEN = ("Traceback", "ray::", "\x1b[")
 
 
-@dataclass(frozen=True)
-class ServerProcess:
-    url: str
-    log: Path
-
-
 @pytest.fixture
-def api_server(fresh_database: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KESTREL_", "RAY_"))}
-    env["KESTREL_DATA_DIR"] = str(tmp_path / "data")
+def api_server(fresh_database: str, tmp_path: Path) -> Iterator[KestrelServer]:
     flows = tmp_path / "flows"
     flows.mkdir()
-    log = tmp_path / "server.log"
-    argv = ["server", "--db", fresh_database, "--port", str(port), "--flows", str(flows)]
-    argv += ["--api-token", TOKEN]
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", *argv],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        with httpx.Client(base_url=url, timeout=10) as client:
-
-            def healthy() -> bool:
-                assert process.poll() is None, log.read_text()
-                try:
-                    return client.get("/health").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            eventually_sync(healthy, within=120, what="server up")
-        yield ServerProcess(url, log)
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with kestrel_server(
+        fresh_database,
+        flows,
+        tmp_path / "server.log",
+        auth=("--api-token", TOKEN),
+        KESTREL_DATA_DIR=str(tmp_path / "data"),
+    ) as server:
+        yield server
 
 
-def test_no_operation_answers_5xx_or_leaks_internals(api_server: ServerProcess) -> None:
-    _regressions(api_server.url)
+def test_no_operation_answers_5xx_or_leaks_internals(api_server: KestrelServer) -> None:
+    _regressions(api_server.base_url)
     schema = schemathesis.openapi.from_url(
-        f"{api_server.url}/api/v1/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}
+        f"{api_server.base_url}/api/v1/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}
     )
     failures: list[str] = []
     calls = 0
@@ -99,7 +60,7 @@ def test_no_operation_answers_5xx_or_leaks_internals(api_server: ServerProcess) 
         def fuzz(case: schemathesis.Case, authed: bool) -> None:
             nonlocal calls
             headers = {"Authorization": f"Bearer {TOKEN}"} if authed else {}
-            response = case.call(base_url=api_server.url, headers=headers, timeout=30)
+            response = case.call(base_url=api_server.base_url, headers=headers, timeout=30)
             calls += 1
             where = f"{case.method} {case.formatted_path} -> {response.status_code}"
             if response.status_code >= 500:

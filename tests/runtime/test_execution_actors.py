@@ -206,3 +206,39 @@ async def test_event_path_starts_no_process_on_a_warm_pool(
     assert len(ray.util.list_named_actors(all_namespaces=True)) == actors_before
     assert _ray_processes(ray_cluster.session_dir) <= processes_before
     assert pool.size == 1
+
+
+UNSENDABLE_FLOW = """
+id: unsendable
+namespace: tests.actors
+tasks:
+  - id: bad
+    type: python.Function
+    function: tests.runtime.flowfuncs:echo
+    resources:
+      custom: {CPU: 1}  # Ray refuses it when the attempt is submitted, not at parse time
+    retry: {type: constant, interval: PT0.1S, maxAttempts: 3}
+  - {id: never, type: core.Log, message: unreachable}
+"""
+
+
+async def test_an_attempt_ray_refuses_to_take_ends_failed_with_its_task_run(
+    store: Store, pool: ExecutionPool
+) -> None:
+    """Regression: a dispatch failure crashed the interpreter, so the execution ended FAILED
+    while its task run and attempt stayed RUNNING forever."""
+    await deploy(store, UNSENDABLE_FLOW)
+    started = await pool.create("tests.actors", "unsendable")
+    assert await pool.wait(started.execution_id, within=60) is State.FAILED
+    detail = await store.execution_detail(started.execution_id)
+    assert detail is not None
+    assert [d.task_run.task_id for d in detail.task_runs] == ["bad"]
+    bad = run_of(detail, "bad")
+    assert bad.task_run.state is State.FAILED
+    assert len(bad.attempts) == 1  # the same options fail every time: not retried
+    attempt = bad.attempts[0]
+    assert attempt.state is State.FAILED and attempt.ended_at is not None
+    assert attempt.error is not None
+    assert attempt.error["type"] == "ValueError" and attempt.error["retriable"] is False
+    assert attempt.error["message"].startswith("the attempt could not be sent to Ray: ")
+    assert "num_cpus" in attempt.error["message"]

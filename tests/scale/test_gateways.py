@@ -5,9 +5,9 @@
   revision and redeploys its triggers there);
 - an execution running on one is killed and replayed from the other (the owner actor is
   found by name in the shared Ray namespace);
-- JetStream, Kafka and MQTT (QoS 1) triggers each run on exactly one of them (trigger
-  leases), and after ``kill -9`` of their holder mid-stream the survivor takes them over
-  once the leases expire: exactly N executions for N events on each.
+- JetStream, Kafka, MQTT (QoS 1) and Postgres cursor triggers each run on exactly one of
+  them (trigger leases), and after ``kill -9`` of their holder mid-stream the survivor
+  takes them over once the leases expire: exactly N executions for N events on each.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import asyncpg
 import httpx
 import nats
 import paho.mqtt.client as mqtt
@@ -33,8 +34,7 @@ from flows import NotFoundError, State
 from gateway._runtime import Runtime
 from gateway._settings import Settings
 from tests.polling import eventually
-from tests.scale._processes import Gateway, start_gateway
-from tests.servers import RayCluster, free_port
+from tests.servers import KestrelServer, RayCluster, free_port, start_kestrel_server
 
 pytestmark = pytest.mark.integration
 
@@ -87,11 +87,18 @@ triggers:
     server: {urls["mqtt"]}
     topic: {topic}/readings
     qos: 1
+  - id: rows
+    type: postgres.RealtimeTrigger
+    url: "{urls["postgres"]}"
+    table: {urls["table"]}
+    cursorColumn: n
+    pollInterval: PT0.2S
 """
 
 
-TRIGGERS = ("orders", "kafka", "mqtt")
-"""The durable sources of the takeover scenario: JetStream, Kafka, MQTT QoS 1."""
+TRIGGERS = ("orders", "kafka", "mqtt", "rows")
+"""The durable sources of the takeover scenario: JetStream, Kafka, MQTT QoS 1, and a
+Postgres cursor (rows of a table in the same database)."""
 
 
 @pytest.fixture
@@ -112,11 +119,11 @@ async def runtime_a(
 @pytest.fixture
 async def gateway_b(
     fresh_database: str, ray_cluster: RayCluster, tmp_path: Path
-) -> AsyncIterator[Gateway]:
+) -> AsyncIterator[KestrelServer]:
     folder = tmp_path / "flows-b"
     folder.mkdir()
     gateway = await asyncio.to_thread(
-        start_gateway,
+        start_kestrel_server,
         fresh_database,
         folder,
         tmp_path / "b.log",
@@ -147,7 +154,7 @@ async def _executions(runtime: Runtime, namespace: str, trigger_id: str) -> list
 
 async def test_two_gateways_share_flows_executions_and_triggers(
     runtime_a: Runtime,
-    gateway_b: Gateway,
+    gateway_b: KestrelServer,
     nats_url: str,
     mqtt_url: str,
     kafka_bootstrap: str,
@@ -220,6 +227,9 @@ async def test_two_gateways_share_flows_executions_and_triggers(
             await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
         finally:
             await admin.close()
+        table = f"rows_{uuid.uuid4().hex[:8]}"
+        source_db = await asyncpg.connect(runtime_a.settings.db)
+        await source_db.execute(f"CREATE TABLE {table} (n bigint PRIMARY KEY)")
         producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
         await producer.start()
         try:
@@ -228,6 +238,7 @@ async def test_two_gateways_share_flows_executions_and_triggers(
                 for k, v in kafka_group_options.items()
             }
             urls = {"nats": nats_url, "kafka": kafka_bootstrap, "mqtt": mqtt_url, "group": group}
+            urls |= {"postgres": runtime_a.settings.db, "table": table}
             source = stream_flow(namespace, stream, urls, topic)
             assert (await b.post("/api/v1/flows", content=source, headers=YAML)).status_code == 201
             await eventually(
@@ -246,6 +257,9 @@ async def test_two_gateways_share_flows_executions_and_triggers(
                     await producer.send(topic, body, key=str(n).encode())
                 await producer.flush()
                 await asyncio.to_thread(_mqtt_publish, mqtt_url, f"{topic}/readings", numbers)
+                await source_db.executemany(
+                    f"INSERT INTO {table} (n) VALUES ($1)", [(n,) for n in numbers]
+                )
 
             await publish(range(0, 10))
             for trigger_id in TRIGGERS:
@@ -275,6 +289,7 @@ async def test_two_gateways_share_flows_executions_and_triggers(
                 assert len({e.dedupe_key for e in executions}) == 20
         finally:
             await producer.stop()
+            await source_db.close()
             await js.delete_stream(stream)
             await client.close()
 

@@ -13,8 +13,10 @@ from tests.servers._kafka import (
     kafka_server,
     kafka_server_advertising,
 )
+from tests.servers._kestrel import KestrelServer, kestrel_server, start_kestrel_server
 from tests.servers._mqtt import ENV_URL as MQTT_ENV
 from tests.servers._mqtt import check_mqtt, find_mosquitto, mqtt_server, parse_mqtt_url
+from tests.servers._multinode import MultiNodeCluster, multinode_cluster
 from tests.servers._nats import ENV_URL as NATS_ENV
 from tests.servers._nats import check_nats, nats_server
 from tests.servers._postgres import ENV_DSN as POSTGRES_ENV
@@ -36,7 +38,7 @@ from tests.servers._process import (
 from tests.servers._ray import ENV_ADDRESS as RAY_ENV
 from tests.servers._ray import RayCluster, ray_session
 from tests.servers._s3 import ENV_URL as S3_ENV
-from tests.servers._s3 import S3Server, check_s3, s3_server
+from tests.servers._s3 import S3Server, check_s3, s3_server, seaweedfs_server
 
 __all__ = [
     "KAFKA_ENV",
@@ -46,6 +48,8 @@ __all__ = [
     "RAY_ENV",
     "S3_ENV",
     "STARTUP_SECONDS",
+    "KestrelServer",
+    "MultiNodeCluster",
     "RayCluster",
     "S3Server",
     "ServerStartError",
@@ -62,7 +66,9 @@ __all__ = [
     "free_port",
     "kafka_server",
     "kafka_server_advertising",
+    "kestrel_server",
     "mqtt_server",
+    "multinode_cluster",
     "nats_server",
     "new_database_name",
     "parse_mqtt_url",
@@ -70,5 +76,7 @@ __all__ = [
     "ray_session",
     "run_async",
     "s3_server",
+    "seaweedfs_server",
+    "start_kestrel_server",
     "wait_until",
 ]

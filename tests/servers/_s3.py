@@ -20,7 +20,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -74,11 +74,15 @@ def _answers(endpoint: str) -> None:
         return
 
 
-def check_s3(server: S3Server) -> None:
-    """Write, read back and delete one object (the volume servers must be up too)."""
+PROBE_BUCKET = "kestrel-probe"
+
+
+def check_s3(server: S3Server, bucket: str = PROBE_BUCKET) -> None:
+    """Write, read back and delete one object in `bucket` (the volume servers must be up
+    too; SeaweedFS creates the bucket on that first write)."""
     _answers(server.endpoint)
     store = S3Store(
-        "kestrel-probe",
+        bucket,
         endpoint=server.endpoint,
         access_key_id=server.access_key,
         secret_access_key=server.secret_key,
@@ -110,6 +114,7 @@ def _command(binary: str, workdir: Path, ports: list[int], config: Path) -> list
         f"-dir={workdir / 'data'}",
         f"-ip={LOOPBACK}",
         f"-ip.bind={LOOPBACK}",
+        "-master.telemetry=false",
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         "-master.volumeSizeLimitMB=64",
@@ -131,7 +136,12 @@ def _command(binary: str, workdir: Path, ports: list[int], config: Path) -> list
 
 
 @contextlib.contextmanager
-def _seaweedfs() -> Iterator[S3Server]:
+def seaweedfs_server(buckets: Sequence[str] = ()) -> Iterator[S3Server]:
+    """A private SeaweedFS S3 gateway on free loopback ports, with `buckets` created.
+
+    Always SeaweedFS, whatever ``KESTREL_TEST_S3_URL`` says (`s3_server` honours it): for
+    a test that needs a store of its own, such as a Kafka broker's durable log.
+    """
     binary = find_executable("weed")
     if binary is None:
         raise ServerStartError(
@@ -160,6 +170,8 @@ def _seaweedfs() -> Iterator[S3Server]:
         server = S3Server(f"http://{LOOPBACK}:{ports[6]}", ACCESS_KEY, SECRET_KEY)
         try:
             wait_ready(process, lambda: check_s3(server), timeout=60.0, interval=0.2)
+            for bucket in buckets:
+                check_s3(server, bucket)
             STARTUP_SECONDS["seaweedfs"] = time.monotonic() - started
             yield server
         finally:
@@ -184,5 +196,5 @@ def s3_server() -> Iterator[S3Server]:
             raise ServerStartError(f"{ENV_URL}={endpoint} does not answer: {exc}") from exc
         yield server
         return
-    with _seaweedfs() as server:
+    with seaweedfs_server() as server:
         yield server

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.dry_run import make_dry_run
 from tests.servers import ServerStartError, _mqtt, mqtt_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,20 +67,7 @@ def test_deps_without_root_stops_and_prints_the_one_command() -> None:
 
 
 def _dry_run(target: str, tmp_path: Path) -> str:
-    # A fresh venv path: make shows every step a machine with nothing would run. Run as a
-    # top-level make (CI's `make test` runs this test inside make: its MAKELEVEL/MAKEFLAGS
-    # would add "Entering directory" lines and pass flags down).
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")}
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return result.stdout
+    return make_dry_run(target, tmp_path / "venv")
 
 
 def test_make_run_installs_only_what_running_needs(tmp_path: Path) -> None:

@@ -1,13 +1,16 @@
 """A small multi-node Ray cluster in its own process, for the scale-out tests.
 
-Run as ``python -m tests.scale._cluster``: it starts Ray's own multi-node test cluster
+Run as ``python -m tests.servers._multinode_main``: it starts Ray's own multi-node test cluster
 (`ray.cluster_utils.Cluster`: a head raylet with 1 CPU and a worker raylet with 1 CPU and
 the custom resource ``gpu_node``, no dashboard), prints one JSON line
 ``{"address", "head", "gpu_node"}`` (GCS address and node ids), then answers one command
 per stdin line with one JSON line:
 
-- ``actors``: ``[{"name", "node", "state"}]`` of every named actor in the cluster;
-- ``remove-gpu-node``: stops the worker raylet (and everything on it).
+- ``actors``: ``[{"name", "class", "node", "state"}]`` of every actor in the cluster
+  (``name`` is empty for an unnamed one, such as a warm `TaskWorker`);
+- ``remove-gpu-node``: stops the worker raylet (and everything on it), without grace;
+- ``add-gpu-node``: starts a new worker raylet like it (as an autoscaler replaces a lost
+  node) and answers ``{"gpu_node": <its node id>}``.
 
 It shuts the cluster down when stdin closes. The test process itself never joins this
 cluster, so it keeps its own session Ray (tests/servers/_ray.py) untouched.
@@ -24,6 +27,7 @@ from typing import Any
 HEAD_CPUS = 1
 WORKER_CPUS = 1
 GPU_NODE_RESOURCE = "gpu_node"
+GPU_NODE_UNITS = 1
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
 
 
@@ -35,11 +39,15 @@ def _say(value: Any) -> None:
 def _actors(global_state: Any) -> list[dict[str, Any]]:
     found = []
     for info in global_state.actor_table(None).values():
-        name = info.get("Name") or ""
-        if not name:
-            continue
         address = info.get("Address") or {}
-        found.append({"name": name, "node": address.get("NodeID"), "state": info.get("State")})
+        found.append(
+            {
+                "name": info.get("Name") or "",
+                "class": info.get("ActorClassName") or "",
+                "node": address.get("NodeID"),
+                "state": info.get("State"),
+            }
+        )
     return found
 
 
@@ -58,8 +66,13 @@ def main() -> None:
     # nothing else on this machine joins this cluster by accident.
     with contextlib.suppress(OSError):
         os.remove("/tmp/ray/ray_current_cluster")
+    worker_args = {
+        **common,
+        "num_cpus": WORKER_CPUS,
+        "resources": {GPU_NODE_RESOURCE: GPU_NODE_UNITS},
+    }
     try:
-        worker = cluster.add_node(**common, num_cpus=WORKER_CPUS, resources={GPU_NODE_RESOURCE: 1})
+        worker = cluster.add_node(**worker_args)
         cluster.wait_for_nodes()
         _say(
             {
@@ -75,6 +88,10 @@ def main() -> None:
             elif command == "remove-gpu-node":
                 cluster.remove_node(worker, allow_graceful=False)
                 _say({"removed": worker.node_id})
+            elif command == "add-gpu-node":
+                worker = cluster.add_node(**worker_args)
+                cluster.wait_for_nodes()
+                _say({"gpu_node": worker.node_id})
             else:
                 _say({"error": f"unknown command {command!r}"})
     finally:
