@@ -49,7 +49,7 @@ async def test_triggers_api_answers_503_with_retry_after_while_a_host_restarts(
     runtime, api = served
     namespace = f"scale.restart{uuid.uuid4().hex[:8]}"
     subject = f"restart.{uuid.uuid4().hex[:8]}"
-    await runtime.deploy(
+    await runtime.catalog.deploy(
         f"id: heard\nnamespace: {namespace}\n"
         "tasks:\n  - {id: say, type: core.Log, message: hi}\n"
         f"triggers:\n  - {{id: core, type: nats.RealtimeTrigger, url: {nats_url}, "
@@ -63,7 +63,7 @@ async def test_triggers_api_answers_503_with_retry_after_while_a_host_restarts(
 
     await eventually(running, within=30, what="the trigger running")
 
-    (host,) = runtime._hosts
+    (host,) = runtime.hosts
     ray.kill(host, no_restart=False)  # its process dies; Ray restarts it
     killed_at = time.monotonic()
     answers: list[httpx.Response] = []
