@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 from nats.js.errors import ServiceUnavailableError
 
@@ -36,7 +35,8 @@ class JetStreamListener(NatsListener):
     more than ``maxInFlight`` minus the deliveries still unacked. A delivery held for
     more than half of the ack wait is reported in progress so the server does not
     redeliver it meanwhile; on `close` the unacked ones are nak'ed, so they come again
-    at once after the next `connect`.
+    at once after the next `connect`. The connection is the process's shared one for
+    the server (`_shared`); the pull subscription is this listener's own.
 
     Attributes:
         stream: The stream consumed (known after `connect`).
@@ -52,7 +52,6 @@ class JetStreamListener(NatsListener):
         self._ack_wait = DEFAULT_ACK_WAIT
         self._paused_until = 0.0
         self._keeper: asyncio.Task[None] | None = None
-        self._sub: Subscription | None = None
         self.stream = ""
         self.durable = trigger.durable_id or default_durable(ctx)
         self._consumer = Consumer(trigger, ctx, self.durable, self.name)
@@ -81,7 +80,7 @@ class JetStreamListener(NatsListener):
                 pending_bytes_limit=0,
             )
         except Exception as exc:
-            await self._close_client(client)
+            await self._release()
             if isinstance(exc, ConnectorError):
                 raise
             if isinstance(exc, NoRespondersError | ServiceUnavailableError):
@@ -224,13 +223,14 @@ class JetStreamListener(NatsListener):
         await self._pull()
 
     async def close(self) -> None:
-        """Stop pulling, nak the unacked deliveries and disconnect.
+        """Stop pulling, nak the unacked deliveries and leave the connection.
 
         The naks go out in arrival order, so the next `connect` gets them again at once
         (the server may reorder them; a broken connection sends none: they come back
         after the ack wait). Their dedupe keys are unchanged.
         """
         keeper, self._keeper = self._keeper, None
+        sub = self._sub
         client, held = await self._shutdown()
         if keeper is not None:
             keeper.cancel()
@@ -238,14 +238,16 @@ class JetStreamListener(NatsListener):
                 await keeper
         self._window.reset()
         if client is None:
+            await self._release()
             return
-        sub, self._sub = self._sub, None
         if client.is_connected:
             with contextlib.suppress(Exception):
                 if sub is not None:
                     # Open pull requests lose their interest first (the server reads
-                    # in order): the naks below are not redelivered to this connection.
+                    # in order): the naks below are not redelivered to this listener.
                     await sub.unsubscribe()
                 for item in held:
                     await item.msg.nak()
-        await self._close_client(client)
+        elif sub is not None:
+            await self._unsubscribe(client, sub)
+        await self._release()
