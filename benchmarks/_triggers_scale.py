@@ -2,9 +2,9 @@
 ``kestrel server`` runs with its default ``KESTREL_LISTENER_HOSTS=1``).
 
 The mix is NATS core, NATS JetStream, MQTT QoS 1, Kafka and Postgres LISTEN/NOTIFY.
-Postgres NOTIFY triggers are capped at 50: each holds its own database connection (a
-LISTEN lives on a session), i.e. one Postgres backend process (several MB) and one slot
-of ``max_connections`` per trigger, which is a cost on the database rather than on us.
+Postgres NOTIFY triggers are capped at 50, so the mix stays comparable with earlier runs
+(they used to hold a database connection each; a listener host's NOTIFY triggers now
+share one per database, see ``postgres_connections`` in the results).
 
 Measured: the extra memory (RSS, and USS which does not double-count shared pages) of
 all Ray worker processes, before the hosts exist and after every trigger is RUNNING;
