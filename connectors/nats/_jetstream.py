@@ -99,6 +99,9 @@ class JetStreamListener(NatsListener):
         self._keeper = asyncio.create_task(self._keep(generation), name=f"nats {self.name}")
         await self._pull()
 
+    def _subjects(self) -> tuple[str, ...]:
+        return (self._trigger.subject, self._inbox, self._pull_subject)
+
     # ---- receiving ----
 
     def _receiver(

@@ -190,13 +190,8 @@ class NatsListener(Listener):
         endpoint = self._endpoint
 
         async def on_error(exc: Exception) -> None:
-            if generation != self._generation:
-                return
-            if isinstance(exc, SlowConsumerError):
-                if self._owns(exc.sub):  # another trigger's subscription: its business
-                    self._count_drop(exc.subject)
-            else:
-                self._ctx.log("WARN", f"NATS {endpoint.display}: {describe(exc)}")
+            if generation == self._generation:
+                self._on_error(exc)
 
         async def on_disconnected() -> None:
             if generation == self._generation:
@@ -218,9 +213,31 @@ class NatsListener(Listener):
         self._lease = (shared, watcher)
         return client
 
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            if self._owns(exc.sub):  # another trigger's subscription: its business
+                self._count_drop(exc.subject)
+        elif self._concerns(exc):
+            self._ctx.log("WARN", f"NATS {self._endpoint.display}: {describe(exc)}")
+
     def _owns(self, sub: Subscription) -> bool:
         """Whether ``sub`` is this listener's subscription."""
         return sub is self._sub
+
+    def _subjects(self) -> tuple[str, ...]:
+        """The subjects this listener subscribes or publishes to."""
+        return (self._trigger.subject,)
+
+    def _concerns(self, exc: Exception) -> bool:
+        """Whether an error of the shared connection is this listener's to log.
+
+        A permissions violation names its subject: only the listener using that
+        subject logs it. Anything else is about the connection: every listener logs it.
+        """
+        text = str(exc)
+        if "permissions violation" not in text.lower():
+            return True
+        return any(subject and subject in text for subject in self._subjects())
 
     def _count_drop(self, subject: str) -> None:
         self._dropped += 1

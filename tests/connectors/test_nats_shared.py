@@ -257,3 +257,23 @@ async def test_a_broker_restart_recovers_every_trigger_on_the_shared_connection(
     del core, js
     assert await eventually(both_receive, within=30, interval=0.5, what="both receive")
     await eventually(lambda: _is(monitored_nats.connections(), 1), what="still one connection")
+
+
+def test_a_permissions_violation_is_logged_only_by_the_trigger_whose_subject_it_names() -> None:
+    """Errors of the shared connection reach every listener; each logs only its own."""
+    contexts = {name: FakeListenerContext(trigger_id=name) for name in ("mine", "other")}
+    listeners = {
+        name: NatsRealtimeTrigger.model_validate(
+            {"id": name, "type": "nats.RealtimeTrigger", "url": "nats://127.0.0.1:1"}
+            | {"subject": f"orders.{name}"}
+        ).create_listener(ctx)
+        for name, ctx in contexts.items()
+    }
+    denied = Exception('nats: permissions violation for subscription to "orders.mine"')
+    broken = Exception("nats: stale connection")
+    for listener in listeners.values():
+        listener._on_error(denied)  # type: ignore[attr-defined]
+        listener._on_error(broken)  # type: ignore[attr-defined]
+    assert [text for _, text in contexts["mine"].logs if "permissions" in text]
+    assert not [text for _, text in contexts["other"].logs if "permissions" in text]
+    assert all(any("stale" in text for _, text in ctx.logs) for ctx in contexts.values())
