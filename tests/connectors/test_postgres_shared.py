@@ -6,8 +6,9 @@ The server side is counted in ``pg_stat_activity`` (the shared connections'
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
@@ -15,8 +16,11 @@ import pytest
 
 from connectors.postgres import PostgresRealtimeTrigger
 from flows import ConnectorError, Event, Listener, PoisonMessage
+from tests.chaos.test_postgres_restart import RestartablePostgres
 from tests.connectors.fakes import FakeListenerContext, Pump
 from tests.polling import eventually
+from tests.servers._postgres import _spec
+from tests.servers._process import run_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -66,6 +70,21 @@ class Triggers:
 
     def listener(self, name: str) -> Listener:
         return self.running[name][0]
+
+    async def recovered(self) -> bool:
+        """Reconnect (once each) the listeners whose iterator ended; True when none did."""
+        fine = True
+        for name, (listener, pump) in list(self.running.items()):
+            if not pump.task.done():
+                continue
+            fine = False
+            await listener.close()
+            try:
+                await listener.connect()
+            except ConnectorError:
+                continue  # the server is not back yet: the host would retry too
+            self.running[name] = (listener, Pump(listener))
+        return fine
 
     async def stop(self, name: str) -> None:
         listener, pump = self.running.pop(name)
@@ -151,3 +170,39 @@ async def test_a_lost_connection_ends_every_trigger_on_it_and_one_reconnect_serv
     got_a, got_b = await triggers.running["a"][1].get(), await triggers.running["b"][1].get()
     assert isinstance(got_a, Event) and got_a.variables["payload"] == "a again"
     assert isinstance(got_b, Event) and got_b.variables["payload"] == "b again"
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[RestartablePostgres]:
+    with run_server(_spec()) as server:
+        running = RestartablePostgres(server, server.process)
+        try:
+            yield running
+        finally:
+            stop_process(running.process)
+
+
+async def test_a_server_restart_recovers_every_trigger_on_the_shared_connection(
+    own_postgres: RestartablePostgres,
+) -> None:
+    dsn = own_postgres.admin_dsn
+    triggers = Triggers(dsn)
+    one, two = f"ch_{uuid.uuid4().hex}", f"ch_{uuid.uuid4().hex}"
+    try:
+        a = await triggers.start("a", one)
+        b = await triggers.start("b", two)
+        await eventually(lambda: _count_is(dsn, 1), what="one listening session")
+
+        await asyncio.to_thread(own_postgres.restart, 0.5)
+        assert isinstance(await a.ended(), ConnectorError)
+        assert isinstance(await b.ended(), ConnectorError)
+        await eventually(triggers.recovered, within=60, what="both listeners running")
+        assert await backends(dsn) == 1
+
+        await sql(dsn, "SELECT pg_notify($1, 'a back'), pg_notify($2, 'b back')", one, two)
+        got_a = await triggers.running["a"][1].get()
+        got_b = await triggers.running["b"][1].get()
+        assert isinstance(got_a, Event) and got_a.variables["payload"] == "a back"
+        assert isinstance(got_b, Event) and got_b.variables["payload"] == "b back"
+    finally:
+        await triggers.close()
