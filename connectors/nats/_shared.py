@@ -65,11 +65,6 @@ class SharedConnection:
         """Closed for good: a new `join` needs a new connection."""
         return self._closed
 
-    @property
-    def users(self) -> int:
-        """Listeners holding the connection."""
-        return len(self._watchers)
-
     async def _open(self) -> NatsClient:
         return await open_connection(
             self._endpoint,
@@ -92,7 +87,7 @@ class SharedConnection:
         opening = self._opening
         try:
             client = await asyncio.shield(opening)
-        except ConnectorError:
+        except Exception:  # the next `join` tries again with a new connection
             self._forget()
             raise
         except asyncio.CancelledError:
@@ -203,8 +198,3 @@ async def join(endpoint: Endpoint, watcher: Watcher) -> tuple[SharedConnection, 
         with contextlib.suppress(_Stale):
             return shared, await shared.join(watcher)
     raise ConnectorError(f"the connection to NATS {endpoint.display} keeps closing")
-
-
-def shared_listener_connections() -> int:
-    """Open shared listener connections on this event loop (a figure for tests, stats)."""
-    return len(_registry())

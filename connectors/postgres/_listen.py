@@ -73,11 +73,6 @@ class SharedListen:
         self._checked = time.monotonic()
         self.closed = False
 
-    @property
-    def users(self) -> int:
-        """Triggers on the connection."""
-        return len(self._subscribers)
-
     async def _open(self) -> asyncpg.Connection[Any]:
         dsn, username, password = self._key
         conn = await open_connection(
@@ -97,7 +92,7 @@ class SharedListen:
         opening = self._opening
         try:
             conn = await asyncio.shield(opening)
-        except ConnectorError:
+        except Exception:  # the next `join` tries again with a new connection
             self._forget()
             raise
         except asyncio.CancelledError:
@@ -116,7 +111,21 @@ class SharedListen:
             raise ConnectorError(
                 f"cannot LISTEN on '{subscriber.channel}': {describe(exc)}"
             ) from exc
+        except BaseException:  # cancelled: the caller never learns of its subscription
+            self._abandon(subscriber)
+            raise
         return conn
+
+    def _abandon(self, subscriber: Subscriber) -> None:
+        """Drop a subscriber without waiting (its callback ignores what still comes)."""
+        self._subscribers.pop(subscriber, None)
+        self._held.discard(subscriber)
+        if self._subscribers or self.closed or self.conn is None:
+            return
+        self.closed = True
+        self._forget()
+        task = asyncio.ensure_future(close_connection(self.conn))
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def leave(self, subscriber: Subscriber) -> None:
         """UNLISTEN the subscriber's callback; the last subscriber closes the connection."""
