@@ -2,9 +2,9 @@
 ``kestrel server`` runs with its default ``KESTREL_LISTENER_HOSTS=1``).
 
 The mix is NATS core, NATS JetStream, MQTT QoS 1, Kafka and Postgres LISTEN/NOTIFY.
-Postgres NOTIFY triggers are capped at 50: each holds its own database connection (a
-LISTEN lives on a session), i.e. one Postgres backend process (several MB) and one slot
-of ``max_connections`` per trigger, which is a cost on the database rather than on us.
+Postgres NOTIFY triggers are capped at 50, so the mix stays comparable with earlier runs
+(they used to hold a database connection each; a listener host's NOTIFY triggers now
+share one per database, see ``postgres_connections`` in the results).
 
 Measured: the extra memory (RSS, and USS which does not double-count shared pages) of
 all Ray worker processes, before the hosts exist and after every trigger is RUNNING;
@@ -22,6 +22,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import psutil
@@ -265,6 +266,34 @@ async def _pg_connections(dsn: str) -> int:
         await conn.close()
 
 
+def _port(address: str | None) -> int | None:
+    """The port of ``nats://h:p``, ``tcp://h:p``, ``h:p`` or a DSN (first server)."""
+    if not address:
+        return None
+    first = address.split(",")[0]
+    parts = urlsplit(first if "://" in first else f"tcp://{first}")
+    return parts.port
+
+
+def host_sockets(pids: list[int], brokers: Brokers, pg_dsn: str) -> dict[str, int]:
+    """TCP connections the listener hosts hold, per server (what sharing saves)."""
+    ports = {
+        "nats": _port(brokers.nats_url),
+        "mqtt": _port(brokers.mqtt_url),
+        "kafka": _port(brokers.kafka_bootstrap),
+        "postgres": _port(pg_dsn),
+    }
+    out = dict.fromkeys(ports, 0)
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            for conn in psutil.Process(pid).net_connections(kind="tcp"):
+                remote = conn.raddr.port if conn.raddr else None
+                for name, port in ports.items():
+                    if port is not None and remote == port:
+                        out[name] += 1
+    return out
+
+
 def _busy(times: Any) -> float:
     """Non-idle CPU seconds of the whole machine (nice included: Ray workers run niced)."""
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
@@ -343,6 +372,8 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
         rss_after, uss_after = memory(after)
         pg_after = await _pg_connections(pg.admin_dsn)
         host_pids = [(await h.load.remote()).pid for h in hosts]
+        sockets = host_sockets(host_pids, brokers, dsn)
+        print(f"  listener hosts' connections per server: {sockets}", flush=True)
         print(f"  settling {opts.settle_seconds:g}s, then idle CPU over {opts.idle_seconds:g}s",
               flush=True)  # fmt: skip
         await asyncio.sleep(opts.settle_seconds)  # measurement method, not synchronisation
@@ -382,6 +413,7 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
         "idle_cpu": idle,
         "idle_cpu_without_kafka": {**idle_no_kafka, "triggers": opts.triggers - kafka},
         "postgres_connections": {"before": pg_before, "after": pg_after},
+        "host_sockets": sockets,
         "note": "CPU: % of one core; ours = every Ray worker process of this run's Ray; "
         "servers = this run's brokers and Postgres; machine = the whole box, other users "
         "included. Kafka triggers use Kafka's default fetch.max.wait.ms (500 ms).",

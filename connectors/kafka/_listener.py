@@ -19,9 +19,7 @@ import asyncio
 import base64
 import contextlib
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,16 +28,12 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
 
+from ._commits import COMMIT_TIMEOUT_S, Commits
 from ._offsets import PartitionAcks
+from ._parking import IdleParking
 from ._serde import SerdeError, deserialize
-from ._watch import (
-    DEFAULT_FETCH_WAIT_MS,
-    IDLE_AFTER_S,
-    IdleWatch,
-    Parking,
-    acquire_watch,
-    release_watch,
-)
+from ._session import Fetched, Session, Token
+from ._watch import DEFAULT_FETCH_WAIT_MS, IDLE_AFTER_S, acquire_watch, release_watch
 
 if TYPE_CHECKING:
     from aiokafka.structs import ConsumerRecord
@@ -51,69 +45,30 @@ _POLL_MS = 500
 _FETCHER_TIMEOUT_MS = 1_000
 _PARKED_POLL_MS = 10_000
 """Longest wait for records in one poll while parked (the watch resumes the partitions)."""
-_POSITION_TIMEOUT_S = 1.0
 _ROOM_WAIT_S = 1.0
 """While paused, poll this often (keeps the group membership alive) until acks come."""
-_COMMIT_INTERVAL_S = 0.05
-_COMMIT_RETRY_S = 1.0
-_COMMIT_TIMEOUT_S = 5.0
 SENT_AT_HEADER = "kestrel-sent-at"
 """Header (case-insensitive) with the producer's ISO send time: a precise ``published_at``."""
 
 
-@dataclass(eq=False, slots=True)
-class _Token:
-    """`Delivery.token`: which record, from which assignment of its partition."""
-
-    tp: TopicPartition
-    offset: int
-    acks: PartitionAcks
-
-
-@dataclass(slots=True)
-class _Fetched:
-    """A record read but not yet delivered, with the assignment it was read under."""
-
-    tp: TopicPartition
-    acks: PartitionAcks | None
-    record: ConsumerRecord[bytes, bytes]
-
-
-@dataclass(slots=True)
-class _Session:
-    """The state of one connect → close cycle."""
-
-    consumer: AIOKafkaConsumer
-    parts: dict[TopicPartition, PartitionAcks] = field(default_factory=dict)
-    outstanding: set[_Token] = field(default_factory=set)
-    room: asyncio.Event = field(default_factory=asyncio.Event)
-    wake_commit: asyncio.Event = field(default_factory=asyncio.Event)
-    commit_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    committer: asyncio.Task[None] | None = None
-    paused: bool = False
-    backlog: deque[_Fetched] = field(default_factory=deque)
-    """Read, not yet delivered (kept here so that a new `events` iterator goes on)."""
-    watch: IdleWatch | None = None
-    parking: Parking | None = None
-    """Registered with the watch (idle); its partitions are paused once covered."""
-    watch_paused: set[TopicPartition] = field(default_factory=set)
-    idle_since: float = field(default_factory=time.monotonic)
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, listener: KafkaListener, session: _Session) -> None:
-        self._listener = listener
+    def __init__(self, commits: Commits, session: Session) -> None:
+        self._commits = commits
         self._session = session
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        await self._listener._revoked(self._session, set(revoked))
+        await self._commits.revoked(self._session, set(revoked))
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        await self._listener._assigned(self._session, set(assigned))
+        await self._commits.assigned(self._session, set(assigned))
 
 
 class KafkaListener(Listener):
     """Consume a ``kafka.RealtimeTrigger``'s topics; commit each offset once it is durable.
+
+    Commits and the partition assignment are followed by `Commits` (``_commits.py``),
+    parking while idle by `IdleParking` (``_parking.py``); this class polls, delivers,
+    takes acks and applies backpressure.
 
     Dedupe key: ``kafka:{topic}:{partition}:{offset}``. Trigger variables: ``key``,
     ``value``, ``topic``, ``partition``, ``offset``, ``timestamp`` (ISO-8601, UTC) and
@@ -152,7 +107,9 @@ class KafkaListener(Listener):
         self._batch: int | None = options.get("max_poll_records")
         self._wait_ms = int(options.get("fetch_max_wait_ms", DEFAULT_FETCH_WAIT_MS))
         self._share_idle = share_idle
-        self._session: _Session | None = None
+        self._session: Session | None = None
+        self._parking = IdleParking(lambda: self._session, self._wait_ms)
+        self._commits = Commits(trigger, ctx, lambda: self._session, self._parking.unpark)
 
     async def connect(self) -> None:
         """Start the consumer and subscribe (or assign ``partitions``).
@@ -165,7 +122,7 @@ class KafkaListener(Listener):
             consumer = AIOKafkaConsumer(**self._options)
         except (ValueError, TypeError, KafkaError) as exc:
             raise ConnectorError(f"bad Kafka consumer configuration: {exc}") from exc
-        session = _Session(consumer)
+        session = Session(consumer)
         try:
             await consumer.start()
             await self._subscribe(session)
@@ -173,25 +130,24 @@ class KafkaListener(Listener):
             await _stop_quietly(consumer)
             servers = self._options.get("bootstrap_servers")
             raise ConnectorError(f"cannot consume from Kafka at {servers}: {exc!r}") from exc
-        session.committer = asyncio.create_task(self._commit_loop(session))
+        session.committer = asyncio.create_task(self._commits.loop(session))
         if self._share_idle:
             session.watch = acquire_watch(self._options)
         self._session = session
 
-    async def _subscribe(self, session: _Session) -> None:
+    async def _subscribe(self, session: Session) -> None:
         trigger, consumer = self._trigger, session.consumer
+        rebalance = _Rebalance(self._commits, session)
         if trigger.partitions is not None:
             tps = [TopicPartition(t, p) for t in trigger.topics for p in trigger.partitions]
             consumer.assign(tps)
             session.parts.update((tp, PartitionAcks()) for tp in tps)
-            await self._seek_since(session, set(tps))
+            await self._commits.seek_since(session, set(tps))
         elif trigger.topic_pattern is not None:
             # Kafka matches the whole name (Java's Matcher.matches); aiokafka uses re.match.
-            consumer.subscribe(
-                pattern=rf"(?:{trigger.topic_pattern})\Z", listener=_Rebalance(self, session)
-            )
+            consumer.subscribe(pattern=rf"(?:{trigger.topic_pattern})\Z", listener=rebalance)
         else:
-            consumer.subscribe(topics=trigger.topics, listener=_Rebalance(self, session))
+            consumer.subscribe(topics=trigger.topics, listener=rebalance)
 
     async def events(self) -> AsyncIterator[Delivery]:
         """Yield records in partition order, at most ``maxInFlight`` unacked.
@@ -221,18 +177,18 @@ class KafkaListener(Listener):
                 session.paused = False
             backlog.extend(await self._poll_or_park(session, min(room, self._batch or room)))
 
-    async def _poll_or_park(self, session: _Session, limit: int) -> list[_Fetched]:
+    async def _poll_or_park(self, session: Session, limit: int) -> list[Fetched]:
         """Poll; park with the watch after `IDLE_AFTER_S` without records."""
         wait = _POLL_MS if session.parking is None else _PARKED_POLL_MS
         fetched = await self._poll(session, wait, limit)
         if fetched:
-            self._unpark(session)
+            self._parking.unpark(session)
             session.idle_since = time.monotonic()
         elif session.parking is None and time.monotonic() - session.idle_since >= IDLE_AFTER_S:
-            await self._park(session)
+            await self._parking.park(session)
         return fetched
 
-    async def _poll(self, session: _Session, timeout_ms: int, limit: int) -> list[_Fetched]:
+    async def _poll(self, session: Session, timeout_ms: int, limit: int) -> list[Fetched]:
         try:
             batch = await session.consumer.getmany(timeout_ms=timeout_ms, max_records=limit)
         except ConsumerStoppedError:
@@ -242,14 +198,14 @@ class KafkaListener(Listener):
                 return []
             raise ConnectorError(f"Kafka consumer failed: {exc!r}") from exc
         return [
-            _Fetched(tp, session.parts.get(tp), record)
+            Fetched(tp, session.parts.get(tp), record)
             for tp, records in batch.items()
             for record in records
         ]
 
-    async def _wait_for_room(self, session: _Session) -> list[_Fetched]:
+    async def _wait_for_room(self, session: Session) -> list[Fetched]:
         """Pause every partition, keep the membership alive, wait for an ack."""
-        self._unpark(session)
+        self._parking.unpark(session)
         session.room.clear()
         session.consumer.pause(*session.consumer.assignment())
         session.paused = True
@@ -264,12 +220,12 @@ class KafkaListener(Listener):
 
     def _deliver(
         self,
-        session: _Session,
+        session: Session,
         tp: TopicPartition,
         acks: PartitionAcks,
         record: ConsumerRecord[bytes, bytes],
     ) -> Delivery:
-        token = _Token(tp, record.offset, acks)
+        token = Token(tp, record.offset, acks)
         acks.delivered(record.offset)
         session.outstanding.add(token)
         return to_delivery(record, self._trigger, token)
@@ -281,7 +237,7 @@ class KafkaListener(Listener):
         those records come again (with the same dedupe key).
         """
         session, token = self._session, delivery.token
-        if session is None or not isinstance(token, _Token) or token not in session.outstanding:
+        if session is None or not isinstance(token, Token) or token not in session.outstanding:
             return
         session.outstanding.discard(token)
         session.room.set()
@@ -294,7 +250,7 @@ class KafkaListener(Listener):
         if session is None:
             return
         session.room.set()  # wakes `events` so that it ends
-        self._unpark(session)
+        self._parking.unpark(session)
         if session.watch is not None:
             await release_watch(session.watch)
             session.watch = None
@@ -302,138 +258,12 @@ class KafkaListener(Listener):
             session.committer.cancel()
             await asyncio.gather(session.committer, return_exceptions=True)
         try:
-            await asyncio.wait_for(self._commit(session), _COMMIT_TIMEOUT_S)
+            await asyncio.wait_for(self._commits.commit(session), COMMIT_TIMEOUT_S)
         except TimeoutError:
             self._ctx.log("WARN", "Kafka: the last offset commit timed out (records come again)")
         session.parts.clear()
         session.outstanding.clear()
         await _stop_quietly(session.consumer)
-
-    # ---- idle: one shared fetch (see `_watch`) -------------------------------------------
-
-    async def _park(self, session: _Session) -> None:
-        """Hand the partitions to the watch (they are paused once its fetch covers them)."""
-        consumer, watch = session.consumer, session.watch
-        tps = set(consumer.assignment())
-        if watch is None or not tps or consumer.paused() or self._session is not session:
-            return
-        positions: dict[TopicPartition, int] = {}
-        try:
-            async with asyncio.timeout(_POSITION_TIMEOUT_S):
-                for tp in sorted(tps):
-                    positions[tp] = int(await consumer.position(tp))
-        except (TimeoutError, KafkaError):
-            return  # no position yet (a reset, a rebalance): try again after the next poll
-        if self._session is not session or set(consumer.assignment()) != tps:
-            return
-        parking = Parking(
-            positions,
-            self._wait_ms,
-            cover=lambda: self._parked_cover(session, parking),
-            wake=lambda: self._parked_wake(session, parking),
-        )
-        if watch.park(parking):
-            session.parking = parking
-
-    def _parked_cover(self, session: _Session, parking: Parking) -> None:
-        if session.parking is not parking or self._session is not session:
-            return
-        consumer = session.consumer
-        tps = set(parking.positions).intersection(consumer.assignment())
-        consumer.pause(*tps)
-        session.watch_paused = tps
-
-    def _parked_wake(self, session: _Session, parking: Parking) -> None:
-        if session.parking is parking:
-            session.parking = None
-            self._resume_parked(session)
-
-    def _unpark(self, session: _Session) -> None:
-        parking, session.parking = session.parking, None
-        if parking is not None and session.watch is not None:
-            session.watch.unpark(parking)
-        self._resume_parked(session)
-
-    @staticmethod
-    def _resume_parked(session: _Session) -> None:
-        paused, session.watch_paused = session.watch_paused, set()
-        consumer = session.consumer
-        tps = paused.intersection(consumer.assignment())
-        if tps:
-            consumer.resume(*tps)
-
-    # ---- commits -------------------------------------------------------------------------
-
-    async def _commit_loop(self, session: _Session) -> None:
-        while True:
-            await session.wake_commit.wait()
-            session.wake_commit.clear()
-            if await self._commit(session):
-                await asyncio.sleep(_COMMIT_INTERVAL_S)
-            else:
-                await asyncio.sleep(_COMMIT_RETRY_S)
-                session.wake_commit.set()
-
-    async def _commit(self, session: _Session, only: set[TopicPartition] | None = None) -> bool:
-        """Commit every committable offset (of `only` when given); False to retry later."""
-        async with session.commit_lock:
-            due = {
-                tp: (acks, acks.committable)
-                for tp, acks in session.parts.items()
-                if acks.dirty and (only is None or tp in only)
-            }
-            if not due:
-                return True
-            try:
-                await session.consumer.commit({tp: offset for tp, (_, offset) in due.items()})
-            except KafkaError as exc:
-                # A rebalance (CommitFailedError) or an unassigned partition: those records
-                # are someone else's now. Anything else: try again later.
-                retry = getattr(exc, "retriable", False) and self._session is session
-                self._ctx.log("WARN", f"Kafka offset commit failed: {exc!r}")
-                return not retry
-            for acks, offset in due.values():
-                acks.committed = offset
-            return True
-
-    # ---- rebalance ----------------------------------------------------------------------
-
-    async def _revoked(self, session: _Session, revoked: set[TopicPartition]) -> None:
-        self._unpark(session)
-        try:
-            await asyncio.wait_for(self._commit(session, revoked), _COMMIT_TIMEOUT_S)
-        except TimeoutError:
-            self._ctx.log("WARN", "Kafka: offset commit on revoke timed out")
-        for tp in revoked:
-            session.parts.pop(tp, None)
-
-    async def _assigned(self, session: _Session, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            session.parts[tp] = PartitionAcks()
-        await self._seek_since(session, assigned)
-
-    async def _seek_since(self, session: _Session, tps: set[TopicPartition]) -> None:
-        """Start partitions the group never committed at the trigger's ``since`` time."""
-        since = self._trigger.since
-        if since is None or not tps:
-            return
-        consumer = session.consumer
-        try:
-            ordered = sorted(tps)
-            committed = await asyncio.gather(*(consumer.committed(tp) for tp in ordered))
-            fresh = [tp for tp, offset in zip(ordered, committed, strict=True) if offset is None]
-            if not fresh:
-                return
-            millis = int(since.timestamp() * 1000)
-            found = await consumer.offsets_for_times(dict.fromkeys(fresh, millis))
-            for tp in fresh:
-                position = found.get(tp)
-                if position is None:
-                    await consumer.seek_to_end(tp)
-                else:
-                    consumer.seek(tp, position.offset)
-        except KafkaError as exc:
-            self._ctx.log("WARN", f"Kafka: cannot seek to since={since.isoformat()}: {exc!r}")
 
 
 async def _stop_quietly(consumer: AIOKafkaConsumer) -> None:

@@ -40,27 +40,25 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
-import json
-import secrets
-import time
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import paho.mqtt.client as paho
 
 from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
 
-from ._client import DEFAULT_CONNECT_TIMEOUT_S, AioMqttClient, ConnectOptions, split_server
+from ._client import AioMqttClient
+from ._keys import DeliveryKeys, digest, unknown_redelivery, user_property
+from ._options import DEFAULT_CONNECT_TIMEOUT_S, ConnectOptions, split_server
 from ._serde import SerdeError, deserialize
+from ._session import SessionCursor
 from ._types import MqttVersion
 
 if TYPE_CHECKING:
     from ._types import MqttRealtimeTrigger
 
-MSG_ID_PROPERTY = "kestrel-msg-id"
-"""MQTT 5 user property (name matched case-insensitively): a publisher's stable message id."""
 SENT_AT_PROPERTY = "kestrel-sent-at"
 """MQTT 5 user property (case-insensitive): the publisher's ISO send time (published_at)."""
 
@@ -87,27 +85,6 @@ def subscription_qos(qos: int) -> int:
     return min(qos, 1)
 
 
-_RECOVERY_MARGIN = 100
-_RECOVERY_REFRESH_S = 1.0
-"""A look-up that misses reads the recent executions again if the index is older."""
-
-
-def _recovery_key(variables: dict[str, Any]) -> str:
-    """What identifies a message among recent executions: packet id, topic, payload."""
-    wanted = [variables.get("id"), variables.get("topic"), variables.get("payload")]
-    return json.dumps(wanted, sort_keys=True, default=str)
-
-
-def _unknown_redelivery(delivery: Delivery) -> bool:
-    """A QoS ≥ 1 redelivery (DUP) whose first delivery this listener did not see."""
-    return (
-        isinstance(delivery, Event)
-        and delivery.dedupe_key is None
-        and bool(delivery.metadata.get("dup"))
-        and int(delivery.variables.get("qos", 0)) > 0
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class _Token:
     """`Delivery.token`: a delivery of one connection (``conn``) of this listener."""
@@ -116,46 +93,6 @@ class _Token:
     seq: int
     mid: int
     qos: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Open:
-    """A delivery not PUBACKed yet: the key its redelivery must get back."""
-
-    key: str
-    topic: str
-    digest: str
-
-    def dump(self) -> list[str]:
-        return [self.key, self.topic, self.digest]
-
-
-def _open_entries(saved: Any) -> dict[int, _Open]:
-    """The ``open`` part of a saved cursor; anything malformed is ignored."""
-    if not isinstance(saved, dict):
-        return {}
-    out: dict[int, _Open] = {}
-    for mid, entry in saved.items():
-        valid = isinstance(entry, list) and len(entry) == 3
-        if valid and str(mid).isdigit() and all(isinstance(e, str) for e in entry):
-            out[int(mid)] = _Open(*entry)
-    return out
-
-
-def _subscriptions(saved: Any) -> list[list[Any]] | None:
-    """The ``subscriptions`` part of a saved cursor (``[[filter, qos], ...]``), or None."""
-    if not isinstance(saved, list):
-        return None
-    pairs = [
-        p
-        for p in saved
-        if isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and p[1] in (0, 1, 2)
-    ]
-    return pairs if len(pairs) == len(saved) else None
-
-
-def _digest(payload: bytes) -> str:
-    return hashlib.sha256(payload).hexdigest()[:16]
 
 
 def _user_properties(message: paho.MQTTMessage) -> dict[str, Any]:
@@ -172,16 +109,8 @@ def _user_properties(message: paho.MQTTMessage) -> dict[str, Any]:
     return out
 
 
-def _property(properties: dict[str, Any], name: str) -> str | None:
-    for key, value in properties.items():
-        if key.lower() == name:
-            chosen = value[-1] if isinstance(value, list) else value
-            return str(chosen)
-    return None
-
-
 def _sent_at(properties: dict[str, Any]) -> dt.datetime | None:
-    text = _property(properties, SENT_AT_PROPERTY)
+    text = user_property(properties, SENT_AT_PROPERTY)
     if text is None:
         return None
     try:
@@ -194,6 +123,10 @@ def _sent_at(properties: dict[str, Any]) -> dt.datetime | None:
 class MqttListener(Listener):
     """Listens to an MQTT topic (or several) for one ``mqtt.RealtimeTrigger``.
 
+    The dedupe keys live in `DeliveryKeys` (``_keys.py``), the cursor (subscriptions and
+    keys for the next listener) in `SessionCursor` (``_session.py``); this class holds
+    the connection, the deliveries waiting for the host, their acks and backpressure.
+
     Args:
         trigger: The trigger (rendered).
         ctx: The host's context (ids, cursor, logs).
@@ -203,7 +136,8 @@ class MqttListener(Listener):
         self._trigger = trigger
         self._ctx = ctx
         self._options = self._connect_options()
-        self._epoch = secrets.token_hex(8)
+        self._keys = DeliveryKeys(ctx, trigger.max_in_flight)
+        self._session = SessionCursor(ctx, self._keys)
         self._seq = 0
         self._conn = 0
         self._client: AioMqttClient | None = None
@@ -211,12 +145,7 @@ class MqttListener(Listener):
         self._wakeup = asyncio.Event()
         self._error: ConnectorError | None = None
         self._unacked: set[int] = set()
-        self._open: dict[int, _Open] = {}
-        self._cursor: dict[str, Any] | None = None
-        self._saved: dict[str, Any] = {}
         self._connecting = False
-        self._recent: dict[str, str] | None = None  # recovery index: message → key
-        self._recent_at = 0.0
 
     @property
     def client_id(self) -> str:
@@ -256,7 +185,7 @@ class MqttListener(Listener):
         """
         if self._client is not None:
             await self.close()
-        await self._load_cursor()
+        await self._session.load()
         self._conn += 1
         self._error = None
         self._ready.clear()
@@ -265,77 +194,30 @@ class MqttListener(Listener):
             self._options, on_message=self._on_message, on_lost=self._on_lost, manual_ack=True
         )
         self._client = client
-        self._recent = None
+        self._keys.new_connection()
         self._connecting = True  # read on at maxInFlight: the SUBACK is behind the backlog
         try:
             session_present = await client.connect()
             if not session_present:
-                self._open.clear()  # no session: nothing will be redelivered
-            await self._subscribe(client, session_present)
+                self._keys.clear()  # no session: nothing will be redelivered
+            qos = subscription_qos(self._trigger.qos)
+            await self._session.subscribe(
+                client, self._trigger.topics, qos, session_present=session_present
+            )
             # The keys taken over are in memory now; a crash must not leave them behind
             # for a later listener (their packet ids may be reused by then).
-            await self._save_cursor(with_open=False)
+            await self._session.save(with_open=False)
         except BaseException:
             self._connecting = False
             await self._discard()
             # Keys given to deliveries read while connecting must reach the next listener.
             with contextlib.suppress(ConnectorError):
-                if self._cursor is not None:
-                    await self._save_cursor(with_open=True)
+                if self._session.loaded:
+                    await self._session.save(with_open=True)
             raise
         self._connecting = False
         if len(self._unacked) >= self._trigger.max_in_flight:
             client.pause_reading()
-
-    async def _subscribe(self, client: AioMqttClient, session_present: bool) -> None:
-        """Subscribe what the session lacks; drop subscriptions the flow no longer has."""
-        qos = subscription_qos(self._trigger.qos)
-        wanted = {topic: qos for topic in self._trigger.topics}
-        saved = (self._cursor or {}).get("subscriptions")
-        before: dict[str, int] = {t: q for t, q in saved} if session_present and saved else {}
-        gone = [topic for topic in before if topic not in wanted]
-        if gone:
-            await client.unsubscribe(gone)
-        # MQTT 3.1.1 sends retained messages again on every SUBSCRIBE: skip the filters the
-        # resumed session has. MQTT 5 asks for retained messages only for new ones.
-        v5 = self._options.v5
-        todo = [(t, q) for t, q in wanted.items() if v5 or saved is None or before.get(t) != q]
-        if todo:
-            await client.subscribe(todo, retain_if_new=True)
-        self._cursor = {
-            **(self._cursor or {}),
-            "subscriptions": [[t, q] for t, q in sorted(wanted.items())],
-        }
-
-    # ---- cursor: subscriptions and the keys of deliveries not PUBACKed ----
-
-    async def _load_cursor(self) -> None:
-        if self._cursor is not None:
-            return
-        try:
-            cursor = await self._ctx.load_cursor()
-        except Exception as exc:
-            raise ConnectorError(f"cannot load the trigger's cursor: {exc}") from exc
-        self._cursor = dict(cursor) if isinstance(cursor, dict) else {}
-        self._saved = dict(self._cursor)
-        self._open.update(_open_entries(self._cursor.get("open")))
-        subscriptions = _subscriptions(self._cursor.get("subscriptions"))
-        self._cursor.pop("subscriptions", None)
-        if subscriptions is not None:
-            self._cursor["subscriptions"] = subscriptions
-
-    async def _save_cursor(self, *, with_open: bool) -> None:
-        """Save the cursor if it changed (on connect without, on close with the keys)."""
-        cursor = {k: v for k, v in (self._cursor or {}).items() if k != "open"}
-        if with_open and self._open:
-            cursor["open"] = {str(mid): entry.dump() for mid, entry in self._open.items()}
-        if cursor == self._saved:
-            return
-        try:
-            await self._ctx.save_cursor(cursor)
-        except Exception as exc:
-            raise ConnectorError(f"cannot save the trigger's cursor: {exc}") from exc
-        self._saved = cursor
 
     # ---- deliveries (run on the loop's thread, from the socket reader) ----
 
@@ -364,29 +246,11 @@ class MqttListener(Listener):
         self._error = ConnectorError(f"MQTT connection to {self._options.server} lost: {reason}")
         self._wakeup.set()
 
-    def _dedupe_key(
-        self, message: paho.MQTTMessage, topic: str, properties: dict[str, Any], digest: str
-    ) -> str | None:
-        msg_id = _property(properties, MSG_ID_PROPERTY)
-        if msg_id is not None:
-            return f"mqtt:msg:{topic}:{msg_id}"
-        if message.qos == 0:
-            return None
-        known = self._open.get(message.mid)
-        if message.dup and known is not None and (known.topic, known.digest) == (topic, digest):
-            return known.key  # a redelivery: same packet id, same message
-        if message.dup:
-            return None  # a redelivery we know nothing of (after a crash): `events` looks it up
-        key = f"mqtt:{self._epoch}:{self._seq}"
-        self._open[message.mid] = _Open(key, topic, digest)
-        return key
-
     def _delivery(self, message: paho.MQTTMessage, token: _Token) -> Delivery:
         raw = bytes(message.payload)
         topic = message.topic
         properties = _user_properties(message)
-        digest = _digest(raw)
-        key = self._dedupe_key(message, topic, properties, digest)
+        key = self._keys.key_for(message, topic, properties, digest(raw), token.seq)
         source = f"{self._options.server} topic '{topic}' mid {message.mid}"
         metadata: dict[str, Any] = {
             "topic": topic,
@@ -440,42 +304,13 @@ class MqttListener(Listener):
                 self._wakeup.clear()
                 await self._wakeup.wait()
             delivery = self._ready.popleft()
-            if _unknown_redelivery(delivery):
+            if unknown_redelivery(delivery):
                 assert isinstance(delivery, Event)
-                delivery = await self._recover_key(delivery)
+                token = delivery.token
+                mid = token.mid if isinstance(token, _Token) else None
+                seq = token.seq if isinstance(token, _Token) else self._seq
+                delivery = await self._keys.recover(delivery, mid, seq)
             yield delivery
-
-    async def _recover_key(self, event: Event) -> Event:
-        """Give a redelivery after a crash the key its first delivery got, if it had one.
-
-        The first delivery, if its execution was recorded, is among the trigger's latest
-        executions (at most ``maxInFlight`` were unacknowledged): same packet id, topic and
-        payload. Packet ids are reused only after 65,535 others, so a match there is the
-        same message. No match: the first delivery was never recorded, so a fresh key.
-        """
-        wanted = {k: event.variables[k] for k in ("id", "topic", "payload")}
-        lookup = _recovery_key(wanted)
-        found = (await self._recovery_index(refresh=False)).get(lookup)
-        if found is None and time.monotonic() - self._recent_at > _RECOVERY_REFRESH_S:
-            found = (await self._recovery_index(refresh=True)).get(lookup)
-        token = event.token
-        seq = token.seq if isinstance(token, _Token) else self._seq
-        key = found or f"mqtt:{self._epoch}:{seq}"
-        if isinstance(token, _Token):
-            self._open[token.mid] = _Open(key, wanted["topic"], _digest(event.raw))
-        return replace(event, dedupe_key=key, metadata={**event.metadata, "dedupeKey": key})
-
-    async def _recovery_index(self, *, refresh: bool) -> dict[str, str]:
-        """Recent executions' keys by message (newest wins), read once per connection."""
-        if self._recent is None or refresh:
-            window = self._trigger.max_in_flight + _RECOVERY_MARGIN
-            index: dict[str, str] = {}
-            for key, variables in await self._ctx.recent_events(window):
-                if key is not None:
-                    index.setdefault(_recovery_key(variables), key)
-            self._recent = index
-            self._recent_at = time.monotonic()
-        return self._recent
 
     async def ack(self, delivery: Delivery) -> None:
         """PUBACK the delivery (QoS 1); forget its dedupe key; read again if paused.
@@ -492,7 +327,7 @@ class MqttListener(Listener):
         self._unacked.discard(token.seq)
         if token.qos > 0:
             client.ack(token.mid, token.qos)
-            self._open.pop(token.mid, None)
+            self._keys.forget(token.mid)
         if client.paused and len(self._unacked) < self._trigger.max_in_flight:
             client.resume_reading()
 
@@ -505,10 +340,10 @@ class MqttListener(Listener):
         if self._client is None:
             return
         await self._discard()
-        if self._cursor is None:
+        if not self._session.loaded:
             return
         try:
-            await self._save_cursor(with_open=True)
+            await self._session.save(with_open=True)
         except ConnectorError as exc:
             self._ctx.log("WARN", f"{exc}: redeliveries may start duplicate executions")
 

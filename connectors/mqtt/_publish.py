@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from flows import ConnectorError, RunContext, TaskError
 
-from ._client import DEFAULT_CONNECT_TIMEOUT_S, AioMqttClient, ConnectOptions, split_server
+from ._client import AioMqttClient
+from ._options import DEFAULT_CONNECT_TIMEOUT_S, ConnectOptions, split_server
 from ._serde import SerdeError, serialize
 from ._types import MqttVersion
 

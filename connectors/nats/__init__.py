@@ -5,7 +5,8 @@ Importing this package registers both types (it is the ``nats`` entry point of t
 """
 
 from ._connection import close_shared_connections
-from ._jetstream import JetStreamListener, default_durable
+from ._consumer import default_durable
+from ._jetstream import JetStreamListener
 from ._listener import CoreListener
 from ._types import (
     DEFAULT_URL,

@@ -5,68 +5,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import hashlib
 import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
-from nats.js import JetStreamContext, api
-from nats.js.errors import NotFoundError, ServiceUnavailableError
+from nats.js.errors import ServiceUnavailableError
 
 from flows import ConnectorError, Delivery, ListenerContext
 
 from ._connection import describe
+from ._consumer import DEFAULT_ACK_WAIT, Consumer, default_durable, find_stream
 from ._listener import Held, Item, NatsListener, Stop, build_delivery, stop
 from ._pull import EXPIRES, PullWindow
-from ._types import DeliverPolicy
 
 if TYPE_CHECKING:
     from ._types import NatsRealtimeTrigger
 
-DEFAULT_ACK_WAIT = 30.0
-"""Seconds JetStream waits for an ack when the consumer does not say (the server default)."""
-_STREAM_NOT_FOUND = 10059  # JetStream API error code
 _PAUSE_AFTER_REFUSAL = 1.0  # seconds without pulling after a 409 from the server
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
-_POLICIES = {
-    DeliverPolicy.ALL: api.DeliverPolicy.ALL,
-    DeliverPolicy.LAST: api.DeliverPolicy.LAST,
-    DeliverPolicy.NEW: api.DeliverPolicy.NEW,
-    DeliverPolicy.BY_START_SEQUENCE: api.DeliverPolicy.BY_START_SEQUENCE,
-    DeliverPolicy.BY_START_TIME: api.DeliverPolicy.BY_START_TIME,
-    DeliverPolicy.LAST_PER_SUBJECT: api.DeliverPolicy.LAST_PER_SUBJECT,
-}
-
-
-def default_durable(ctx: ListenerContext) -> str:
-    """The consumer name used without ``durableId``: stable for a flow's trigger.
-
-    ``kestrel_<namespace>_<flow>_<trigger>_<hash>``, with anything but letters, digits,
-    ``_`` and ``-`` replaced by ``_``; the hash of the exact ids keeps ``a.b`` and
-    ``a_b`` apart.
-    """
-    ids = (ctx.namespace, ctx.flow_id, ctx.trigger_id)
-    readable = _UNSAFE.sub("_", "_".join(ids))[:150]
-    digest = hashlib.sha256("/".join(ids).encode()).hexdigest()[:8]
-    return f"kestrel_{readable}_{digest}"
 
 
 class JetStreamListener(NatsListener):
     """JetStream: a durable pull consumer; a message is acked once its execution is durable.
 
-    The consumer (``durableId``, or `default_durable`) is created when missing, with
-    explicit acks, ``deliverPolicy``/``since``/``startSequence``, ``ackWait`` and
-    ``max_ack_pending = maxInFlight``; an existing one is reused (only its filter
-    subject, ``ackWait`` and a too small ``max_ack_pending`` are updated). Messages are
-    pulled in requests of at most ``batchSize``, never more than ``maxInFlight`` minus
-    the deliveries still unacked. A delivery held for more than half of the ack wait is
-    reported in progress so the server does not redeliver it meanwhile; on `close` the
-    unacked ones are nak'ed, so they come again at once after the next `connect`.
+    The consumer (``durableId``, or `default_durable`) is made or checked by `Consumer`
+    (``_consumer.py``). Messages are pulled in requests of at most ``batchSize``, never
+    more than ``maxInFlight`` minus the deliveries still unacked. A delivery held for
+    more than half of the ack wait is reported in progress so the server does not
+    redeliver it meanwhile; on `close` the unacked ones are nak'ed, so they come again
+    at once after the next `connect`. The connection is the process's shared one for
+    the server (`_shared`); the pull subscription is this listener's own.
 
     Attributes:
         stream: The stream consumed (known after `connect`).
@@ -82,9 +52,9 @@ class JetStreamListener(NatsListener):
         self._ack_wait = DEFAULT_ACK_WAIT
         self._paused_until = 0.0
         self._keeper: asyncio.Task[None] | None = None
-        self._sub: Subscription | None = None
         self.stream = ""
         self.durable = trigger.durable_id or default_durable(ctx)
+        self._consumer = Consumer(trigger, ctx, self.durable, self.name)
         self.pull_requests = 0
 
     async def connect(self) -> None:
@@ -100,8 +70,8 @@ class JetStreamListener(NatsListener):
         client = await self._open(generation, queue, reconnected=self._after_reconnect)
         try:
             js = client.jetstream()
-            self.stream = self._trigger.stream or await self._find_stream(js)
-            info = await self._consumer(js)
+            self.stream = self._trigger.stream or await find_stream(js, self._trigger.subject)
+            info = await self._consumer.ensure(js, self.stream)
             self._inbox = client.new_inbox()
             sub = await client.subscribe(
                 self._inbox,
@@ -110,7 +80,7 @@ class JetStreamListener(NatsListener):
                 pending_bytes_limit=0,
             )
         except Exception as exc:
-            await self._close_client(client)
+            await self._release()
             if isinstance(exc, ConnectorError):
                 raise
             if isinstance(exc, NoRespondersError | ServiceUnavailableError):
@@ -129,85 +99,8 @@ class JetStreamListener(NatsListener):
         self._keeper = asyncio.create_task(self._keep(generation), name=f"nats {self.name}")
         await self._pull()
 
-    async def _find_stream(self, js: JetStreamContext) -> str:
-        try:
-            return str(await js.find_stream_name_by_subject(self._trigger.subject))
-        except NotFoundError as exc:
-            raise ConnectorError(
-                f"no JetStream stream captures subject "
-                f"'{self._trigger.subject}': set 'stream' or create one"
-            ) from exc
-
-    def _config(self) -> api.ConsumerConfig:
-        trigger = self._trigger
-        return api.ConsumerConfig(
-            name=self.durable,
-            durable_name=self.durable,
-            description=f"Kestrel trigger {self.name}",
-            deliver_policy=_POLICIES[trigger.deliver_policy],
-            opt_start_seq=trigger.start_sequence,
-            opt_start_time=trigger.since,
-            ack_policy=api.AckPolicy.EXPLICIT,
-            ack_wait=trigger.ack_wait.total_seconds() if trigger.ack_wait else None,
-            max_ack_pending=trigger.max_in_flight,
-            filter_subject=trigger.subject,
-        )
-
-    async def _consumer(self, js: JetStreamContext) -> api.ConsumerInfo:
-        try:
-            info: api.ConsumerInfo = await js.consumer_info(self.stream, self.durable)
-        except NotFoundError as exc:
-            if exc.err_code == _STREAM_NOT_FOUND:
-                raise ConnectorError(f"JetStream stream '{self.stream}' not found") from exc
-            self._ctx.log(
-                "INFO",
-                f"creating JetStream consumer '{self.durable}' on "
-                f"stream '{self.stream}' ({self._trigger.deliver_policy.value})",
-            )
-            created: api.ConsumerInfo = await js.add_consumer(self.stream, self._config())
-            return created
-        config = info.config
-        if config.deliver_subject:
-            raise ConnectorError(
-                f"JetStream consumer '{self.durable}' on '{self.stream}' is a "
-                "push consumer; the trigger needs a pull consumer (another "
-                "durableId, or delete it)"
-            )
-        if config.ack_policy not in (None, api.AckPolicy.EXPLICIT):
-            raise ConnectorError(
-                f"JetStream consumer '{self.durable}' acks '{config.ack_policy}'"
-                "; the trigger needs explicit acks"
-            )
-        changes = self._changes(config)
-        if not changes:
-            return info
-        self._ctx.log("INFO", f"updating JetStream consumer '{self.durable}': {changes}")
-        try:
-            updated: api.ConsumerInfo = await js.add_consumer(self.stream, config.evolve(**changes))
-        except Exception as exc:
-            raise ConnectorError(
-                f"JetStream consumer '{self.durable}' exists on "
-                f"'{self.stream}' and cannot take {changes}: {describe(exc)} "
-                "(delete it or choose another durableId)"
-            ) from exc
-        return updated
-
-    def _changes(self, config: api.ConsumerConfig) -> dict[str, object]:
-        trigger = self._trigger
-        changes: dict[str, object] = {}
-        filters = config.filter_subjects or (
-            [config.filter_subject] if config.filter_subject else []
-        )
-        if filters != [trigger.subject]:
-            changes["filter_subject"] = trigger.subject
-            changes["filter_subjects"] = None
-        pending = config.max_ack_pending
-        if pending is not None and 0 < pending < trigger.max_in_flight:
-            changes["max_ack_pending"] = trigger.max_in_flight
-        wanted = trigger.ack_wait.total_seconds() if trigger.ack_wait else None
-        if wanted is not None and abs((config.ack_wait or DEFAULT_ACK_WAIT) - wanted) > 1e-3:
-            changes["ack_wait"] = wanted
-        return changes
+    def _subjects(self) -> tuple[str, ...]:
+        return (self._trigger.subject, self._inbox, self._pull_subject)
 
     # ---- receiving ----
 
@@ -333,13 +226,14 @@ class JetStreamListener(NatsListener):
         await self._pull()
 
     async def close(self) -> None:
-        """Stop pulling, nak the unacked deliveries and disconnect.
+        """Stop pulling, nak the unacked deliveries and leave the connection.
 
         The naks go out in arrival order, so the next `connect` gets them again at once
         (the server may reorder them; a broken connection sends none: they come back
         after the ack wait). Their dedupe keys are unchanged.
         """
         keeper, self._keeper = self._keeper, None
+        sub = self._sub
         client, held = await self._shutdown()
         if keeper is not None:
             keeper.cancel()
@@ -347,14 +241,16 @@ class JetStreamListener(NatsListener):
                 await keeper
         self._window.reset()
         if client is None:
+            await self._release()
             return
-        sub, self._sub = self._sub, None
         if client.is_connected:
             with contextlib.suppress(Exception):
                 if sub is not None:
                     # Open pull requests lose their interest first (the server reads
-                    # in order): the naks below are not redelivered to this connection.
+                    # in order): the naks below are not redelivered to this listener.
                     await sub.unsubscribe()
                 for item in held:
                     await item.msg.nak()
-        await self._close_client(client)
+        elif sub is not None:
+            await self._unsubscribe(client, sub)
+        await self._release()

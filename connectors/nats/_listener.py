@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.errors import SlowConsumerError
 
 from flows import (
@@ -23,8 +24,9 @@ from flows import (
     SerdeError,
 )
 
-from ._connection import Endpoint, NatsClient, describe, open_connection, round_trip
+from ._connection import Endpoint, NatsClient, describe, round_trip
 from ._serde import deserialize, sent_at
+from ._shared import SharedConnection, Watcher, join
 
 if TYPE_CHECKING:
     from ._types import NatsRealtimeTrigger
@@ -154,6 +156,8 @@ class NatsListener(Listener):
         self._queue: asyncio.Queue[Item] | None = None
         self._generation = 0
         self._held: dict[Held, None] = {}  # in arrival order
+        self._sub: Subscription | None = None
+        self._lease: tuple[SharedConnection, Watcher] | None = None
         self._dropped = 0
         self._drop_logged = 0.0
 
@@ -178,15 +182,16 @@ class NatsListener(Listener):
         queue: asyncio.Queue[Item],
         reconnected: Callable[[], Awaitable[None]] | None = None,
     ) -> NatsClient:
+        """Join the process's shared connection to the endpoint (see `_shared`).
+
+        Raises:
+            ConnectorError: The connection cannot be opened.
+        """
         endpoint = self._endpoint
 
         async def on_error(exc: Exception) -> None:
-            if generation != self._generation:
-                return
-            if isinstance(exc, SlowConsumerError):
-                self._count_drop(exc.subject)
-            else:
-                self._ctx.log("WARN", f"NATS {endpoint.display}: {describe(exc)}")
+            if generation == self._generation:
+                self._on_error(exc)
 
         async def on_disconnected() -> None:
             if generation == self._generation:
@@ -198,25 +203,41 @@ class NatsListener(Listener):
                 if reconnected is not None:
                     await reconnected()
 
-        async def on_closed() -> None:
+        def on_closed(reason: str) -> None:
             # close() moves to the next generation first: this is the client giving up.
             if generation == self._generation:
-                client = self._client
-                cause = client.last_error if client is not None else None
-                stop(
-                    queue,
-                    f"the connection to NATS {endpoint.display} closed"
-                    + (f": {describe(cause)}" if cause is not None else ""),
-                )
+                stop(queue, reason)
 
-        return await open_connection(
-            endpoint,
-            name=f"kestrel {self.name}",
-            error_cb=on_error,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-            closed_cb=on_closed,
-        )
+        watcher = Watcher(on_error, on_disconnected, on_reconnected, on_closed)
+        shared, client = await join(endpoint, watcher)
+        self._lease = (shared, watcher)
+        return client
+
+    def _on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            if self._owns(exc.sub):  # another trigger's subscription: its business
+                self._count_drop(exc.subject)
+        elif self._concerns(exc):
+            self._ctx.log("WARN", f"NATS {self._endpoint.display}: {describe(exc)}")
+
+    def _owns(self, sub: Subscription) -> bool:
+        """Whether ``sub`` is this listener's subscription."""
+        return sub is self._sub
+
+    def _subjects(self) -> tuple[str, ...]:
+        """The subjects this listener subscribes or publishes to."""
+        return (self._trigger.subject,)
+
+    def _concerns(self, exc: Exception) -> bool:
+        """Whether an error of the shared connection is this listener's to log.
+
+        A permissions violation names its subject: only the listener using that
+        subject logs it. Anything else is about the connection: every listener logs it.
+        """
+        text = str(exc)
+        if "permissions violation" not in text.lower():
+            return True
+        return any(subject and subject in text for subject in self._subjects())
 
     def _count_drop(self, subject: str) -> None:
         self._dropped += 1
@@ -235,6 +256,7 @@ class NatsListener(Listener):
         """Move to a new generation and end the reader; returns what to release."""
         self._generation += 1
         client, self._client = self._client, None
+        self._sub = None
         queue, self._queue = self._queue, None
         held = list(self._held)
         self._held.clear()
@@ -242,12 +264,21 @@ class NatsListener(Listener):
             stop(queue, None)
         return client, held
 
-    @staticmethod
-    async def _close_client(client: NatsClient) -> None:
+    async def _release(self) -> None:
+        """Leave the shared connection (the last listener on it closes it)."""
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            shared, watcher = lease
+            await shared.release(watcher)
+
+    async def _unsubscribe(self, client: NatsClient, sub: Subscription | None) -> None:
+        """End this listener's subscription; the shared connection stays for the others."""
+        if sub is None or client.is_closed:
+            return
         try:
-            await client.close()  # sends what is still buffered (acks, naks) first
-        except Exception as exc:  # closing is best effort
-            _log.debug("nats: close: %s", describe(exc))
+            await sub.unsubscribe()
+        except Exception as exc:  # the connection is failing: it goes with it
+            _log.debug("nats: unsubscribe: %s", describe(exc))
 
 
 class CoreListener(NatsListener):
@@ -280,8 +311,9 @@ class CoreListener(NatsListener):
         async def on_message(msg: Msg) -> None:
             await queue.put((Held(msg, generation), dt.datetime.now(dt.UTC)))
 
+        sub: Subscription | None = None
         try:
-            await client.subscribe(
+            sub = self._sub = await client.subscribe(
                 self._trigger.subject,
                 queue=self._trigger.queue_group or "",
                 cb=on_message,
@@ -290,7 +322,9 @@ class CoreListener(NatsListener):
             )
             await round_trip(client)  # the server has the subscription on return
         except Exception as exc:
-            await self._close_client(client)
+            self._sub = None
+            await self._unsubscribe(client, sub)
+            await self._release()
             raise ConnectorError(
                 f"cannot subscribe to '{self._trigger.subject}' on NATS "
                 f"{self._endpoint.display}: {describe(exc)}"
@@ -328,8 +362,10 @@ class CoreListener(NatsListener):
             self._room.set()
 
     async def close(self) -> None:
-        """Unsubscribe and disconnect; messages not yet read are lost (at most once)."""
+        """Unsubscribe and leave the connection; messages not yet read are lost (at most once)."""
+        sub = self._sub
         client, _ = await self._shutdown()
         self._room.set()
         if client is not None:
-            await self._close_client(client)
+            await self._unsubscribe(client, sub)
+        await self._release()

@@ -43,16 +43,33 @@ def describe(exc: BaseException) -> str:
 
 
 async def open_connection(
-    dsn: str, username: str | None, password: str | None, *, json_codecs: bool = True
+    dsn: str,
+    username: str | None,
+    password: str | None,
+    *,
+    json_codecs: bool = True,
+    application_name: str | None = None,
 ) -> asyncpg.Connection[Any]:
     """One connection; ``json``/``jsonb`` decoded to Python data when `json_codecs`.
+
+    Args:
+        dsn: The server and database.
+        username: User name, if not in the DSN.
+        password: Password, if not in the DSN.
+        json_codecs: Decode ``json``/``jsonb`` to Python data.
+        application_name: What ``pg_stat_activity`` shows for the session.
 
     Raises:
         ConnectorError: The server cannot be reached or refuses the connection.
     """
+    settings = {"application_name": application_name} if application_name else None
     try:
         conn: asyncpg.Connection[Any] = await asyncpg.connect(
-            dsn, user=username, password=password, timeout=CONNECT_TIMEOUT_S
+            dsn,
+            user=username,
+            password=password,
+            timeout=CONNECT_TIMEOUT_S,
+            server_settings=settings,
         )
     except _CONNECT_ERRORS as exc:
         raise ConnectorError(f"cannot connect to {redact(dsn)}: {describe(exc)}") from exc

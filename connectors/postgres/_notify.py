@@ -4,16 +4,20 @@ Postgres keeps no notification for a session that is not listening, and forgets 
 once it is sent: a notification sent while Kestrel is disconnected, or received but not
 yet made an execution when the connection drops, is lost. Acks only free in-flight slots.
 
+The connection is the process's shared LISTEN connection to the database (`_listen`):
+the NOTIFY triggers of a listener host on one database and user hold one connection,
+each with its own channel callback.
+
 Backpressure: notifications wait in a buffer; at ``maxInFlight`` unacknowledged events
 nothing more is yielded, and when the buffer also holds ``maxInFlight`` notifications
-the connection's socket is no longer read, so the server holds the rest in its own
-notification queue (the buffer can exceed its bound by what one socket read carried).
+the connection's socket is no longer read (for every trigger on it, see `_listen`), so
+the server holds the rest in its own notification queue (the buffer can exceed its
+bound by what one socket read carried).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -22,7 +26,7 @@ import asyncpg
 
 from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
 
-from ._connect import DB_ERRORS, close_connection, describe, open_connection
+from ._listen import SharedListen, Subscriber, join
 from ._serde import decode_payload
 
 if TYPE_CHECKING:
@@ -31,7 +35,6 @@ if TYPE_CHECKING:
 # A connection that has said nothing for this long is asked ``SELECT 1``, so a peer
 # that vanished without closing the socket is noticed.
 HEALTH_CHECK_S = 30.0
-HEALTH_TIMEOUT_S = 10.0
 
 
 class NotifyListener(Listener):
@@ -50,6 +53,8 @@ class NotifyListener(Listener):
         self._channel = trigger.channel
         self._limit = trigger.max_in_flight
         self._conn: asyncpg.Connection[Any] | None = None
+        self._shared: SharedListen | None = None
+        self._subscriber: Subscriber | None = None
         self._generation = 0
         self._seq = 0
         self._pending: deque[tuple[int, str]] = deque()
@@ -59,27 +64,23 @@ class NotifyListener(Listener):
         self._paused = False
 
     async def connect(self) -> None:
-        """Open a connection and LISTEN on the channel.
+        """LISTEN on the channel, on the process's shared connection to the database.
 
         Raises:
             ConnectorError: The server cannot be reached or refuses the LISTEN.
         """
         await self.close()
-        conn = await open_connection(
+        self._generation += 1
+        self._lost = None
+        subscriber = Subscriber(self._channel, self._on_notify, self._on_lost)
+        shared = await join(
             self._trigger.dsn(),
             self._trigger.username,
             self._trigger.password,
-            json_codecs=False,
+            subscriber,
+            health_every_s=HEALTH_CHECK_S,
         )
-        self._generation += 1
-        self._lost = None
-        self._conn = conn
-        conn.add_termination_listener(self._on_terminated)
-        try:
-            await conn.add_listener(self._channel, self._on_notify)
-        except DB_ERRORS as exc:
-            await self.close()
-            raise ConnectorError(f"cannot LISTEN on '{self._channel}': {describe(exc)}") from exc
+        self._shared, self._subscriber, self._conn = shared, subscriber, shared.conn
 
     async def events(self) -> AsyncIterator[Delivery]:
         """Notifications in the order the server sent them.
@@ -114,18 +115,16 @@ class NotifyListener(Listener):
         self._wakeup.set()
 
     async def close(self) -> None:
-        """UNLISTEN and close; buffered notifications are dropped (at most once)."""
-        conn, self._conn = self._conn, None
+        """UNLISTEN and leave the connection; buffered notifications are dropped."""
+        self._conn = None
+        shared, self._shared = self._shared, None
+        subscriber, self._subscriber = self._subscriber, None
         self._pending.clear()
         self._unacked.clear()
         self._wakeup.set()
-        if conn is None:
-            return
-        if self._paused:
-            self._set_reading(conn, reading=True)
-        with contextlib.suppress(*DB_ERRORS):
-            await conn.remove_listener(self._channel, self._on_notify)
-        await close_connection(conn)
+        self._paused = False
+        if shared is not None and subscriber is not None:
+            await shared.leave(subscriber)  # the last trigger on it closes it
 
     def _delivery(self, pid: int, payload: str) -> Delivery:
         self._seq += 1
@@ -155,31 +154,28 @@ class NotifyListener(Listener):
         self._pending.append((pid, str(payload)))
         self._wakeup.set()
         if not self._paused and len(self._pending) >= self._limit:
-            self._set_reading(self._conn, reading=False)
+            self._set_reading(reading=False)
 
     def _resume_if_drained(self) -> None:
-        if self._paused and self._conn is not None and len(self._pending) <= self._limit // 2:
-            self._set_reading(self._conn, reading=True)
+        if self._paused and len(self._pending) <= self._limit // 2:
+            self._set_reading(reading=True)
 
-    def _set_reading(self, conn: asyncpg.Connection[Any], *, reading: bool) -> None:
-        """Pause or resume reading the socket (asyncpg offers no public way to)."""
-        transport = getattr(conn, "_transport", None)
-        switch = getattr(transport, "resume_reading" if reading else "pause_reading", None)
-        if callable(switch):
-            with contextlib.suppress(RuntimeError):
-                switch()
-            self._paused = not reading
+    def _set_reading(self, *, reading: bool) -> None:
+        """Hold or release the shared socket for this trigger (see `SharedListen.hold`)."""
+        shared, subscriber = self._shared, self._subscriber
+        if shared is None or subscriber is None:
+            return
+        if reading:
+            shared.release_hold(subscriber)
+        else:
+            shared.hold(subscriber)
+        self._paused = not reading
 
-    def _on_terminated(self, conn: object, /) -> None:
-        if conn is self._conn:
-            self._lost = "the connection to Postgres was lost"
-            self._wakeup.set()
+    def _on_lost(self, reason: str) -> None:
+        self._lost = reason
+        self._wakeup.set()
 
     async def _check_health(self) -> None:
-        conn = self._conn
-        if conn is None or self._paused:
-            return
-        try:
-            await conn.fetchval("SELECT 1", timeout=HEALTH_TIMEOUT_S)
-        except DB_ERRORS as exc:
-            raise ConnectorError(f"the connection to Postgres failed: {describe(exc)}") from exc
+        shared = self._shared
+        if shared is not None and not self._paused:
+            await shared.check_health()
