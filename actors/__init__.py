@@ -20,6 +20,7 @@ from ._interceptors import (
     opentelemetry_interceptor,
 )
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
+from ._invocation import TaskInvocation, TaskOutcome
 from ._listener_host import (
     CORE_LISTENERS,
     ListenerHost,
@@ -79,7 +80,7 @@ from ._triggers import (
     TriggerStats,
     TriggerStatus,
 )
-from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task, task_worker_class
+from ._worker import TaskWorker, execute, run_task, task_worker_class
 from ._worker_context import WorkerRunContext
 
 __all__ = [

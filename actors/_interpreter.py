@@ -68,11 +68,11 @@ from flows import (
 from ._failure import TaskFailure
 from ._foreach_item import run_foreach_item
 from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
+from ._invocation import INLINE_WORKER, TaskInvocation, TaskOutcome
 from ._large_outputs import store_if_large
 from ._runstate import ExecutionState, TaskRunState, child_key, successful
 from ._storage import StorageConfig
 from ._store._records import Attempt, LogLine, StateEntry, utcnow
-from ._worker import TaskInvocation, TaskOutcome
 
 LOOP_TYPES: tuple[type[Task], ...] = (ForEach, LoopUntil, EachSequential, EachParallel)
 _INLINE: tuple[type[Task], ...] = (Log, Return, Echo, OutputValues, Labels, Fetch)
@@ -109,10 +109,6 @@ class Recorder(Protocol):
 
     async def flush(self) -> None:
         """Return once everything recorded so far is durable."""
-
-
-INLINE_WORKER = "inline"
-"""`TaskOutcome.worker` of trivial tasks (Log, Return) run in the execution's process."""
 
 
 class Dispatcher(Protocol):
