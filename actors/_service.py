@@ -34,15 +34,16 @@ from flows import (
     input_to_json,
     parse_flow,
     parse_inputs,
-    walk_tasks,
 )
 
 from ._input_files import check_file_inputs, needs_storing, store_input_files
 from ._interceptors import ExecutionCreated, ExecutionEnded, Interceptor, Interceptors
-from ._interpreter import LOOP_TYPES, Dispatcher, ExecutionRun, RunOptions
+from ._interpreter import Dispatcher, ExecutionRun, RunOptions
 from ._large_outputs import resolve_outputs
 from ._recorders import StoreRecorder
+from ._run_port import RunPort
 from ._runstate import ExecutionState, TaskRunState, derived_id
+from ._scope import loop_ids
 from ._storage import StorageConfig, StorageFileReader, open_storage
 from ._store._ids import new_id
 from ._store._ops import ReleaseLeaseOp
@@ -301,7 +302,7 @@ class ExecutionService(Service):
             state = ExecutionState(execution=execution, state=execution.state)
             state.started_at = execution.created_at
         else:
-            state = ExecutionState.from_detail(detail, _loop_ids(flow))
+            state = ExecutionState.from_detail(detail, loop_ids(flow))
             await resolve_outputs(self.storage, state)
         if flow.concurrency is not None and not restart and state.state in _WAITING:
             admitted = await self._admit(flow, execution_id, lease)
@@ -497,7 +498,7 @@ class ExecutionService(Service):
         source = detail.execution
         flow = await self.flow(source.namespace, source.flow_id, source.flow_revision)
         kept = _replayed_runs(detail, task_run_id)
-        old = ExecutionState.from_detail(detail, _loop_ids(flow))
+        old = ExecutionState.from_detail(detail, loop_ids(flow))
         await resolve_outputs(self.storage, old)
         new_id_ = new_id()
         renamed = {r.id: derived_id(new_id_, r.key) for r in old.task_runs.values()}
@@ -546,7 +547,7 @@ class ExecutionService(Service):
 
     async def launch(
         self,
-        parent: ExecutionRun,
+        parent: RunPort,
         run: TaskRunState,
         task: Subflow,
         inputs: dict[str, Any],
@@ -593,7 +594,7 @@ class ExecutionService(Service):
         detail = await self.store.execution_detail(child_id)
         if detail is None:
             return {}
-        state = ExecutionState.from_detail(detail, _loop_ids(flow))
+        state = ExecutionState.from_detail(detail, loop_ids(flow))
         context = build_context(
             flow=flow,
             execution={"id": child_id, "state": detail.execution.state.value},
@@ -690,10 +691,6 @@ class ExecutionService(Service):
                 task = self._tasks.get(lease.key)
                 if task is not None:
                     task.cancel()
-
-
-def _loop_ids(flow: Flow) -> frozenset[str]:
-    return frozenset(t.id for _, t in walk_tasks(flow) if isinstance(t, LOOP_TYPES))
 
 
 def _replayed_runs(detail: ExecutionDetail, task_run_id: str | None) -> list[Any]:

@@ -1,0 +1,247 @@
+"""Templates of one execution run: the expression context, and rendering in it.
+
+The context is Kestra's (``flow``, ``execution``, ``inputs``, ``outputs``, ``labels``,
+``trigger``, ``taskrun``, ``parent(s)``, ``envs``, ``globals``), built afresh for each task
+from the run's state. SECRET inputs enter it as opaque `SecretValue`s.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from flows import (
+    ERROR_LOGS,
+    KV_LOOKUP,
+    ExpressionEngine,
+    Flow,
+    InputType,
+    SecretValue,
+    State,
+    Task,
+    WaitFor,
+    build_context,
+    contains_template,
+    walk_tasks,
+)
+
+from ._run_port import RunOptions
+from ._runstate import ExecutionState, TaskRunState
+from ._scope import Scope
+from ._store._records import utcnow
+
+_KV_CALL = re.compile(r"""kv\(\s*[^,)]+(?:,\s*\\?['"]([\w.-]+)\\?['"])?""")
+
+
+class Templates:
+    """The context and the renders of one execution run.
+
+    Args:
+        flow: The flow revision the execution runs.
+        state: The execution and its task runs (read for every context).
+        engine: The process's expression engine.
+        options: The run's options (envs, globals, KV snapshot).
+        logs: The run's log lines so far, for ``errorLogs()``.
+    """
+
+    def __init__(
+        self,
+        flow: Flow,
+        state: ExecutionState,
+        engine: ExpressionEngine,
+        options: RunOptions,
+        logs: list[tuple[str | None, str, str]],
+    ) -> None:
+        self.flow = flow
+        self.state = state
+        self.engine = engine
+        self._options = options
+        self._logs = logs
+        self._task_types: dict[str, str] = flow.derived("task_types", _task_types)
+        self._waitfor_children: frozenset[str] = flow.derived("waitfor", _waitfor_children)
+        self._kv_namespaces = (
+            flow.derived("kv_namespaces", _kv_namespaces) if options.kv_snapshot else ()
+        )
+        self._kv: dict[str, dict[str, Any]] = {}
+
+    # ---- the context ----
+
+    def context(self, run: TaskRunState | None, scope: Scope) -> dict[str, Any]:
+        """The expression context of `run` (of the execution when None) in `scope`."""
+        execution = self.state.execution
+        taskrun = None
+        if run is not None:
+            started = entered(run, State.RUNNING)
+            taskrun = {
+                "id": run.id,
+                "taskId": run.task_id,
+                "value": run.value,
+                "iteration": run.iteration,
+                "attemptsCount": sum(1 for a in run.attempts if a.state.terminal),
+                "startDate": started or utcnow(),
+                "parentId": run.parent_id,
+            }
+        labels = {**self.flow.label_dict(), **execution.labels}
+        system = {"correlationId": execution.labels.get("system.correlationId", execution.id)}
+        context = build_context(
+            flow={
+                "id": self.flow.id,
+                "namespace": self.flow.namespace,
+                "revision": execution.flow_revision,
+                "variables": self.flow.variables,
+                "labels": self.flow.label_dict(),
+            },
+            execution={
+                "id": execution.id,
+                "startDate": execution.created_at,
+                "state": self.state.state.value,
+                "originalId": execution.original_id or execution.id,
+            },
+            inputs=_opaque_secrets(self.flow, execution.inputs),
+            outputs=self._outputs(),
+            labels={**labels, "system": system},
+            trigger=execution.trigger,
+            taskrun=taskrun,
+            parent=scope.parents[-1] if scope.parents else None,
+            envs=self._options.envs,
+        )
+        if taskrun is not None:
+            context["taskrun"].update(taskrun)
+            context["task"] = {
+                "id": run.task_id if run else None,
+                "type": self._task_types.get(run.task_id if run else "", None),
+            }
+        context["parents"] = list(reversed(scope.parents))
+        context["globals"] = dict(self._options.globals or {})
+        context[ERROR_LOGS] = self._error_logs
+        if self._kv_namespaces:
+            context[KV_LOOKUP] = self._kv_lookup
+        return context
+
+    async def refresh_kv(self) -> None:
+        """Read the KV namespaces the flow's ``kv()`` calls name (see `RunOptions`)."""
+        if not self._kv_namespaces:
+            return
+        assert self._options.kv_snapshot is not None
+        for namespace in self._kv_namespaces:
+            self._kv[namespace] = await self._options.kv_snapshot(namespace)
+
+    def _kv_lookup(self, key: str, namespace: str | None) -> Any:
+        return self._kv.get(namespace or self.flow.namespace, {}).get(key)
+
+    def _outputs(self) -> dict[str, Any]:
+        """Kestra's ``outputs``; a WaitFor child's are those of its last iteration."""
+        tree = self.state.outputs_tree()
+        for task_id in self._waitfor_children & tree.keys():
+            node = tree[task_id]
+            if isinstance(node, dict) and node and all(str(k).isdigit() for k in node):
+                tree[task_id] = node[max(node, key=int)]
+        return tree
+
+    def _error_logs(self) -> list[dict[str, Any]]:
+        return [
+            {"taskId": task_id, "level": level, "message": message}
+            for task_id, level, message in self._logs
+            if level == "ERROR"
+        ]
+
+    # ---- rendering ----
+
+    async def render(
+        self, template: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""
+    ) -> str:
+        """`ExpressionEngine.render`."""
+        return self.engine.render(template, context, task=task, prop=prop)
+
+    async def render_value(
+        self, value: Any, context: Mapping[str, Any], *, task: str = "", prop: str = ""
+    ) -> Any:
+        """`ExpressionEngine.render_value`."""
+        return self.engine.render_value(value, context, task=task, prop=prop)
+
+    async def condition(
+        self, expression: str | bool, context: Mapping[str, Any], *, task: str = "", prop: str = ""
+    ) -> bool:
+        """`ExpressionEngine.evaluate_condition`; a YAML boolean is itself."""
+        if isinstance(expression, bool):
+            return expression
+        return self.engine.evaluate_condition(expression, context, task=task, prop=prop)
+
+    async def task_condition(
+        self, expression: str | bool, task: Task, run: TaskRunState, scope: Scope, prop: str
+    ) -> bool:
+        """A condition of `task` in `run`'s context."""
+        if isinstance(expression, bool):
+            return expression
+        return await self.condition(expression, self.context(run, scope), task=task.id, prop=prop)
+
+    async def task_value(
+        self, value: Any, task: Task, run: TaskRunState, scope: Scope, prop: str
+    ) -> Any:
+        """A property of `task` rendered in `run`'s context."""
+        return await self.render_value(value, self.context(run, scope), task=task.id, prop=prop)
+
+    async def rendered_task(self, task: Task, context: Mapping[str, Any]) -> Task:
+        """A copy of `task` with every property rendered (nested tasks excluded).
+
+        A task without templates is used as it is: no copy, no validation.
+        """
+        raw = task.model_dump(
+            by_alias=True, exclude_none=True, exclude={"id", "type", "retry", "timeout", "run_if"}
+        )
+        if not contains_template(raw):
+            return task
+        rendered = await self.render_value(raw, context, task=task.id)
+        data = {**task.model_dump(by_alias=True, exclude_none=True), **rendered}
+        return type(task).model_validate(data)
+
+
+def data_only(context: dict[str, Any]) -> dict[str, Any]:
+    """The context without the runtime's hooks (``__errorLogs``, ``__kv``): what a worker gets."""
+    return {k: v for k, v in context.items() if not k.startswith("__")}
+
+
+def entered(run: TaskRunState, state: State) -> dt.datetime | None:
+    """When `run` last entered `state` in this run of it, if it did."""
+    for entry in reversed(run.history):
+        if entry.state is state:
+            return entry.date
+    return None
+
+
+def secret_inputs(flow: Flow, inputs: Mapping[str, Any]) -> list[str]:
+    """The values of the execution's SECRET inputs."""
+    return [
+        str(inputs[i.id]) for i in flow.inputs if i.type is InputType.SECRET and inputs.get(i.id)
+    ]
+
+
+def _opaque_secrets(flow: Flow, inputs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The inputs for templates: SECRET ones as `SecretValue` (the sandbox forbids transforms)."""
+    secret = [i.id for i in flow.inputs if i.type is InputType.SECRET]
+    if not secret or not inputs:
+        return inputs
+    return {
+        k: SecretValue(v) if k in secret and isinstance(v, str) else v for k, v in inputs.items()
+    }
+
+
+def _task_types(flow: Flow) -> dict[str, str]:
+    return {t.id: t.type for _, t in walk_tasks(flow)}
+
+
+def _waitfor_children(flow: Flow) -> frozenset[str]:
+    return frozenset(
+        c.id for _, t in walk_tasks(flow) if isinstance(t, WaitFor) for _, c in t.children()
+    )
+
+
+def _kv_namespaces(flow: Flow) -> tuple[str, ...]:
+    """Namespaces a flow's ``kv(...)`` calls read: its own, and any named literally."""
+    text = flow.model_dump_json()
+    found = [m.group(1) for m in _KV_CALL.finditer(text)]
+    if not found:
+        return ()
+    return tuple(dict.fromkeys([flow.namespace, *(n for n in found if n)]))
