@@ -33,9 +33,10 @@ from ._placement import spread_over_nodes
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
+from ._running import ExecutionSummary
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
-from ._service import ExecutionService, ExecutionSummary
+from ._service import ExecutionService
 from ._storage import ObjectStorage, StorageConfig, default_storage_dir, open_storage
 from ._store import (
     CONTROL_CHANNEL,
