@@ -10,6 +10,7 @@ from flows import ExpressionEngine, Flow, InputError, State, StoreError, Subflow
 from ._run_port import RunPort
 from ._runstate import ExecutionState, TaskRunState
 from ._scope import loop_ids
+from ._templates import render_value
 
 if TYPE_CHECKING:
     from ._service import ExecutionService
@@ -85,5 +86,7 @@ class Subflows:
             outputs=state.outputs_tree(),
             envs={},
         )
-        rendered = self._engine.render_value(task.outputs, context, task=task.id, prop="outputs")
+        rendered = await render_value(
+            self._engine, task.outputs, context, task=task.id, prop="outputs"
+        )
         return dict(rendered)
