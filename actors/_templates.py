@@ -13,9 +13,15 @@ filters such as ``tojson``) render inline; every other one (statements, calls, o
 filters) renders on a small dedicated thread pool (`KESTREL_RENDER_THREADS`, 4 by
 default), under the same budgets (they are per render and per thread). The event loop
 keeps running meanwhile: a Python thread that computes gives the GIL up every switch
-interval (5 ms). Measured on the 2-core development machine (`benchmarks/render_path.py`,
-a runnable task with four templated properties, ``| tojson`` among them, 10,000 times):
-see the comment on `_INLINE_NOTE` below for the figures behind this split.
+interval (5 ms).
+
+Why not every template on the threads: measured on the 2-core development machine with
+`benchmarks/render_path.py` (a runnable task with four templated properties, ``| tojson``
+among them, context built each time; medians of 10,000, load average 3 to 8 from other
+work, so figures moved by ~30 %), inline rendering took 125-190 us per task, the
+is-linear check added ~6 us (cached per template), and sending the same render to a
+thread took 250-340 us: the executor hop and the GIL hand-over cost more than the
+render itself. Linear templates cannot loop, so they stay inline.
 """
 
 from __future__ import annotations
