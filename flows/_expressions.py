@@ -33,7 +33,7 @@ from . import _secret_guard
 from ._errors import ExpressionError
 from ._expression_files import FILE_FUNCTION_NAMES, file_functions
 from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
-from ._render_cost import is_linear
+from ._render_cost import is_linear, linear_value
 from ._storage import FileReader
 
 if TYPE_CHECKING:
@@ -639,12 +639,6 @@ class ExpressionEngine:
             if value not in authored or not _has_markup(value):
                 break  # only the flow's own text is rendered again, never data
         return value
-        variables = context.get_all()
-        for _ in range(10 if recursive else 1):
-            if not _has_markup(value):
-                break
-            value = self._env.from_string(value).render(variables)
-        return value
 
     # ---- functions with engine state
 
@@ -709,15 +703,8 @@ class ExpressionEngine:
         Such templates (lookups, literals, comparisons, a short list of filters: see
         `flows/_render_cost.py`) cannot loop, so a runtime may render them on an event
         loop that serves other work; the others may take up to the render time budget.
-        Mappings (keys too), lists and tuples are searched; text without markup is linear.
         """
-        if isinstance(value, str):
-            return not _has_markup(value) or self._linear(value)
-        if isinstance(value, Mapping):
-            return all(self.is_linear(k) and self.is_linear(v) for k, v in value.items())
-        if isinstance(value, list | tuple):
-            return all(self.is_linear(item) for item in value)
-        return True
+        return linear_value(value, lambda text: not _has_markup(text) or self._linear(text))
 
     def render(
         self, template: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""

@@ -12,6 +12,9 @@ off its event loop (see `actors/_templates.py`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from typing import Any
+
 from jinja2 import nodes
 
 from ._pebble import HAS, LOOKUP
@@ -47,6 +50,22 @@ _PEBBLE_LOOKUPS = frozenset({HAS, LOOKUP})  # ``a.b is defined``, ``a?.b``: path
 def is_linear(tree: nodes.Template) -> bool:
     """Whether rendering `tree` costs time linear in its data (see the module docstring)."""
     return all(_linear(node) for node in tree.find_all(nodes.Node))
+
+
+def linear_value(value: Any, linear_text: Callable[[str], bool]) -> bool:
+    """Whether every string inside `value` is linear by `linear_text`.
+
+    Mappings (keys too), lists and tuples are searched; other values are linear.
+    """
+    if isinstance(value, str):
+        return linear_text(value)
+    if isinstance(value, Mapping):
+        return all(
+            linear_value(k, linear_text) and linear_value(v, linear_text) for k, v in value.items()
+        )
+    if isinstance(value, list | tuple):
+        return all(linear_value(item, linear_text) for item in value)
+    return True
 
 
 def _linear(node: nodes.Node) -> bool:
