@@ -21,6 +21,7 @@ from ._interceptors import (
     opentelemetry_interceptor,
 )
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
+from ._invocation import TaskInvocation, TaskOutcome
 from ._listener_host import (
     CORE_LISTENERS,
     ListenerHost,
@@ -33,9 +34,10 @@ from ._placement import spread_over_nodes
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
+from ._running import ExecutionSummary
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
-from ._service import ExecutionService, ExecutionSummary
+from ._service import ExecutionService
 from ._storage import ObjectStorage, StorageConfig, default_storage_dir, open_storage
 from ._store import (
     CONTROL_CHANNEL,
@@ -80,7 +82,7 @@ from ._triggers import (
     TriggerStats,
     TriggerStatus,
 )
-from ._worker import TaskInvocation, TaskOutcome, TaskWorker, execute, run_task, task_worker_class
+from ._worker import TaskWorker, execute, run_task, task_worker_class
 from ._worker_context import WorkerRunContext
 
 __all__ = [

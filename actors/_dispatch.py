@@ -18,15 +18,8 @@ import ray
 import ray.job_config
 
 from ._failure import TIMEOUT_ERROR
-from ._worker import (
-    TaskInvocation,
-    TaskOutcome,
-    execute,
-    failed_outcome,
-    run_invocation,
-    run_task,
-    task_worker_class,
-)
+from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
+from ._worker import execute, run_invocation, run_task, task_worker_class
 from ._worker_link import WorkerLink, lost_outcome, not_sent_outcome
 
 _CANCEL_GRACE_S = 5.0

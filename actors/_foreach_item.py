@@ -25,7 +25,8 @@ from ._runstate import TaskRunState
 from ._storage import open_storage
 
 if TYPE_CHECKING:
-    from ._interpreter import ExecutionRun, _Scope
+    from ._run_port import RunPort
+    from ._scope import Scope
 
 
 async def _lines(storage: Storage, uri: str, separator: bytes) -> AsyncIterator[bytes]:
@@ -78,16 +79,16 @@ def _subflow(task: ForEachItem) -> Subflow:
     )
 
 
-async def run_foreach_item(
-    self: ExecutionRun, task: ForEachItem, run: TaskRunState, scope: _Scope
-) -> State:
+async def run_foreach_item(port: RunPort, task: Any, run: TaskRunState, scope: Scope) -> State:
     """Run a `ForEachItem` task run to its end (the interpreter's flowable handler)."""
-    launcher = self._subflows
+    assert isinstance(task, ForEachItem)
+    launcher = port.subflows
     if launcher is None:
         raise TaskError("flow.ForEachItem needs a subflow launcher", retriable=False)
-    storage = open_storage(self._options.storage)
-    items = str(self._render(task.items, task, run, scope, "items"))
-    execution = self.state.execution
+    templates = port.templates
+    storage = open_storage(port.options.storage)
+    items = str(await templates.task_value(task.items, task, run, scope, "items"))
+    execution = port.state.execution
     base = task_file_uri(
         execution.namespace, execution.flow_id, execution.id, task.id, run.id, "batches/x"
     )[: -len("x")]
@@ -97,16 +98,16 @@ async def run_foreach_item(
         raise TaskError(f"items: {exc}", retriable=False) from exc
     subflow = _subflow(task)
     limit = asyncio.Semaphore(task.concurrency_limit or max(1, len(batches)))
-    context = self._context(run, scope)
+    context = templates.context(run, scope)
 
     async def one(index: int, uri: str) -> tuple[int, str, State, dict[str, Any]]:
         taskrun = {**(context.get("taskrun") or {}), "items": uri, "iteration": index}
-        rendered = self._engine.render_value(
+        rendered = await templates.render_value(
             task.inputs, {**context, "taskrun": taskrun}, task=task.id, prop="inputs"
         )
         async with limit:
             child, state, outputs = await launcher.launch(
-                self, run, subflow, dict(rendered), key=str(index)
+                port, run, subflow, dict(rendered), key=str(index)
             )
         return index, child, state, outputs
 
@@ -122,7 +123,7 @@ async def run_foreach_item(
     merged_uri = base + "subflowOutputs.jsonl"
     await storage.put(merged_uri, merged.encode())
     states = Counter(state.value for _, _, state, _ in results)
-    self._set_outputs(
+    port.journal.set_outputs(
         run,
         {
             "numberOfBatches": len(batches),

@@ -22,8 +22,8 @@ from typing import Any, TypeVar
 
 from flows import Flow, State
 
+from ._invocation import TaskOutcome
 from ._store._records import Execution
-from ._worker import TaskOutcome
 
 _log = logging.getLogger(__name__)
 

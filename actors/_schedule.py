@@ -32,6 +32,7 @@ from flows import (
 )
 
 from ._service import ExecutionService
+from ._templates import off_loop
 from ._triggers import TRIGGER_LABEL
 
 _ENGINE = ExpressionEngine()
@@ -149,7 +150,7 @@ class ScheduleListener(Listener):
                     "WARN", f"tick {tick.isoformat()} skipped: the previous run is still running"
                 )
                 await self._advance(tick)
-            elif not self._conditions_hold(tick, previous):
+            elif not await self._conditions_hold(tick, previous):
                 self._ctx.log(
                     "INFO", f"tick {tick.isoformat()} skipped: its conditions do not hold"
                 )
@@ -158,8 +159,13 @@ class ScheduleListener(Listener):
                 yield tick_event(self._trigger, tick, previous)
             previous = tick
 
-    def _conditions_hold(self, tick: dt.datetime, previous: dt.datetime | None) -> bool:
-        """Kestra's schedule ``conditions`` (DayWeek, Expression, ...) for this tick."""
+    async def _conditions_hold(self, tick: dt.datetime, previous: dt.datetime | None) -> bool:
+        """Kestra's schedule ``conditions`` (DayWeek, Expression, ...) for this tick.
+
+        Evaluated on the render threads: an Expression condition may loop, and the
+        listener host's event loop serves every other trigger (once per tick, the hop
+        costs nothing that matters).
+        """
         if not self._trigger.conditions:
             return True
         context = build_context(
@@ -167,7 +173,8 @@ class ScheduleListener(Listener):
             trigger=tick_variables(self._trigger, tick, previous),
             envs={},
         )
-        return event_conditions_hold(self._trigger.conditions, _ENGINE, context, tick)
+        conditions = self._trigger.conditions
+        return await off_loop(event_conditions_hold, conditions, _ENGINE, context, tick)
 
     async def _previous_still_running(self) -> bool:
         service = getattr(self._ctx, "service", None)

@@ -42,6 +42,7 @@ from flows import (
 
 from ._service import ExecutionService
 from ._store._records import DeadLetter, TriggerState, utcnow
+from ._templates import off_loop
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -298,9 +299,10 @@ class TriggerRunner(Service):
         failures = 0
         while True:
             try:
-                listener = self._factory(
-                    rendered_trigger(self.flow, self.trigger), RunnerContext(self)
-                )
+                # Off the loop: a templated property may loop, and this host's event loop
+                # serves every other trigger (once per start, the hop does not matter).
+                rendered = await off_loop(rendered_trigger, self.flow, self.trigger)
+                listener = self._factory(rendered, RunnerContext(self))
             except KestrelError as exc:
                 await self._fail(TriggerStatus.FAILED, f"cannot create the listener: {exc}")
                 return  # a configuration problem: retrying cannot help

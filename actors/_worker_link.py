@@ -27,7 +27,7 @@ import itertools
 import uuid
 from typing import Any
 
-from ._worker import TaskInvocation, TaskOutcome, failed_outcome
+from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
 
 WORKER_LOST = "WorkerLost"
 """`TaskFailure.type` of an attempt lost with its worker."""

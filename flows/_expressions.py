@@ -33,6 +33,7 @@ from . import _secret_guard
 from ._errors import ExpressionError
 from ._expression_files import FILE_FUNCTION_NAMES, file_functions
 from ._pebble import HAS, LOOKUP, PebbleParser, has_path, pebble_source, safe_lookup
+from ._render_cost import is_linear, linear_value
 from ._storage import FileReader
 
 if TYPE_CHECKING:
@@ -580,6 +581,7 @@ class ExpressionEngine:
         self._env = self._make_environment()
         self._template = functools.lru_cache(maxsize=cache_size)(self._compile_template)
         self._native = functools.lru_cache(maxsize=cache_size)(self._compile_native)
+        self._linear = functools.lru_cache(maxsize=cache_size)(self._compile_linear)
 
     def _make_environment(self) -> _Sandbox:
         env = _Sandbox(
@@ -637,12 +639,6 @@ class ExpressionEngine:
             if value not in authored or not _has_markup(value):
                 break  # only the flow's own text is rendered again, never data
         return value
-        variables = context.get_all()
-        for _ in range(10 if recursive else 1):
-            if not _has_markup(value):
-                break
-            value = self._env.from_string(value).render(variables)
-        return value
 
     # ---- functions with engine state
 
@@ -693,7 +689,22 @@ class ExpressionEngine:
         template = self._env.from_string(program)
         return _Native(TemplateExpression(template, False), _is_plain_lookup(expr))
 
+    def _compile_linear(self, source: str) -> bool:
+        try:
+            return is_linear(self._env.parse(source))
+        except Exception:
+            return True  # it does not parse: rendering it fails at once
+
     # ---- rendering
+
+    def is_linear(self, value: Any) -> bool:
+        """Whether every template inside `value` renders in time linear in its data.
+
+        Such templates (lookups, literals, comparisons, a short list of filters: see
+        `flows/_render_cost.py`) cannot loop, so a runtime may render them on an event
+        loop that serves other work; the others may take up to the render time budget.
+        """
+        return linear_value(value, lambda text: not _has_markup(text) or self._linear(text))
 
     def render(
         self, template: str, context: Mapping[str, Any], *, task: str = "", prop: str = ""

@@ -6,6 +6,8 @@ still render.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from flows import ExpressionEngine, ExpressionError
@@ -90,3 +92,43 @@ def test_endless_loops_end_at_the_time_budget(
 @pytest.mark.parametrize(("template", "expected"), list(HONEST.items()))
 def test_honest_templates_render(engine: ExpressionEngine, template: str, expected: str) -> None:
     assert engine.render(template, {}) == expected
+
+
+@pytest.mark.parametrize(
+    ("template", "linear"),
+    [
+        ("plain text", True),
+        ("{{ trigger.data.id }}", True),
+        ("https://x/{{ vars.channel }}/{{ trigger.data['id'] }}", True),
+        ("{{ trigger.data | tojson }}", True),
+        ("{{ trigger.value.total > inputs.threshold and not vars.off }}", True),
+        ("{{ a ?? b }}", True),
+        ("{{ x.y is defined }}", True),
+        ("{{ x | default('n/a') | upper }}", True),
+        ("{% for i in range(10) %}{{ i }}{% endfor %}", False),
+        ("{% set x = 1 %}{{ x }}", False),
+        ("{{ range(10) | list }}", False),
+        ("{{ 'a'.ljust(5) }}", False),
+        ("{{ x | jq('.a') }}", False),
+        ("{{ x | map('upper') | list }}", False),
+        ("{{ 2 ** 64 }}", False),
+        ("{{ now() }}", False),
+        ("{{ render(vars.t) }}", False),
+    ],
+)
+def test_only_linear_templates_may_render_inline(
+    engine: ExpressionEngine, template: str, linear: bool
+) -> None:
+    assert engine.is_linear(template) is linear
+    assert engine.is_linear({"k": [template, "{{ a }}"]}) is linear
+
+
+def test_the_time_budget_holds_on_another_thread(
+    engine: ExpressionEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budget, "RENDER_TIMEOUT_S", 0.2)
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        future = pool.submit(engine.render, loop, {})
+        with pytest.raises(ExpressionError, match="rendering took longer"):
+            future.result(timeout=30)

@@ -99,7 +99,11 @@ async def test_webhook_execution_paused_and_resumed_through_the_api(
 
 
 async def test_lapsed_server_lease_is_resumed_by_a_pool_actor(
-    api: httpx.AsyncClient, anonymous: httpx.AsyncClient, live_server: LiveServer, namespace: str
+    api: httpx.AsyncClient,
+    anonymous: httpx.AsyncClient,
+    live_server: LiveServer,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     runtime = live_server.runtime
     await deploy(api, hooked(namespace, "orphan", SLEEP_TASKS.format(sleep="PT5S")))
@@ -108,7 +112,13 @@ async def test_lapsed_server_lease_is_resumed_by_a_pool_actor(
     assert lease is not None and lease.owner == runtime.local.owner
     # The server stalls past its lease (as if it hung or died): it renews no more, and
     # the lease lapses now rather than in a TTL.
-    runtime.local._leases.pop(execution["id"])
+    store = runtime.local.store
+    renew = store.renew_leases
+
+    async def renew_all_but_this(leases: list[Any], ttl: Any) -> Any:
+        return await renew([held for held in leases if held.key != execution["id"]], ttl)
+
+    monkeypatch.setattr(store, "renew_leases", renew_all_but_this)
     assert await runtime.store.release_lease(lease)
     final = await wait_state(api, execution["id"], within=30)
     assert final["state"]["current"] == "SUCCESS"

@@ -86,6 +86,6 @@ def prepare(text: str, **kwargs: Any) -> ExecutionRun:
 async def run_text(text: str, *, within: float = 30, **kwargs: Any) -> Ran:
     run = prepare(text, **kwargs)
     state = await asyncio.wait_for(run.run(), within)
-    recorder = run._rec
+    recorder = run.journal.recorder
     assert isinstance(recorder, MemoryRecorder)
     return Ran(state, recorder, run)

@@ -467,7 +467,7 @@ tasks:
     assert not task.done()
     assert run.resume()
     assert await asyncio.wait_for(task, 10) is State.SUCCESS
-    states = run._rec.execution_states()  # type: ignore[attr-defined]
+    states = run.journal.recorder.execution_states()  # type: ignore[attr-defined]
     assert states == [State.RUNNING, State.PAUSED, State.RUNNING, State.SUCCESS]
 
 
@@ -531,14 +531,14 @@ finally:
 """
     )
     task = asyncio.create_task(run.run())
-    recorder = run._rec
+    recorder = run.journal.recorder
     assert isinstance(recorder, MemoryRecorder)
     await eventually(
         lambda: ("long2", State.RUNNING) in recorder.task_states(), within=10, what="long2 to run"
     )
     run.kill()
     assert await asyncio.wait_for(task, 10) is State.KILLED
-    finals = dict(run._rec.task_states())  # type: ignore[attr-defined]
+    finals = dict(run.journal.recorder.task_states())  # type: ignore[attr-defined]
     assert finals["long1"] is State.KILLED
     assert finals["par"] is State.KILLED
 

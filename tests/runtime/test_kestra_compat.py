@@ -262,7 +262,7 @@ tasks:
     assert (await run_text(text, inputs={"mode": "CANCEL"})).state is State.CANCELLED
 
 
-def test_schedule_conditions_decide_each_tick() -> None:
+async def test_schedule_conditions_decide_each_tick() -> None:
     import datetime as dt
     from types import SimpleNamespace
 
@@ -289,8 +289,8 @@ triggers:
     listener = ScheduleListener(flow.triggers[0], ctx)  # type: ignore[arg-type]
     monday = dt.datetime(2026, 12, 7, 9, tzinfo=dt.UTC)
     saturday = dt.datetime(2026, 12, 5, 9, tzinfo=dt.UTC)
-    assert listener._conditions_hold(monday, None)
-    assert not listener._conditions_hold(saturday, None)
+    assert await listener._conditions_hold(monday, None)
+    assert not await listener._conditions_hold(saturday, None)
 
 
 async def test_retry_on_a_flowable_reruns_its_failed_children() -> None:

@@ -74,7 +74,7 @@ async def test_resume_inputs_become_on_resume_outputs() -> None:
     assert await asyncio.wait_for(main, 10) is State.SUCCESS
     paused = next(r for r in run.state.task_runs.values() if r.task_id == "approve")
     assert paused.outputs == {"onResume": {"approver": "ada", "level": 3}}
-    assert "by ada at 3" in [line.message for line in run._rec.logs]  # type: ignore[attr-defined]
+    assert "by ada at 3" in [line.message for line in run.journal.recorder.logs]  # type: ignore[attr-defined]
 
 
 async def test_an_elapsed_pause_gives_the_on_resume_defaults() -> None:
@@ -112,7 +112,7 @@ async def test_pause_from_outside_holds_the_next_task_until_resumed() -> None:
     assert not main.done()
     assert run.resume()
     assert await asyncio.wait_for(main, 10) is State.SUCCESS
-    states = run._rec.execution_states()  # type: ignore[attr-defined]
+    states = run.journal.recorder.execution_states()  # type: ignore[attr-defined]
     assert states == [State.RUNNING, State.PAUSED, State.RUNNING, State.SUCCESS]
 
 

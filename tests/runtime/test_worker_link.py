@@ -10,7 +10,8 @@ import pytest
 import ray
 
 from actors._dispatch import WorkerPoolDispatcher
-from actors._worker import TaskInvocation, task_worker_class
+from actors._invocation import TaskInvocation
+from actors._worker import task_worker_class
 from actors._worker_link import WORKER_LOST, WorkerLink
 from flows import REGISTRY, RunnableTask, State
 from tests.polling import eventually

@@ -1,0 +1,89 @@
+"""What crosses between the interpreter and a worker: one attempt in, one outcome out.
+
+Plain dataclasses with no Ray import, so the interpreter (and anything else that only
+needs these shapes) does not load Ray at import time; `actors/_worker.py` runs them on Ray.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows import RunnableTask, State
+
+from ._failure import TaskFailure
+from ._storage import StorageConfig
+from ._store._records import utcnow
+
+INLINE_WORKER = "inline"
+"""`TaskOutcome.worker` of trivial tasks (Log, Return) run in the execution's process."""
+
+
+@dataclass(frozen=True)
+class TaskInvocation:
+    """One attempt of a runnable task, as sent to a worker.
+
+    Attributes:
+        task: The task with its properties already rendered.
+        execution_id: The execution's id.
+        task_run_id: The task run's id.
+        attempt: 1 for the first attempt, 2 for the first retry, ...
+        namespace: The flow's namespace.
+        flow_id: The flow's id.
+        variables: The expression context the task was rendered with.
+        dsn: The store's DSN, for KV tasks.
+        storage: The internal storage (the default local folder when None).
+        timeout_s: Seconds the attempt may run; None for no limit.
+    """
+
+    task: RunnableTask
+    execution_id: str
+    task_run_id: str
+    attempt: int
+    namespace: str
+    flow_id: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    dsn: str | None = None
+    timeout_s: float | None = None
+    storage: StorageConfig | None = None
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How an attempt ended.
+
+    Attributes:
+        state: SUCCESS or FAILED.
+        outputs: The task's outputs (empty when it failed).
+        logs: ``(time, level, message)`` lines, in order, unmasked.
+        error: For FAILED, why (`TaskFailure`); None for SUCCESS.
+        worker: The Ray actor or worker id that ran it (``pid:N`` outside Ray).
+        node: The Ray node id (the host name outside Ray).
+        started_at: When the worker started the attempt (aware UTC).
+        ended_at: When it ended (aware UTC).
+    """
+
+    state: State
+    outputs: dict[str, Any]
+    logs: list[tuple[dt.datetime, str, str]]
+    error: TaskFailure | None
+    worker: str | None
+    node: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime
+
+
+def failed_outcome(message: str, kind: str, *, retriable: bool = True) -> TaskOutcome:
+    """A FAILED outcome for an attempt that did not run to its end on a worker."""
+    now = utcnow()
+    return TaskOutcome(
+        state=State.FAILED,
+        outputs={},
+        logs=[],
+        error=TaskFailure(message, kind, retriable),
+        worker=None,
+        node=None,
+        started_at=now,
+        ended_at=now,
+    )
