@@ -67,6 +67,7 @@ from ._store import (
     encode_value,
     new_id,
 )
+from ._templates import off_loop
 from ._trigger_lease import (
     DEFAULT_TRIGGER_LEASE_S,
     TRIGGER_LEASE,
@@ -173,6 +174,7 @@ __all__ = [
     "listener_host_class",
     "new_id",
     "next_tick",
+    "off_loop",
     "open_storage",
     "opentelemetry_interceptor",
     "owner_actor",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from actors import TRIGGER_LABEL, Execution, ExecutionService, TriggerStats
+from actors import TRIGGER_LABEL, Execution, ExecutionService, TriggerStats, off_loop
 from flows import (
     ExpressionEngine,
     Flow,
@@ -96,7 +96,9 @@ class WebhookIntake:
         stats.events += 1
         stats.last_event_at = dt.datetime.fromtimestamp(received, dt.UTC)
         variables = {"body": body, "headers": dict(headers), "parameters": dict(parameters)}
-        if trigger.conditions and not event_conditions_hold(
+        # Conditions are templates: rendered on the render threads, never on the server's loop.
+        if trigger.conditions and not await off_loop(
+            event_conditions_hold,
             trigger.conditions,
             _CONDITIONS_ENGINE,
             build_context(flow=flow, trigger=variables, envs={}),
