@@ -9,6 +9,7 @@ tests assert only what happens while the render is still running, never how fast
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from typing import Any
@@ -158,3 +159,35 @@ async def test_other_triggers_of_a_listener_host_run_while_one_renders_a_loop(
     finally:
         await js.delete_stream(stream)
         await broker.close()
+
+
+async def test_health_answers_while_a_webhook_condition_renders_a_loop(
+    chaos_server: ChaosServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(budget, "RENDER_TIMEOUT_S", 8.0)
+    flow_id = f"guard-{uuid.uuid4().hex[:8]}"
+    source = (
+        f"id: {flow_id}\nnamespace: {NAMESPACE}\n"
+        "tasks:\n  - {id: said, type: core.Return, value: hi}\n"
+        f"triggers:\n  - id: hook\n    type: trigger.Webhook\n    key: {KEY}\n"
+        "    conditions:\n      - type: io.kestra.plugin.core.condition.ExpressionCondition\n"
+        f'        expression: "{BURN}"\n'
+    )
+    async with chaos_server.client() as client:
+        await deploy(client, source)
+        url = f"/api/v1/executions/webhook/{NAMESPACE}/{flow_id}/{KEY}"
+        fired = asyncio.create_task(client.post(url, json={"x": 1}))
+
+        async def evaluating() -> bool:
+            found = await client.get("/api/v1/triggers")
+            hook = [t for t in found.json()["results"] if t.get("flowId") == flow_id]
+            return bool(hook) and (hook[0].get("events") or 0) >= 1
+
+        await eventually(evaluating, what="the webhook call counted (its conditions started)")
+        health = await client.get("/health")
+        assert health.status_code == 200, health.text
+        # Answered while the condition was still rendering: the webhook call has no answer yet.
+        assert not fired.done()
+        answer = await asyncio.wait_for(fired, timeout=60)
+    assert answer.status_code < 500, answer.text
+    assert "Traceback" not in answer.text
