@@ -215,7 +215,12 @@ def test_node_removed_under_load_its_attempts_fail_as_lost_retry_and_the_pool_re
 
         # Execution actors, their warm workers and the listener hosts: alive on live nodes.
         eventually_sync(refilled, within=60, what="the pool and the hosts back")
-        rows = eventually_sync(lambda: _rows_done(client, rows_flow, 20), within=90, what="rows")
+        try:
+            rows = eventually_sync(
+                lambda: _rows_done(client, rows_flow, 20), within=90, what="rows"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {_rows_progress(client, rows_flow)}") from None
         assert rows == list(range(20))  # none lost, none twice
         assert lost_node not in {a["node"] for a in cluster.actors() if a["state"] == "ALIVE"}
         print(
@@ -286,6 +291,17 @@ def _rows_done(client: httpx.Client, flow_id: str, count: int) -> list[int] | No
     if len(page) == count and all(e["state"]["current"] == "SUCCESS" for e in page):
         return sorted(int(e["trigger"]["variables"]["data"]["n"]) for e in page)
     return None
+
+
+def _rows_progress(client: httpx.Client, flow_id: str) -> str:
+    """Where the cursor trigger and its executions stand (for a failure message)."""
+    page = client.get(
+        "/api/v1/executions/search",
+        params={"namespace": NAMESPACE, "flowId": flow_id, "size": 1000},
+    ).json()["results"]
+    states = sorted((e["trigger"]["variables"]["data"]["n"], e["state"]["current"]) for e in page)
+    found = client.get("/api/v1/triggers").json()["results"]
+    return f"executions {states}; trigger {[t for t in found if t['flowId'] == flow_id]}"
 
 
 async def _owner_actors(db: str, execution_ids: list[str]) -> list[str]:
