@@ -26,6 +26,7 @@ import ray
 from flows import Service
 
 from ._dispatch import ColocatedDispatcher, RayTaskDispatcher, WorkerPoolDispatcher
+from ._gc import tune_gc
 from ._interceptors import opentelemetry_interceptor
 from ._interpreter import Dispatcher
 from ._service import DEFAULT_LEASE_TTL, ExecutionService
@@ -104,6 +105,7 @@ class ExecutionHost(Service):
         return self.service.owner
 
     async def _start(self) -> None:
+        tune_gc()  # a long-lived process that runs executions (see _gc)
         if self._own_store:
             await self.store.start()
         await self._history.start()
