@@ -17,7 +17,7 @@ from flows import ExpressionError, Retry, RunnableTask, State, Task, TaskError
 from ._failure import TaskFailure
 from ._inline_tasks import INLINE_TYPES, LEVELS, InlineTasks
 from ._interceptors import AttemptFinished, AttemptStarted, Interceptors
-from ._invocation import INLINE_WORKER, TaskInvocation, TaskOutcome
+from ._invocation import INLINE_WORKER, TaskInvocation, TaskOutcome, failed_outcome
 from ._retry import INTERRUPTED, next_delay
 from ._run_port import Dispatcher, RunPort
 from ._runstate import TaskRunState
@@ -215,36 +215,16 @@ def _not_dispatched(exc: Exception, started: dt.datetime) -> TaskOutcome:
     cause = unwrap_ray_error(exc)
     text = str(cause).strip()
     message = f"the attempt could not be dispatched: {text.splitlines()[0] if text else ''}"
-    failure = TaskFailure(message.rstrip(": "), type(cause).__name__, retriable=True)
-    return TaskOutcome(
-        state=State.FAILED,
-        outputs={},
-        logs=[],
-        error=failure,
-        worker=None,
-        node=None,
-        started_at=started,
-        ended_at=utcnow(),
-    )
+    return failed_outcome(message.rstrip(": "), type(cause).__name__, started_at=started)
 
 
 def _failed(task: Task, exc: ExpressionError | TaskError, started: dt.datetime) -> TaskOutcome:
     """The outcome of an attempt that failed before it could run."""
     failure = TaskFailure.of(exc)
-    if isinstance(exc, ExpressionError) and task.retry is None:
-        # The same template fails every attempt, unless the task's own retry says
-        # otherwise (Kestra retries it: a template may read taskrun.attemptsCount).
-        failure = TaskFailure(failure.message, failure.type, retriable=False)
-    return TaskOutcome(
-        state=State.FAILED,
-        outputs={},
-        logs=[],
-        error=failure,
-        worker=None,
-        node=None,
-        started_at=started,
-        ended_at=utcnow(),
-    )
+    # An expression fails the same way every attempt, unless the task's own retry says
+    # otherwise (Kestra retries it: a template may read taskrun.attemptsCount).
+    retriable = failure.retriable and not (isinstance(exc, ExpressionError) and task.retry is None)
+    return failed_outcome(failure.message, failure.type, retriable=retriable, started_at=started)
 
 
 def _kept(task: Task, level: str) -> bool:

@@ -74,8 +74,17 @@ class TaskOutcome:
     ended_at: dt.datetime
 
 
-def failed_outcome(message: str, kind: str, *, retriable: bool = True) -> TaskOutcome:
-    """A FAILED outcome for an attempt that did not run to its end on a worker."""
+def failed_outcome(
+    message: str, kind: str, *, retriable: bool = True, started_at: dt.datetime | None = None
+) -> TaskOutcome:
+    """A FAILED outcome for an attempt that did not run to its end on a worker.
+
+    Args:
+        message: Why, in one sentence.
+        kind: The failure's type name.
+        retriable: Whether the task's retry policy may run it again.
+        started_at: When the attempt started (now if not given).
+    """
     now = utcnow()
     return TaskOutcome(
         state=State.FAILED,
@@ -84,6 +93,6 @@ def failed_outcome(message: str, kind: str, *, retriable: bool = True) -> TaskOu
         error=TaskFailure(message, kind, retriable),
         worker=None,
         node=None,
-        started_at=now,
+        started_at=started_at or now,
         ended_at=now,
     )
