@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from flows import Delivery, Listener, TaskError
+from flows import ConnectorError, Delivery, Listener, RealtimeTrigger, TaskError
 
 WAIT = 15.0  # seconds: deadline for deliveries that should arrive (tansu is slow to join)
 QUIET = 0.5  # seconds: window in which no more deliveries may arrive
@@ -184,3 +184,49 @@ class Pump:
     async def stop(self) -> None:
         self.task.cancel()
         await asyncio.gather(self.task, return_exceptions=True)
+
+
+class PumpedListeners:
+    """The listeners of one test, each pumped as the host does; `recovered` is the host's
+    retry after a listener's iterator ended."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, tuple[Listener, Pump]] = {}
+
+    async def run(self, name: str, trigger: RealtimeTrigger) -> Pump:
+        """Connect `trigger`'s listener and pump it under `name`."""
+        listener = trigger.create_listener(FakeListenerContext(trigger_id=name))
+        await listener.connect()
+        pump = Pump(listener)
+        self.running[name] = (listener, pump)
+        return pump
+
+    def listener(self, name: str) -> Listener:
+        return self.running[name][0]
+
+    def pump(self, name: str) -> Pump:
+        return self.running[name][1]
+
+    async def stop(self, name: str) -> None:
+        listener, pump = self.running.pop(name)
+        await pump.stop()
+        await listener.close()
+
+    async def recovered(self) -> bool:
+        """Reconnect (once each) the listeners whose iterator ended; True when none did."""
+        fine = True
+        for name, (listener, pump) in list(self.running.items()):
+            if not pump.task.done():
+                continue
+            fine = False
+            await listener.close()
+            try:
+                await listener.connect()
+            except ConnectorError:
+                continue  # the server is not back yet: the host would retry too
+            self.running[name] = (listener, Pump(listener))
+        return fine
+
+    async def close(self) -> None:
+        for name in list(self.running):
+            await self.stop(name)

@@ -19,8 +19,8 @@ import nats
 import pytest
 
 from connectors.nats import NatsRealtimeTrigger
-from flows import ConnectorError, Event, Listener, PoisonMessage
-from tests.connectors.fakes import FakeListenerContext, Pump
+from flows import Event, PoisonMessage
+from tests.connectors.fakes import FakeListenerContext, Pump, PumpedListeners
 from tests.polling import eventually
 from tests.servers._nats import _probe
 from tests.servers._process import (
@@ -109,49 +109,18 @@ def monitored_nats() -> Iterator[MonitoredNats]:
             stop_process(running.process)
 
 
-class Triggers:
-    """Listeners of one test, pumped as the host does; `reconnect` is the host's retry."""
+class Triggers(PumpedListeners):
+    """NATS listeners of one test, pumped as the host does."""
 
     def __init__(self, url: str) -> None:
+        super().__init__()
         self.url = url
-        self.running: dict[str, tuple[Listener, Pump]] = {}
 
     async def start(self, name: str, **props: Any) -> Pump:
         trigger = NatsRealtimeTrigger.model_validate(
             {"id": name, "type": "nats.RealtimeTrigger", "url": self.url, **props}
         )
-        listener = trigger.create_listener(FakeListenerContext(trigger_id=name))
-        await listener.connect()
-        pump = Pump(listener)
-        self.running[name] = (listener, pump)
-        return pump
-
-    async def stop(self, name: str) -> None:
-        listener, pump = self.running.pop(name)
-        await pump.stop()
-        await listener.close()
-
-    async def recovered(self) -> bool:
-        """Reconnect (once each) the listeners whose iterator ended; True when none did."""
-        fine = True
-        for name, (listener, pump) in list(self.running.items()):
-            if not pump.task.done():
-                continue
-            fine = False
-            await listener.close()
-            try:
-                await listener.connect()
-            except ConnectorError:
-                continue  # the server is not back yet: the host would retry too
-            self.running[name] = (listener, Pump(listener))
-        return fine
-
-    def pump(self, name: str) -> Pump:
-        return self.running[name][1]
-
-    async def close(self) -> None:
-        for name in list(self.running):
-            await self.stop(name)
+        return await self.run(name, trigger)
 
 
 @pytest.fixture

@@ -15,9 +15,9 @@ import asyncpg
 import pytest
 
 from connectors.postgres import PostgresRealtimeTrigger
-from flows import ConnectorError, Event, Listener, PoisonMessage
+from flows import ConnectorError, Event, PoisonMessage
 from tests.chaos.test_postgres_restart import RestartablePostgres
-from tests.connectors.fakes import FakeListenerContext, Pump
+from tests.connectors.fakes import Pump, PumpedListeners
 from tests.polling import eventually
 from tests.servers._postgres import _spec
 from tests.servers._process import run_server, stop_process
@@ -50,50 +50,19 @@ async def backends(dsn: str) -> int:
     )
 
 
-class Triggers:
+class Triggers(PumpedListeners):
     """NOTIFY listeners of one test, pumped as the host does."""
 
     def __init__(self, dsn: str) -> None:
+        super().__init__()
         self.dsn = dsn
-        self.running: dict[str, tuple[Listener, Pump]] = {}
 
     async def start(self, name: str, channel: str, **props: Any) -> Pump:
         trigger = PostgresRealtimeTrigger.model_validate(
             {"id": name, "type": "postgres.RealtimeTrigger", "url": self.dsn}
             | {"channel": channel, **props}
         )
-        listener = trigger.create_listener(FakeListenerContext(trigger_id=name))
-        await listener.connect()
-        pump = Pump(listener)
-        self.running[name] = (listener, pump)
-        return pump
-
-    def listener(self, name: str) -> Listener:
-        return self.running[name][0]
-
-    async def recovered(self) -> bool:
-        """Reconnect (once each) the listeners whose iterator ended; True when none did."""
-        fine = True
-        for name, (listener, pump) in list(self.running.items()):
-            if not pump.task.done():
-                continue
-            fine = False
-            await listener.close()
-            try:
-                await listener.connect()
-            except ConnectorError:
-                continue  # the server is not back yet: the host would retry too
-            self.running[name] = (listener, Pump(listener))
-        return fine
-
-    async def stop(self, name: str) -> None:
-        listener, pump = self.running.pop(name)
-        await pump.stop()
-        await listener.close()
-
-    async def close(self) -> None:
-        for name in list(self.running):
-            await self.stop(name)
+        return await self.run(name, trigger)
 
 
 @pytest.fixture
