@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -16,11 +16,12 @@ import pytest
 
 from connectors.postgres import PostgresRealtimeTrigger
 from flows import ConnectorError, Event, PoisonMessage
-from tests.chaos.test_postgres_restart import RestartablePostgres
+from tests.chaos.test_postgres_restart import (  # the fixture: one restartable server
+    RestartablePostgres,
+    own_postgres,  # noqa: F401
+)
 from tests.connectors.fakes import Pump, PumpedListeners
 from tests.polling import eventually
-from tests.servers._postgres import _spec
-from tests.servers._process import run_server, stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -141,18 +142,8 @@ async def test_a_lost_connection_ends_every_trigger_on_it_and_one_reconnect_serv
     assert isinstance(got_b, Event) and got_b.variables["payload"] == "b again"
 
 
-@pytest.fixture
-def own_postgres() -> Iterator[RestartablePostgres]:
-    with run_server(_spec()) as server:
-        running = RestartablePostgres(server, server.process)
-        try:
-            yield running
-        finally:
-            stop_process(running.process)
-
-
 async def test_a_server_restart_recovers_every_trigger_on_the_shared_connection(
-    own_postgres: RestartablePostgres,
+    own_postgres: RestartablePostgres,  # noqa: F811 (the imported fixture)
 ) -> None:
     dsn = own_postgres.admin_dsn
     triggers = Triggers(dsn)
