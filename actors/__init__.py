@@ -22,6 +22,7 @@ from ._interceptors import (
 )
 from ._interpreter import Dispatcher, ExecutionRun, Recorder, RunOptions, SubflowLauncher
 from ._invocation import TaskInvocation, TaskOutcome
+from ._launch import ExecutionSummary
 from ._listener_host import (
     CORE_LISTENERS,
     ListenerHost,
@@ -34,7 +35,6 @@ from ._placement import spread_over_nodes
 from ._pool import ExecutionPool, PoolOptions
 from ._ray_errors import remote_call, unwrap_ray_error
 from ._recorders import MemoryRecorder, StoreRecorder
-from ._running import ExecutionSummary
 from ._runstate import ExecutionState, TaskRunState
 from ._schedule import ScheduleListener, backfill, next_tick, ticks_between
 from ._service import ExecutionService

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from flows import NotFoundError, StoreError
 
-from ._running import RunningExecutions
+from ._launch import RunningExecutions
 
 if TYPE_CHECKING:
     from ._service import ExecutionService

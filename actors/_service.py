@@ -31,11 +31,9 @@ from ._flow_cache import FlowCache
 from ._interceptors import ExecutionCreated, ExecutionEnded, Interceptor, Interceptors
 from ._interpreter import Dispatcher, ExecutionRun
 from ._large_outputs import resolve_outputs
+from ._launch import ExecutionSummary, RunFactory, Running, RunningExecutions, new_execution
 from ._lease_keeper import LeaseKeeper
-from ._new_execution import new_execution
 from ._replay import replay, restart
-from ._run_factory import RunFactory
-from ._running import ExecutionSummary, Running, RunningExecutions
 from ._runstate import ExecutionState
 from ._scope import loop_ids
 from ._storage import StorageConfig, StorageFileReader
