@@ -42,6 +42,8 @@ class DurableSources:
         kafka_group: Consumer-group options of the session's broker (``kafka_group_options``).
         mqtt_url: The MQTT broker.
         database: The store's database, where the cursor's table is too.
+        tag: Makes the stream, MQTT topic, table and consumer names unique to this run.
+        topic: The Kafka topic (a new one, named by `create`).
     """
 
     namespace: str
@@ -56,10 +58,12 @@ class DurableSources:
 
     @property
     def stream(self) -> str:
+        """The JetStream stream (subjects ``{tag}.>``)."""
         return f"NODE{self.tag.upper()}"
 
     @property
     def table(self) -> str:
+        """The cursor's table (``n bigint PRIMARY KEY``)."""
         return f"rows_{self.tag}"
 
     def create(self) -> None:
