@@ -18,7 +18,7 @@ import ray
 import ray.job_config
 
 from ._failure import TIMEOUT_ERROR
-from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
+from ._invocation import TaskInvocation, TaskOutcome, failed_outcome, pack
 from ._worker import execute, run_invocation, run_task, task_worker_class
 from ._worker_link import WorkerLink, lost_outcome, not_sent_outcome
 
@@ -145,7 +145,7 @@ class RayTaskDispatcher:
         resources = invocation.task.resources
         options: dict[str, Any] = resources.ray_options() if resources else {}
         try:
-            ref = run_task.options(**options).remote(invocation)
+            ref = run_task.options(**options).remote(pack(invocation))
         except Exception as exc:  # options Ray refuses, an attempt it cannot serialise
             return not_sent_outcome(exc)
         return await _await_ref(ref, invocation)
@@ -186,11 +186,15 @@ class WorkerPoolDispatcher:
         resources = invocation.task.resources
         if (resources is not None and resources.ray_options()) or not self._links:
             return await self._fallback.run(invocation)
+        try:
+            packed = pack(invocation)  # once, whichever call carries it
+        except Exception as exc:  # an attempt that cannot be serialised
+            return not_sent_outcome(exc)
         link = min(self._links, key=lambda candidate: candidate.running)  # least busy
         if link.idle:  # a lone attempt: one plain call, the outcome in its reply
             try:
-                ref = link.worker.run.remote(invocation)
-            except Exception as exc:  # an attempt Ray cannot serialise
+                ref = link.worker.run.remote(packed)
+            except Exception as exc:  # a call Ray refuses
                 return not_sent_outcome(exc)
             link.calls += 1
             try:
@@ -199,7 +203,7 @@ class WorkerPoolDispatcher:
                 return lost_outcome(repr(exc))
             finally:
                 link.calls -= 1
-        key, outcome = link.submit(invocation)
+        key, outcome = link.submit(packed)
         try:
             return await asyncio.wait_for(outcome, _hard_limit(invocation))
         except TimeoutError:

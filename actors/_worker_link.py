@@ -27,7 +27,7 @@ import itertools
 import uuid
 from typing import Any
 
-from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
+from ._invocation import Packed, TaskInvocation, TaskOutcome, failed_outcome, pack
 
 WORKER_LOST = "WorkerLost"
 """`TaskFailure.type` of an attempt lost with its worker."""
@@ -62,7 +62,7 @@ class WorkerLink:
         self.worker = worker
         self._id = uuid.uuid4().hex
         self._keys = itertools.count()
-        self._outbox: list[tuple[int, TaskInvocation]] = []
+        self._outbox: list[tuple[int, Packed]] = []
         self._waiting: dict[int, asyncio.Future[TaskOutcome]] = {}
         self._incarnation_of: dict[int, str] = {}
         self._incarnation = ""
@@ -85,13 +85,23 @@ class WorkerLink:
         """Nothing of ours is on its way to or running on the worker."""
         return not self._waiting and not self.calls and not self._starting
 
-    def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
-        """Send the attempt (now, or with this turn's others): its key and outcome future."""
+    def submit(
+        self, invocation: TaskInvocation | Packed
+    ) -> tuple[int, asyncio.Future[TaskOutcome]]:
+        """Send the attempt (now, or with this turn's others): its key and outcome future.
+
+        Args:
+            invocation: The attempt, or its `pack` bytes.
+
+        Raises:
+            Exception: The attempt cannot be pickled (see `pack`).
+        """
+        packed = invocation if isinstance(invocation, bytes) else pack(invocation)
         loop = asyncio.get_running_loop()
         key = next(self._keys)
         future: asyncio.Future[TaskOutcome] = loop.create_future()
         self._waiting[key] = future
-        self._outbox.append((key, invocation))
+        self._outbox.append((key, packed))
         if self._starting == 0 and not self._flush_due:
             self._flush()
         elif not self._flush_due:
