@@ -4,11 +4,12 @@ One actor call per attempt costs both processes a full Ray call (submit, task sp
 serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
 the 2-core machine, which caps throughput. A `WorkerLink` instead:
 
-- sends an attempt at once when no ``start`` call is on its way; while one is, sends
-  every attempt submitted during the same turn of the event loop in ONE
-  ``start(link, items)`` call, at the end of the turn (a lone attempt for an idle worker
-  does not come here: the dispatcher sends it as one plain ``run`` call, whose reply
-  carries its outcome);
+- sends an attempt at once when no ``start`` call is on its way; while one is, holds
+  the attempts submitted meanwhile and sends them all in ONE ``start(link, items)`` call
+  as soon as it is answered (one ``start`` on its way at a time, as Nagle's algorithm
+  does for small packets: under load each call carries every attempt of a round trip,
+  not of one loop turn; a lone attempt for an idle worker does not come here: the
+  dispatcher sends it as one plain ``run`` call, whose reply carries its outcome);
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
   which returns every outcome finished since the last one, in one reply.
 
@@ -66,7 +67,6 @@ class WorkerLink:
         self._waiting: dict[int, asyncio.Future[TaskOutcome]] = {}
         self._incarnation_of: dict[int, str] = {}
         self._incarnation = ""
-        self._flush_due = False
         self._starting = 0  # start calls not answered yet
         self._collector: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -102,11 +102,8 @@ class WorkerLink:
         future: asyncio.Future[TaskOutcome] = loop.create_future()
         self._waiting[key] = future
         self._outbox.append((key, packed))
-        if self._starting == 0 and not self._flush_due:
+        if self._starting == 0:
             self._flush()
-        elif not self._flush_due:
-            self._flush_due = True
-            loop.call_soon(self._flush)
         return key, future
 
     def abandon(self, key: int) -> None:
@@ -135,7 +132,6 @@ class WorkerLink:
         return task
 
     def _flush(self) -> None:
-        self._flush_due = False
         items, self._outbox = self._outbox, []
         if not items:
             return
@@ -156,15 +152,20 @@ class WorkerLink:
     async def _started(self, ref: Any, keys: list[int]) -> None:
         try:
             incarnation: str = await ref
-        except Exception as exc:
-            self._fail(keys, repr(exc))
-            return
-        finally:
+        except asyncio.CancelledError:  # the link is closing: send nothing more
             self._starting -= 1
-        self._incarnation = incarnation
-        for key in keys:
-            if key in self._waiting:
-                self._incarnation_of[key] = incarnation
+            raise
+        except Exception as exc:
+            self._starting -= 1
+            self._fail(keys, repr(exc))
+        else:
+            self._starting -= 1
+            self._incarnation = incarnation
+            for key in keys:
+                if key in self._waiting:
+                    self._incarnation_of[key] = incarnation
+        if self._starting == 0 and self._outbox:
+            self._flush()  # what was held while this call was on its way
 
     async def _collect(self) -> None:
         while self._waiting:
