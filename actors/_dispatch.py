@@ -186,15 +186,11 @@ class WorkerPoolDispatcher:
         resources = invocation.task.resources
         if (resources is not None and resources.ray_options()) or not self._links:
             return await self._fallback.run(invocation)
-        try:
-            packed = pack(invocation)  # once, whichever call carries it
-        except Exception as exc:  # an attempt that cannot be serialised
-            return not_sent_outcome(exc)
         link = min(self._links, key=lambda candidate: candidate.running)  # least busy
         if link.idle:  # a lone attempt: one plain call, the outcome in its reply
             try:
-                ref = link.worker.run.remote(packed)
-            except Exception as exc:  # a call Ray refuses
+                ref = link.worker.run.remote(pack(invocation))
+            except Exception as exc:  # an attempt that cannot be pickled, a call Ray refuses
                 return not_sent_outcome(exc)
             link.calls += 1
             try:
@@ -203,7 +199,7 @@ class WorkerPoolDispatcher:
                 return lost_outcome(repr(exc))
             finally:
                 link.calls -= 1
-        key, outcome = link.submit(packed)
+        key, outcome = link.submit(invocation)
         try:
             return await asyncio.wait_for(outcome, _hard_limit(invocation))
         except TimeoutError:

@@ -74,6 +74,36 @@ def pack(invocation: TaskInvocation) -> Packed:
         return packed
 
 
+def pack_batch(items: list[tuple[int, TaskInvocation]]) -> Packed:
+    """Keyed invocations as one `pack`-style pickle, for a worker to `unpack_batch`.
+
+    One pickle for the batch shares what its attempts share (the task when its
+    properties have no template, the flow's variables): per attempt it costs a third to a
+    half of packing each alone.
+    """
+    try:
+        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        from ray import cloudpickle  # imports Ray: not at the interpreter's import
+
+        packed: bytes = cloudpickle.dumps(  # type: ignore[no-untyped-call]
+            items, protocol=pickle.HIGHEST_PROTOCOL
+        )
+        return packed
+
+
+def unpack_batch(
+    items: list[tuple[int, TaskInvocation | Packed]] | Packed,
+) -> list[tuple[int, TaskInvocation]]:
+    """The keyed invocations `pack_batch` made (a list of keyed ones or `pack` bytes passes)."""
+    if isinstance(items, bytes):
+        loaded = pickle.loads(items)  # noqa: S301 - our own caller's bytes, as Ray's pickles
+        if not isinstance(loaded, list):
+            raise TypeError(f"expected a packed batch, got {type(loaded).__name__}")
+        items = loaded
+    return [(key, unpack(invocation)) for key, invocation in items]
+
+
 def unpack(invocation: TaskInvocation | Packed) -> TaskInvocation:
     """The invocation `pack` made (a `TaskInvocation` passes through as it is)."""
     if isinstance(invocation, TaskInvocation):

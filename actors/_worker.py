@@ -31,7 +31,7 @@ import ray
 from flows import State, TaskError
 
 from ._failure import TIMEOUT_ERROR, TaskFailure
-from ._invocation import Packed, TaskInvocation, TaskOutcome, unpack
+from ._invocation import Packed, TaskInvocation, TaskOutcome, unpack, unpack_batch
 from ._store._json import dumps
 from ._store._records import utcnow
 from ._worker_context import WorkerRunContext, close_worker_stores
@@ -248,10 +248,17 @@ class TaskWorker:
         started_at = utcnow()
         return await run_invocation(loaded, started_at=started_at)
 
-    async def start(self, link: str, items: list[tuple[int, TaskInvocation | Packed]]) -> str:
-        """Start attempts for caller `link` without waiting for them; this incarnation."""
-        for key, invocation in items:
-            task = asyncio.ensure_future(self._attempt(link, key, unpack(invocation)))
+    async def start(
+        self, link: str, items: list[tuple[int, TaskInvocation | Packed]] | Packed
+    ) -> str:
+        """Start attempts for caller `link` without waiting for them; this incarnation.
+
+        Args:
+            link: The caller.
+            items: ``(key, attempt)`` pairs, or all of them as `pack_batch` bytes.
+        """
+        for key, invocation in unpack_batch(items):
+            task = asyncio.ensure_future(self._attempt(link, key, invocation))
             self._running[(link, key)] = task
         return self._incarnation
 

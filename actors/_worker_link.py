@@ -28,7 +28,7 @@ import itertools
 import uuid
 from typing import Any
 
-from ._invocation import Packed, TaskInvocation, TaskOutcome, failed_outcome, pack
+from ._invocation import Packed, TaskInvocation, TaskOutcome, failed_outcome, pack, pack_batch
 
 WORKER_LOST = "WorkerLost"
 """`TaskFailure.type` of an attempt lost with its worker."""
@@ -63,7 +63,7 @@ class WorkerLink:
         self.worker = worker
         self._id = uuid.uuid4().hex
         self._keys = itertools.count()
-        self._outbox: list[tuple[int, Packed]] = []
+        self._outbox: list[tuple[int, TaskInvocation]] = []
         self._waiting: dict[int, asyncio.Future[TaskOutcome]] = {}
         self._incarnation_of: dict[int, str] = {}
         self._incarnation = ""
@@ -85,23 +85,13 @@ class WorkerLink:
         """Nothing of ours is on its way to or running on the worker."""
         return not self._waiting and not self.calls and not self._starting
 
-    def submit(
-        self, invocation: TaskInvocation | Packed
-    ) -> tuple[int, asyncio.Future[TaskOutcome]]:
-        """Send the attempt (now, or with this turn's others): its key and outcome future.
-
-        Args:
-            invocation: The attempt, or its `pack` bytes.
-
-        Raises:
-            Exception: The attempt cannot be pickled (see `pack`).
-        """
-        packed = invocation if isinstance(invocation, bytes) else pack(invocation)
+    def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
+        """Send the attempt (now, or with the others held meanwhile): its key and future."""
         loop = asyncio.get_running_loop()
         key = next(self._keys)
         future: asyncio.Future[TaskOutcome] = loop.create_future()
         self._waiting[key] = future
-        self._outbox.append((key, packed))
+        self._outbox.append((key, invocation))
         if self._starting == 0:
             self._flush()
         return key, future
@@ -136,18 +126,39 @@ class WorkerLink:
         if not items:
             return
         try:
-            ref = self.worker.start.remote(self._id, items)
-        except Exception as exc:  # an attempt Ray cannot serialise: none of these left
-            for key, _ in items:
-                future = self._waiting.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(not_sent_outcome(exc))
+            batch: list[tuple[int, Packed]] | Packed = pack_batch(items)
+        except Exception:  # one attempt cannot be pickled: pickle each, fail only those
+            alone = self._packed_alone(items)
+            if not alone:
+                return
+            sent = {key for key, _ in alone}
+            batch, items = alone, [(key, inv) for key, inv in items if key in sent]
+        try:
+            ref = self.worker.start.remote(self._id, batch)
+        except Exception as exc:  # a call Ray refuses: none of these left
+            self._not_sent([key for key, _ in items], exc)
             return
         self.starts += 1
         self._starting += 1
         self._spawn(self._started(ref, [key for key, _ in items]))
         if self._collector is None or self._collector.done():
             self._collector = asyncio.ensure_future(self._collect())
+
+    def _packed_alone(self, items: list[tuple[int, TaskInvocation]]) -> list[tuple[int, Packed]]:
+        """Each attempt `pack`ed on its own; those that cannot be end not sent."""
+        packed: list[tuple[int, Packed]] = []
+        for key, invocation in items:
+            try:
+                packed.append((key, pack(invocation)))
+            except Exception as exc:
+                self._not_sent([key], exc)
+        return packed
+
+    def _not_sent(self, keys: list[int], exc: Exception) -> None:
+        for key in keys:
+            future = self._waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(not_sent_outcome(exc))
 
     async def _started(self, ref: Any, keys: list[int]) -> None:
         try:
