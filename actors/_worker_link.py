@@ -9,7 +9,8 @@ the 2-core machine, which caps throughput. A `WorkerLink` instead:
   as soon as it is answered (one ``start`` on its way at a time, as Nagle's algorithm
   does for small packets: under load each call carries every attempt of a round trip,
   not of one loop turn; a lone attempt for an idle worker does not come here: the
-  dispatcher sends it as one plain ``run`` call, whose reply carries its outcome);
+  dispatcher sends it as one plain ``run`` call, whose reply carries its outcome); the
+  attempts of a call cross as one C pickle (`pack_batch`), which shares what they share;
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
   which returns every outcome finished since the last one, in one reply.
 
