@@ -18,7 +18,7 @@ import ray
 import ray.job_config
 
 from ._failure import TIMEOUT_ERROR
-from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
+from ._invocation import TaskInvocation, TaskOutcome, failed_outcome, pack
 from ._worker import execute, run_invocation, run_task, task_worker_class
 from ._worker_link import WorkerLink, lost_outcome, not_sent_outcome
 
@@ -145,7 +145,7 @@ class RayTaskDispatcher:
         resources = invocation.task.resources
         options: dict[str, Any] = resources.ray_options() if resources else {}
         try:
-            ref = run_task.options(**options).remote(invocation)
+            ref = run_task.options(**options).remote(pack(invocation))
         except Exception as exc:  # options Ray refuses, an attempt it cannot serialise
             return not_sent_outcome(exc)
         return await _await_ref(ref, invocation)
@@ -189,8 +189,8 @@ class WorkerPoolDispatcher:
         link = min(self._links, key=lambda candidate: candidate.running)  # least busy
         if link.idle:  # a lone attempt: one plain call, the outcome in its reply
             try:
-                ref = link.worker.run.remote(invocation)
-            except Exception as exc:  # an attempt Ray cannot serialise
+                ref = link.worker.run.remote(pack(invocation))
+            except Exception as exc:  # an attempt that cannot be pickled, a call Ray refuses
                 return not_sent_outcome(exc)
             link.calls += 1
             try:

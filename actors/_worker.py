@@ -31,7 +31,7 @@ import ray
 from flows import State, TaskError
 
 from ._failure import TIMEOUT_ERROR, TaskFailure
-from ._invocation import TaskInvocation, TaskOutcome
+from ._invocation import Packed, TaskInvocation, TaskOutcome, unpack, unpack_batch
 from ._store._json import dumps
 from ._store._records import utcnow
 from ._worker_context import WorkerRunContext, close_worker_stores
@@ -149,16 +149,21 @@ def _worker_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def execute(invocation: TaskInvocation) -> TaskOutcome:
+def execute(invocation: TaskInvocation | Packed) -> TaskOutcome:
     """Run one attempt to its end: the body of the `run_task` Ray task.
 
     Blocks the calling thread while the task runs on this process's persistent loop.
     Never raises for the task's failure (see `TaskOutcome`); if the caller is
     interrupted (``ray.cancel``), the task is cancelled too.
+
+    Args:
+        invocation: The attempt, or its `pack` bytes (what dispatchers send).
     """
+    # Unpacked before the stamp: Ray's own deserialisation of an argument came before it.
+    loaded = unpack(invocation)
     started_at = utcnow()  # first: benchmarks measure "task body started" from here
     future = asyncio.run_coroutine_threadsafe(
-        run_invocation(invocation, started_at=started_at), _worker_loop()
+        run_invocation(loaded, started_at=started_at), _worker_loop()
     )
     try:
         return future.result()
@@ -237,15 +242,24 @@ class TaskWorker:
         self._running: dict[tuple[str, int], asyncio.Task[None]] = {}
         self._outboxes: dict[str, _Outbox] = {}
 
-    async def run(self, invocation: TaskInvocation) -> TaskOutcome:
-        """Run one attempt (see `execute`)."""
+    async def run(self, invocation: TaskInvocation | Packed) -> TaskOutcome:
+        """Run one attempt (see `execute`): a `TaskInvocation` or its `pack` bytes."""
+        loaded = unpack(invocation)
         started_at = utcnow()
-        return await run_invocation(invocation, started_at=started_at)
+        return await run_invocation(loaded, started_at=started_at)
 
-    async def start(self, link: str, items: list[tuple[int, TaskInvocation]]) -> str:
-        """Start attempts for caller `link` without waiting for them; this incarnation."""
-        for key, invocation in items:
-            self._running[(link, key)] = asyncio.ensure_future(self._attempt(link, key, invocation))
+    async def start(
+        self, link: str, items: list[tuple[int, TaskInvocation | Packed]] | Packed
+    ) -> str:
+        """Start attempts for caller `link` without waiting for them; this incarnation.
+
+        Args:
+            link: The caller.
+            items: ``(key, attempt)`` pairs, or all of them as `pack_batch` bytes.
+        """
+        for key, invocation in unpack_batch(items):
+            task = asyncio.ensure_future(self._attempt(link, key, invocation))
+            self._running[(link, key)] = task
         return self._incarnation
 
     async def collect(self, link: str, incarnation: str) -> tuple[str, list[tuple[int, Any]]]:

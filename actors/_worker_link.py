@@ -4,11 +4,13 @@ One actor call per attempt costs both processes a full Ray call (submit, task sp
 serialization, the worker's execution wrapper) — about 0.3 ms of CPU on each side on
 the 2-core machine, which caps throughput. A `WorkerLink` instead:
 
-- sends an attempt at once when no ``start`` call is on its way; while one is, sends
-  every attempt submitted during the same turn of the event loop in ONE
-  ``start(link, items)`` call, at the end of the turn (a lone attempt for an idle worker
-  does not come here: the dispatcher sends it as one plain ``run`` call, whose reply
-  carries its outcome);
+- sends an attempt at once when no ``start`` call is on its way; while one is, holds
+  the attempts submitted meanwhile and sends them all in ONE ``start(link, items)`` call
+  as soon as it is answered (one ``start`` on its way at a time, as Nagle's algorithm
+  does for small packets: under load each call carries every attempt of a round trip,
+  not of one loop turn; a lone attempt for an idle worker does not come here: the
+  dispatcher sends it as one plain ``run`` call, whose reply carries its outcome); the
+  attempts of a call cross as one C pickle (`pack_batch`), which shares what they share;
 - keeps one ``collect(link, incarnation)`` call outstanding while attempts are running,
   which returns every outcome finished since the last one, in one reply.
 
@@ -27,7 +29,7 @@ import itertools
 import uuid
 from typing import Any
 
-from ._invocation import TaskInvocation, TaskOutcome, failed_outcome
+from ._invocation import Packed, TaskInvocation, TaskOutcome, failed_outcome, pack, pack_batch
 
 WORKER_LOST = "WorkerLost"
 """`TaskFailure.type` of an attempt lost with its worker."""
@@ -66,7 +68,6 @@ class WorkerLink:
         self._waiting: dict[int, asyncio.Future[TaskOutcome]] = {}
         self._incarnation_of: dict[int, str] = {}
         self._incarnation = ""
-        self._flush_due = False
         self._starting = 0  # start calls not answered yet
         self._collector: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -86,17 +87,14 @@ class WorkerLink:
         return not self._waiting and not self.calls and not self._starting
 
     def submit(self, invocation: TaskInvocation) -> tuple[int, asyncio.Future[TaskOutcome]]:
-        """Send the attempt (now, or with this turn's others): its key and outcome future."""
+        """Send the attempt (now, or with the others held meanwhile): its key and future."""
         loop = asyncio.get_running_loop()
         key = next(self._keys)
         future: asyncio.Future[TaskOutcome] = loop.create_future()
         self._waiting[key] = future
         self._outbox.append((key, invocation))
-        if self._starting == 0 and not self._flush_due:
+        if self._starting == 0:
             self._flush()
-        elif not self._flush_due:
-            self._flush_due = True
-            loop.call_soon(self._flush)
         return key, future
 
     def abandon(self, key: int) -> None:
@@ -125,17 +123,21 @@ class WorkerLink:
         return task
 
     def _flush(self) -> None:
-        self._flush_due = False
         items, self._outbox = self._outbox, []
         if not items:
             return
         try:
-            ref = self.worker.start.remote(self._id, items)
-        except Exception as exc:  # an attempt Ray cannot serialise: none of these left
-            for key, _ in items:
-                future = self._waiting.pop(key, None)
-                if future is not None and not future.done():
-                    future.set_result(not_sent_outcome(exc))
+            batch: list[tuple[int, Packed]] | Packed = pack_batch(items)
+        except Exception:  # one attempt cannot be pickled: pickle each, fail only those
+            alone = self._packed_alone(items)
+            if not alone:
+                return
+            sent = {key for key, _ in alone}
+            batch, items = alone, [(key, inv) for key, inv in items if key in sent]
+        try:
+            ref = self.worker.start.remote(self._id, batch)
+        except Exception as exc:  # a call Ray refuses: none of these left
+            self._not_sent([key for key, _ in items], exc)
             return
         self.starts += 1
         self._starting += 1
@@ -143,18 +145,39 @@ class WorkerLink:
         if self._collector is None or self._collector.done():
             self._collector = asyncio.ensure_future(self._collect())
 
+    def _packed_alone(self, items: list[tuple[int, TaskInvocation]]) -> list[tuple[int, Packed]]:
+        """Each attempt `pack`ed on its own; those that cannot be end not sent."""
+        packed: list[tuple[int, Packed]] = []
+        for key, invocation in items:
+            try:
+                packed.append((key, pack(invocation)))
+            except Exception as exc:
+                self._not_sent([key], exc)
+        return packed
+
+    def _not_sent(self, keys: list[int], exc: Exception) -> None:
+        for key in keys:
+            future = self._waiting.pop(key, None)
+            if future is not None and not future.done():
+                future.set_result(not_sent_outcome(exc))
+
     async def _started(self, ref: Any, keys: list[int]) -> None:
         try:
             incarnation: str = await ref
-        except Exception as exc:
-            self._fail(keys, repr(exc))
-            return
-        finally:
+        except asyncio.CancelledError:  # the link is closing: send nothing more
             self._starting -= 1
-        self._incarnation = incarnation
-        for key in keys:
-            if key in self._waiting:
-                self._incarnation_of[key] = incarnation
+            raise
+        except Exception as exc:
+            self._starting -= 1
+            self._fail(keys, repr(exc))
+        else:
+            self._starting -= 1
+            self._incarnation = incarnation
+            for key in keys:
+                if key in self._waiting:
+                    self._incarnation_of[key] = incarnation
+        if self._starting == 0 and self._outbox:
+            self._flush()  # what was held while this call was on its way
 
     async def _collect(self) -> None:
         while self._waiting:

@@ -5,6 +5,11 @@ single statement (data-modifying CTEs), so they become visible together or not a
 even outside an explicit transaction. ``ON CONFLICT DO NOTHING`` skips redeliveries
 (same dedupe key) and retries (same execution id); the executions that already existed
 are then read back.
+
+The statement returns only the ids it inserted and their leases' expiry: a new
+execution is built from what was sent (`_created`), as the row would have read back,
+without Postgres turning four ``jsonb`` columns back into text for every create and the
+client parsing them again from the wire.
 """
 
 from __future__ import annotations
@@ -15,9 +20,9 @@ from flows import StoreError
 
 from . import _rows
 from ._db import Connection
-from ._json import dumps
+from ._json import dumps, loads
 from ._ops import CreateOp, Outcome
-from ._records import EXECUTION_LEASE, CreateResult, Execution, Lease
+from ._records import EXECUTION_LEASE, CreateResult, Execution, Lease, StateEntry
 from ._updates import ended_at, task_run_arrays
 
 _TASK_RUNS_UNNEST = """unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
@@ -46,7 +51,7 @@ ins AS (
            trigger::jsonb, labels::jsonb, original_id, parent_id, parent_task_run_id,
            dedupe_key, created_at, created_at, ended_at FROM e
     ON CONFLICT DO NOTHING  -- a redelivery (same dedupe key) or a retry (same id)
-    RETURNING *),
+    RETURNING id),
 runs AS (
     {_INSERT_TASK_RUNS}
     FROM {_TASK_RUNS_UNNEST}
@@ -57,8 +62,8 @@ owner AS (
     SELECT $26, l.key, l.owner, 1, now() + l.ttl
     FROM unnest($27::text[], $28::text[], $29::interval[]) AS l(key, owner, ttl)
     WHERE l.key IN (SELECT id FROM ins)
-    RETURNING kind, key, owner, epoch, expires_at)
-SELECT ins.*, owner.owner AS lease_owner, owner.epoch AS lease_epoch,
+    RETURNING key, owner, epoch, expires_at)
+SELECT ins.id, owner.owner AS lease_owner, owner.epoch AS lease_epoch,
        owner.expires_at AS lease_expires_at
 FROM ins LEFT JOIN owner ON owner.key = ins.id"""  # noqa: S608 - constant fragments only
 
@@ -121,7 +126,7 @@ async def create_executions(
         [op.lease_owner for op in with_lease],
         [op.lease_ttl for op in with_lease],
     )
-    inserted: dict[str, tuple[Execution, Lease | None]] = {}
+    inserted: dict[str, Lease | None] = {}
     for row in rows:
         lease = None
         if row["lease_owner"] is not None:
@@ -132,12 +137,11 @@ async def create_executions(
                 row["lease_epoch"],
                 row["lease_expires_at"],
             )
-        inserted[row["id"]] = (_rows.execution(row), lease)
+        inserted[row["id"]] = lease
     existing = await _existing(conn, [op for op in ops if op.new.id not in inserted])
     for index, op in leaders:
         if op.new.id in inserted:
-            execution, lease = inserted[op.new.id]
-            outcomes[index] = CreateResult(execution, True, lease)
+            outcomes[index] = CreateResult(_created(op), True, inserted[op.new.id])
         elif (found := existing.get(op.new.dedupe_key or op.new.id)) is not None:
             outcomes[index] = CreateResult(found, created=False)
         else:
@@ -148,6 +152,34 @@ async def create_executions(
             outcomes[index] = CreateResult(result.execution, created=False)
         else:
             outcomes[index] = StoreError(f"create with the same dedupe key failed: {result}")
+
+
+def _created(op: CreateOp) -> Execution:
+    """The execution `op` inserted, as `_rows.execution` would read its row back.
+
+    The JSON columns are parsed from the text sent, so values go through the same JSON
+    conversions (datetimes, bytes, tuples) as when read from the database.
+    """
+    new = op.new
+    return Execution(
+        id=new.id,
+        namespace=new.namespace,
+        flow_id=new.flow_id,
+        flow_revision=new.flow_revision,
+        state=new.state,
+        state_history=(StateEntry(new.state, op.created_at),),
+        inputs=loads(op.inputs),
+        trigger=None if op.trigger is None else loads(op.trigger),
+        labels=loads(op.labels),
+        outputs=None,
+        original_id=new.original_id,
+        parent_id=new.parent_id,
+        parent_task_run_id=new.parent_task_run_id,
+        dedupe_key=new.dedupe_key,
+        created_at=op.created_at,
+        updated_at=op.created_at,
+        ended_at=ended_at(new.state, op.created_at),
+    )
 
 
 async def _existing(conn: Connection, ops: list[CreateOp]) -> dict[str, Execution]:

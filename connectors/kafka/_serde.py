@@ -54,7 +54,7 @@ def deserialize(data: bytes | None, serde: KafkaSerde) -> Any:
     text = _utf8(data)
     if serde is KafkaSerde.JSON:
         try:
-            return json.loads(text, parse_constant=_no_constant)
+            return _DECODER.decode(text)
         except json.JSONDecodeError as exc:
             raise SerdeError(f"not valid JSON: {exc}") from None
     if serde is KafkaSerde.UUID:
@@ -68,6 +68,10 @@ def deserialize(data: bytes | None, serde: KafkaSerde) -> Any:
 def _no_constant(name: str) -> Any:
     """JSON has no NaN or Infinity (Python's parser accepts them; stores do not)."""
     raise SerdeError(f"not valid JSON: {name} is not a JSON value")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""One decoder for every body: ``json.loads`` with an option builds a new one per call."""
 
 
 def _utf8(data: bytes) -> str:
@@ -124,7 +128,7 @@ def serialize(value: Any, serde: KafkaSerde) -> bytes | None:
 
 def _is_json(text: str) -> bool:
     try:
-        json.loads(text, parse_constant=_no_constant)
+        _DECODER.decode(text)
     except (json.JSONDecodeError, SerdeError):
         return False
     return True

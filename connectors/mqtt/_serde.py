@@ -16,6 +16,10 @@ def _no_constant(name: str) -> Any:
     raise SerdeError(f"{name} is not valid JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""One decoder for every body: ``json.loads`` with an option builds a new one per call."""
+
+
 def deserialize(payload: bytes, serde: MqttSerde) -> Any:
     """The payload as a JSON-safe value: text, a JSON value, or base64 text (BYTES).
 
@@ -32,7 +36,7 @@ def deserialize(payload: bytes, serde: MqttSerde) -> Any:
     if serde is MqttSerde.STRING:
         return text
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise SerdeError(f"payload is not JSON: {exc}") from exc
 

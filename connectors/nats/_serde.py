@@ -20,6 +20,10 @@ def _no_constant(name: str) -> Any:
     raise SerdeError(f"{name} is not JSON")
 
 
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+"""One decoder for every body: ``json.loads`` with an option builds a new one per call."""
+
+
 def deserialize(serde: NatsSerde, raw: bytes) -> Any:
     """The ``trigger.data`` of a body read as `serde`.
 
@@ -41,7 +45,7 @@ def deserialize(serde: NatsSerde, raw: bytes) -> Any:
     if not text.strip():
         return None
     try:
-        return json.loads(text, parse_constant=_no_constant)
+        return _DECODER.decode(text)
     except ValueError as exc:  # json's errors, and SerdeError for NaN/Infinity
         raise SerdeError(f"the body is not JSON: {exc}") from exc
 

@@ -88,6 +88,8 @@ def create_app(runtime: Runtime, settings: Settings) -> FastAPI:
     api.include_router(_deadletters.router)
     api.include_router(_redrive.router)
     app.include_router(api)
+    # Ahead of every route: it serves webhook calls; the FastAPI ones above document them.
+    app.router.routes.insert(0, _webhooks.plain_route(API_PREFIX))
     app.include_router(_health.router)
     app.include_router(_ui.router)
     install_error_handlers(app)

@@ -2,6 +2,11 @@
 
 The key (and the HMAC signature, when the trigger has one) is the secret: these calls need
 no API token. An unknown flow, a wrong key and a wrong signature all get the same 404.
+
+Requests are served by `plain_route`, a Starlette route the app puts ahead of every other:
+FastAPI's route adds its dependency resolution and a second validation of the answer
+against ``response_model`` to every call of the hot path. The FastAPI routes stay, behind
+it, for the OpenAPI document.
 """
 
 from __future__ import annotations
@@ -11,7 +16,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from starlette.responses import Response
+from starlette.routing import Route
 
+from .._runtime import Runtime
+from .._settings import Settings
 from ._bodies import is_json, media_type, parse_json, read_body
 from ._deps import RuntimeDep, SettingsDep
 from ._models import ErrorBody, ExecutionBody, execution_body
@@ -61,6 +70,26 @@ async def webhook(
     The flow sees ``trigger.body`` (JSON when sent as JSON, else text), ``trigger.headers``
     and ``trigger.parameters`` (the query).
     """
+    return await _call(namespace, flow_id, key, request, runtime, settings)
+
+
+async def _serve(request: Request) -> Response:
+    """`webhook` as a plain Starlette endpoint (see `plain_route`)."""
+    path = request.path_params
+    state = request.app.state
+    return await _call(
+        path["namespace"], path["flow_id"], path["key"], request, state.runtime, state.settings
+    )
+
+
+async def _call(
+    namespace: str,
+    flow_id: str,
+    key: str,
+    request: Request,
+    runtime: Runtime,
+    settings: Settings,
+) -> Response:
     raw = await read_body(request, WEBHOOK_MAX_BYTES)
     body: Any = None
     if raw:
@@ -76,7 +105,15 @@ async def webhook(
     )
     if trigger.return_outputs:
         return JSONResponse(execution.outputs or {})
-    return execution_body(await masked(runtime.store, execution))
+    answer = execution_body(await masked(runtime.store, execution))
+    return JSONResponse(answer.model_dump(mode="json", by_alias=True))  # as response_model does
+
+
+def plain_route(prefix: str) -> Route:
+    """The webhook path under `prefix` as a Starlette route: GET, POST and PUT (no HEAD)."""
+    route = Route(f"{prefix}{router.prefix}/{{namespace}}/{{flow_id}}/{{key}}", _serve)
+    route.methods = {"GET", "POST", "PUT"}  # Starlette adds HEAD to GET: a HEAD starts nothing
+    return route
 
 
 for _method in ("GET", "POST", "PUT"):

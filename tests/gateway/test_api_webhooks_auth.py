@@ -64,6 +64,11 @@ async def test_webhook_starts_an_execution(
     assert wrong_key.json() == unknown_flow.json()
     deleted = await anonymous.delete(url)
     assert deleted.status_code == 405
+    head = await anonymous.head(url)  # Starlette answers HEAD for GET routes: not this one
+    assert head.status_code == 405
+    spec = (await anonymous.get("/api/v1/openapi.json")).json()
+    documented = spec["paths"]["/api/v1/executions/webhook/{namespace}/{flow_id}/{key}"]
+    assert set(documented) == {"get", "post", "put"}
 
 
 async def test_webhook_signature(

@@ -17,6 +17,7 @@ import pytest
 import ray
 
 from actors import TIMEOUT_ERROR, TaskFailure
+from actors._invocation import pack, unpack
 from actors._store import Store
 from actors._worker import (
     TaskInvocation,
@@ -97,6 +98,17 @@ def test_outcome_records_times_and_where_it_ran() -> None:
     assert outcome.started_at.tzinfo is dt.UTC and outcome.ended_at.tzinfo is dt.UTC
     assert outcome.started_at <= outcome.ended_at
     assert outcome.worker and outcome.node
+
+
+def test_an_attempt_crosses_as_bytes_even_with_what_only_cloudpickle_pickles() -> None:
+    plain = invocation({"type": "python.Function", "function": f"{FN}:nothing"})
+    assert unpack(pack(plain)) == plain and unpack(plain) is plain
+    local = invocation(
+        {"type": "python.Function", "function": f"{FN}:nothing"},
+        variables={"f": lambda: 1},  # the C pickler refuses a lambda: cloudpickle takes it
+    )
+    assert unpack(pack(local)).variables["f"]() == 1
+    succeeded(execute(pack(plain)))  # the Ray task's body takes the bytes too
 
 
 def test_outputs_that_cannot_be_stored_fail_for_good() -> None:

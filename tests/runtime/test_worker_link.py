@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import threading
 import uuid
 from typing import Any
 
@@ -53,6 +55,19 @@ async def test_a_lone_attempt_leaves_at_once_and_followers_share_one_call(worker
     assert [o.outputs for o in outcomes] == [{"double": 2 * i} for i in range(5)]
     assert all(o.state is State.SUCCESS for o in outcomes)
     assert link.starts == 2 and link.running == 0
+    await link.close()
+
+
+async def test_an_attempt_that_cannot_be_pickled_fails_alone_in_its_batch(worker: Any) -> None:
+    link = WorkerLink(worker)
+    first = link.submit(invocation("double", x=1))[1]  # goes at once: the others are held
+    bad = dataclasses.replace(invocation("double", x=2), variables={"lock": threading.Lock()})
+    refused = link.submit(bad)[1]
+    after = link.submit(invocation("double", x=3))[1]
+    outcomes = await asyncio.gather(first, refused, after)
+    assert [o.outputs for o in outcomes] == [{"double": 2}, {}, {"double": 6}]
+    assert outcomes[1].state is State.FAILED and outcomes[1].error is not None
+    assert outcomes[1].error.retriable is False
     await link.close()
 
 

@@ -73,6 +73,26 @@ async def test_a_duplicate_returns_the_existing_execution_as_it_is_now(store: St
     assert again.execution.state is State.RUNNING
 
 
+async def test_a_new_execution_is_returned_as_stored(store: Store) -> None:
+    # The create statement returns only ids: the execution is rebuilt from what was sent.
+    trigger = {"data": {"at": dt.datetime(2026, 1, 2, tzinfo=UTC), "raw": b"\x00"}, "n": (1, 2)}
+    for state in (State.CREATED, State.SUCCESS):
+        result = await store.create_execution(
+            new_execution(
+                dedupe_key=f"k-{state}",
+                inputs={"n": 1, "s": "é"},
+                trigger=trigger,
+                labels={"team": "a"},
+                state=state,
+                task_ids=("a",),
+            )
+        )
+        assert result.created
+        assert result.execution == await store.get_execution(result.execution.id)
+    untriggered = await store.create_execution(new_execution())
+    assert untriggered.execution == await store.get_execution(untriggered.execution.id)
+
+
 async def test_transitions_from_many_executions_share_batches(store: Store) -> None:
     created = await asyncio.gather(*(store.create_execution(new_execution()) for _ in range(40)))
     ids = [c.execution.id for c in created]
