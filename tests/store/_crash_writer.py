@@ -18,7 +18,7 @@ import asyncpg
 from actors._store import NewExecution, NewTaskRun, Store
 from actors._store._json import init_connection
 from actors._store._ops import CreateOp
-from actors._store._writes import apply_ops
+from actors._store._writer import apply_ops
 
 
 def _execution(namespace: str, dedupe_key: str | None) -> NewExecution:
