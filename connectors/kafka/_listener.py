@@ -10,7 +10,9 @@ acks free room.
 
 Idle: once its polls found nothing for `IDLE_AFTER_S`, the listener parks its partitions
 with the process's `IdleWatch` for its cluster, which long-polls for all idle listeners
-in one fetch and resumes a listener when its partitions get records (see `_watch`).
+in one fetch and resumes a listener when its partitions get records (see `_watch`). While
+parked, its consumer's heartbeats go over that watch's connection, a grid tick's worth
+per write (see `_beats`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 
 from flows import ConnectorError, Delivery, Event, Listener, ListenerContext, PoisonMessage
 
+from ._beats import SharedHeartbeats
 from ._commits import COMMIT_TIMEOUT_S, Commits
 from ._offsets import PartitionAcks
 from ._parking import IdleParking
@@ -133,6 +136,7 @@ class KafkaListener(Listener):
         session.committer = asyncio.create_task(self._commits.loop(session))
         if self._share_idle:
             session.watch = acquire_watch(self._options)
+            session.watch.heartbeats.attach(consumer, lambda: session.parking is not None)
         self._session = session
 
     async def _subscribe(self, session: Session) -> None:
@@ -252,6 +256,7 @@ class KafkaListener(Listener):
         session.room.set()  # wakes `events` so that it ends
         self._parking.unpark(session)
         if session.watch is not None:
+            SharedHeartbeats.detach(session.consumer)
             await release_watch(session.watch)
             session.watch = None
         if session.committer is not None:
