@@ -203,7 +203,7 @@ class Running:
     Attributes:
         run: Its interpreter.
         task: The asyncio task running it.
-        lease: Our lease on it (replaced on every renewal).
+        lease: Our lease on it (a renewal keeps it: owner and epoch stay).
         recorder: Its write-behind history (carries the lease too).
         finished: Set once it ended here (and its record is gone).
     """
@@ -213,11 +213,6 @@ class Running:
     lease: Lease
     recorder: StoreRecorder
     finished: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def renewed(self, lease: Lease) -> None:
-        """Our lease was renewed: later writes carry the new one."""
-        self.lease = lease
-        self.recorder.lease = lease
 
 
 class RunningExecutions:

@@ -42,14 +42,10 @@ class LeaseKeeper:
             await asyncio.sleep(period)
             held = self._running.leases()
             try:
-                renewed, stale = await store.renew_leases(held, ttl)
+                stale = await store.renew_leases(held, ttl)
             except StoreError as exc:
                 _log.warning("could not renew %d lease(s): %s", len(held), exc)
                 continue
-            for lease in renewed:
-                entry = self._running.get(lease.key)
-                if entry is not None:
-                    entry.renewed(lease)
             for lease in stale:
                 entry = self._running.get(lease.key)
                 if entry is None or entry.lease is not lease:

@@ -209,7 +209,7 @@ class TriggerLeases(Service):
             return
         leases = [r.lease for r in held if r.lease is not None]
         try:
-            renewed, _stale = await self.store.renew_leases(leases, self.ttl)
+            stale = await self.store.renew_leases(leases, self.ttl)
         except KestrelError as exc:
             limit = self.ttl.total_seconds()
             now = time.monotonic()
@@ -217,14 +217,15 @@ class TriggerLeases(Service):
                 if now - runner.renewed_at >= limit:
                     await runner.lost(f"lease not renewed for a TTL ({exc})")
             return
-        fresh = {lease.key: lease for lease in renewed}
-        now = time.monotonic()
+        # Only the stale ones come back: the others are renewed, their epoch unchanged.
+        now, lost = time.monotonic(), {id(lease) for lease in stale}
         for runner in held:
-            lease = fresh.get(runner.key)
-            if lease is None:
+            if runner.lease is None:
+                continue  # lost meanwhile
+            if id(runner.lease) in lost:
                 await runner.lost("lease taken by another host")
-            elif runner.lease is not None:
-                runner.lease, runner.renewed_at = lease, now
+            else:
+                runner.renewed_at = now
 
     async def _take(self, standing_by: list[LeasedRunner]) -> None:
         if not standing_by:

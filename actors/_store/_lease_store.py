@@ -57,10 +57,13 @@ class Leases:
         async with self._conn() as conn:
             return await _leases.renew(conn, lease, ttl)
 
-    async def renew_leases(
-        self, leases: Sequence[Lease], ttl: dt.timedelta
-    ) -> tuple[list[Lease], list[Lease]]:
-        """Renew many leases in one round trip: (renewed, stale)."""
+    async def renew_leases(self, leases: Sequence[Lease], ttl: dt.timedelta) -> list[Lease]:
+        """Renew many leases in one round trip: those that went stale (the others renewed).
+
+        Only the stale ones come back (the same objects), so renewing many current leases
+        costs no per-lease work here; a renewed lease keeps its owner and epoch, which is
+        all its writes are fenced with.
+        """
         async with self._conn() as conn:
             return await _leases.renew_many(conn, list(leases), ttl)
 

@@ -67,31 +67,37 @@ async def renew(conn: Connection, lease: Lease, ttl: dt.timedelta) -> Lease:
     return _rows.lease(row)
 
 
-async def renew_many(
-    conn: Connection, leases: list[Lease], ttl: dt.timedelta
-) -> tuple[list[Lease], list[Lease]]:
-    """Renew many leases in one statement.
+async def renew_many(conn: Connection, leases: list[Lease], ttl: dt.timedelta) -> list[Lease]:
+    """Renew many leases in one statement, each if it is still current (same owner, epoch).
+
+    The database compares, and answers with the positions of the leases it could not
+    renew only, so a keeper renewing a thousand leases that are all still ours reads no
+    rows back (a renewal's new expiry is not kept here: fencing compares owner and epoch,
+    which a renewal does not change).
 
     Returns:
-        The renewed leases, and those that went stale (taken by another owner).
+        The leases of `leases` that went stale (taken by another owner), the same objects.
     """
     if not leases:
-        return [], []
-    rows = await conn.fetch(
-        """UPDATE leases AS l SET expires_at = now() + $5::interval
-             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
-                  AS u(kind, key, owner, epoch)
-            WHERE l.kind = u.kind AND l.key = u.key AND l.owner = u.owner AND l.epoch = u.epoch
-            RETURNING l.*""",
+        return []
+    stale = await conn.fetch(
+        """WITH u AS (
+                SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[])
+                    WITH ORDINALITY AS u(kind, key, owner, epoch, i)),
+            renewed AS (
+                UPDATE leases AS l SET expires_at = now() + $5::interval FROM u
+                 WHERE l.kind = u.kind AND l.key = u.key AND l.owner = u.owner
+                   AND l.epoch = u.epoch
+                RETURNING l.kind, l.key)
+            SELECT u.i FROM u
+             WHERE NOT EXISTS (SELECT 1 FROM renewed r WHERE r.kind = u.kind AND r.key = u.key)""",
         [lease.kind for lease in leases],
         [lease.key for lease in leases],
         [lease.owner for lease in leases],
         [lease.epoch for lease in leases],
         ttl,
     )
-    renewed = [_rows.lease(row) for row in rows]
-    kept = {(lease.kind, lease.key) for lease in renewed}
-    return renewed, [lease for lease in leases if (lease.kind, lease.key) not in kept]
+    return [leases[row[0] - 1] for row in stale]
 
 
 async def get(conn: Connection, kind: str, key: str) -> Lease | None:

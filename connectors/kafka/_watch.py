@@ -12,8 +12,9 @@ always being waited for by someone. When the answer shows data past a parked lis
 position (the high watermark moved), or an error, the watch resumes that listener's
 partitions (`Parking.wake`) and its own consumer fetches the records as before.
 
-Nothing else changes: group membership, heartbeats, commits and rebalances stay each
-listener's own, and records are only ever read by the listener's consumer. The cost is
+Nothing else changes: group membership, commits and rebalances stay each listener's own,
+and records are only ever read by the listener's consumer. Heartbeats stay each
+consumer's own too, but travel over the watch's client (`_beats.SharedHeartbeats`). The cost is
 one extra round trip for the first record after a quiet spell; a broker that answers a
 long-poll fetch as soon as data arrives (Apache Kafka) wakes the listener at once, one
 that waits out ``fetch.max.wait.ms`` does so no later than the listener's own fetch would
@@ -33,8 +34,10 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.protocol.fetch import FetchRequest
+
+from ._beats import SharedHeartbeats
 
 IDLE_AFTER_S = 2.0
 """A listener whose polls returned nothing for this long parks with the watch."""
@@ -120,8 +123,12 @@ class IdleWatch:
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._failed_until = 0.0
+        self._connecting = asyncio.Lock()
+        self._closed = False
         self.users = 0
         self.fetches = 0
+        self.heartbeats = SharedHeartbeats(self.client)
+        """The heartbeats of the cluster's consumers, sent over this watch's client."""
 
     @property
     def parked(self) -> int:
@@ -145,7 +152,9 @@ class IdleWatch:
 
     async def close(self) -> None:
         """Wake every parked listener and close the connection."""
+        self._closed = True
         self._wake_all()
+        self.heartbeats.close()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
@@ -179,16 +188,27 @@ class IdleWatch:
         for parking in parked:
             parking.do_wake()
 
-    async def _connected(self) -> Any:
-        if self._client is None:
-            client = AIOKafkaClient(**self._options)
-            await client.bootstrap()
-            self._client = client
-        return self._client
+    async def client(self) -> Any:
+        """The watch's client of the cluster, connected on first use.
+
+        Raises:
+            KafkaConnectionError: The watch is closed.
+        """
+        async with self._connecting:  # fetches and heartbeats: one client, not one each
+            if self._closed:
+                raise KafkaConnectionError("the kafka idle watch is closed")
+            if self._client is None:
+                client = AIOKafkaClient(**self._options)
+                await client.bootstrap()
+                if self._closed:  # closed while connecting
+                    await client.close()
+                    raise KafkaConnectionError("the kafka idle watch is closed")
+                self._client = client
+            return self._client
 
     async def _round(self) -> None:
         """One fetch (per leader) for every parked partition; wake those with news."""
-        client = await self._connected()
+        client = await self.client()
         parked = list(self._parked.values())
         offsets: dict[TopicPartition, int] = {}
         for parking in parked:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 
 import connectors.kafka._listener as kafka_listener_module
 from connectors.kafka import (
@@ -706,3 +707,86 @@ async def test_parked_listener_commits_and_resumes_after_acks(
         assert await consumer.committed(TopicPartition(topic, 0)) == 2  # commit-after-persist
     finally:
         await consumer.stop()
+
+
+def _membership(listener: KafkaListener) -> tuple[int, str]:
+    """The consumer's group generation and member id (a new one after any rejoin)."""
+    assert listener._session is not None
+    coordinator = listener._session.consumer._coordinator
+    return coordinator.generation, coordinator.member_id
+
+
+async def test_parked_consumers_heartbeat_over_the_watch_and_keep_their_membership(
+    monkeypatch: pytest.MonkeyPatch,
+    new_topic: Callable[..., Awaitable[str]],
+    producer: AIOKafkaProducer,
+    make_trigger: Callable[..., KafkaRealtimeTrigger],
+    listeners: Callable[[KafkaRealtimeTrigger], Awaitable[KafkaListener]],
+) -> None:
+    monkeypatch.setattr(kafka_listener_module, "IDLE_AFTER_S", 0.2)
+    topic = await new_topic()
+    first = await listeners(make_trigger(topic=topic, autoOffsetReset="EARLIEST"))
+    second = await listeners(make_trigger(topic=topic, autoOffsetReset="EARLIEST"))
+    pumps = [Pump(first), Pump(second)]
+    try:
+        await _send(producer, topic, [b"a"])
+        for pump in pumps:  # both joined their groups
+            assert (await pump.get()).raw == b"a"
+        await _until(lambda: _covered(first) and _covered(second), "both listeners parked")
+        assert first._session is not None and first._session.watch is not None
+        beats = first._session.watch.heartbeats
+        joined = [_membership(first), _membership(second)]
+        sent = beats.sent
+        # Heartbeats enough to outlive several sessions go the shared way, fewer writes
+        # than heartbeats; the broker takes them as the members' own (no rejoin).
+        session_s = float(first._trigger.properties.get("session.timeout.ms", "10000")) / 1000
+        interval_s = float(first._trigger.properties.get("heartbeat.interval.ms", "3000")) / 1000
+        enough = sent + 2 * 2 * round(session_s / interval_s)
+        await eventually(lambda: beats.sent >= enough, 4 * session_s + TIMEOUT,
+                         what=f"{enough} shared heartbeats")  # fmt: skip
+        assert beats.writes < beats.sent
+        assert [_membership(first), _membership(second)] == joined
+        await _send(producer, topic, [b"b"])
+        for pump in pumps:
+            assert (await pump.get()).raw == b"b"
+    finally:
+        for pump in pumps:
+            pump.task.cancel()
+            await asyncio.gather(pump.task, return_exceptions=True)
+
+
+async def test_heartbeats_go_alone_when_the_shared_way_fails(
+    monkeypatch: pytest.MonkeyPatch,
+    new_topic: Callable[..., Awaitable[str]],
+    producer: AIOKafkaProducer,
+    make_trigger: Callable[..., KafkaRealtimeTrigger],
+    listeners: Callable[[KafkaRealtimeTrigger], Awaitable[KafkaListener]],
+) -> None:
+    monkeypatch.setattr(kafka_listener_module, "IDLE_AFTER_S", 0.2)
+    topic = await new_topic()
+    listener = await listeners(make_trigger(topic=topic, autoOffsetReset="EARLIEST"))
+    pump = Pump(listener)
+    try:
+        await _send(producer, topic, [b"a"])
+        assert (await pump.get()).raw == b"a"
+        await _until(lambda: _covered(listener), "the listener parked")
+        assert listener._session is not None and listener._session.watch is not None
+        beats = listener._session.watch.heartbeats
+        joined = _membership(listener)
+        tries: list[int] = []
+
+        async def broken() -> Any:
+            tries.append(1)
+            raise KafkaConnectionError("shared connection lost")
+
+        beats._client = broken
+        session_s = float(listener._trigger.properties.get("session.timeout.ms", "10000")) / 1000
+        # Two failures, each pausing the shared way: the heartbeats meanwhile go alone.
+        await eventually(lambda: len(tries) >= 2, 4 * 5.0 + TIMEOUT, what="two failed tries")
+        assert _membership(listener) == joined
+        await _send(producer, topic, [b"b"])
+        delivery = await pump.get(session_s + TIMEOUT)
+        assert delivery.raw == b"b" and _membership(listener) == joined
+    finally:
+        pump.task.cancel()
+        await asyncio.gather(pump.task, return_exceptions=True)

@@ -89,6 +89,33 @@ async def test_an_expired_lease_not_yet_taken_still_fences_correctly(store: Stor
     assert (await store.renew_lease(lease, MINUTE)).epoch == lease.epoch
 
 
+async def test_renewing_many_answers_only_the_stale_leases(store: Store) -> None:
+    """One statement renews every current lease and hands back only those taken since."""
+    keys = [f"shop/many/t{i}" for i in range(4)]
+    held = await store.take_leases("trigger", keys, "host-1", EXPIRED)
+    assert [lease.key for lease in sorted(held, key=lambda lease: lease.key)] == keys
+    mine = {lease.key: lease for lease in held}
+    taken = await store.take_lease("trigger", keys[1], "host-2", MINUTE)
+    assert taken is not None and taken.epoch == mine[keys[1]].epoch + 1
+    released = await store.take_lease("trigger", keys[2], "host-1", EXPIRED)  # a later epoch
+    assert released is not None and released.epoch == mine[keys[2]].epoch + 1
+
+    ordered = [mine[key] for key in keys]
+    stale = await store.renew_leases(ordered, MINUTE)
+    # The very objects passed in, in order; expired-but-not-taken leases renewed.
+    assert [id(lease) for lease in stale] == [id(mine[keys[1]]), id(mine[keys[2]])]
+    for key in (keys[0], keys[3]):
+        row = await store.get_lease("trigger", key)
+        assert row is not None and row.owner == "host-1" and row.epoch == mine[key].epoch
+        assert row.expires_at > dt.datetime.now(dt.UTC)
+    row = await store.get_lease("trigger", keys[1])
+    assert row is not None and row.owner == "host-2" and row.epoch == taken.epoch
+    row = await store.get_lease("trigger", keys[2])  # the newer epoch was not renewed
+    assert row is not None and row.epoch == released.epoch
+    assert row.expires_at <= dt.datetime.now(dt.UTC)
+    assert await store.renew_leases([], MINUTE) == []
+
+
 async def test_a_lease_for_another_execution_is_refused(store: Store) -> None:
     a = (await store.create_execution(new_execution())).execution.id
     b = (await store.create_execution(new_execution())).execution.id
