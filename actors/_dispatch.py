@@ -154,8 +154,9 @@ class RayTaskDispatcher:
 class WorkerPoolDispatcher:
     """Warm `TaskWorker` actors for attempts without resources, Ray tasks for the rest.
 
-    Attempts reach a warm worker through a `WorkerLink`, which batches the attempts of
-    one loop turn into one call and their outcomes into another.
+    A lone attempt for an idle worker is one plain call; otherwise attempts reach it
+    through a `WorkerLink`, which sends the attempts held while its previous ``start``
+    call travelled in one call and brings their outcomes back in another.
 
     Args:
         size: How many warm workers to start (at `start`, never on the event path).
