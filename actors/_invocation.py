@@ -63,15 +63,7 @@ def pack(invocation: TaskInvocation) -> Packed:
     cannot pickle (a class defined in a function, a lambda) goes through cloudpickle as
     Ray would have sent it.
     """
-    try:
-        return pickle.dumps(invocation, protocol=pickle.HIGHEST_PROTOCOL)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        from ray import cloudpickle  # imports Ray: not at the interpreter's import
-
-        packed: bytes = cloudpickle.dumps(  # type: ignore[no-untyped-call]
-            invocation, protocol=pickle.HIGHEST_PROTOCOL
-        )
-        return packed
+    return _dumps(invocation)
 
 
 def pack_batch(items: list[tuple[int, TaskInvocation]]) -> Packed:
@@ -81,13 +73,18 @@ def pack_batch(items: list[tuple[int, TaskInvocation]]) -> Packed:
     properties have no template, the flow's variables): per attempt it costs a third to a
     half of packing each alone.
     """
+    return _dumps(items)
+
+
+def _dumps(value: Any) -> Packed:
+    """`value` by the C pickler; through cloudpickle what it refuses (as Ray would send it)."""
     try:
-        return pickle.dumps(items, protocol=pickle.HIGHEST_PROTOCOL)
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except (pickle.PicklingError, TypeError, AttributeError):
         from ray import cloudpickle  # imports Ray: not at the interpreter's import
 
         packed: bytes = cloudpickle.dumps(  # type: ignore[no-untyped-call]
-            items, protocol=pickle.HIGHEST_PROTOCOL
+            value, protocol=pickle.HIGHEST_PROTOCOL
         )
         return packed
 
