@@ -164,18 +164,15 @@ class WorkerLink:
     async def _started(self, ref: Any, keys: list[int]) -> None:
         try:
             incarnation: str = await ref
-        except asyncio.CancelledError:  # the link is closing: send nothing more
-            self._starting -= 1
-            raise
         except Exception as exc:
-            self._starting -= 1
             self._fail(keys, repr(exc))
         else:
-            self._starting -= 1
             self._incarnation = incarnation
             for key in keys:
                 if key in self._waiting:
                     self._incarnation_of[key] = incarnation
+        finally:  # cancelled too: the link is closing, and nothing more is sent
+            self._starting -= 1
         if self._starting == 0 and self._outbox:
             self._flush()  # what was held while this call was on its way
 
