@@ -673,8 +673,7 @@ async def test_idle_listeners_share_one_watch_and_each_gets_its_records(
         assert pumps[0].drain() == []
     finally:
         for pump in pumps:
-            pump.task.cancel()
-            await asyncio.gather(pump.task, return_exceptions=True)
+            await pump.stop()
 
 
 async def test_parked_listener_commits_and_resumes_after_acks(
@@ -697,8 +696,7 @@ async def test_parked_listener_commits_and_resumes_after_acks(
             assert delivery.metadata["offset"] == n
             await listener.ack(delivery)  # maxInFlight 1: the next needs this ack
     finally:
-        pump.task.cancel()
-        await asyncio.gather(pump.task, return_exceptions=True)
+        await pump.stop()
     await listener.close()
     consumer = AIOKafkaConsumer(bootstrap_servers=trigger.properties["bootstrap.servers"],
                                 group_id=trigger.group_id)  # fmt: skip
@@ -751,8 +749,7 @@ async def test_parked_consumers_heartbeat_over_the_watch_and_keep_their_membersh
             assert (await pump.get()).raw == b"b"
     finally:
         for pump in pumps:
-            pump.task.cancel()
-            await asyncio.gather(pump.task, return_exceptions=True)
+            await pump.stop()
 
 
 async def test_heartbeats_go_alone_when_the_shared_way_fails(
@@ -788,5 +785,4 @@ async def test_heartbeats_go_alone_when_the_shared_way_fails(
         delivery = await pump.get(session_s + TIMEOUT)
         assert delivery.raw == b"b" and _membership(listener) == joined
     finally:
-        pump.task.cancel()
-        await asyncio.gather(pump.task, return_exceptions=True)
+        await pump.stop()
