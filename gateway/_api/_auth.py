@@ -2,7 +2,8 @@
 
 Before routing, a path with a ``.``/``..`` segment (also percent-encoded), an encoded
 slash or backslash, a backslash or a NUL byte is refused with 400, so no path can mean one
-thing to this check and another to the router.
+thing to this check and another to the router; so is a NUL byte in the query string
+(Postgres text cannot hold one: it would reach the store and fail there).
 
 When a token is configured, every request needs ``Authorization: Bearer <token>``,
 except exactly ``GET /health`` (the raw path, byte for byte), webhook calls, exactly
@@ -49,6 +50,13 @@ def path_problem(raw_path: bytes, path: str) -> str | None:
     return None
 
 
+def query_problem(query: bytes) -> str | None:
+    """Why a request's query string is refused before routing, or None when acceptable."""
+    if b"%00" in query or b"\x00" in query:
+        return "NUL bytes are not allowed in query parameters"
+    return None
+
+
 def bearer_token(scope: Scope) -> bytes | None:
     """The token of an ``Authorization: Bearer`` header, if there is one."""
     for name, value in scope.get("headers", ()):
@@ -80,7 +88,7 @@ class AuthMiddleware:
         path: str = scope.get("path", "")
         raw_path: bytes = scope.get("raw_path") or path.encode()
         raw_path = raw_path.split(b"?", 1)[0]
-        problem = path_problem(raw_path, path)
+        problem = path_problem(raw_path, path) or query_problem(scope.get("query_string", b""))
         if problem is not None:
             await _answer(send, scope, 400, problem)
             return

@@ -78,7 +78,7 @@ def test_no_operation_answers_5xx_or_leaks_internals(api_server: KestrelServer) 
 
 
 def _regressions(url: str) -> None:
-    """What the fuzz found, each a 500 before: out-of-range numbers reached Postgres."""
+    """What the fuzz found, each a 500 before: out-of-range numbers or a NUL reached Postgres."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
     with httpx.Client(base_url=url, headers=auth, timeout=30) as client:
         huge = str(10**27)
@@ -87,6 +87,7 @@ def _regressions(url: str) -> None:
             ("/api/v1/flows/search", {"page": huge}),
             ("/api/v1/flows/ns/f", {"revision": str(2**31)}),
             ("/api/v1/logs/x/follow", {"since": str(2**63)}),
+            ("/api/v1/stats/executions", {"namespace": "\x00"}),  # Postgres text has no NUL
         ]:
             answer = client.get(path, params=params)
             assert answer.status_code == 400, (path, answer.status_code, answer.text)
