@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 
 from ._errors import ApiError
+from ._nul import NUL_REFUSED, has_nul
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 """The largest request body accepted (flows, inputs with uploads, KV values, webhooks)."""
@@ -43,12 +44,20 @@ def is_json(kind: str) -> bool:
     return kind == "application/json" or kind.endswith("+json")
 
 
+def refuse_nul(value: Any, field: str) -> None:
+    """400 naming `field` when `value` holds a NUL character (see `NUL_REFUSED`)."""
+    if has_nul(value):
+        raise ApiError(400, NUL_REFUSED, field)
+
+
 def decode_text(raw: bytes, field: str = "body") -> str:
-    """UTF-8 text, or 400."""
+    """UTF-8 text without NUL characters, or 400."""
     try:
-        return raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "the body is not valid UTF-8 text", field) from None
+    refuse_nul(text, field)
+    return text
 
 
 async def read_yaml(request: Request) -> str:
@@ -60,11 +69,14 @@ async def read_yaml(request: Request) -> str:
 
 
 def parse_json(raw: bytes, field: str = "body") -> Any:
-    """JSON, or 400 naming `field`."""
+    """JSON without NUL characters, or 400 naming `field`."""
     try:
-        return json.loads(raw)
+        value = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"invalid JSON: {exc}", field) from None
+    if b"\\u0000" in raw:  # JSON can only carry a NUL escaped; walk only when it might
+        refuse_nul(value, field)
+    return value
 
 
 def _collect(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
@@ -105,9 +117,11 @@ def parse_multipart(raw: bytes, content_type: str) -> dict[str, Any]:
         else:
             charset = part.get_content_charset() or "utf-8"
             try:
-                pairs.append((name, data.decode(charset)))
+                text = data.decode(charset)
             except (UnicodeDecodeError, LookupError):
                 raise ApiError(400, f"field '{name}' is not valid {charset} text", name) from None
+            refuse_nul(text, name)
+            pairs.append((name, text))
     return _collect(pairs)
 
 
@@ -130,7 +144,9 @@ async def read_inputs(request: Request) -> dict[str, Any]:
         return parse_multipart(raw, request.headers["content-type"])
     if kind == "application/x-www-form-urlencoded":
         text = decode_text(raw, "inputs")
-        return _collect(parse_qsl(text, keep_blank_values=True))
+        pairs = parse_qsl(text, keep_blank_values=True)
+        refuse_nul(pairs, "inputs")
+        return _collect(pairs)
     raise ApiError(
         415,
         f"unsupported content type {kind!r}: send application/json, "

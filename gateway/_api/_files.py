@@ -34,7 +34,7 @@ from flows import (
 )
 
 from .._runtime import Runtime
-from ._bodies import MAX_BODY_BYTES
+from ._bodies import MAX_BODY_BYTES, refuse_nul
 from ._deps import RuntimeDep
 from ._errors import ApiError
 from ._models import ErrorBody
@@ -122,7 +122,9 @@ async def read_upload_inputs(
     try:
         for name, value in form.multi_items():
             item: Any = value
-            if isinstance(value, UploadFile):
+            if isinstance(value, str):
+                refuse_nul(value, name)
+            elif isinstance(value, UploadFile):
                 if name in files:
                     uri = input_file_uri(
                         flow.namespace, flow.id, execution_id, name, _file_name(value, name)

@@ -7,7 +7,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from actors import (
@@ -24,6 +24,8 @@ from actors import (
     TriggerInfo,
 )
 from flows import Flow, Problem, State, format_duration
+
+from ._nul import NUL_REFUSED, has_nul
 
 PREVIEW_CHARS = 1000
 """How much of a dead letter's payload is shown as text."""
@@ -260,6 +262,13 @@ class BackfillRequest(ApiModel):
     start: dt.datetime
     end: dt.datetime | None = None
     inputs: dict[str, Any] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if has_nul(data):
+            raise ValueError(NUL_REFUSED)
+        return data
 
 
 class BackfillJobBody(ApiModel):

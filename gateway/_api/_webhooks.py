@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from .._runtime import Runtime
 from .._settings import Settings
-from ._bodies import is_json, media_type, parse_json, read_body
+from ._bodies import is_json, media_type, parse_json, read_body, refuse_nul
 from ._deps import RuntimeDep, SettingsDep
 from ._models import ErrorBody, ExecutionBody, execution_body
 from ._secret_inputs import masked
@@ -93,7 +93,11 @@ async def _call(
     raw = await read_body(request, WEBHOOK_MAX_BYTES)
     body: Any = None
     if raw:
-        body = parse_json(raw) if is_json(media_type(request)) else raw.decode("utf-8", "replace")
+        if is_json(media_type(request)):
+            body = parse_json(raw)
+        else:
+            body = raw.decode("utf-8", "replace")
+            refuse_nul(body, "body")
     trigger, execution = await runtime.webhooks.call(
         namespace,
         flow_id,

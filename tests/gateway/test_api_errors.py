@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway._flows import deploy, sleepy_flow, wait_state
+from tests.gateway._flows import deploy, sleepy_flow, wait_state, webhook_flow
 from tests.gateway.conftest import LiveServer
 from tests.gateway.test_cli_client import kestrel
 
@@ -141,3 +141,67 @@ async def test_a_flow_with_several_problems_is_one_line_with_every_problem_liste
     assert len(body["errors"]) >= 2
     for error in body["errors"]:  # the one line names every problem
         assert f"{error['line']}:{error['column']}: {error['path']}: " in body["message"]
+
+
+async def test_a_nul_character_in_any_body_is_400_and_nothing_is_stored(
+    api: httpx.AsyncClient, anonymous: httpx.AsyncClient, namespace: str
+) -> None:
+    """Postgres text and jsonb cannot hold NUL: each of these answered 500 before."""
+    key = "nul-key-0123456789"
+    await deploy(api, sleepy_flow(namespace, sleep="PT0S"))
+    await deploy(api, webhook_flow(namespace, key))
+    nul_json = {
+        "content": b'{"name": "a\\u0000b"}',
+        "headers": {"Content-Type": "application/json"},
+    }
+    calls = [
+        (api, "POST", f"/api/v1/executions/{namespace}/sleepy", nul_json, "inputs"),
+        (
+            api,
+            "POST",
+            f"/api/v1/executions/{namespace}/sleepy",
+            {"data": {"name": "a\x00b"}},  # a form
+            "inputs",
+        ),
+        (
+            api,
+            "POST",
+            f"/api/v1/executions/{namespace}/sleepy",
+            {"files": {"name": (None, "a\x00b")}},  # multipart text field
+            "name",
+        ),
+        (
+            anonymous,
+            "POST",
+            f"/api/v1/executions/webhook/{namespace}/hooked/{key}",
+            nul_json,
+            "body",
+        ),
+        (
+            anonymous,
+            "POST",
+            f"/api/v1/executions/webhook/{namespace}/hooked/{key}",
+            {"content": b"a\x00b", "headers": {"Content-Type": "text/plain"}},
+            "body",
+        ),
+        (api, "PUT", f"/api/v1/namespaces/{namespace}/kv/k", nul_json, "value"),
+        (
+            api,
+            "PUT",
+            f"/api/v1/namespaces/{namespace}/kv/k",
+            {"content": b"a\x00b", "headers": {"Content-Type": "text/plain"}},
+            "body",
+        ),
+    ]
+    for client, method, path, kwargs, field in calls:
+        answer = await client.request(method, path, **kwargs)  # type: ignore[arg-type]
+        body = assert_readable(answer, 400)
+        assert "NUL" in body["message"] and body["field"] == field, (path, body)
+    backfill = await api.put(
+        "/api/v1/triggers/backfill",
+        json={"namespace": "a\x00", "flowId": "sleepy", "start": "2026-01-01T00:00:00Z"},
+    )
+    assert "NUL" in assert_readable(backfill, 400)["message"]
+    listed = await api.get("/api/v1/executions/search", params={"namespace": namespace})
+    assert listed.json()["total"] == 0
+    assert (await api.get(f"/api/v1/namespaces/{namespace}/kv/k")).status_code == 404
