@@ -65,6 +65,21 @@ def _parked_wait_ms() -> int:
     return max(1, math.ceil(_PARKED_POLL_MS - now_ms % _PARKED_POLL_MS))
 
 
+def _nudge_fetcher(consumer: AIOKafkaConsumer) -> None:
+    """Wake the consumer's fetch routine now, on the parked polls' grid point.
+
+    The routine otherwise wakes on its own timer (`_FETCHER_TIMEOUT_MS`, a safety net)
+    from wherever it last woke: each parked consumer at its own instant. Woken here, it
+    looks at its (paused) partitions, finds nothing to do and waits again, its timer
+    now ending with the next parked poll. This wakes it the way a poll that consumed
+    records does (aiokafka's ``Fetcher._notify`` of ``_wait_consume_future``).
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    future = getattr(fetcher, "_wait_consume_future", None)
+    if future is not None and not future.done():
+        future.set_result(None)
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, commits: Commits, session: Session) -> None:
         self._commits = commits
@@ -198,6 +213,8 @@ class KafkaListener(Listener):
         """Poll; park with the watch after `IDLE_AFTER_S` without records."""
         wait = _POLL_MS if session.parking is None else _parked_wait_ms()
         fetched = await self._poll(session, wait, limit)
+        if not fetched and session.parking is not None:
+            _nudge_fetcher(session.consumer)
         if fetched:
             self._parking.unpark(session)
             session.idle_since = time.monotonic()
