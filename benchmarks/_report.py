@@ -163,6 +163,13 @@ THROUGHPUT_HEADER = [
 ]  # fmt: skip
 
 
+def _idle_context(cpu: dict[str, Any]) -> str:
+    """Servers' idle CPU, and other Ray workers' (idle pool, earlier parts) when any."""
+    text = f"brokers + Postgres {cpu['servers_pct']:.1f}"
+    other = cpu.get("other_ray_workers_pct")  # absent in reports before it was split out
+    return text if not other else f"{text}; other Ray workers {other:.1f}"
+
+
 def triggers_rows(report: dict[str, Any]) -> list[list[str]]:
     mem = report["memory"]
     cpu = report["idle_cpu"]
@@ -178,9 +185,9 @@ def triggers_rows(report: dict[str, Any]) -> list[list[str]]:
          f"≤ {TARGET_MEMORY_GIB:g} GiB" + _mark(gib <= TARGET_MEMORY_GIB)],
         ["Ray worker processes", f"{mem['after_processes']}", f"{mem['before_processes']} before",
          ""],
-        [f"idle CPU, Ray workers (% of one core, {cpu['window_s']:.0f} s, "
+        [f"idle CPU, hosts + warm workers (% of one core, {cpu['window_s']:.0f} s, "
          f"{report['options'].get('settle_seconds', 0):g} s after all RUNNING)",
-         f"{cpu['ours_pct']:.1f}", f"brokers + Postgres {cpu['servers_pct']:.1f}",
+         f"{cpu['ours_pct']:.1f}", _idle_context(cpu),
          f"≤ {TARGET_IDLE_CPU_PCT:g}" + cpu_ok],
     ]  # fmt: skip
     no_kafka = report.get("idle_cpu_without_kafka")
@@ -188,7 +195,7 @@ def triggers_rows(report: dict[str, Any]) -> list[list[str]]:
         ok = _mark(no_kafka["ours_pct"] <= TARGET_IDLE_CPU_PCT)
         rows.append([
             f"same, Kafka triggers undeployed ({no_kafka['triggers']} left)",
-            f"{no_kafka['ours_pct']:.1f}", f"brokers + Postgres {no_kafka['servers_pct']:.1f}",
+            f"{no_kafka['ours_pct']:.1f}", _idle_context(no_kafka),
             f"(≤ {TARGET_IDLE_CPU_PCT:g}){ok}",
         ])  # fmt: skip
     return rows

@@ -299,22 +299,44 @@ def _busy(times: Any) -> float:
     return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
-async def idle_window(seconds: float) -> dict[str, Any]:
-    """CPU (% of one core) of this run's Ray workers and servers over `seconds`."""
-    workers, servers = ray_workers(), server_processes()
-    watched = {**workers, **servers}
+Procs = dict[int, psutil.Process]
+
+
+def part_workers(before: dict[int, str]) -> tuple[Procs, Procs]:
+    """This part's Ray worker processes (the hosts and their warm workers) and the others.
+
+    Ours are the workers that appeared, or changed title (an idle worker Ray pre-started
+    that became a host or a warm worker), since `before` (pid → title, taken before the
+    hosts were made). The others are Ray's idle pool and anything an earlier part of the
+    same ``python -m benchmarks`` run left: reported beside, not counted as the triggers'.
+    """
+    ours: Procs = {}
+    others: Procs = {}
+    for pid, proc in ray_workers().items():
+        (others if before.get(pid) == _title(proc) else ours)[pid] = proc
+    return ours, others
+
+
+async def idle_window(seconds: float, before: dict[int, str]) -> dict[str, Any]:
+    """CPU (% of one core) of this part's Ray workers, the others, and servers."""
+    workers, others = part_workers(before)
+    servers = server_processes()
+    watched = {**workers, **others, **servers}
     cpu0, machine0, t0 = cpu_by_process(watched), psutil.cpu_times(), time.monotonic()
     await asyncio.sleep(seconds)  # the measurement window itself
     cpu1, machine1, t1 = cpu_by_process(watched), psutil.cpu_times(), time.monotonic()
     window = t1 - t0
     busy = _busy(machine1) - _busy(machine0)
     by_worker = busy_pct(workers, cpu0, cpu1, window)
+    by_other = busy_pct(others, cpu0, cpu1, window)
     by_server = busy_pct(servers, cpu0, cpu1, window)
     return {
         "window_s": round(window, 1),
         "ours_pct": round(sum(by_worker.values()), 2),
+        "other_ray_workers_pct": round(sum(by_other.values()), 2),
         "servers_pct": round(sum(by_server.values()), 2),
         "ray_workers_by_title": by_worker,
+        "other_ray_workers_by_title": by_other,
         "servers_by_title": by_server,
         "machine_pct_of_one_core": round(100 * busy / window, 2),
     }
@@ -358,6 +380,7 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
     await flows.open()
     before = ray_workers()
     before_titles = _titles(before)
+    before_by_pid = {pid: _title(proc) for pid, proc in before.items()}
     rss_before, uss_before = memory(before)
     pg_before = await _pg_connections(pg.admin_dsn)
     hosts: list[Any] = []
@@ -377,14 +400,14 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
         print(f"  settling {opts.settle_seconds:g}s, then idle CPU over {opts.idle_seconds:g}s",
               flush=True)  # fmt: skip
         await asyncio.sleep(opts.settle_seconds)  # measurement method, not synchronisation
-        idle = await idle_window(opts.idle_seconds)
+        idle = await idle_window(opts.idle_seconds, before_by_pid)
         final = await _statuses(hosts)
         kafka = counts.get("kafka", 0)
         print(f"  idle CPU over {opts.idle_seconds:g}s without the {kafka} Kafka triggers",
               flush=True)  # fmt: skip
         await _undeploy_kind(hosts, "kafka", kafka)
         await asyncio.sleep(min(opts.settle_seconds, 5.0))  # the undeploys themselves settle
-        idle_no_kafka = await idle_window(opts.idle_seconds)
+        idle_no_kafka = await idle_window(opts.idle_seconds, before_by_pid)
     finally:
         for host in hosts:
             with contextlib.suppress(Exception):
@@ -414,7 +437,9 @@ async def run(brokers: Brokers, pg: Postgres, opts: ScaleOptions) -> dict[str, A
         "idle_cpu_without_kafka": {**idle_no_kafka, "triggers": opts.triggers - kafka},
         "postgres_connections": {"before": pg_before, "after": pg_after},
         "host_sockets": sockets,
-        "note": "CPU: % of one core; ours = every Ray worker process of this run's Ray; "
+        "note": "CPU: % of one core; ours = this part's Ray worker processes (the listener "
+        "hosts and their warm workers); other_ray_workers = Ray's idle pool and what earlier "
+        "parts of the run left; "
         "servers = this run's brokers and Postgres; machine = the whole box, other users "
         "included. Kafka triggers use Kafka's default fetch.max.wait.ms (500 ms).",
     }

@@ -14,6 +14,15 @@ leaves at most a tick late, and aiokafka times the next one from when it was due
 the cadence is unchanged. A busy consumer heartbeats on its own connection as before
 (its rebalances keep their timing).
 
+The heartbeat routines of idle consumers also *wake* on the grid: each routine sleeps one
+interval from when it last woke, so 150 of them woke the process 75 times a second at
+scattered instants. While a consumer is idle, its routine's wake (the
+``ensure_coordinator_known`` that starts each round) waits for the next grid point, unless
+it is just past one; the interval being a whole number of ticks, the next round wakes
+on a grid point again, and every idle consumer's round of a tick runs in one loop
+iteration: a handful of wake-ups a second instead of one per heartbeat. A round thus
+starts at most a tick late, once, and then keeps the interval.
+
 If the shared client fails or does not answer within the heartbeat interval, that
 heartbeat goes again on the consumer's own connection (a second heartbeat is harmless),
 and for `_FAILURE_PAUSE_S` every consumer heartbeats on its own, as without sharing.
@@ -38,9 +47,12 @@ from aiokafka.client import ConnectionGroup
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError
 from aiokafka.protocol.group import HeartbeatRequest
 
-_TICK_SHARE = 0.25
-"""A heartbeat waits for the grid at most this share of its heartbeat interval."""
+_TICKS_PER_INTERVAL = 4
+"""A heartbeat waits for the grid at most a quarter of its heartbeat interval..."""
 _MAX_TICK_S = 1.0
+"""... and at most this long (then the interval is cut in more ticks)."""
+_ON_GRID_SHARE = 0.1
+"""Up to this share of a tick after a grid point, a heartbeat counts as on it (no wait)."""
 _FAILURE_PAUSE_S = 5.0
 """After a failure of the shared way, consumers heartbeat alone for this long."""
 
@@ -100,6 +112,18 @@ class SharedHeartbeats:
         if coordinator is None or own is None or not isinstance(interval_ms, int):
             return
         interval = interval_ms / 1000
+        tick = grid_tick(interval)
+        own_ensure = coordinator.ensure_coordinator_known
+
+        def aligned() -> bool:
+            return idle() and time.monotonic() >= self._failed_until
+
+        async def ensure_coordinator_known() -> None:
+            if asyncio.current_task() is coordinator._heartbeat_task and aligned():
+                due = self._tick(tick)
+                if due is not None:
+                    await asyncio.shield(due)
+            await own_ensure()
 
         async def send_req(request: Any) -> Any:
             if (
@@ -112,24 +136,28 @@ class SharedHeartbeats:
             if node_id is None:
                 return await own(request)  # which raises as it always did
             try:
-                return await self._send(node_id, request, interval)
+                return await self._send(node_id, request, interval, tick)
             except (KafkaError, OSError, TimeoutError) as exc:
                 _log.debug("kafka shared heartbeats: %r; this one goes alone", exc)
                 self._failed_until = time.monotonic() + _FAILURE_PAUSE_S
                 return await own(request)
 
         coordinator._send_req = send_req
+        coordinator.ensure_coordinator_known = ensure_coordinator_known
 
     @staticmethod
     def detach(consumer: AIOKafkaConsumer) -> None:
         """Send `consumer`'s heartbeats on its own connection again."""
         coordinator = getattr(consumer, "_coordinator", None)
-        if coordinator is not None and "_send_req" in vars(coordinator):
-            del coordinator._send_req
+        for name in ("_send_req", "ensure_coordinator_known"):
+            if coordinator is not None and name in vars(coordinator):
+                delattr(coordinator, name)
 
-    async def _send(self, node_id: int, request: Any, interval: float) -> Any:
+    async def _send(self, node_id: int, request: Any, interval: float, tick: float) -> Any:
         async with asyncio.timeout(interval):  # late: the consumer's own way still has time
-            await asyncio.shield(self._tick(min(_MAX_TICK_S, _TICK_SHARE * interval)))
+            due = self._tick(tick)
+            if due is not None:
+                await asyncio.shield(due)
             client = await self._client()
             if not await client.ready(node_id, group=ConnectionGroup.COORDINATION):
                 raise GroupCoordinatorNotAvailableError()
@@ -140,10 +168,16 @@ class SharedHeartbeats:
             self.sent += 1
             return await client.send(node_id, request, group=ConnectionGroup.COORDINATION)
 
-    def _tick(self, tick: float) -> asyncio.Future[None]:
-        """The next point of the `tick` grid (on the loop's clock), shared by its waiters."""
+    def _tick(self, tick: float) -> asyncio.Future[None] | None:
+        """The next point of the `tick` grid (on the loop's clock), shared by its waiters.
+
+        None when the loop's clock is just past a grid point (`_ON_GRID_SHARE`): go now.
+        """
         loop = asyncio.get_running_loop()
-        index = math.ceil(loop.time() / tick)
+        now = loop.time()
+        if now - math.floor(now / tick) * tick <= _ON_GRID_SHARE * tick:
+            return None
+        index = math.ceil(now / tick)
         key = (tick, index)
         due = self._ticks.get(key)
         if due is None:
@@ -162,3 +196,8 @@ class SharedHeartbeats:
         for due in ticks.values():
             with contextlib.suppress(asyncio.InvalidStateError):
                 due.set_result(None)
+
+
+def grid_tick(interval: float) -> float:
+    """The grid's tick for a heartbeat interval: a whole fraction of it, ≤ `_MAX_TICK_S`."""
+    return interval / max(_TICKS_PER_INTERVAL, math.ceil(interval / _MAX_TICK_S))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import math
 import time
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -48,11 +49,35 @@ _POLL_MS = 500
 _FETCHER_TIMEOUT_MS = 10_000
 """aiokafka's fetch routine wakes at least this often; a safety net only (see below)."""
 _PARKED_POLL_MS = 10_000
-"""Longest wait for records in one poll while parked (the watch resumes the partitions)."""
+"""Longest wait for records in one poll while parked (the watch resumes the partitions).
+
+Parked polls end on a shared grid of this period (`_parked_wait_ms`), so the idle
+listeners of a process time out together: one wake-up, not one per listener."""
 _ROOM_WAIT_S = 1.0
 """While paused, poll this often (keeps the group membership alive) until acks come."""
 SENT_AT_HEADER = "kestrel-sent-at"
 """Header (case-insensitive) with the producer's ISO send time: a precise ``published_at``."""
+
+
+def _parked_wait_ms() -> int:
+    """Milliseconds to the next point of the `_PARKED_POLL_MS` grid on the loop's clock."""
+    now_ms = asyncio.get_running_loop().time() * 1000
+    return max(1, math.ceil(_PARKED_POLL_MS - now_ms % _PARKED_POLL_MS))
+
+
+def _nudge_fetcher(consumer: AIOKafkaConsumer) -> None:
+    """Wake the consumer's fetch routine now, on the parked polls' grid point.
+
+    The routine otherwise wakes on its own timer (`_FETCHER_TIMEOUT_MS`, a safety net)
+    from wherever it last woke: each parked consumer at its own instant. Woken here, it
+    looks at its (paused) partitions, finds nothing to do and waits again, its timer
+    now ending with the next parked poll. This wakes it the way a poll that consumed
+    records does (aiokafka's ``Fetcher._notify`` of ``_wait_consume_future``).
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    future = getattr(fetcher, "_wait_consume_future", None)
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -186,8 +211,10 @@ class KafkaListener(Listener):
 
     async def _poll_or_park(self, session: Session, limit: int) -> list[Fetched]:
         """Poll; park with the watch after `IDLE_AFTER_S` without records."""
-        wait = _POLL_MS if session.parking is None else _PARKED_POLL_MS
+        wait = _POLL_MS if session.parking is None else _parked_wait_ms()
         fetched = await self._poll(session, wait, limit)
+        if not fetched and session.parking is not None:
+            _nudge_fetcher(session.consumer)
         if fetched:
             self._parking.unpark(session)
             session.idle_since = time.monotonic()

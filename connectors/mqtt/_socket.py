@@ -16,8 +16,14 @@ from typing import Any
 
 import paho.mqtt.client as paho
 
+from .._ticker import Membership, join
+
 _MISC_INTERVAL_S = 5.0
-"""How often paho's ``loop_misc`` (keep alive, ping timeout) runs; well under the keep alive."""
+"""How often paho's ``loop_misc`` (keep alive, ping timeout) runs; well under the keep alive.
+
+Every socket of the loop runs it on one shared timer (`connectors._ticker`): an idle host
+with hundreds of MQTT triggers wakes once per interval, not once per trigger.
+"""
 
 
 class LoopSocket:
@@ -41,7 +47,7 @@ class LoopSocket:
         self.sock: Any = None
         self._reading = False
         self._paused = False
-        self._misc: asyncio.TimerHandle | None = None
+        self._misc: Membership | None = None
 
     def attach(self) -> bool:
         """Hand the connected socket to the loop; False when it closed already."""
@@ -55,7 +61,7 @@ class LoopSocket:
         self._resume()
         if client.want_write():
             self._loop.add_writer(self.sock, self._writable)
-        self._misc = self._loop.call_later(_MISC_INTERVAL_S, self._tick)
+        self._misc = join(_MISC_INTERVAL_S, self._tick)
         return True
 
     def detach(self) -> None:
@@ -70,9 +76,7 @@ class LoopSocket:
             # paho has no public "close now"; this is what its own loop calls on errors.
             # It runs `_socket_closed` (when attached), then closes the socket.
             self._client._sock_close()
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
+        self._stop_ticking()
 
     # ---- socket events (loop thread) ----
 
@@ -96,15 +100,21 @@ class LoopSocket:
             self._on_error(f"error while writing: {exc!r}")
 
     def _tick(self) -> None:
-        self._misc = None
         if self.sock is None:
+            self._stop_ticking()
             return
         if not self._paused:
             # While paused nothing is read, so a PINGRESP would look missing: skip the
             # keep alive; the broker's own timeout ends a connection stalled that long.
-            self._client.loop_misc()
-        if self.sock is not None:
-            self._misc = self._loop.call_later(_MISC_INTERVAL_S, self._tick)
+            try:
+                self._client.loop_misc()
+            except Exception as exc:
+                self._on_error(f"error in keep alive: {exc!r}")
+
+    def _stop_ticking(self) -> None:
+        misc, self._misc = self._misc, None
+        if misc is not None:
+            misc.leave()
 
     def _want_write(self, _client: paho.Client, _userdata: Any, sock: Any) -> None:
         self._loop.add_writer(sock, self._writable)
@@ -117,9 +127,7 @@ class LoopSocket:
         self._loop.remove_writer(sock)
         self.sock = None
         self._reading = False
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
+        self._stop_ticking()
 
     # ---- flow control ----
 

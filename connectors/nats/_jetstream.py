@@ -16,6 +16,7 @@ from nats.js.errors import ServiceUnavailableError
 
 from flows import ConnectorError, Delivery, ListenerContext
 
+from .._ticker import Membership, join
 from ._connection import describe
 from ._consumer import DEFAULT_ACK_WAIT, Consumer, default_durable, find_stream
 from ._listener import Held, Item, NatsListener, Stop, build_delivery, stop
@@ -51,7 +52,8 @@ class JetStreamListener(NatsListener):
         self._pull_subject = ""
         self._ack_wait = DEFAULT_ACK_WAIT
         self._paused_until = 0.0
-        self._keeper: asyncio.Task[None] | None = None
+        self._keeper: Membership | None = None
+        self._keeping: asyncio.Task[None] | None = None
         self.stream = ""
         self.durable = trigger.durable_id or default_durable(ctx)
         self._consumer = Consumer(trigger, ctx, self.durable, self.name)
@@ -96,7 +98,8 @@ class JetStreamListener(NatsListener):
         self._window.reset()
         self._paused_until = 0.0
         self._client, self._queue, self._sub = client, queue, sub
-        self._keeper = asyncio.create_task(self._keep(generation), name=f"nats {self.name}")
+        tick = max(0.05, min(self._ack_wait / 4, 5.0))
+        self._keeper = join(tick, lambda: self._keep(generation))
         await self._pull()
 
     def _subjects(self) -> tuple[str, ...]:
@@ -168,21 +171,34 @@ class JetStreamListener(NatsListener):
         self._window.reset()
         await self._pull()
 
-    async def _keep(self, generation: int) -> None:
-        """Report long-held deliveries in progress; forget expired pulls; pull again."""
-        tick = max(0.05, min(self._ack_wait / 4, 5.0))
-        while generation == self._generation:
-            await asyncio.sleep(tick)
-            now = time.monotonic()
-            self._window.expire(now)
-            for held in [h for h in self._held if now - h.progressed >= self._ack_wait / 2]:
-                held.progressed = now
-                try:
-                    await held.msg.in_progress()
-                except Exception as exc:  # the connection is failing: the iterator will say
-                    self._ctx.log("WARN", f"JetStream in-progress ack failed: {describe(exc)}")
-                    break
-            await self._pull()
+    def _keep(self, generation: int) -> None:
+        """Every tick: forget expired pulls; report long-held deliveries, pull again.
+
+        Called by the loop's shared ticker (`connectors._ticker`), so it only decides:
+        an idle consumer (nothing held, its pull request open) costs no task.
+        """
+        if generation != self._generation or self._client is None:
+            return
+        if self._keeping is not None and not self._keeping.done():
+            return  # the previous tick's work is still going
+        now = time.monotonic()
+        self._window.expire(now)
+        late = [h for h in self._held if now - h.progressed >= self._ack_wait / 2]
+        if late or (now >= self._paused_until and self._window.want(len(self._held)) > 0):
+            self._keeping = asyncio.create_task(self._progress(late), name=f"nats {self.name}")
+
+    async def _progress(self, late: list[Held]) -> None:
+        now = time.monotonic()
+        for held in late:
+            if held not in self._held:
+                continue  # acked meanwhile
+            held.progressed = now
+            try:
+                await held.msg.in_progress()
+            except Exception as exc:  # the connection is failing: the iterator will say
+                self._ctx.log("WARN", f"JetStream in-progress ack failed: {describe(exc)}")
+                break
+        await self._pull()
 
     # ---- the Listener interface ----
 
@@ -233,12 +249,15 @@ class JetStreamListener(NatsListener):
         after the ack wait). Their dedupe keys are unchanged.
         """
         keeper, self._keeper = self._keeper, None
+        keeping, self._keeping = self._keeping, None
+        if keeper is not None:
+            keeper.leave()
         sub = self._sub
         client, held = await self._shutdown()
-        if keeper is not None:
-            keeper.cancel()
+        if keeping is not None:
+            keeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+                await keeping
         self._window.reset()
         if client is None:
             await self._release()

@@ -25,6 +25,7 @@ from connectors.kafka import (
     KafkaRealtimeTrigger,
     close_producers,
 )
+from connectors.kafka._beats import grid_tick
 from flows import ConnectorError, Delivery, Event, Listener, PoisonMessage, TaskError
 from tests.connectors.fakes import FakeListenerContext, FakeRunContext, Pump
 from tests.polling import eventually
@@ -786,3 +787,12 @@ async def test_heartbeats_go_alone_when_the_shared_way_fails(
         assert delivery.raw == b"b" and _membership(listener) == joined
     finally:
         await pump.stop()
+
+
+def test_the_heartbeat_grid_cuts_the_interval_in_whole_ticks() -> None:
+    # Whole ticks: a heartbeat round that starts on a grid point starts the next one on a
+    # grid point too, so idle consumers keep waking together.
+    for interval in (0.4, 2.0, 3.0, 4.5, 10.0, 45.0):
+        tick = grid_tick(interval)
+        assert tick <= min(1.0, interval / 4) + 1e-9
+        assert abs(interval / tick - round(interval / tick)) < 1e-9
