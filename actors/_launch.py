@@ -233,8 +233,16 @@ class RunningExecutions:
         self._by_id[entry.run.id] = entry
 
     def pop(self, execution_id: str) -> Running | None:
-        """A run ended here: its record goes."""
-        return self._by_id.pop(execution_id, None)
+        """A run ended here: its record goes, and what its recorder held goes to the store.
+
+        Released here, before the caller enqueues the lease release: a run that ended
+        without its last `flush` (cancelled, fenced, crashed) still has its held changes
+        written under its lease, ahead of the release, as when nothing was held.
+        """
+        entry = self._by_id.pop(execution_id, None)
+        if entry is not None:
+            entry.recorder.release()
+        return entry
 
     def active(self, execution_id: str) -> bool:
         """Whether the execution's run here has not ended."""

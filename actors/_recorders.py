@@ -83,26 +83,67 @@ class MemoryRecorder:
         return [e.detail[0] for e in self.events if e.kind == "execution"]
 
 
+HOLD_S = 0.005
+"""How long a change waits in the recorder before it goes to the store's batcher."""
+
+
 class StoreRecorder:
     """Writes state changes to the store, write-behind, in order, batched across executions.
 
-    Each change is handed to the store's batcher as it happens, without waiting: the
-    batcher keeps the order and puts the changes of many executions into one round trip.
-    `flush` waits until all of them are durable. A write refused because the lease went
-    stale makes the next recording call raise `StaleLeaseError`: the run stops, since
-    another owner has the execution now.
+    Changes are held for `hold_s` after the first of them (or until `flush` or `release`),
+    then handed to the store's batcher all at once, in order, without waiting: the batcher
+    keeps the order and puts the changes of many executions into one round trip. `flush`
+    waits until all of them are durable. A write refused because the lease went stale
+    makes the next recording call raise `StaleLeaseError`: the run stops, since another
+    owner has the execution now.
+
+    Why hold: a run records the execution RUNNING, its first task run and its first
+    attempt, then sends that attempt to a worker. Handed over at once, those changes were
+    written (the history statement encoded here, run by Postgres, its commit flushed)
+    right while the worker started the task body, on the same two cores: the body started
+    later. Held a few milliseconds, they go after the body started, and a short task's
+    end joins them in the same statement. Nothing waits on them meanwhile: history is
+    write-behind, and whoever needs it durable calls `flush`.
+
+    Args:
+        store: The history store.
+        execution_id: The execution.
+        lease: The run's lease, carried by every write (fencing).
+        hold_s: How long changes are held; 0 hands each over as it comes.
     """
 
-    def __init__(self, store: Store, execution_id: str, lease: Lease | None) -> None:
+    def __init__(
+        self, store: Store, execution_id: str, lease: Lease | None, *, hold_s: float = HOLD_S
+    ) -> None:
         self._store = store
         self._execution_id = execution_id
         self.lease = lease
+        self._hold_s = hold_s
+        self._held: list[WriteOp] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._pending: set[asyncio.Future[object]] = set()
         self._failure: BaseException | None = None
 
     def _submit(self, op: WriteOp) -> None:
         if self._failure is not None:
             raise self._failure
+        if self._hold_s <= 0:
+            self._enqueue(op)
+            return
+        self._held.append(op)
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._hold_s, self.release)
+
+    def release(self) -> None:
+        """Hand every held change to the store's batcher now, in order (idempotent)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        held, self._held = self._held, []
+        for op in held:
+            self._enqueue(op)
+
+    def _enqueue(self, op: WriteOp) -> None:
         future = asyncio.ensure_future(self._store.enqueue(op))
         self._pending.add(future)
         future.add_done_callback(self._done)
@@ -152,6 +193,7 @@ class StoreRecorder:
             StaleLeaseError: Another owner took the execution.
             StoreError: A write failed.
         """
+        self.release()
         while self._pending:
             await asyncio.gather(*list(self._pending), return_exceptions=True)
         if self._failure is not None:
