@@ -272,10 +272,11 @@ def trigger_states(items: list[tuple[int, TriggerStateOp]], fences: Fences) -> A
     ]
 
 
-def mark_missing(grouped: Grouped, found: set[Any], outcomes: list[Outcome], what: str) -> None:
+def mark_missing(grouped: Grouped, missing: set[Any], outcomes: list[Outcome], what: str) -> None:
     """Fail the ops of every row not written (and not already refused) with `StoreError`."""
-    for key, group in grouped.items():
-        if key in found:
+    for key in missing:
+        group = grouped.get(key)
+        if group is None:
             continue
         name = key[1] if isinstance(key, tuple) else key
         for index, _ in group:
