@@ -96,16 +96,16 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
     triggers = _updates.trigger_states(groups[TriggerStateOp], fences)
     releases = _Releases([op for _, op in groups[ReleaseLeaseOp]])
     arrays = [
-        *fences.arrays(),
-        *runs,
-        *x_arrays,
-        *t_arrays,
-        *a_arrays,
-        *o_arrays,
-        *b_arrays,
-        *_updates.logs(groups[LogsOp]),
-        *triggers,
-        *releases.arrays(),
+        *_or_nulls(fences.arrays()),
+        *_or_nulls(runs),
+        *_or_nulls(x_arrays),
+        *_or_nulls(t_arrays),
+        *_or_nulls(a_arrays),
+        *_or_nulls(o_arrays),
+        *_or_nulls(b_arrays),
+        *_or_nulls(_updates.logs(groups[LogsOp])),
+        *_or_nulls(triggers),
+        *_or_nulls(releases.arrays()),
     ]
     assert len(arrays) == _PARAMETERS
     missing, stale = _read(await conn.fetch(CALL, *arrays))
@@ -132,6 +132,17 @@ async def write(conn: Connection, items: Items, outcomes: list[Outcome]) -> None
                 outcomes[index] = StoreError(message)
     for index, op in groups[ReleaseLeaseOp]:
         outcomes[index] = releases.position(op.lease) not in missing["unreleased"]
+
+
+def _or_nulls(arrays: list[list[Any]]) -> list[list[Any] | None]:
+    """A kind's arrays, or NULLs when it has no rows.
+
+    A NULL costs less than an empty array to encode and to decode, and most batches leave
+    most of the 10 kinds empty.
+    """
+    if arrays[0]:
+        return list(arrays)
+    return [None] * len(arrays)
 
 
 class _Releases:

@@ -9,7 +9,8 @@
 -- together; the stale ones' holders are read again only when there are some), and the
 -- existence checks of new task runs and log lines are evaluated once per row.
 --
--- Parameters: as 0018. Result rows (out_kind, out_a, out_b, out_n):
+-- Parameters: as 0018; a kind with no rows may come as NULLs instead of empty arrays
+-- (cheaper to send and to receive: 66 parameters per call). Result rows (out_kind, out_a, out_b, out_n):
 --   stale      lease position, current owner (NULL: no row), current epoch
 --   run        execution id of task runs not written: the execution does not exist
 --   execution  execution id not transitioned (no such execution)
@@ -116,7 +117,9 @@ BEGIN
               AND NOT EXISTS (SELECT 1 FROM done WHERE done.id = u.id);
     END IF;
 
-    IF cardinality(t_id) > 0 THEN
+    -- Skipped when every transition was merged into a task run the insert above wrote
+    -- (a one-task run's first batch): the statement would match nothing.
+    IF cardinality(t_id) > 0 AND NOT (t_merged <@ ARRAY[true] AND t_id <@ inserted) THEN
         RETURN QUERY
             WITH done AS (
                 UPDATE task_runs AS t
