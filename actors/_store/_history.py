@@ -187,8 +187,3 @@ def _read(
         else:
             missing[kind].add((a, b))
     return missing, stale
-
-
-def needs_transaction(items: Sequence[tuple[int, WriteOp]]) -> bool:
-    """True when the ops need more than one call (see `segments`)."""
-    return len(segments(list(items))) > 1
