@@ -1,4 +1,4 @@
-"""A batch of history writes in one round trip: one call of `kestrel_write_history`.
+"""A batch of history writes in one round trip: one call of `kestrel_write_history_v2`.
 
 Every write-behind kind (task runs added, execution and task-run transitions, attempts,
 outputs, labels, logs, trigger states, lease releases) goes into one statement per batch, merged

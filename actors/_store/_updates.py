@@ -1,4 +1,4 @@
-"""Batched updates, merged per row: the parameter arrays of `kestrel_write_history`.
+"""Batched updates, merged per row: the parameter arrays of `kestrel_write_history_v2`.
 
 Several writes to one row in a batch are folded in submission order (state histories
 append every entry; the last state wins; attempts and outputs merge; the last trigger

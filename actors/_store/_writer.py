@@ -9,7 +9,7 @@ Writing a batch (`write_batch`): at most one statement for the creates and one f
 everything else.
 
 A batch is written on one connection. Creates are one statement (`_creates`); every
-other kind of write is one call of `kestrel_write_history` (`_history`), which fences
+other kind of write is one call of `kestrel_write_history_v2` (`_history`), which fences
 the writes by their leases, writes each row once and releases leases last. Either is
 atomic on its own, so a batch of only one of them needs no BEGIN/COMMIT round trips;
 a batch with both (or cut into several history calls) runs in one transaction, creates
