@@ -8,7 +8,6 @@ from flows import State
 
 from . import _rows
 from ._db import Connection
-from ._json import dumps
 
 ACTIVE_STATES = (State.RUNNING, State.PAUSED, State.RETRYING, State.KILLING)
 """States that hold one of the flow's concurrency slots."""
@@ -55,7 +54,7 @@ async def admit(
                 WHERE id = $1""",
             execution_id,
             str(state),
-            dumps(_rows.history_json([(state, now)])),
+            _rows.history_text([(state, now)]),
             now,
             now if state.terminal else None,
         )

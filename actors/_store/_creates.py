@@ -20,7 +20,7 @@ from flows import StoreError
 
 from . import _rows
 from ._db import Connection
-from ._json import dumps, loads
+from ._json import loads
 from ._ops import CreateOp, Outcome
 from ._records import EXECUTION_LEASE, CreateResult, Execution, Lease, StateEntry
 from ._updates import ended_at, task_run_arrays
@@ -76,7 +76,7 @@ def _execution_arrays(ops: list[CreateOp]) -> list[list[Any]]:
         [op.new.flow_id for op in ops],
         [op.new.flow_revision for op in ops],
         [str(op.new.state) for op in ops],
-        [dumps(_rows.history_json([(op.new.state, op.created_at)])) for op in ops],
+        [_rows.history_text([(op.new.state, op.created_at)]) for op in ops],
         [op.inputs for op in ops],
         [op.trigger for op in ops],
         [op.labels for op in ops],

@@ -38,9 +38,13 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+_ENCODER = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=False)
+# One encoder for the process: `json.dumps` with options builds a new one on every call.
+
+
 def dumps(value: Any) -> str:
     """Serialize ``value`` to compact JSON text, converting the types listed above."""
-    return json.dumps(value, default=_default, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(value)
 
 
 def loads(text: str) -> Any:

@@ -31,6 +31,18 @@ def history_json(entries: Iterable[tuple[State, dt.datetime]]) -> list[dict[str,
     return [{"state": str(state), "date": date.isoformat()} for state, date in entries]
 
 
+def history_text(entries: Iterable[tuple[State, dt.datetime]]) -> str:
+    """`history_json` as JSON text, written directly: nothing in it needs escaping.
+
+    A state is one of `State`'s upper-case names and a date's ISO-8601 form holds only
+    digits, ``-``, ``:``, ``.``, ``+`` and ``T``; the write path builds one per row written.
+    """
+    items = ",".join(
+        f'{{"state":"{state}","date":"{date.isoformat()}"}}' for state, date in entries
+    )
+    return f"[{items}]"
+
+
 def _history(raw: Any) -> tuple[StateEntry, ...]:
     return tuple(
         StateEntry(State(item["state"]), dt.datetime.fromisoformat(item["date"]))

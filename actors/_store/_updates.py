@@ -1,4 +1,4 @@
-"""Batched updates, merged per row: the parameter arrays of `kestrel_write_history`.
+"""Batched updates, merged per row: the parameter arrays of `kestrel_write_history_v2`.
 
 Several writes to one row in a batch are folded in submission order (state histories
 append every entry; the last state wins; attempts and outputs merge; the last trigger
@@ -94,7 +94,7 @@ def task_run_arrays(runs: list[tuple[str, NewTaskRun]]) -> Arrays:
         [run.value for _, run in runs],
         [run.iteration for _, run in runs],
         [str(run.state) for _, run in runs],
-        [dumps(_rows.history_json([(run.state, at)])) for (_, run), at in pairs],
+        [_rows.history_text([(run.state, at)]) for (_, run), at in pairs],
         created,
         [ended_at(run.state, at) for (_, run), at in pairs],
     ]
@@ -130,7 +130,7 @@ def added_task_runs(
             continue
         entries = [(run.state, created[row])] + [(op.state, op.at) for op in later]
         states[row] = str(later[-1].state)
-        histories[row] = dumps(_rows.history_json(entries))
+        histories[row] = _rows.history_text(entries)
         ended[row] = ended_at(later[-1].state, later[-1].at)
         updated[row] = max(created[row], later[-1].at)
     positions = [fences.position(op.lease) for _, op in items for _ in op.runs]
@@ -148,7 +148,7 @@ def execution_transitions(
         last: TransitionOp = group[-1][1]
         ids.append(execution_id)
         states.append(str(last.state))
-        histories.append(dumps(_rows.history_json((op.state, op.at) for _, op in group)))
+        histories.append(_rows.history_text((op.state, op.at) for _, op in group))
         ats.append(last.at)
         ended.append(ended_at(last.state, last.at))
         outputs.append(next((op.outputs for _, op in reversed(group) if op.outputs), None))
@@ -171,7 +171,7 @@ def task_run_transitions(
         ids.append(task_run_id)
         executions.append(execution_id)
         states.append(str(last.state))
-        histories.append(dumps(_rows.history_json((op.state, op.at) for _, op in group)))
+        histories.append(_rows.history_text((op.state, op.at) for _, op in group))
         ats.append(last.at)
         ended.append(ended_at(last.state, last.at))
         leases.append(_lease(group, fences))
@@ -272,10 +272,11 @@ def trigger_states(items: list[tuple[int, TriggerStateOp]], fences: Fences) -> A
     ]
 
 
-def mark_missing(grouped: Grouped, found: set[Any], outcomes: list[Outcome], what: str) -> None:
+def mark_missing(grouped: Grouped, missing: set[Any], outcomes: list[Outcome], what: str) -> None:
     """Fail the ops of every row not written (and not already refused) with `StoreError`."""
-    for key, group in grouped.items():
-        if key in found:
+    for key in missing:
+        group = grouped.get(key)
+        if group is None:
             continue
         name = key[1] if isinstance(key, tuple) else key
         for index, _ in group:

@@ -9,7 +9,7 @@ Writing a batch (`write_batch`): at most one statement for the creates and one f
 everything else.
 
 A batch is written on one connection. Creates are one statement (`_creates`); every
-other kind of write is one call of `kestrel_write_history` (`_history`), which fences
+other kind of write is one call of `kestrel_write_history_v2` (`_history`), which fences
 the writes by their leases, writes each row once and releases leases last. Either is
 atomic on its own, so a batch of only one of them needs no BEGIN/COMMIT round trips;
 a batch with both (or cut into several history calls) runs in one transaction, creates
@@ -211,12 +211,13 @@ async def write_batch(pool: asyncpg.Pool, ops: Sequence[WriteOp]) -> list[Outcom
     they are idempotent on dedupe key and execution id), as when the server refuses
     connections (shutting down, starting up, out of slots).
     """
+    plan = _Plan(ops)  # once per batch: cutting the history into segments walks every op
     try:
         async with pool.acquire() as conn:
-            if needs_transaction(ops):
+            if plan.needs_transaction:
                 async with conn.transaction():
-                    return await apply_ops(conn, ops)
-            return await apply_ops(conn, ops)
+                    return await plan.apply(conn)
+            return await plan.apply(conn)
     except CONNECTION_ERRORS as exc:
         message = f"database connection failed during a write: {exc!r}"
         return [StoreUnavailable(message) for _ in ops]
@@ -228,25 +229,39 @@ async def write_batch(pool: asyncpg.Pool, ops: Sequence[WriteOp]) -> list[Outcom
     return [(await write_batch(pool, [op]))[0] for op in ops]
 
 
-def _split(
-    ops: Sequence[WriteOp],
-) -> tuple[list[tuple[int, CreateOp]], list[tuple[int, WriteOp]]]:
-    creates: list[tuple[int, CreateOp]] = []
-    history: list[tuple[int, WriteOp]] = []
-    for index, op in enumerate(ops):
-        if isinstance(op, CreateOp):
-            creates.append((index, op))
-        else:
-            history.append((index, op))
-    return creates, history
+class _Plan:
+    """A batch cut into its creates and its history segments (one call each)."""
+
+    def __init__(self, ops: Sequence[WriteOp]) -> None:
+        self.size = len(ops)
+        self.creates: list[tuple[int, CreateOp]] = []
+        history: list[tuple[int, WriteOp]] = []
+        for index, op in enumerate(ops):
+            if isinstance(op, CreateOp):
+                self.creates.append((index, op))
+            else:
+                history.append((index, op))
+        self.segments = _history.segments(history)
+
+    @property
+    def needs_transaction(self) -> bool:
+        """False when the batch is one statement: only creates, or one history call."""
+        if not self.segments:
+            return False
+        return bool(self.creates) or len(self.segments) > 1
+
+    async def apply(self, conn: Connection) -> list[Outcome]:
+        """Write the batch on ``conn``; see `apply_ops`."""
+        outcomes: list[Outcome] = [None] * self.size
+        await _creates.create_executions(conn, self.creates, outcomes)
+        for segment in self.segments:
+            await _history.write(conn, segment, outcomes)
+        return outcomes
 
 
 def needs_transaction(ops: Sequence[WriteOp]) -> bool:
     """False when the batch is one statement: only creates, or one history call."""
-    creates, history = _split(ops)
-    if not history:
-        return False
-    return bool(creates) or _history.needs_transaction(history)
+    return _Plan(ops).needs_transaction
 
 
 async def apply_ops(conn: Connection, ops: Sequence[WriteOp]) -> list[Outcome]:
@@ -257,9 +272,4 @@ async def apply_ops(conn: Connection, ops: Sequence[WriteOp]) -> list[Outcome]:
         writes (True/False for a lease release), a `StaleLeaseError` or `StoreError` for
         a refused one.
     """
-    outcomes: list[Outcome] = [None] * len(ops)
-    creates, history = _split(ops)
-    await _creates.create_executions(conn, creates, outcomes)
-    for segment in _history.segments(history):
-        await _history.write(conn, segment, outcomes)
-    return outcomes
+    return await _Plan(ops).apply(conn)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from actors._store import KVType, format_duration, new_id, parse_duration
+from actors._store import KVType, _rows, format_duration, new_id, parse_duration
 from actors._store._json import dumps
 from actors._store._kv import decode_value, encode_value
 from flows import State, StoreError
@@ -67,3 +67,16 @@ def test_ids_are_22_url_safe_characters_and_unique() -> None:
     ids = {new_id() for _ in range(10_000)}
     assert len(ids) == 10_000
     assert all(len(i) == 22 and i.isalnum() and i.isascii() for i in ids)
+
+
+def test_a_state_history_written_as_text_is_the_json_of_its_entries() -> None:
+    """The write path builds history text directly; it must equal the encoder's output."""
+    at = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
+    entries = [
+        (State.CREATED, at),
+        (State.RUNNING, at.astimezone(dt.timezone(dt.timedelta(hours=2)))),
+    ]
+    entries.append((State.SUCCESS, at.replace(microsecond=0)))
+    assert _rows.history_text(entries) == dumps(_rows.history_json(entries))
+    assert json.loads(_rows.history_text(entries)) == _rows.history_json(entries)
+    assert _rows.history_text([]) == "[]"

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 
 import asyncpg
 import pytest
 
 from actors._store import Migration, Store, apply_migrations, load_migrations
-from flows import StoreError
+from flows import State, StoreError
+
+from ._factories import new_execution
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +95,32 @@ async def test_a_failing_migration_leaves_nothing_behind(fresh_database: str) ->
     finally:
         await conn.close()
     assert await _tables(fresh_database) == set()
+
+
+async def test_a_database_at_an_earlier_version_upgrades_and_keeps_working(
+    fresh_database: str,
+) -> None:
+    """A database made by an earlier release takes the newer migrations, then serves writes."""
+    migrations = load_migrations()
+    earlier = [m for m in migrations if m.version <= 18]
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        assert await apply_migrations(conn, earlier) == [m.version for m in earlier]
+    finally:
+        await conn.close()
+    async with Store(fresh_database, min_connections=1, max_connections=1) as store:
+        created = await store.create_execution(
+            new_execution(), lease_owner="owner", lease_ttl=dt.timedelta(minutes=1)
+        )
+        lease = created.lease
+        assert lease is not None
+        await store.transition(created.execution.id, State.SUCCESS, lease=lease)
+        assert await store.release_lease(lease)
+        execution = await store.get_execution(created.execution.id)
+    assert execution is not None and execution.state is State.SUCCESS
+    conn = await asyncpg.connect(fresh_database)
+    try:
+        versions = await conn.fetch("SELECT version FROM kestrel_migrations ORDER BY version")
+    finally:
+        await conn.close()
+    assert [r["version"] for r in versions] == [m.version for m in migrations]

@@ -28,7 +28,7 @@ from actors._store._ops import (
     TaskRunTransitionOp,
     TransitionOp,
 )
-from flows import StaleLeaseError, State
+from flows import StaleLeaseError, State, StoreError
 
 from ._factories import new_execution
 
@@ -201,3 +201,44 @@ async def test_a_task_run_created_and_moved_in_one_batch_is_inserted_in_its_last
     assert runs["fresh"].ended_at == later and runs["fresh"].updated_at == later
     assert [e.state for e in runs["again"].state_history] == [State.CREATED, State.RUNNING]
     assert runs["again"].state is State.RUNNING and runs["again"].ended_at is None
+
+
+async def test_each_write_about_a_missing_row_fails_only_itself_in_a_batch_that_took(
+    fresh_database: str,
+) -> None:
+    """The call answers only what it did not write; every other op in the batch succeeds."""
+    async with Store(fresh_database, **ONE_CONNECTION) as store:
+        good, other = await _leased(store, 2)
+        stale = dataclasses.replace(other, epoch=other.epoch - 1)
+        at = dt.datetime.now(dt.UTC)
+        attempt = Attempt(number=1, state=State.RUNNING, started_at=at)
+        lost = LogLine(execution_id="nope", message="lost")
+        kept = LogLine(execution_id=good.key, message="kept")
+        writes = {
+            "add runs, no execution": AddTaskRunsOp.of("nope", [NewTaskRun(task_id="t")]),
+            "transition, no execution": TransitionOp.of("nope", State.RUNNING),
+            "task run, no task run": TaskRunTransitionOp.of(good.key, "no-run", State.RUNNING),
+            "attempt, no task run": AttemptOp.of(good.key, "no-run", attempt),
+            "outputs, no task run": OutputsOp.of(good.key, "no-run", {"x": 1}),
+            "labels, no execution": LabelsOp.of("nope", {"x": "1"}),
+            "logs, one execution missing": LogsOp((kept, lost)),
+            "stale, no task run": AttemptOp.of(other.key, "no-run", attempt, stale),
+            "release, not ours": ReleaseLeaseOp(stale),
+            "release, ours": ReleaseLeaseOp(other),
+        }
+        enqueued = [store.enqueue(w) for w in writes.values()]
+        enqueued += _run_writes(store, good, 7)
+        outcomes = await asyncio.gather(*enqueued, return_exceptions=True)
+        got = dict(zip(writes, outcomes, strict=False))
+        for name in list(writes)[:7]:
+            assert isinstance(got[name], StoreError), (name, got[name])
+            assert not isinstance(got[name], StaleLeaseError), name
+        assert "unknown task run 'no-run'" in str(got["attempt, no task run"])
+        assert "unknown execution 'nope'" in str(got["logs, one execution missing"])
+        assert isinstance(got["stale, no task run"], StaleLeaseError)
+        assert got["release, not ours"] is False
+        assert got["release, ours"] is True
+        assert outcomes[len(writes) :] == [None] * 10 + [True]  # the good run's writes
+        detail = await store.execution_detail(good.key)
+        assert detail is not None and detail.execution.state is State.SUCCESS
+        assert [line.message for line in detail.logs] == ["kept", "done 7"]
