@@ -26,15 +26,11 @@ from ._records import (
 )
 
 
-def history_json(entries: Iterable[tuple[State, dt.datetime]]) -> list[dict[str, str]]:
-    """A state history as stored: ``[{"state": ..., "date": ISO-8601}, ...]``."""
-    return [{"state": str(state), "date": date.isoformat()} for state, date in entries]
-
-
 def history_text(entries: Iterable[tuple[State, dt.datetime]]) -> str:
-    """`history_json` as JSON text, written directly: nothing in it needs escaping.
+    """A state history as stored, ``[{"state": ..., "date": ISO-8601}, ...]``, as JSON text.
 
-    A state is one of `State`'s upper-case names and a date's ISO-8601 form holds only
+    Written directly, not through the JSON encoder: nothing in it needs escaping. A
+    state is one of `State`'s upper-case names and a date's ISO-8601 form holds only
     digits, ``-``, ``:``, ``.``, ``+`` and ``T``; the write path builds one per row written.
     """
     items = ",".join(

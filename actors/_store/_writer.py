@@ -259,13 +259,8 @@ class _Plan:
         return outcomes
 
 
-def needs_transaction(ops: Sequence[WriteOp]) -> bool:
-    """False when the batch is one statement: only creates, or one history call."""
-    return _Plan(ops).needs_transaction
-
-
 async def apply_ops(conn: Connection, ops: Sequence[WriteOp]) -> list[Outcome]:
-    """Apply ``ops`` on ``conn``; commit is the caller's (see `needs_transaction`).
+    """Apply ``ops`` on ``conn``; commit is the caller's (see `_Plan.needs_transaction`).
 
     Returns:
         One outcome per op: a `CreateResult` for a create, None for other successful

@@ -77,6 +77,7 @@ def test_a_state_history_written_as_text_is_the_json_of_its_entries() -> None:
         (State.RUNNING, at.astimezone(dt.timezone(dt.timedelta(hours=2)))),
     ]
     entries.append((State.SUCCESS, at.replace(microsecond=0)))
-    assert _rows.history_text(entries) == dumps(_rows.history_json(entries))
-    assert json.loads(_rows.history_text(entries)) == _rows.history_json(entries)
+    as_json = [{"state": str(state), "date": date.isoformat()} for state, date in entries]
+    assert _rows.history_text(entries) == dumps(as_json)
+    assert json.loads(_rows.history_text(entries)) == as_json
     assert _rows.history_text([]) == "[]"
