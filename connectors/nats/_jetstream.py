@@ -147,13 +147,17 @@ class JetStreamListener(NatsListener):
                 self._paused_until = time.monotonic() + _PAUSE_AFTER_REFUSAL
         await self._pull()
 
+    def _room(self) -> int:
+        """How many messages a pull may ask for now: 0 while unconnected, paused or full."""
+        if self._client is None or time.monotonic() < self._paused_until:
+            return 0
+        return self._window.want(len(self._held))
+
     async def _pull(self) -> None:
         """Ask for as many messages as there is room for (see `PullWindow`)."""
         client = self._client
-        if client is None or time.monotonic() < self._paused_until:
-            return
-        count = self._window.want(len(self._held))
-        if count <= 0:
+        count = self._room()
+        if client is None or count <= 0:
             return
         self._window.opened(count, time.monotonic() + EXPIRES)
         self.pull_requests += 1
@@ -184,7 +188,7 @@ class JetStreamListener(NatsListener):
         now = time.monotonic()
         self._window.expire(now)
         late = [h for h in self._held if now - h.progressed >= self._ack_wait / 2]
-        if late or (now >= self._paused_until and self._window.want(len(self._held)) > 0):
+        if late or self._room() > 0:
             self._keeping = asyncio.create_task(self._progress(late), name=f"nats {self.name}")
 
     async def _progress(self, late: list[Held]) -> None:
